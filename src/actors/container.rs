@@ -1,0 +1,748 @@
+//! The Container actor: one per container, the only owner of its state machine
+//! (created -> running -> stopped) and of its processes. Every runtime call it makes has a
+//! timeout, so a wedged runtime stalls this container only.
+//!
+//! Event order per container is kept here: every event of a container is published by its
+//! actor, in order; the init process's /tasks/exit waits for a start in flight and for the
+//! container's execs to exit, so create < start < (exec exits) < exit < delete.
+
+use super::events::{Events, Publish};
+use super::process::{CloseStdin, Process, ProcessExited, SignalProcess};
+use crate::error::{Error, Result};
+use crate::launch::{self, LaunchedShim};
+use crate::layout::{write_atomic, ContainerDir};
+use crate::runtime::Runtime;
+use crate::shim::{Mode, ShimArgs};
+use crate::types::*;
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// `state.json`: what the daemon needs to know about a container across restarts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Namespace.
+    pub namespace: String,
+    /// Container id (also the runtime's id, under a per-namespace runtime root).
+    pub id: String,
+    /// The bundle.
+    pub bundle: PathBuf,
+    /// The runtime binary.
+    pub runtime: PathBuf,
+    /// Extra global runtime arguments.
+    pub runtime_args: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The init process's stdio.
+    pub stdio: Stdio,
+    /// Creation time.
+    pub created_at_ns: u64,
+    /// The cgroup path the runtime uses (from the spec, or `/<id>`).
+    pub cgroup_path: String,
+}
+
+/// What a Container needs from the daemon's configuration.
+#[derive(Clone)]
+pub struct ContainerEnv {
+    /// The corral-shim binary.
+    pub shim: PathBuf,
+    /// The runtime, with its per-namespace root.
+    pub runtime: Runtime,
+    /// How long a shim may take to answer.
+    pub shim_timeout: Duration,
+    /// Where events go.
+    pub events: Addr<Events>,
+}
+
+#[derive(Default)]
+struct ProcessSlot {
+    addr: Option<Addr<Process>>,
+    pid: u32,
+    exit: Option<ExitStatus>,
+    waiters: Vec<oneshot::Sender<ExitStatus>>,
+}
+
+impl ProcessSlot {
+    fn info(&self, id: &str) -> ProcessInfo {
+        ProcessInfo {
+            id: id.to_string(),
+            pid: self.pid,
+            status: if self.exit.is_some() {
+                Status::Stopped
+            } else if self.pid == 0 {
+                Status::Created
+            } else {
+                Status::Running
+            },
+            exit: self.exit,
+        }
+    }
+
+    fn resolve_waiters(&mut self) {
+        if let Some(exit) = self.exit {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(exit);
+            }
+        }
+    }
+}
+
+/// One container.
+pub struct Container {
+    record: ContainerRecord,
+    dir: ContainerDir,
+    env: ContainerEnv,
+    status: Status,
+    init: ProcessSlot,
+    execs: BTreeMap<String, ProcessSlot>,
+    starting: bool,
+    deleting: bool,
+    init_exit_published: bool,
+}
+
+/// Creates the container through its shim (and starts it when `start`).
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct Init {
+    /// `runc run --detach` instead of `runc create`.
+    pub start: bool,
+}
+
+/// Starts a created container.
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct Start;
+
+/// Runs another process in the container.
+#[derive(Message)]
+#[rtype(result = "Result<ProcessInfo>")]
+pub struct Exec {
+    /// Its id.
+    pub exec_id: String,
+    /// What to run.
+    pub process: ExecProcess,
+    /// Its stdio.
+    pub stdio: Stdio,
+}
+
+/// Signals the init process, an exec, or (`all`) every process.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Kill {
+    /// `None` for init.
+    pub exec_id: Option<String>,
+    /// Signal number.
+    pub signal: i32,
+    /// Every process in the container.
+    pub all: bool,
+}
+
+/// Waits for a process to exit (returns at once if it has).
+#[derive(Message)]
+#[rtype(result = "Result<ExitStatus>")]
+pub struct Wait {
+    /// `None` for init.
+    pub exec_id: Option<String>,
+}
+
+/// Deletes the container: runtime state, state dir, cgroup.
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct Delete {
+    /// Kill it first if it is running.
+    pub force: bool,
+}
+
+/// Reads the container's state.
+#[derive(Message)]
+#[rtype(result = "ContainerInfo")]
+pub struct GetInfo;
+
+/// Lists the pids in the container.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PidInfo>>")]
+pub struct Pids;
+
+/// Closes a process's stdin.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct CloseProcessStdin {
+    /// `None` for init.
+    pub exec_id: Option<String>,
+}
+
+impl Container {
+    /// A container about to be created; nothing runs until [`Init`].
+    pub fn new(record: ContainerRecord, dir: ContainerDir, env: ContainerEnv) -> Self {
+        Container {
+            record,
+            dir,
+            env,
+            status: Status::Unknown,
+            init: ProcessSlot::default(),
+            execs: BTreeMap::new(),
+            starting: false,
+            deleting: false,
+            init_exit_published: false,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.record.namespace, self.record.id)
+    }
+
+    fn info(&self) -> ContainerInfo {
+        ContainerInfo {
+            namespace: self.record.namespace.clone(),
+            id: self.record.id.clone(),
+            bundle: self.record.bundle.clone(),
+            runtime: self.record.runtime.clone(),
+            labels: self.record.labels.clone(),
+            status: self.status,
+            pid: self.init.pid,
+            created_at_ns: self.record.created_at_ns,
+            exit: self.init.exit,
+            execs: self.execs.iter().map(|(id, s)| s.info(id)).collect(),
+        }
+    }
+
+    fn publish(&self, topic: Topic, process_id: Option<&str>, pid: u32, exit: Option<ExitStatus>) {
+        self.env.events.do_send(Publish(Event {
+            seq: 0,
+            timestamp_ns: 0,
+            namespace: self.record.namespace.clone(),
+            topic,
+            container_id: self.record.id.clone(),
+            process_id: process_id.map(str::to_string),
+            pid: (pid > 0).then_some(pid),
+            exit,
+            bundle: (topic == Topic::TaskCreate).then(|| self.record.bundle.clone()),
+        }));
+    }
+
+    fn shim_args(&self, mode: Mode, stdio: &Stdio) -> ShimArgs {
+        ShimArgs {
+            mode,
+            runtime: self.env.runtime.path.clone(),
+            root: self.env.runtime.root.clone(),
+            id: self.record.id.clone(),
+            bundle: self.record.bundle.clone(),
+            runtime_args: self.env.runtime.args.iter().map(Into::into).collect(),
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
+        }
+    }
+
+    fn watch(
+        &self,
+        process_id: &str,
+        shim: LaunchedShim,
+        ctx: &mut Context<Self>,
+    ) -> Addr<Process> {
+        Process::new(
+            process_id.to_string(),
+            self.dir.process(process_id),
+            shim.pid,
+            shim.starttime,
+            shim.exit_fd,
+            Some(shim.shim_exited),
+            ctx.address().recipient(),
+        )
+        .start()
+    }
+
+    /// Publishes the init process's exit once nothing may still come before it.
+    fn maybe_publish_init_exit(&mut self) {
+        let Some(exit) = self.init.exit else { return };
+        if self.init_exit_published || self.starting {
+            return;
+        }
+        let live_execs: Vec<Addr<Process>> = self
+            .execs
+            .values()
+            .filter(|s| s.exit.is_none())
+            .filter_map(|s| s.addr.clone())
+            .collect();
+        if !live_execs.is_empty() {
+            // They die with the container's pid namespace; make sure of it when there is none.
+            for addr in live_execs {
+                addr.do_send(SignalProcess(libc::SIGKILL));
+            }
+            return;
+        }
+        self.init_exit_published = true;
+        self.publish(
+            Topic::TaskExit,
+            Some(INIT_PROCESS),
+            self.init.pid,
+            Some(exit),
+        );
+        self.init.resolve_waiters();
+    }
+
+    fn slot(&self, exec_id: Option<&str>) -> Result<&ProcessSlot> {
+        match exec_id {
+            None => Ok(&self.init),
+            Some(e) => self
+                .execs
+                .get(e)
+                .ok_or_else(|| Error::NotFound(format!("exec {e:?} in container {}", self.key()))),
+        }
+    }
+
+    fn wrong_state(&self, want: &str) -> Error {
+        Error::WrongState(format!(
+            "container {} is {}; {want}",
+            self.key(),
+            self.status
+        ))
+    }
+}
+
+impl Actor for Container {
+    type Context = Context<Self>;
+}
+
+/// Removes what a failed create or a delete leaves: the runtime's state, the state dir,
+/// the cgroup.
+async fn remove_everything(runtime: Runtime, id: String, dir: PathBuf, cgroup: String) {
+    if runtime.has_state(&id) {
+        if let Err(e) = runtime.delete(&id, true).await {
+            tracing::warn!("cleaning up {id}: {e}");
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cleaning up {}: {e}", dir.display());
+        }
+    }
+    crate::cgroups::remove_leftovers(&cgroup);
+}
+
+impl Handler<Init> for Container {
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
+
+    fn handle(&mut self, Init { start }: Init, _: &mut Context<Self>) -> Self::Result {
+        let mode = if start { Mode::Run } else { Mode::Create };
+        let args = self.shim_args(mode, &self.record.stdio);
+        let shim = self.env.shim.clone();
+        let timeout = self.env.shim_timeout;
+        let runtime = self.env.runtime.clone();
+        let dir = self.dir.clone();
+        let record = self.record.clone();
+        let work = async move {
+            let result = async {
+                std::fs::create_dir_all(dir.path())
+                    .map_err(|e| Error::io(format!("create {}", dir.path().display()), e))?;
+                let json = serde_json::to_vec_pretty(&record)
+                    .map_err(|e| Error::Internal(format!("encode state.json: {e}")))?;
+                write_atomic(&dir.state_json(), &json)
+                    .map_err(|e| Error::io("write state.json", e))?;
+                launch::launch(&shim, &dir.process(INIT_PROCESS), &args, timeout).await
+            }
+            .await;
+            if result.is_err() {
+                remove_everything(
+                    runtime,
+                    record.id.clone(),
+                    dir.path().to_path_buf(),
+                    record.cgroup_path.clone(),
+                )
+                .await;
+            }
+            result
+        };
+        Box::pin(
+            work.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(shim) => {
+                        act.init.pid = shim.pid as u32;
+                        act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
+                        act.status = if start {
+                            Status::Running
+                        } else {
+                            Status::Created
+                        };
+                        act.publish(Topic::TaskCreate, Some(INIT_PROCESS), act.init.pid, None);
+                        if start {
+                            act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
+                        }
+                        // A process quick enough to exit before we watched it is already reported
+                        // by its Process actor; nothing to do here.
+                        Ok(act.info())
+                    }
+                    Err(e) => {
+                        ctx.stop();
+                        Err(e)
+                    }
+                }),
+        )
+    }
+}
+
+impl Handler<Start> for Container {
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
+
+    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+        if self.status != Status::Created || self.starting || self.deleting {
+            let err = if self.starting {
+                Error::WrongState(format!("container {} is already starting", self.key()))
+            } else {
+                self.wrong_state("only a created container can be started")
+            };
+            return Box::pin(actix::fut::ready(Err(err)));
+        }
+        self.starting = true;
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        Box::pin(
+            async move { runtime.start(&id).await }
+                .into_actor(self)
+                .map(|result, act, _| {
+                    act.starting = false;
+                    let result = result.map(|()| {
+                        if act.init.exit.is_none() {
+                            act.status = Status::Running;
+                        }
+                        act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
+                        act.info()
+                    });
+                    act.maybe_publish_init_exit();
+                    result
+                }),
+        )
+    }
+}
+
+impl Handler<ProcessExited> for Container {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProcessExited, _: &mut Context<Self>) {
+        if msg.process_id == INIT_PROCESS {
+            self.init.exit = Some(msg.status);
+            self.init.addr = None;
+            self.status = Status::Stopped;
+            self.maybe_publish_init_exit();
+            return;
+        }
+        let pid = match self.execs.get_mut(&msg.process_id) {
+            Some(slot) => {
+                slot.exit = Some(msg.status);
+                slot.addr = None;
+                slot.resolve_waiters();
+                slot.pid
+            }
+            None => return,
+        };
+        self.publish(
+            Topic::TaskExit,
+            Some(&msg.process_id),
+            pid,
+            Some(msg.status),
+        );
+        self.maybe_publish_init_exit();
+    }
+}
+
+fn process_spec_json(bundle: &std::path::Path, process: ExecProcess) -> Result<String> {
+    match process {
+        ExecProcess::SpecJson(json) => {
+            serde_json::from_str::<oci_spec::runtime::Process>(&json).map_err(|e| {
+                Error::InvalidArgument(format!("exec process spec is not a valid OCI process: {e}"))
+            })?;
+            Ok(json)
+        }
+        ExecProcess::Args(args) => {
+            if args.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "exec needs a command to run".to_string(),
+                ));
+            }
+            let spec = crate::bundle::load_spec(bundle)?;
+            let mut process = spec.process().clone().unwrap_or_default();
+            process.set_args(Some(args));
+            process.set_terminal(Some(false));
+            serde_json::to_string(&process)
+                .map_err(|e| Error::Internal(format!("encode process.json: {e}")))
+        }
+    }
+}
+
+impl Handler<Exec> for Container {
+    type Result = ResponseActFuture<Self, Result<ProcessInfo>>;
+
+    fn handle(&mut self, msg: Exec, _: &mut Context<Self>) -> Self::Result {
+        let prepared = (|| {
+            validate_id("exec id", &msg.exec_id)?;
+            if msg.exec_id == INIT_PROCESS {
+                return Err(Error::InvalidArgument(format!(
+                    "exec id {INIT_PROCESS:?} is reserved for the container's own process"
+                )));
+            }
+            if self.status != Status::Running || self.deleting {
+                return Err(self.wrong_state("exec needs a running container"));
+            }
+            if self.execs.contains_key(&msg.exec_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "exec {:?} in container {}",
+                    msg.exec_id,
+                    self.key()
+                )));
+            }
+            let json = process_spec_json(&self.record.bundle, msg.process)?;
+            let dir = self.dir.process(&msg.exec_id);
+            launch::prepare_dir(&dir)?;
+            write_atomic(&dir.process_json(), json.as_bytes())
+                .map_err(|e| Error::io("write process.json", e))?;
+            Ok(dir)
+        })();
+        let dir = match prepared {
+            Ok(dir) => dir,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let exec_id = msg.exec_id;
+        self.execs.insert(exec_id.clone(), ProcessSlot::default());
+        self.publish(Topic::TaskExecAdded, Some(&exec_id), 0, None);
+        let args = self.shim_args(Mode::Exec, &msg.stdio);
+        let shim = self.env.shim.clone();
+        let timeout = self.env.shim_timeout;
+        let work = async move {
+            let result = launch::launch(&shim, &dir, &args, timeout).await;
+            if result.is_err() {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
+            result
+        };
+        Box::pin(
+            work.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(shim) => {
+                        let pid = shim.pid as u32;
+                        let addr = act.watch(&exec_id, shim, ctx);
+                        let slot = act.execs.entry(exec_id.clone()).or_default();
+                        slot.pid = pid;
+                        slot.addr = Some(addr);
+                        act.publish(Topic::TaskExecStarted, Some(&exec_id), pid, None);
+                        Ok(act.execs[&exec_id].info(&exec_id))
+                    }
+                    Err(e) => {
+                        act.execs.remove(&exec_id);
+                        Err(e)
+                    }
+                }),
+        )
+    }
+}
+
+impl Handler<Kill> for Container {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+        let target = self.slot(msg.exec_id.as_deref()).and_then(|slot| {
+            if msg.all && msg.exec_id.is_some() {
+                return Err(Error::InvalidArgument(
+                    "--all applies to the container, not to one exec".to_string(),
+                ));
+            }
+            if slot.exit.is_some() {
+                return Err(Error::WrongState(format!(
+                    "process {} of container {} has already exited",
+                    msg.exec_id.as_deref().unwrap_or(INIT_PROCESS),
+                    self.key()
+                )));
+            }
+            Ok(slot.addr.clone())
+        });
+        let addr = match target {
+            Ok(addr) => addr,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        if msg.all {
+            let runtime = self.env.runtime.clone();
+            let id = self.record.id.clone();
+            return Box::pin(
+                async move { runtime.kill(&id, msg.signal, true).await }.into_actor(self),
+            );
+        }
+        let Some(addr) = addr else {
+            return Box::pin(actix::fut::ready(Err(Error::WrongState(format!(
+                "process {} of container {} is not started yet",
+                msg.exec_id.as_deref().unwrap_or(INIT_PROCESS),
+                self.key()
+            )))));
+        };
+        Box::pin(
+            async move {
+                addr.send(SignalProcess(msg.signal))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::WrongState("the process has already exited".into()))
+                    })
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<Wait> for Container {
+    type Result = ResponseFuture<Result<ExitStatus>>;
+
+    fn handle(&mut self, msg: Wait, _: &mut Context<Self>) -> Self::Result {
+        let is_init = msg.exec_id.is_none();
+        let slot = match msg.exec_id.as_deref() {
+            None => Ok(&mut self.init),
+            Some(e) => self
+                .execs
+                .get_mut(e)
+                .ok_or_else(|| Error::NotFound(format!("exec {e:?} in container"))),
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        // The init exit counts once its event is out, so a waiter never beats the event.
+        let done = slot.exit.filter(|_| !is_init || self.init_exit_published);
+        if let Some(exit) = done {
+            return Box::pin(async move { Ok(exit) });
+        }
+        let (tx, rx) = oneshot::channel();
+        slot.waiters.push(tx);
+        Box::pin(async move {
+            rx.await
+                .map_err(|_| Error::NotFound("the container was deleted while waiting".into()))
+        })
+    }
+}
+
+impl Handler<Delete> for Container {
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
+
+    fn handle(&mut self, Delete { force }: Delete, _: &mut Context<Self>) -> Self::Result {
+        if self.deleting {
+            return Box::pin(actix::fut::ready(Err(Error::WrongState(format!(
+                "container {} is already being deleted",
+                self.key()
+            )))));
+        }
+        let live = matches!(
+            self.status,
+            Status::Running | Status::Paused | Status::Unknown
+        ) && self.init.exit.is_none();
+        if live && !force {
+            return Box::pin(actix::fut::ready(Err(
+                self.wrong_state("kill it first, or delete with --force")
+            )));
+        }
+        self.deleting = true;
+        // A live (or created) container is killed, and its exit recorded, before deletion.
+        let exited = if self.init.exit.is_none() && self.init.pid > 0 {
+            if let Some(addr) = &self.init.addr {
+                addr.do_send(SignalProcess(libc::SIGKILL));
+            }
+            let (tx, rx) = oneshot::channel();
+            self.init.waiters.push(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        let dir = self.dir.path().to_path_buf();
+        let cgroup = self.record.cgroup_path.clone();
+        let timeout = runtime.timeout;
+        let work = async move {
+            if let Some(rx) = exited {
+                if tokio::time::timeout(timeout, rx).await.is_err() {
+                    return Err(Error::Timeout(format!(
+                        "container {id} did not exit within {timeout:?} of SIGKILL"
+                    )));
+                }
+            }
+            if let Err(e) = runtime.delete(&id, false).await {
+                tracing::debug!("plain delete of {id} failed ({e}); forcing");
+                runtime.delete(&id, true).await?;
+            }
+            remove_everything(runtime, id, dir, cgroup).await;
+            Ok(())
+        };
+        Box::pin(work.into_actor(self).map(|result: Result<()>, act, ctx| {
+            act.deleting = false;
+            result?;
+            act.publish(
+                Topic::TaskDelete,
+                Some(INIT_PROCESS),
+                act.init.pid,
+                act.init.exit,
+            );
+            let info = act.info();
+            ctx.stop();
+            Ok(info)
+        }))
+    }
+}
+
+impl Handler<GetInfo> for Container {
+    type Result = MessageResult<GetInfo>;
+
+    fn handle(&mut self, _: GetInfo, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.info())
+    }
+}
+
+impl Handler<Pids> for Container {
+    type Result = ResponseActFuture<Self, Result<Vec<PidInfo>>>;
+
+    fn handle(&mut self, _: Pids, _: &mut Context<Self>) -> Self::Result {
+        if matches!(self.status, Status::Stopped) {
+            return Box::pin(actix::fut::ready(Ok(Vec::new())));
+        }
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        Box::pin(
+            async move { runtime.ps(&id).await }
+                .into_actor(self)
+                .map(|result, act, _| {
+                    let pids = result?;
+                    let known: BTreeMap<u32, String> =
+                        std::iter::once((act.init.pid, INIT_PROCESS.to_string()))
+                            .chain(act.execs.iter().map(|(id, s)| (s.pid, id.clone())))
+                            .collect();
+                    let mut seen = BTreeSet::new();
+                    Ok(pids
+                        .into_iter()
+                        .filter(|p| seen.insert(*p))
+                        .map(|pid| PidInfo {
+                            pid,
+                            process_id: known.get(&pid).cloned(),
+                        })
+                        .collect())
+                }),
+        )
+    }
+}
+
+impl Handler<CloseProcessStdin> for Container {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: CloseProcessStdin, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.slot(msg.exec_id.as_deref()).and_then(|slot| {
+            slot.addr.clone().ok_or_else(|| {
+                Error::WrongState(format!(
+                    "process {} of container {} is not running",
+                    msg.exec_id.as_deref().unwrap_or(INIT_PROCESS),
+                    self.key()
+                ))
+            })
+        });
+        Box::pin(async move {
+            addr?
+                .send(CloseStdin)
+                .await
+                .unwrap_or_else(|_| Err(Error::WrongState("the process has exited".into())))
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! The Process actor: one per init or exec process. It watches its shim's exit fifo (an
+//! async fd) and the reaper's word on the shim, turns the shim's death into an
+//! [`ExitStatus`] (from `exitStatus`, or by the seed's rules when the shim died without
+//! writing it), tells its Container, and stops. It also signals the process and closes its
+//! stdin through the control fifo.
+
+use crate::error::{Error, Result};
+use crate::layout::{is_zombie, same_process, ShimDir};
+use crate::types::{now_ns, ExitStatus, UNKNOWN_EXIT_CODE};
+use actix::prelude::*;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::oneshot;
+
+/// Sent to the owning Container when the process has exited.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProcessExited {
+    /// `init` or the exec id.
+    pub process_id: String,
+    /// How it ended.
+    pub status: ExitStatus,
+}
+
+/// Sends a signal to the process.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct SignalProcess(pub i32);
+
+/// Closes the process's stdin (control message `0`).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct CloseStdin;
+
+/// One container process and its shim.
+pub struct Process {
+    process_id: String,
+    dir: ShimDir,
+    pid: i32,
+    starttime: Option<u64>,
+    exit_fd: Option<OwnedFd>,
+    shim_exited: Option<oneshot::Receiver<i32>>,
+    owner: Recipient<ProcessExited>,
+    done: bool,
+}
+
+impl Process {
+    /// A process whose shim is running; `shim_exited` is set when the shim is our child.
+    pub fn new(
+        process_id: String,
+        dir: ShimDir,
+        pid: i32,
+        starttime: Option<u64>,
+        exit_fd: OwnedFd,
+        shim_exited: Option<oneshot::Receiver<i32>>,
+        owner: Recipient<ProcessExited>,
+    ) -> Self {
+        Process {
+            process_id,
+            dir,
+            pid,
+            starttime,
+            exit_fd: Some(exit_fd),
+            shim_exited,
+            owner,
+            done: false,
+        }
+    }
+
+    /// Called once the shim is gone, whichever way we learnt it.
+    fn shim_gone(&mut self, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let status = exit_status_of(&self.dir, self.pid, self.starttime);
+        tracing::debug!(process = %self.process_id, pid = self.pid, code = status.code, "process exited");
+        self.owner.do_send(ProcessExited {
+            process_id: self.process_id.clone(),
+            status,
+        });
+        ctx.stop();
+    }
+
+    fn alive(&self) -> bool {
+        !self.done
+            && match self.starttime {
+                Some(start) => same_process(self.pid, start) && !is_zombie(self.pid),
+                None => self.pid > 0,
+            }
+    }
+}
+
+/// The exit status of a process whose shim is gone: what the shim wrote, or by the rules
+/// for a shim that died without writing it: the process still alive and now orphaned is
+/// killed (137); gone or replaced by another process with its pid, 255. The result is
+/// written to `exitStatus` so that it is the same after a daemon restart.
+pub fn exit_status_of(dir: &ShimDir, pid: i32, starttime: Option<u64>) -> ExitStatus {
+    if let Some((code, at)) = dir.read_exit_status() {
+        return ExitStatus {
+            code,
+            exited_at_ns: at,
+        };
+    }
+    let orphan_alive = starttime.is_some_and(|s| same_process(pid, s) && !is_zombie(pid));
+    let code = if orphan_alive {
+        tracing::warn!(pid, dir = %dir.path().display(), "shim died without recording an exit; killing its orphaned process");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        137
+    } else {
+        tracing::warn!(pid, dir = %dir.path().display(), "shim died without recording an exit and the process is gone: exit unknown");
+        UNKNOWN_EXIT_CODE
+    };
+    if let Err(e) = dir.write_exit_status(code) {
+        tracing::warn!("cannot record exit status in {}: {e}", dir.path().display());
+    }
+    ExitStatus {
+        code,
+        exited_at_ns: now_ns(),
+    }
+}
+
+/// Resolves when the fifo's writer (the shim) is gone: read returns end-of-file.
+async fn wait_hangup(fd: OwnedFd) {
+    // SAFETY: the OwnedFd is moved into the AsyncFd and owns the descriptor until the AsyncFd
+    // is dropped; OwnedFd::as_raw_fd always returns that same descriptor.
+    let Ok(afd) = (unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }) else {
+        return;
+    };
+    let mut buf = [0u8; 64];
+    loop {
+        let Ok(mut guard) = afd.readable().await else {
+            return;
+        };
+        match nix::unistd::read(afd.get_ref().as_raw_fd(), &mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+impl Actor for Process {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(fd) = self.exit_fd.take() {
+            ctx.spawn(
+                wait_hangup(fd)
+                    .into_actor(self)
+                    .map(|_, act, ctx| act.shim_gone(ctx)),
+            );
+        }
+        if let Some(rx) = self.shim_exited.take() {
+            ctx.spawn(rx.into_actor(self).map(|_, act, ctx| act.shim_gone(ctx)));
+        }
+    }
+}
+
+impl Handler<SignalProcess> for Process {
+    type Result = Result<()>;
+
+    fn handle(&mut self, SignalProcess(sig): SignalProcess, _: &mut Context<Self>) -> Result<()> {
+        if !self.alive() {
+            return Err(Error::WrongState(format!(
+                "process {} (pid {}) has already exited",
+                self.process_id, self.pid
+            )));
+        }
+        // SAFETY: kill(2) with a pid we verified against its start time, any signal number.
+        let rc = unsafe { libc::kill(self.pid, sig) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ESRCH) => Error::WrongState(format!(
+                    "process {} (pid {}) has already exited",
+                    self.process_id, self.pid
+                )),
+                Some(libc::EINVAL) => Error::InvalidArgument(format!("invalid signal {sig}")),
+                _ => Error::io(format!("kill {} with signal {sig}", self.pid), err),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Handler<CloseStdin> for Process {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: CloseStdin, _: &mut Context<Self>) -> Result<()> {
+        let path = self.dir.control_fifo();
+        let mut fifo = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        fifo.write_all(b"0 0 0\n")
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}

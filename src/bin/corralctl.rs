@@ -1,0 +1,633 @@
+//! corralctl: the admin CLI. Talks to corrald over its socket (`--socket`, or
+//! `CORRAL_SOCKET`); every command takes `--namespace NS` (or `CORRAL_NAMESPACE`).
+
+use corral::rpc::{Client, DEFAULT_SOCKET};
+use corral::*;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "usage: corralctl [--socket PATH] [--namespace NS] COMMAND [ARGS]
+
+commands:
+  create ID --bundle DIR [--label K=V]... [--runtime PATH] [--stdin P] [--stdout P] [--stderr P]
+  start ID
+  run ID --bundle DIR [--rm] [-d] [--label K=V]... [--runtime PATH]
+                                  create, start, copy its output, wait; exit with its code
+  exec ID EXEC_ID [-d] -- CMD...  run CMD in the container; exit with its code
+  kill ID [--signal SIG] [--all] [--exec EXEC_ID]     (SIGTERM by default)
+  wait ID [--exec EXEC_ID]        print the exit code and exit with it
+  delete ID [--force]
+  list [--label K=V]... [--json]
+  state ID [--json]
+  pids ID [--json]
+  close-stdin ID [--exec EXEC_ID]
+  events [--id ID] [--json]       follow events
+  version
+  bundle busybox DIR [-- CMD...]  make a runnable bundle from the host's busybox-static
+
+environment: CORRAL_SOCKET, CORRAL_NAMESPACE";
+
+/// A command-line error: printed with the usage, exit 2.
+struct Usage(String);
+
+enum Failure {
+    Usage(Usage),
+    Corral(Error),
+}
+
+impl From<Usage> for Failure {
+    fn from(u: Usage) -> Self {
+        Failure::Usage(u)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Corral(e)
+    }
+}
+
+type Outcome = Result<i32, Failure>;
+
+/// The arguments left to parse; flags may come anywhere before `--`.
+struct Args {
+    items: VecDeque<String>,
+    rest: Vec<String>,
+}
+
+impl Args {
+    fn new(argv: Vec<String>) -> Self {
+        let mut items = VecDeque::new();
+        let mut rest = Vec::new();
+        let mut it = argv.into_iter();
+        for a in it.by_ref() {
+            if a == "--" {
+                break;
+            }
+            items.push_back(a);
+        }
+        rest.extend(it);
+        Args { items, rest }
+    }
+
+    fn flag(&mut self, names: &[&str]) -> bool {
+        let before = self.items.len();
+        self.items.retain(|a| !names.contains(&a.as_str()));
+        self.items.len() != before
+    }
+
+    fn values(&mut self, names: &[&str]) -> Result<Vec<String>, Usage> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.items.len() {
+            let a = &self.items[i];
+            if let Some((name, v)) = a.split_once('=').filter(|(n, _)| names.contains(n)) {
+                let _ = name;
+                out.push(v.to_string());
+                self.items.remove(i);
+            } else if names.contains(&a.as_str()) {
+                let name = a.clone();
+                self.items.remove(i);
+                match self.items.remove(i) {
+                    Some(v) => out.push(v),
+                    None => return Err(Usage(format!("{name} needs a value"))),
+                }
+            } else {
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn value(&mut self, names: &[&str]) -> Result<Option<String>, Usage> {
+        let mut v = self.values(names)?;
+        if v.len() > 1 {
+            return Err(Usage(format!("{} given more than once", names[0])));
+        }
+        Ok(v.pop())
+    }
+
+    fn positional(&mut self, what: &str) -> Result<String, Usage> {
+        let pos = self
+            .items
+            .iter()
+            .position(|a| !a.starts_with('-') || a == "-");
+        match pos.and_then(|p| self.items.remove(p)) {
+            Some(v) => Ok(v),
+            None => Err(Usage(format!("missing {what}"))),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<String>, Usage> {
+        if let Some(extra) = self.items.front() {
+            return Err(Usage(format!("unexpected argument {extra:?}")));
+        }
+        Ok(self.rest)
+    }
+}
+
+struct Ctl {
+    socket: PathBuf,
+    namespace: String,
+}
+
+impl Ctl {
+    fn client(&self) -> Result<Client, Error> {
+        Client::connect(&self.socket)
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run_cli(argv) {
+        Ok(code) => code,
+        Err(Failure::Usage(Usage(msg))) => {
+            eprintln!("corralctl: {msg}\n\n{USAGE}");
+            2
+        }
+        Err(Failure::Corral(e)) => {
+            eprintln!("corralctl: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run_cli(argv: Vec<String>) -> Outcome {
+    let mut args = Args::new(argv);
+    if args.flag(&["--help", "-h", "help"]) {
+        println!("{USAGE}");
+        return Ok(0);
+    }
+    let socket = args
+        .value(&["--socket"])?
+        .or_else(|| std::env::var("CORRAL_SOCKET").ok())
+        .unwrap_or_else(|| DEFAULT_SOCKET.to_string());
+    let namespace = args
+        .value(&["--namespace", "-n"])?
+        .or_else(|| std::env::var("CORRAL_NAMESPACE").ok())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    validate_id("namespace", &namespace)?;
+    let ctl = Ctl {
+        socket: socket.into(),
+        namespace,
+    };
+    let command = args.positional("command")?;
+    match command.as_str() {
+        "create" => create(&ctl, args),
+        "start" => start(&ctl, args),
+        "run" => run(&ctl, args),
+        "exec" => exec(&ctl, args),
+        "kill" => kill(&ctl, args),
+        "wait" => wait(&ctl, args),
+        "delete" | "rm" => delete(&ctl, args),
+        "list" | "ls" => list(&ctl, args),
+        "state" => state(&ctl, args),
+        "pids" => pids(&ctl, args),
+        "close-stdin" => close_stdin(&ctl, args),
+        "events" => events(&ctl, args),
+        "version" => version(&ctl, args),
+        "bundle" => bundle(args),
+        other => Err(Usage(format!("unknown command {other:?}")).into()),
+    }
+}
+
+fn labels(args: &mut Args) -> Result<BTreeMap<String, String>, Usage> {
+    args.values(&["--label", "-l"])?
+        .into_iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Usage(format!("label {kv:?} is not KEY=VALUE"))),
+        })
+        .collect()
+}
+
+fn absolute(p: String) -> Result<PathBuf, Error> {
+    std::path::absolute(&p).map_err(|e| Error::InvalidArgument(format!("path {p:?}: {e}")))
+}
+
+fn create_request(ctl: &Ctl, args: &mut Args, id: String) -> Result<CreateRequest, Failure> {
+    let bundle = args
+        .value(&["--bundle", "-b"])?
+        .ok_or_else(|| Usage("--bundle DIR is required".into()))?;
+    let runtime = args.value(&["--runtime"])?.map(PathBuf::from);
+    Ok(CreateRequest {
+        namespace: ctl.namespace.clone(),
+        id,
+        bundle: absolute(bundle)?,
+        runtime,
+        runtime_args: Vec::new(),
+        labels: labels(args)?,
+        stdio: Stdio::default(),
+        start: false,
+    })
+}
+
+fn create(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let mut req = create_request(ctl, &mut args, id)?;
+    req.stdio = Stdio {
+        stdin: args.value(&["--stdin"])?.map(absolute).transpose()?,
+        stdout: args.value(&["--stdout"])?.map(absolute).transpose()?,
+        stderr: args.value(&["--stderr"])?.map(absolute).transpose()?,
+    };
+    args.finish()?;
+    let info = ctl.client()?.create(req)?;
+    println!("{} created (pid {})", info.id, info.pid);
+    Ok(0)
+}
+
+fn start(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    args.finish()?;
+    let info = ctl.client()?.start(&ctl.namespace, &id)?;
+    println!("{} started (pid {})", info.id, info.pid);
+    Ok(0)
+}
+
+/// Fifos in a private temp dir that carry a process's stdout and stderr to ours.
+struct OutputPipes {
+    dir: PathBuf,
+    readers: Vec<(std::fs::File, bool)>,
+}
+
+impl OutputPipes {
+    fn new(tag: &str) -> Result<Self, Error> {
+        let dir = std::env::temp_dir().join(format!(
+            "corralctl-{}-{}-{}",
+            std::process::id(),
+            tag,
+            now_ns()
+        ));
+        std::fs::create_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let mut pipes = OutputPipes {
+            dir,
+            readers: Vec::new(),
+        };
+        for (name, is_err) in [("stdout", false), ("stderr", true)] {
+            let path = pipes.dir.join(name);
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| Error::Internal(format!("mkfifo {}: {e}", path.display())))?;
+            // Open the read end first (non-blocking) so the shim's open never waits for us.
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+                .map_err(|e| Error::io(path.display(), e))?;
+            pipes.readers.push((f, is_err));
+        }
+        Ok(pipes)
+    }
+
+    fn stdio(&self) -> Stdio {
+        Stdio {
+            stdin: None,
+            stdout: Some(self.dir.join("stdout")),
+            stderr: Some(self.dir.join("stderr")),
+        }
+    }
+
+    /// Copies both fifos to our stdout and stderr until the writers are gone.
+    fn copy(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        self.readers
+            .drain(..)
+            .map(|(mut f, is_err)| {
+                set_blocking(&f);
+                std::thread::spawn(move || {
+                    let _ = if is_err {
+                        std::io::copy(&mut f, &mut std::io::stderr())
+                    } else {
+                        std::io::copy(&mut f, &mut std::io::stdout())
+                    };
+                    let _ = std::io::stdout().flush();
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for OutputPipes {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn set_blocking(f: &std::fs::File) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    if let Ok(flags) = fcntl(f.as_raw_fd(), FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            f.as_raw_fd(),
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+fn run(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let detach = args.flag(&["-d", "--detach"]);
+    let remove = args.flag(&["--rm"]);
+    let mut req = create_request(ctl, &mut args, id.clone())?;
+    args.finish()?;
+    if detach && remove {
+        return Err(Usage("--rm cannot be used with -d".into()).into());
+    }
+    req.start = true;
+    let mut client = ctl.client()?;
+    if detach {
+        let info = client.create(req)?;
+        println!("{} running (pid {})", info.id, info.pid);
+        return Ok(0);
+    }
+    let mut pipes = OutputPipes::new(&id)?;
+    req.stdio = pipes.stdio();
+    client.create(req)?;
+    let copiers = pipes.copy();
+    let exit = client.wait(&ctl.namespace, &id, None)?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    if remove {
+        client.delete(&ctl.namespace, &id, false)?;
+    }
+    Ok(exit.code as i32)
+}
+
+fn exec(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let exec_id = args.positional("EXEC_ID")?;
+    let detach = args.flag(&["-d", "--detach"]);
+    let cmd = args.finish()?;
+    if cmd.is_empty() {
+        return Err(Usage("exec needs a command after --".into()).into());
+    }
+    let mut req = ExecRequest {
+        namespace: ctl.namespace.clone(),
+        id: id.clone(),
+        exec_id: exec_id.clone(),
+        process: ExecProcess::Args(cmd),
+        stdio: Stdio::default(),
+    };
+    let mut client = ctl.client()?;
+    if detach {
+        let p = client.exec(req)?;
+        println!("{} started in {} (pid {})", p.id, id, p.pid);
+        return Ok(0);
+    }
+    let mut pipes = OutputPipes::new(&exec_id)?;
+    req.stdio = pipes.stdio();
+    client.exec(req)?;
+    let copiers = pipes.copy();
+    let exit = client.wait(&ctl.namespace, &id, Some(&exec_id))?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    Ok(exit.code as i32)
+}
+
+fn kill(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let signal = args
+        .value(&["--signal", "-s"])?
+        .unwrap_or_else(|| "TERM".into());
+    let all = args.flag(&["--all", "-a"]);
+    let exec_id = args.value(&["--exec"])?;
+    args.finish()?;
+    let signal = parse_signal(&signal)?;
+    ctl.client()?.kill(KillRequest {
+        namespace: ctl.namespace.clone(),
+        id,
+        exec_id,
+        signal,
+        all,
+    })?;
+    Ok(0)
+}
+
+fn wait(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let exec_id = args.value(&["--exec"])?;
+    args.finish()?;
+    let exit = ctl
+        .client()?
+        .wait(&ctl.namespace, &id, exec_id.as_deref())?;
+    println!("{}", exit.code);
+    Ok(exit.code as i32)
+}
+
+fn delete(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let force = args.flag(&["--force", "-f"]);
+    args.finish()?;
+    ctl.client()?.delete(&ctl.namespace, &id, force)?;
+    Ok(0)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<i32, Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Internal(format!("encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(0)
+}
+
+fn exit_text(exit: Option<ExitStatus>) -> String {
+    exit.map(|e| e.code.to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn list(ctl: &Ctl, mut args: Args) -> Outcome {
+    let as_json = args.flag(&["--json"]);
+    let labels = labels(&mut args)?;
+    args.finish()?;
+    let containers = ctl.client()?.list(&ctl.namespace, labels)?;
+    if as_json {
+        return json(&containers);
+    }
+    let rows: Vec<[String; 6]> = containers
+        .iter()
+        .map(|c| {
+            [
+                c.id.clone(),
+                c.status.to_string(),
+                c.pid.to_string(),
+                exit_text(c.exit),
+                format_time(c.created_at_ns),
+                c.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATUS", "PID", "EXIT", "CREATED", "LABELS"], &rows);
+    Ok(0)
+}
+
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+}
+
+fn state(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let as_json = args.flag(&["--json"]);
+    args.finish()?;
+    let c = ctl.client()?.state(&ctl.namespace, &id)?;
+    if as_json {
+        return json(&c);
+    }
+    println!("namespace: {}", c.namespace);
+    println!("id:        {}", c.id);
+    println!("status:    {}", c.status);
+    println!("pid:       {}", c.pid);
+    println!("bundle:    {}", c.bundle.display());
+    println!("runtime:   {}", c.runtime.display());
+    println!("created:   {}", format_time(c.created_at_ns));
+    if let Some(exit) = c.exit {
+        println!(
+            "exit:      {} at {}",
+            exit.code,
+            format_time(exit.exited_at_ns)
+        );
+    }
+    for (k, v) in &c.labels {
+        println!("label:     {k}={v}");
+    }
+    if !c.execs.is_empty() {
+        println!();
+        let rows: Vec<[String; 4]> = c
+            .execs
+            .iter()
+            .map(|p| {
+                [
+                    p.id.clone(),
+                    p.pid.to_string(),
+                    p.status.to_string(),
+                    exit_text(p.exit),
+                ]
+            })
+            .collect();
+        table(&["EXEC", "PID", "STATUS", "EXIT"], &rows);
+    }
+    Ok(0)
+}
+
+fn pids(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let as_json = args.flag(&["--json"]);
+    args.finish()?;
+    let pids = ctl.client()?.pids(&ctl.namespace, &id)?;
+    if as_json {
+        return json(&pids);
+    }
+    let rows: Vec<[String; 2]> = pids
+        .iter()
+        .map(|p| {
+            [
+                p.pid.to_string(),
+                p.process_id.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(&["PID", "PROCESS"], &rows);
+    Ok(0)
+}
+
+fn close_stdin(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let exec_id = args.value(&["--exec"])?;
+    args.finish()?;
+    ctl.client()?
+        .close_stdin(&ctl.namespace, &id, exec_id.as_deref())?;
+    Ok(0)
+}
+
+fn events(ctl: &Ctl, mut args: Args) -> Outcome {
+    let as_json = args.flag(&["--json"]);
+    let id = args.value(&["--id"])?;
+    args.finish()?;
+    let filter = EventFilter {
+        namespace: Some(ctl.namespace.clone()),
+        container_id: id,
+    };
+    let subscription = ctl.client()?.subscribe(filter)?;
+    let mut out = std::io::stdout().lock();
+    for event in subscription {
+        let event = event?;
+        let line = if as_json {
+            serde_json::to_string(&event).map_err(|e| Error::Internal(e.to_string()))?
+        } else {
+            let mut s = format!(
+                "{} {:>6} {:<20} {}/{}",
+                format_time(event.timestamp_ns),
+                event.seq,
+                event.topic.as_str(),
+                event.namespace,
+                event.container_id
+            );
+            if let Some(p) = &event.process_id {
+                s.push_str(&format!(" process={p}"));
+            }
+            if let Some(pid) = event.pid {
+                s.push_str(&format!(" pid={pid}"));
+            }
+            if let Some(exit) = event.exit {
+                s.push_str(&format!(" exit={}", exit.code));
+            }
+            s
+        };
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            break; // stdout closed (e.g. piped into head)
+        }
+    }
+    Ok(0)
+}
+
+fn version(ctl: &Ctl, args: Args) -> Outcome {
+    args.finish()?;
+    println!("corralctl {}", VERSION);
+    match ctl.client().and_then(|mut c| c.version()) {
+        Ok((daemon, protocol)) => println!("corrald   {daemon} (protocol {protocol})"),
+        Err(e) => println!("corrald   unreachable: {e}"),
+    }
+    Ok(0)
+}
+
+fn bundle(mut args: Args) -> Outcome {
+    let kind = args.positional("bundle kind (busybox)")?;
+    if kind != "busybox" {
+        return Err(Usage(format!(
+            "unknown bundle kind {kind:?}; only busybox is known"
+        ))
+        .into());
+    }
+    let dir = args.positional("DIR")?;
+    let cmd = args.finish()?;
+    let dir = Path::new(&dir);
+    corral::bundle::make_busybox(dir, &cmd)?;
+    println!("bundle ready in {}", dir.display());
+    Ok(0)
+}

@@ -1,0 +1,135 @@
+//! OCI bundles: loading and checking a bundle's config.json, and making a runnable busybox
+//! bundle from the host's busybox-static so a newcomer needs no image.
+
+use crate::error::{Error, Result};
+use oci_spec::runtime::{Process, Spec};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Loads `<bundle>/config.json`, with errors that name the bundle and what is wrong.
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
+    let config = bundle.join("config.json");
+    if !bundle.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "bundle {} does not exist or is not a directory",
+            bundle.display()
+        )));
+    }
+    if !config.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "bundle {} has no config.json",
+            bundle.display()
+        )));
+    }
+    Spec::load(&config).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "{} is not a valid OCI runtime spec: {e}",
+            config.display()
+        ))
+    })
+}
+
+/// Checks a bundle for create: absolute path, a valid spec with a process, an existing
+/// rootfs. Returns the canonical bundle path and the spec.
+pub fn check(bundle: &Path) -> Result<(PathBuf, Spec)> {
+    let canonical = fs::canonicalize(bundle)
+        .map_err(|e| Error::InvalidArgument(format!("bundle {}: {e}", bundle.display())))?;
+    let spec = load_spec(&canonical)?;
+    let process = spec.process().as_ref().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{}/config.json has no process to run",
+            canonical.display()
+        ))
+    })?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::InvalidArgument(format!(
+            "{}/config.json: process.args is empty",
+            canonical.display()
+        )));
+    }
+    if let Some(root) = spec.root() {
+        let rootfs = canonical.join(root.path());
+        if !rootfs.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "bundle {}: rootfs {} does not exist",
+                canonical.display(),
+                rootfs.display()
+            )));
+        }
+    }
+    Ok((canonical, spec))
+}
+
+/// The cgroup path the runtime will use for `id` under `spec` (runc: `/<id>` when unset).
+pub fn cgroup_path(spec: &Spec, id: &str) -> String {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| format!("/{id}"))
+}
+
+/// Where the host's busybox-static is looked for.
+pub const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
+
+/// Makes a runnable bundle in `dir` from the host's busybox-static: `rootfs/bin/busybox`
+/// with its applet links, and a config.json with the runc defaults that runs `args`
+/// (default `sh`), with no terminal and a writable rootfs.
+pub fn make_busybox(dir: &Path, args: &[String]) -> Result<()> {
+    let busybox = BUSYBOX_CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::NotFound(
+                "busybox: none at /bin/busybox or /usr/bin/busybox (apt-get install busybox-static)"
+                    .to_string(),
+            )
+        })?;
+    let io = |what: &Path, e: std::io::Error| Error::io(what.display(), e);
+    let rootfs = dir.join("rootfs");
+    let bin = rootfs.join("bin");
+    for sub in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        let p = rootfs.join(sub);
+        fs::create_dir_all(&p).map_err(|e| io(&p, e))?;
+    }
+    let target = bin.join("busybox");
+    fs::copy(busybox, &target).map_err(|e| io(&target, e))?;
+    let list = std::process::Command::new(&target)
+        .arg("--list")
+        .output()
+        .map_err(|e| io(&target, e))?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        let link = bin.join(applet);
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("busybox", &link).map_err(|e| io(&link, e))?;
+        }
+    }
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+        .map_err(|e| io(&rootfs, e))?;
+    fs::write(rootfs.join("etc/group"), "root:x:0:\n").map_err(|e| io(&rootfs, e))?;
+
+    let mut spec = Spec::default();
+    let mut process = spec.process().clone().unwrap_or_else(Process::default);
+    let args = if args.is_empty() {
+        vec!["sh".to_string()]
+    } else {
+        args.to_vec()
+    };
+    process.set_args(Some(args));
+    process.set_terminal(Some(false));
+    spec.set_process(Some(process));
+    if let Some(mut root) = spec.root().clone() {
+        root.set_readonly(Some(false));
+        spec.set_root(Some(root));
+    }
+    spec.set_hostname(Some("corral".to_string()));
+    let config = dir.join("config.json");
+    spec.save(&config)
+        .map_err(|e| Error::Internal(format!("write {}: {e}", config.display())))
+}

@@ -1,0 +1,55 @@
+//! The one error type of the library, carried as-is over the RPC.
+
+use serde::{Deserialize, Serialize};
+
+/// Every failure the supervisor reports, typed so that a client can react to the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Error {
+    /// No container, process or checkpoint with that name.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The id is taken.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The request itself is wrong: a bad id, a missing bundle, a bad spec.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The request does not fit the container's current state.
+    #[error("wrong state: {0}")]
+    WrongState(String),
+    /// The OCI runtime refused or failed; `stderr` is what it said.
+    #[error("runtime failed: {op} {id}: {stderr}")]
+    RuntimeFailed {
+        /// The runtime verb (create, start, kill, delete...).
+        op: String,
+        /// The container the call was about.
+        id: String,
+        /// The runtime's own error text.
+        stderr: String,
+    },
+    /// A runtime call or shim interaction did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// An event subscriber fell behind; events from `first_missed` on were not delivered.
+    #[error("subscriber lagged: events from sequence {first_missed} on were not delivered")]
+    Lagged {
+        /// The first sequence number this subscriber did not receive.
+        first_missed: u64,
+    },
+    /// The peer broke the wire protocol (garbage frame, oversized frame, bad handshake).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Anything else: I/O on the state dir, a daemon that went away.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Shorthand for an I/O failure with what was being done.
+    pub fn io(what: impl std::fmt::Display, err: std::io::Error) -> Self {
+        Error::Internal(format!("{what}: {err}"))
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,270 @@
+//! The on-disk contract between corrald and its shims (containerd v0.2's, kept):
+//!
+//! ```text
+//! <state>/<namespace>/<id>/state.json          the container's record
+//! <state>/<namespace>/<id>/<process>/          "init" or the exec id
+//!     process.json  exit  control  pid  starttime  exitStatus  shim.pid  shim.log  log.json
+//! ```
+//! Everything here is plain files and fifos so that a daemon that restarts, or a person with
+//! `ls` and `cat`, can read what happened. This module is synchronous: the shim uses it too.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The daemon's state directory (default `/run/corral`).
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Wraps a path; nothing is created.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+    /// The directory holding one namespace's containers.
+    pub fn namespace(&self, namespace: &str) -> PathBuf {
+        self.root.join(namespace)
+    }
+    /// One container's directory.
+    pub fn container(&self, namespace: &str, id: &str) -> ContainerDir {
+        ContainerDir {
+            path: self.root.join(namespace).join(id),
+        }
+    }
+}
+
+/// `<state>/<namespace>/<id>`: one container's files.
+#[derive(Clone, Debug)]
+pub struct ContainerDir {
+    path: PathBuf,
+}
+
+impl ContainerDir {
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// `state.json`: bundle, runtime, labels, stdio.
+    pub fn state_json(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+    /// A process's directory (`init` or an exec id).
+    pub fn process(&self, process_id: &str) -> ShimDir {
+        ShimDir::new(self.path.join(process_id))
+    }
+}
+
+/// `<state>/<namespace>/<id>/<process>`: one shim's files.
+#[derive(Clone, Debug)]
+pub struct ShimDir {
+    path: PathBuf,
+}
+
+impl ShimDir {
+    /// Wraps a path; nothing is created.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ShimDir { path: path.into() }
+    }
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The exec process's OCI spec.
+    pub fn process_json(&self) -> PathBuf {
+        self.path.join("process.json")
+    }
+    /// Fifo whose write end the shim holds until it exits.
+    pub fn exit_fifo(&self) -> PathBuf {
+        self.path.join("exit")
+    }
+    /// Fifo the daemon writes `type w h` lines to (0: close stdin, 1: resize).
+    pub fn control_fifo(&self) -> PathBuf {
+        self.path.join("control")
+    }
+    /// The container process's pid, written by the runtime.
+    pub fn pid_file(&self) -> PathBuf {
+        self.path.join("pid")
+    }
+    /// `/proc/<pid>/stat` field 22 of the container process: guards against pid reuse.
+    pub fn starttime_file(&self) -> PathBuf {
+        self.path.join("starttime")
+    }
+    /// The exit code, written by the shim before it exits.
+    pub fn exit_status_file(&self) -> PathBuf {
+        self.path.join("exitStatus")
+    }
+    /// `<pid> <starttime>` of the shim itself.
+    pub fn shim_pid_file(&self) -> PathBuf {
+        self.path.join("shim.pid")
+    }
+    /// The shim's own errors.
+    pub fn shim_log(&self) -> PathBuf {
+        self.path.join("shim.log")
+    }
+    /// The runtime's log (`--log`, JSON lines).
+    pub fn runtime_log(&self) -> PathBuf {
+        self.path.join("log.json")
+    }
+
+    /// The container process's pid, if the runtime wrote it.
+    pub fn read_pid(&self) -> Option<i32> {
+        read_trimmed(&self.pid_file())?.parse().ok()
+    }
+    /// The recorded start time of the container process.
+    pub fn read_starttime(&self) -> Option<u64> {
+        read_trimmed(&self.starttime_file())?.parse().ok()
+    }
+    /// The shim's `(pid, starttime)`.
+    pub fn read_shim_pid(&self) -> Option<(i32, u64)> {
+        let s = read_trimmed(&self.shim_pid_file())?;
+        let (pid, start) = s.split_once(' ')?;
+        Some((pid.parse().ok()?, start.parse().ok()?))
+    }
+    /// The recorded exit: the code, and the file's modification time as the exit time.
+    pub fn read_exit_status(&self) -> Option<(u32, u64)> {
+        let path = self.exit_status_file();
+        let code = read_trimmed(&path)?.parse().ok()?;
+        let meta = fs::metadata(&path).ok()?;
+        let ns = meta.mtime() as u64 * 1_000_000_000 + meta.mtime_nsec() as u64;
+        Some((code, ns))
+    }
+    /// Records an exit code (tmp file, fsync, rename).
+    pub fn write_exit_status(&self, code: u32) -> io::Result<()> {
+        write_atomic(&self.exit_status_file(), format!("{code}").as_bytes())
+    }
+    /// The runtime's error messages from its JSON log, one per line.
+    pub fn runtime_errors(&self) -> String {
+        fs::read_to_string(self.runtime_log())
+            .map(|log| runtime_log_errors(&log))
+            .unwrap_or_default()
+    }
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Writes `bytes` to `path` atomically: a tmp file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)
+}
+
+/// `/proc/<pid>/stat` field 22 (start time in clock ticks since boot), or `None` if the
+/// process is gone.
+pub fn proc_starttime(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is the process that had start time `starttime` and has not been reaped.
+pub fn same_process(pid: i32, starttime: u64) -> bool {
+    pid > 0 && proc_starttime(pid) == Some(starttime)
+}
+
+/// Whether `pid` is a zombie (exited, not yet reaped).
+pub fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace()
+                .next()
+                .map(|st| st == "Z" || st == "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Pulls the `msg` of each error-level line out of a runtime's JSON log
+/// (`{"level":"error","msg":"...","time":"..."}`), without a JSON parser so the shim stays small.
+pub fn runtime_log_errors(log: &str) -> String {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        if !(line.contains("\"level\":\"error\"") || line.contains("\"level\":\"fatal\"")) {
+            continue;
+        }
+        if let Some(msg) = json_string_field(line, "msg") {
+            out.push(msg);
+        }
+    }
+    out.join("\n")
+}
+
+fn json_string_field(line: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\":\"");
+    let start = line.find(&key)? + key.len();
+    let mut out = String::new();
+    let mut chars = line[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(
+                        u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .unwrap_or('?'),
+                    );
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_are_extracted() {
+        let log = "{\"level\":\"info\",\"msg\":\"x\"}\n{\"level\":\"error\",\"msg\":\"exec: \\\"nope\\\": executable file not found in $PATH\",\"time\":\"t\"}\n";
+        assert_eq!(
+            runtime_log_errors(log),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+    }
+
+    #[test]
+    fn starttime_of_self_is_stable() {
+        let me = std::process::id() as i32;
+        let a = proc_starttime(me).unwrap();
+        assert!(same_process(me, a));
+        assert!(!same_process(me, a + 1));
+        assert!(!is_zombie(me));
+    }
+
+    #[test]
+    fn exit_status_round_trips() {
+        let dir = std::env::temp_dir().join(format!("corral-layout-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let shim = ShimDir::new(&dir);
+        assert!(shim.read_exit_status().is_none());
+        shim.write_exit_status(137).unwrap();
+        let (code, at) = shim.read_exit_status().unwrap();
+        assert_eq!(code, 137);
+        assert!(at > 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,284 @@
+//! corral: a container supervisor for one Linux host.
+//!
+//! The daemon `corrald`, the per-process `corral-shim` and the CLI `corralctl` are thin
+//! layers over this library. A host agent can embed the supervisor in its own process with
+//! [`Corral::spawn`] (its own thread) or [`start`] (inside an actix system), and call every
+//! operation through the returned [`Handle`] without a socket.
+//!
+//! ```no_run
+//! # async fn demo() -> corral::Result<()> {
+//! let handle = corral::Corral::spawn(corral::Config::default())?;
+//! let info = handle.create(corral::CreateRequest {
+//!     id: "hello".into(),
+//!     bundle: "/tmp/bundle".into(),
+//!     start: true,
+//!     ..Default::default()
+//! }).await?;
+//! let exit = handle.wait("default", "hello", None).await?;
+//! handle.delete("default", "hello", false).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod actors;
+pub mod bundle;
+pub mod cgroups;
+pub mod error;
+pub mod launch;
+pub mod layout;
+pub mod reaper;
+pub mod rpc;
+pub mod runtime;
+pub mod shim;
+pub mod types;
+
+pub use actors::EventStream;
+pub use error::{Error, Result};
+pub use types::*;
+
+use actix::prelude::*;
+use actors::container::{self, Container};
+use actors::events::{Events, Subscribe, SubscriberCounts};
+use actors::supervisor::{self, Supervisor};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The supervisor's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where container state lives (`<state>/<namespace>/<id>/...`).
+    pub state_dir: PathBuf,
+    /// The runtime's state root; each namespace gets `<root>/<namespace>`.
+    pub runtime_root: PathBuf,
+    /// The default runtime binary (a path, or a name looked up in PATH).
+    pub runtime: PathBuf,
+    /// The corral-shim binary.
+    pub shim: PathBuf,
+    /// How long one runtime call may take.
+    pub runtime_timeout: Duration,
+    /// How long a shim may take to create or exec its process.
+    pub shim_timeout: Duration,
+}
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/run/corral";
+/// The default runtime root.
+pub const DEFAULT_RUNTIME_ROOT: &str = "/run/corral-runc";
+/// The version of this library and its binaries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: DEFAULT_STATE_DIR.into(),
+            runtime_root: DEFAULT_RUNTIME_ROOT.into(),
+            runtime: "runc".into(),
+            shim: default_shim_path(),
+            runtime_timeout: Duration::from_secs(30),
+            shim_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `corral-shim` beside the current executable (or beside its parent dir, for test and
+/// example binaries under target/), else the bare name for a PATH lookup.
+pub fn default_shim_path() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("corral-shim");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("corral-shim")
+}
+
+/// Ways to start the supervisor.
+pub struct Corral;
+
+impl Corral {
+    /// Starts the supervisor on a thread of its own and returns its handle.
+    pub fn spawn(config: Config) -> Result<Handle> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("corral".into())
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let _ = tx.send(start(config).await);
+                });
+                system.run().ok();
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the supervisor thread: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Internal("the supervisor thread died while starting".into()))?
+    }
+}
+
+/// Starts the supervisor's actors in the current actix system and returns its handle.
+pub async fn start(config: Config) -> Result<Handle> {
+    for dir in [&config.state_dir, &config.runtime_root] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    }
+    // The reaper comes first: no child may be spawned before SIGCHLD is watched.
+    let reaper = actors::Reaper.start();
+    let events = Events::default().start();
+    let supervisor = Supervisor::new(Arc::new(config), events.clone()).start();
+    Ok(Handle {
+        supervisor,
+        events,
+        _reaper: reaper,
+    })
+}
+
+/// A handle on a running supervisor: every operation, callable from any thread or runtime.
+#[derive(Clone)]
+pub struct Handle {
+    supervisor: Addr<Supervisor>,
+    events: Addr<Events>,
+    _reaper: Addr<actors::Reaper>,
+}
+
+fn mailbox(e: MailboxError) -> Error {
+    Error::Internal(format!("the supervisor is gone: {e}"))
+}
+
+fn ns(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        namespace
+    }
+}
+
+impl Handle {
+    async fn container(&self, namespace: &str, id: &str) -> Result<Addr<Container>> {
+        let key = ContainerKey::new(ns(namespace), id)?;
+        self.supervisor
+            .send(supervisor::Lookup(key))
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn ask<M>(&self, namespace: &str, id: &str, msg: M) -> Result<M::Result>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Container: Handler<M>,
+    {
+        let addr = self.container(namespace, id).await?;
+        addr.send(msg).await.map_err(|_| {
+            Error::NotFound(format!(
+                "container {}/{id} (deleted meanwhile)",
+                ns(namespace)
+            ))
+        })
+    }
+
+    /// Creates a container (and starts it when `req.start`).
+    pub async fn create(&self, req: CreateRequest) -> Result<ContainerInfo> {
+        self.supervisor
+            .send(supervisor::Create(req))
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Starts a created container.
+    pub async fn start(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::Start).await?
+    }
+
+    /// Runs another process in a running container.
+    pub async fn exec(&self, req: ExecRequest) -> Result<ProcessInfo> {
+        let msg = container::Exec {
+            exec_id: req.exec_id,
+            process: req.process,
+            stdio: req.stdio,
+        };
+        self.ask(&req.namespace, &req.id, msg).await?
+    }
+
+    /// Sends a signal to a process, or to all of a container's processes.
+    pub async fn kill(&self, req: KillRequest) -> Result<()> {
+        let msg = container::Kill {
+            exec_id: req.exec_id,
+            signal: req.signal,
+            all: req.all,
+        };
+        self.ask(&req.namespace, &req.id, msg).await?
+    }
+
+    /// Waits for a process to exit; returns at once if it already has.
+    pub async fn wait(
+        &self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+    ) -> Result<ExitStatus> {
+        let msg = container::Wait {
+            exec_id: exec_id.map(str::to_string),
+        };
+        self.ask(namespace, id, msg).await?
+    }
+
+    /// Deletes a container; a running one only with `force`.
+    pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
+        let key = ContainerKey::new(ns(namespace), id)?;
+        self.supervisor
+            .send(supervisor::Remove { key, force })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// A container's state.
+    pub async fn state(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::GetInfo).await
+    }
+
+    /// The containers of a namespace whose labels include all of `labels`.
+    pub async fn list(
+        &self,
+        namespace: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<ContainerInfo>> {
+        validate_id("namespace", ns(namespace))?;
+        self.supervisor
+            .send(supervisor::List {
+                namespace: ns(namespace).to_string(),
+                labels,
+            })
+            .await
+            .map_err(mailbox)
+    }
+
+    /// The pids in a container.
+    pub async fn pids(&self, namespace: &str, id: &str) -> Result<Vec<PidInfo>> {
+        self.ask(namespace, id, container::Pids).await?
+    }
+
+    /// Closes a process's stdin.
+    pub async fn close_stdin(
+        &self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+    ) -> Result<()> {
+        let msg = container::CloseProcessStdin {
+            exec_id: exec_id.map(str::to_string),
+        };
+        self.ask(namespace, id, msg).await?
+    }
+
+    /// Subscribes to events from now on.
+    pub async fn subscribe(&self, filter: EventFilter) -> Result<EventStream> {
+        self.events.send(Subscribe(filter)).await.map_err(mailbox)
+    }
+
+    /// How many event subscribers there are, and how many were cut off for lagging.
+    pub async fn subscriber_counts(&self) -> Result<(usize, u64)> {
+        self.events.send(SubscriberCounts).await.map_err(mailbox)
+    }
+}

@@ -1,0 +1,235 @@
+//! A blocking client for the RPC, used by corralctl and the tests. One request at a time;
+//! [`Client::subscribe`] turns the connection into an event stream.
+
+use super::frame::{read_frame_sync, write_frame_sync};
+use super::protocol::*;
+use crate::error::{Error, Result};
+use crate::types::*;
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// A connection to corrald.
+pub struct Client {
+    stream: UnixStream,
+    next_id: u64,
+    daemon: String,
+}
+
+impl Client {
+    /// Connects and does the handshake.
+    pub fn connect(path: &Path) -> Result<Client> {
+        let stream = UnixStream::connect(path).map_err(|e| {
+            Error::Internal(format!(
+                "cannot connect to corrald at {}: {e} (is corrald running?)",
+                path.display()
+            ))
+        })?;
+        let mut client = Client {
+            stream,
+            next_id: 1,
+            daemon: String::new(),
+        };
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: format!("corral {}", crate::VERSION),
+        };
+        match client.call(hello)? {
+            Reply::Hello { daemon, .. } => client.daemon = daemon,
+            other => return Err(unexpected(&other)),
+        }
+        Ok(client)
+    }
+
+    /// The daemon's release, from the handshake.
+    pub fn daemon_version(&self) -> &str {
+        &self.daemon
+    }
+
+    fn send(&mut self, request: Request) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        write_frame_sync(&mut self.stream, &ClientFrame { id, request })?;
+        Ok(id)
+    }
+
+    fn receive(&mut self, id: u64) -> Result<Reply> {
+        loop {
+            let frame: ServerFrame = read_frame_sync(&mut self.stream)?
+                .ok_or_else(|| Error::Internal("corrald closed the connection".into()))?;
+            match frame.reply {
+                Reply::Error(e) if frame.id == id || frame.id == 0 => return Err(e),
+                reply if frame.id == id => return Ok(reply),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends one request and returns its reply (an `Error` reply becomes `Err`).
+    pub fn call(&mut self, request: Request) -> Result<Reply> {
+        let id = self.send(request)?;
+        self.receive(id)
+    }
+
+    /// Creates (and with `req.start`, starts) a container.
+    pub fn create(&mut self, req: CreateRequest) -> Result<ContainerInfo> {
+        match self.call(Request::Create(req))? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Starts a created container.
+    pub fn start(&mut self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        let req = Request::Start {
+            namespace: namespace.into(),
+            id: id.into(),
+        };
+        match self.call(req)? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs another process in a container.
+    pub fn exec(&mut self, req: ExecRequest) -> Result<ProcessInfo> {
+        match self.call(Request::Exec(req))? {
+            Reply::Process(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Signals a process (or all, with `req.all`).
+    pub fn kill(&mut self, req: KillRequest) -> Result<()> {
+        match self.call(Request::Kill(req))? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Waits for a process to exit.
+    pub fn wait(&mut self, namespace: &str, id: &str, exec_id: Option<&str>) -> Result<ExitStatus> {
+        let req = Request::Wait(ProcessRef {
+            namespace: namespace.into(),
+            id: id.into(),
+            exec_id: exec_id.map(Into::into),
+        });
+        match self.call(req)? {
+            Reply::Exit(e) => Ok(e),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes a container.
+    pub fn delete(&mut self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
+        let req = Request::Delete {
+            namespace: namespace.into(),
+            id: id.into(),
+            force,
+        };
+        match self.call(req)? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A container's state.
+    pub fn state(&mut self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        let req = Request::State {
+            namespace: namespace.into(),
+            id: id.into(),
+        };
+        match self.call(req)? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The containers of a namespace with all of `labels`.
+    pub fn list(
+        &mut self,
+        namespace: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<ContainerInfo>> {
+        let req = Request::List {
+            namespace: namespace.into(),
+            labels,
+        };
+        match self.call(req)? {
+            Reply::Containers(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The pids of a container.
+    pub fn pids(&mut self, namespace: &str, id: &str) -> Result<Vec<PidInfo>> {
+        let req = Request::Pids {
+            namespace: namespace.into(),
+            id: id.into(),
+        };
+        match self.call(req)? {
+            Reply::Pids(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Closes a process's stdin.
+    pub fn close_stdin(&mut self, namespace: &str, id: &str, exec_id: Option<&str>) -> Result<()> {
+        let req = Request::CloseStdin(ProcessRef {
+            namespace: namespace.into(),
+            id: id.into(),
+            exec_id: exec_id.map(Into::into),
+        });
+        match self.call(req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The daemon's release and protocol version.
+    pub fn version(&mut self) -> Result<(String, u32)> {
+        match self.call(Request::Version)? {
+            Reply::Version { daemon, protocol } => Ok((daemon, protocol)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Turns this connection into a stream of events that pass `filter`.
+    pub fn subscribe(mut self, filter: EventFilter) -> Result<Subscription> {
+        let id = self.send(Request::Subscribe(filter))?;
+        Ok(Subscription { client: self, id })
+    }
+}
+
+fn unexpected(reply: &Reply) -> Error {
+    Error::Protocol(format!("unexpected reply {reply:?}"))
+}
+
+/// Events from a subscription, in order; ends with `Err(Lagged)` if it fell behind.
+pub struct Subscription {
+    client: Client,
+    id: u64,
+}
+
+impl Subscription {
+    /// Sets a read timeout for [`Iterator::next`] (`None` blocks).
+    pub fn set_timeout(&self, timeout: Option<std::time::Duration>) -> Result<()> {
+        self.client
+            .stream
+            .set_read_timeout(timeout)
+            .map_err(|e| Error::io("set timeout", e))
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Result<Event>> {
+        match self.client.receive(self.id) {
+            Ok(Reply::Event(e)) => Some(Ok(e)),
+            Ok(other) => Some(Err(unexpected(&other))),
+            Err(Error::Internal(m)) if m.contains("closed the connection") => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The local RPC: a unix socket carrying frames of a big-endian u32 length then a bincode
+//! 1.3 payload. The length is checked against [`MAX_FRAME`] before anything is allocated,
+//! and payloads are decoded with the same limit. The first frame each way is a
+//! [`Request::Hello`] / [`Reply::Hello`] handshake; every request carries an id that its
+//! replies repeat; `Subscribe` and `Wait` replies come later, as streams.
+
+pub mod client;
+pub mod frame;
+pub mod protocol;
+pub mod server;
+
+pub use client::Client;
+pub use frame::MAX_FRAME;
+pub use protocol::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+
+/// The default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/corral/corrald.sock";

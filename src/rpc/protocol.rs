@@ -1,0 +1,125 @@
+//! The messages of the RPC. Changing them changes [`PROTOCOL_VERSION`].
+
+use crate::error::Error;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The wire protocol's version; client and daemon must agree.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request with its id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client; repeated in every reply to it.
+    pub id: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// A reply with the id of its request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerFrame {
+    /// The request's id (0 for connection-level errors).
+    pub id: u64,
+    /// The answer.
+    pub reply: Reply,
+}
+
+/// Everything a client can ask.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Must be first: the client's protocol version and name.
+    Hello {
+        /// The protocol version the client speaks.
+        version: u32,
+        /// Free text, for logs.
+        client: String,
+    },
+    /// The daemon's version.
+    Version,
+    /// Create (and maybe start) a container.
+    Create(CreateRequest),
+    /// Start a created container.
+    Start {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// Run another process in a container.
+    Exec(ExecRequest),
+    /// Signal a process.
+    Kill(KillRequest),
+    /// Wait for a process's exit (replied when it exits).
+    Wait(ProcessRef),
+    /// Delete a container.
+    Delete {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// Kill it first if running.
+        force: bool,
+    },
+    /// One container's state.
+    State {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// The containers of a namespace, filtered by labels.
+    List {
+        /// Namespace.
+        namespace: String,
+        /// `key=value` pairs that must all match.
+        labels: BTreeMap<String, String>,
+    },
+    /// The pids of a container.
+    Pids {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// Close a process's stdin.
+    CloseStdin(ProcessRef),
+    /// Stream events (replies: `Event`... until the connection closes, or `Error(Lagged)`).
+    Subscribe(EventFilter),
+}
+
+/// Everything the daemon answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Reply {
+    /// Handshake answer.
+    Hello {
+        /// The daemon's protocol version.
+        version: u32,
+        /// The daemon's release.
+        daemon: String,
+    },
+    /// Done, nothing to return.
+    Ok,
+    /// The daemon's release and protocol.
+    Version {
+        /// Release.
+        daemon: String,
+        /// Protocol version.
+        protocol: u32,
+    },
+    /// One container.
+    Container(ContainerInfo),
+    /// Several containers.
+    Containers(Vec<ContainerInfo>),
+    /// One process.
+    Process(ProcessInfo),
+    /// An exit.
+    Exit(ExitStatus),
+    /// Pids.
+    Pids(Vec<PidInfo>),
+    /// One event of a subscription.
+    Event(Event),
+    /// The request failed.
+    Error(Error),
+}

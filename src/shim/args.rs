@@ -1,0 +1,154 @@
+//! The shim's command line, written by the daemon and parsed without a library.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// What the shim asks the runtime to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `runtime create`: the init process, held until `start`.
+    Create,
+    /// `runtime run --detach`: create and start the init process in one call.
+    Run,
+    /// `runtime exec --detach`: another process in a running container.
+    Exec,
+}
+
+impl Mode {
+    /// The runtime verb.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Mode::Create => "create",
+            Mode::Run => "run",
+            Mode::Exec => "exec",
+        }
+    }
+}
+
+/// Everything the shim is told on its command line.
+#[derive(Clone, Debug)]
+pub struct ShimArgs {
+    /// create, run or exec.
+    pub mode: Mode,
+    /// The runtime binary.
+    pub runtime: PathBuf,
+    /// The runtime's state root (`--root`).
+    pub root: PathBuf,
+    /// The runtime's container id.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// Extra global runtime arguments.
+    pub runtime_args: Vec<OsString>,
+    /// stdin path, /dev/null if none.
+    pub stdin: Option<PathBuf>,
+    /// stdout path, /dev/null if none.
+    pub stdout: Option<PathBuf>,
+    /// stderr path, /dev/null if none.
+    pub stderr: Option<PathBuf>,
+}
+
+impl ShimArgs {
+    /// The arguments to pass to `corral-shim` for these settings.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec![
+            "--mode".into(),
+            self.mode.verb().into(),
+            "--runtime".into(),
+            self.runtime.clone().into(),
+            "--root".into(),
+            self.root.clone().into(),
+            "--id".into(),
+            self.id.clone().into(),
+            "--bundle".into(),
+            self.bundle.clone().into(),
+        ];
+        for a in &self.runtime_args {
+            out.push("--runtime-arg".into());
+            out.push(a.clone());
+        }
+        for (flag, path) in [
+            ("--stdin", &self.stdin),
+            ("--stdout", &self.stdout),
+            ("--stderr", &self.stderr),
+        ] {
+            if let Some(p) = path {
+                out.push(flag.into());
+                out.push(p.clone().into());
+            }
+        }
+        out
+    }
+
+    /// Parses the shim's arguments (without argv[0]).
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Self, String> {
+        let mut mode = None;
+        let (mut runtime, mut root, mut id, mut bundle) = (None, None, None, None);
+        let mut parsed = ShimArgs {
+            mode: Mode::Create,
+            runtime: PathBuf::new(),
+            root: PathBuf::new(),
+            id: String::new(),
+            bundle: PathBuf::new(),
+            runtime_args: Vec::new(),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let flag = flag.to_string_lossy().into_owned();
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--mode" => {
+                    mode = Some(match value.to_str() {
+                        Some("create") => Mode::Create,
+                        Some("run") => Mode::Run,
+                        Some("exec") => Mode::Exec,
+                        _ => return Err(format!("unknown mode {value:?}")),
+                    })
+                }
+                "--runtime" => runtime = Some(PathBuf::from(value)),
+                "--root" => root = Some(PathBuf::from(value)),
+                "--id" => id = Some(value.to_string_lossy().into_owned()),
+                "--bundle" => bundle = Some(PathBuf::from(value)),
+                "--runtime-arg" => parsed.runtime_args.push(value),
+                "--stdin" => parsed.stdin = Some(PathBuf::from(value)),
+                "--stdout" => parsed.stdout = Some(PathBuf::from(value)),
+                "--stderr" => parsed.stderr = Some(PathBuf::from(value)),
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        parsed.mode = mode.ok_or("--mode is required")?;
+        parsed.runtime = runtime.ok_or("--runtime is required")?;
+        parsed.root = root.ok_or("--root is required")?;
+        parsed.id = id.ok_or("--id is required")?;
+        parsed.bundle = bundle.ok_or("--bundle is required")?;
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let a = ShimArgs {
+            mode: Mode::Exec,
+            runtime: "/usr/sbin/runc".into(),
+            root: "/run/r".into(),
+            id: "c1".into(),
+            bundle: "/b".into(),
+            runtime_args: vec!["--debug".into()],
+            stdin: None,
+            stdout: Some("/tmp/o".into()),
+            stderr: None,
+        };
+        let b = ShimArgs::parse(a.to_args()).unwrap();
+        assert_eq!(b.mode, Mode::Exec);
+        assert_eq!(b.stdout, a.stdout);
+        assert_eq!(b.runtime_args, a.runtime_args);
+        assert!(ShimArgs::parse(vec!["--mode".into()]).is_err());
+    }
+}

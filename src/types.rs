@@ -1,0 +1,436 @@
+//! The vocabulary shared by the library, the RPC and the CLI: ids, states, requests, events.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The namespace used when a request names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The process id of a container's init process.
+pub const INIT_PROCESS: &str = "init";
+/// The longest id accepted for containers, namespaces and execs.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks an id: letters, digits and `_ . -`, starting with a letter or digit, at most
+/// 128 characters. `what` names the field in the error ("container id", "namespace").
+pub fn validate_id(what: &str, id: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::InvalidArgument(format!("{what} {id:?} {why}")));
+    if id.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} must not be empty")));
+    }
+    if id.len() > MAX_ID_LEN {
+        return bad(&format!(
+            "is {} characters long; at most {MAX_ID_LEN} are allowed",
+            id.len()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return bad(&format!(
+            "contains {c:?}; only letters, digits and '_', '.', '-' are allowed"
+        ));
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return bad("must start with a letter or a digit");
+    }
+    Ok(())
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 UTC with microseconds.
+pub fn format_time(ns: u64) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let micros = (ns % 1_000_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A container's name: its namespace and its id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContainerKey {
+    /// The namespace, `default` unless given.
+    pub namespace: String,
+    /// The id, unique within the namespace.
+    pub id: String,
+}
+
+impl ContainerKey {
+    /// Builds a key and validates both parts.
+    pub fn new(namespace: &str, id: &str) -> Result<Self> {
+        validate_id("namespace", namespace)?;
+        validate_id("container id", id)?;
+        Ok(ContainerKey {
+            namespace: namespace.to_string(),
+            id: id.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ContainerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.id)
+    }
+}
+
+/// The state of a container or process (containerd's task Status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created by the runtime, not yet started.
+    Created,
+    /// Its process is running.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Its process has exited.
+    Stopped,
+    /// The supervisor could not tell.
+    Unknown,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+            Status::Unknown => "unknown",
+        })
+    }
+}
+
+/// How a process ended: its exit code (128 + signal for a signal, 255 when unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The code, as a shell would report it.
+    pub code: u32,
+    /// When it exited, in nanoseconds since the epoch.
+    pub exited_at_ns: u64,
+}
+
+/// The exit code recorded when the real one cannot be known (containerd's UnknownStatus).
+pub const UNKNOWN_EXIT_CODE: u32 = 255;
+
+/// Where a process's stdio goes: a path each (file or fifo), `None` for /dev/null.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stdio {
+    /// Read as the process's stdin.
+    pub stdin: Option<PathBuf>,
+    /// Written with the process's stdout.
+    pub stdout: Option<PathBuf>,
+    /// Written with the process's stderr.
+    pub stderr: Option<PathBuf>,
+}
+
+/// What a client asks for to create a container.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The OCI bundle: a directory with config.json and its rootfs.
+    pub bundle: PathBuf,
+    /// The runtime binary; `None` for the daemon's default.
+    pub runtime: Option<PathBuf>,
+    /// Extra global arguments for the runtime (before the verb).
+    pub runtime_args: Vec<String>,
+    /// Free-form labels, filterable in `list`.
+    pub labels: BTreeMap<String, String>,
+    /// The init process's stdio.
+    pub stdio: Stdio,
+    /// Start it too, in one runtime call (`runc run --detach`).
+    pub start: bool,
+}
+
+/// The process an exec runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ExecProcess {
+    /// Run these arguments with the container's own process settings (env, cwd, user).
+    Args(Vec<String>),
+    /// A full OCI process spec, as JSON.
+    SpecJson(String),
+}
+
+/// What a client asks for to run another process in a running container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The new process's id, unique within the container.
+    pub exec_id: String,
+    /// What to run.
+    pub process: ExecProcess,
+    /// Its stdio.
+    pub stdio: Stdio,
+}
+
+/// A signal for one process, or for all of a container's processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KillRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The exec to signal; `None` for the init process.
+    pub exec_id: Option<String>,
+    /// The signal number.
+    pub signal: i32,
+    /// Every process of the container (init only).
+    pub all: bool,
+}
+
+/// Names one process: a container's init (exec_id `None`) or one of its execs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessRef {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The exec; `None` for the init process.
+    pub exec_id: Option<String>,
+}
+
+/// One process as the supervisor sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// `init` or the exec id.
+    pub id: String,
+    /// Host pid (0 when never started).
+    pub pid: u32,
+    /// Running or stopped.
+    pub status: Status,
+    /// Set once it has exited.
+    pub exit: Option<ExitStatus>,
+}
+
+/// One container as the supervisor sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The bundle it was created from.
+    pub bundle: PathBuf,
+    /// The runtime binary driving it.
+    pub runtime: PathBuf,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its state.
+    pub status: Status,
+    /// The init process's host pid.
+    pub pid: u32,
+    /// When it was created, in nanoseconds since the epoch.
+    pub created_at_ns: u64,
+    /// The init process's exit, once it has exited.
+    pub exit: Option<ExitStatus>,
+    /// Its exec processes, running or exited.
+    pub execs: Vec<ProcessInfo>,
+}
+
+/// One process in a container's cgroup, with the corral process it belongs to if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidInfo {
+    /// Host pid.
+    pub pid: u32,
+    /// `init` or an exec id when the pid is one of corral's processes.
+    pub process_id: Option<String>,
+}
+
+/// Event topics: the public contract of what happened, in containerd's vocabulary.
+/// Serialized as the topic path (`"/tasks/exit"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Topic {
+    /// A container was created.
+    TaskCreate,
+    /// Its init process started.
+    TaskStart,
+    /// An exec was added.
+    TaskExecAdded,
+    /// An exec started.
+    TaskExecStarted,
+    /// A process exited.
+    TaskExit,
+    /// A container was deleted.
+    TaskDelete,
+}
+
+impl Topic {
+    /// The topic's path, e.g. `/tasks/exit`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Topic::TaskCreate => "/tasks/create",
+            Topic::TaskStart => "/tasks/start",
+            Topic::TaskExecAdded => "/tasks/exec-added",
+            Topic::TaskExecStarted => "/tasks/exec-started",
+            Topic::TaskExit => "/tasks/exit",
+            Topic::TaskDelete => "/tasks/delete",
+        }
+    }
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 6] = [
+        Topic::TaskCreate,
+        Topic::TaskStart,
+        Topic::TaskExecAdded,
+        Topic::TaskExecStarted,
+        Topic::TaskExit,
+        Topic::TaskDelete,
+    ];
+}
+
+impl From<Topic> for String {
+    fn from(t: Topic) -> String {
+        t.as_str().to_string()
+    }
+}
+
+impl TryFrom<String> for Topic {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Topic, String> {
+        Topic::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown topic {s:?}"))
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event, as published to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonic sequence number, daemon-wide.
+    pub seq: u64,
+    /// When it was published, nanoseconds since the epoch.
+    pub timestamp_ns: u64,
+    /// The container's namespace.
+    pub namespace: String,
+    /// What happened.
+    pub topic: Topic,
+    /// The container.
+    pub container_id: String,
+    /// `init` or the exec id, for process events.
+    pub process_id: Option<String>,
+    /// The process's host pid, when there is one.
+    pub pid: Option<u32>,
+    /// The exit, for /tasks/exit and /tasks/delete.
+    pub exit: Option<ExitStatus>,
+    /// The bundle, for /tasks/create.
+    pub bundle: Option<PathBuf>,
+}
+
+/// Which events a subscriber wants.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only this namespace; `None` for all.
+    pub namespace: Option<String>,
+    /// Only this container; `None` for all.
+    pub container_id: Option<String>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.namespace
+            .as_ref()
+            .is_none_or(|n| *n == event.namespace)
+            && self
+                .container_id
+                .as_ref()
+                .is_none_or(|c| *c == event.container_id)
+    }
+}
+
+/// Parses a signal given as a number, `TERM` or `SIGTERM`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::InvalidArgument(format!(
+            "signal {n} is out of range 1-64"
+        )));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::InvalidArgument(format!("unknown signal {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("container id", "web-1.a_b").is_ok());
+        for bad in ["", ".", "..", "a/b", "-x", "a b", "é", &"x".repeat(129)] {
+            let err = validate_id("container id", bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad:?}: {err}");
+        }
+        assert!(validate_id("container id", &"x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn signals_parse() {
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn time_formats_as_rfc3339() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            format_time(1_700_000_000_123_456_000),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+}
