@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's test command (and CI's): installs what is missing, builds once, runs every
+# test against real runc as root, then checks that the suite left no zombies or shims.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "test.sh: the tests drive real runc and cgroups: run as root" >&2
+  exit 1
+fi
+bash scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "test.sh: building"
+cargo build --all-targets --locked 2>&1 | tail -n 3
+echo "test.sh: running tests"
+cargo test --locked -- --test-threads="${CORRAL_TEST_THREADS:-2}"
+
+echo "test.sh: checking for leftovers"
+fail=0
+zombies=$(ps -eo pid=,ppid=,stat=,comm= | awk '$3 ~ /^Z/')
+if [ -n "$zombies" ]; then
+  echo "test.sh: zombie processes after the suite:" >&2
+  echo "$zombies" >&2
+  fail=1
+fi
+if pgrep -x corral-shim >/dev/null; then
+  echo "test.sh: corral-shim processes still running after the suite:" >&2
+  ps -o pid=,args= -p "$(pgrep -d, -x corral-shim)" >&2
+  fail=1
+fi
+if pgrep -x corrald >/dev/null; then
+  echo "test.sh: corrald still running after the suite:" >&2
+  pgrep -a -x corrald >&2
+  fail=1
+fi
+[ "$fail" = 0 ] && echo "test.sh: no zombies, no leftover shims or daemons"
+exit "$fail"
