@@ -23,6 +23,7 @@ pub mod actors;
 pub mod bundle;
 pub mod cgroups;
 pub mod error;
+pub mod journal;
 pub mod launch;
 pub mod layout;
 pub mod reaper;
@@ -65,6 +66,8 @@ pub struct Config {
 pub const DEFAULT_STATE_DIR: &str = "/run/corral";
 /// The default runtime root.
 pub const DEFAULT_RUNTIME_ROOT: &str = "/run/corral-runc";
+/// The event journal's directory under the state dir (not a valid namespace name).
+pub const JOURNAL_DIR: &str = "_events";
 /// The version of this library and its binaries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -125,8 +128,23 @@ pub async fn start(config: Config) -> Result<Handle> {
     }
     // The reaper comes first: no child may be spawned before SIGCHLD is watched.
     let reaper = actors::Reaper.start();
-    let events = Events::default().start();
-    let supervisor = Supervisor::new(Arc::new(config), events.clone()).start();
+    let journal_dir = config.state_dir.join(JOURNAL_DIR);
+    let recovered = journal::Journal::open(&journal_dir).map_err(|e| {
+        Error::io(
+            format!("open the event journal in {}", journal_dir.display()),
+            e,
+        )
+    })?;
+    if recovered.corrupt_lines > 0 {
+        tracing::warn!(
+            "event journal: skipped {} corrupt line(s); numbering continues after {}",
+            recovered.corrupt_lines,
+            recovered.last_seq
+        );
+    }
+    let events = Events::new(Some((recovered.journal, journal_dir)), recovered.last_seq).start();
+    // The supervisor adopts the containers already in the state dir as it starts.
+    let supervisor = Supervisor::new(Arc::new(config), events.clone(), recovered.exits).start();
     Ok(Handle {
         supervisor,
         events,
@@ -277,8 +295,27 @@ impl Handle {
         self.events.send(Subscribe(filter)).await.map_err(mailbox)
     }
 
-    /// How many event subscribers there are, and how many were cut off for lagging.
-    pub async fn subscriber_counts(&self) -> Result<(usize, u64)> {
-        self.events.send(SubscriberCounts).await.map_err(mailbox)
+    /// The daemon's counters: containers, subscribers, lagged subscribers, last event.
+    pub async fn info(&self) -> Result<DaemonInfo> {
+        let (subscribers, lagged_subscribers, last_seq) =
+            self.events.send(SubscriberCounts).await.map_err(mailbox)?;
+        let containers = self
+            .supervisor
+            .send(supervisor::All)
+            .await
+            .map_err(mailbox)?;
+        let running = containers
+            .iter()
+            .filter(|c| c.status == Status::Running)
+            .count();
+        Ok(DaemonInfo {
+            version: VERSION.to_string(),
+            containers: containers.len(),
+            running,
+            subscribers,
+            lagged_subscribers,
+            last_seq,
+            pending_children: reaper::pending(),
+        })
     }
 }

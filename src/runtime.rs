@@ -112,6 +112,25 @@ impl Runtime {
             .map_err(|e| Error::Internal(format!("runtime ps {id}: unreadable output: {e}")))
     }
 
+    /// `state ID`: created, running, paused or stopped, as the runtime sees it.
+    pub async fn state(&self, id: &str) -> Result<crate::types::Status> {
+        use crate::types::Status;
+        #[derive(serde::Deserialize)]
+        struct State {
+            status: String,
+        }
+        let out = self.call("state", &[id], id).await?;
+        let state: State = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::Internal(format!("runtime state {id}: unreadable output: {e}")))?;
+        Ok(match state.status.as_str() {
+            "created" => Status::Created,
+            "running" => Status::Running,
+            "paused" => Status::Paused,
+            "stopped" => Status::Stopped,
+            _ => Status::Unknown,
+        })
+    }
+
     /// Whether the runtime still has state for `id` under its root.
     pub fn has_state(&self, id: &str) -> bool {
         self.root.join(id).exists()

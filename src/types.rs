@@ -73,6 +73,35 @@ pub fn format_time(ns: u64) -> String {
     )
 }
 
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac]Z` (UTC) into nanoseconds since the epoch.
+pub fn parse_time(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    let mut nanos = 0u64;
+    if !frac.is_empty() {
+        let digits: String = frac.chars().take(9).collect();
+        nanos = digits.parse::<u64>().ok()? * 10u64.pow(9 - digits.len() as u32);
+    }
+    u64::try_from(secs).ok().map(|s| s * 1_000_000_000 + nanos)
+}
+
 /// A container's name: its namespace and its id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ContainerKey {
@@ -170,6 +199,8 @@ pub struct CreateRequest {
     pub stdio: Stdio,
     /// Start it too, in one runtime call (`runc run --detach`).
     pub start: bool,
+    /// When to restart it after its process exits.
+    pub restart: RestartPolicy,
 }
 
 /// The process an exec runs.
@@ -258,6 +289,10 @@ pub struct ContainerInfo {
     pub exit: Option<ExitStatus>,
     /// Its exec processes, running or exited.
     pub execs: Vec<ProcessInfo>,
+    /// Its restart policy.
+    pub restart: RestartPolicy,
+    /// How many times the policy restarted it.
+    pub restarts: u32,
 }
 
 /// One process in a container's cgroup, with the corral process it belongs to if any.
@@ -357,6 +392,8 @@ pub struct Event {
     pub exit: Option<ExitStatus>,
     /// The bundle, for /tasks/create.
     pub bundle: Option<PathBuf>,
+    /// For /tasks/start after a restart by policy: how many restarts so far.
+    pub restarts: Option<u32>,
 }
 
 /// Which events a subscriber wants.
@@ -366,14 +403,89 @@ pub struct EventFilter {
     pub namespace: Option<String>,
     /// Only this container; `None` for all.
     pub container_id: Option<String>,
+    /// Replay from the journal first, from here on; `None` for new events only.
+    pub since: Option<Since>,
+}
+
+/// Where an event replay starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Since {
+    /// Events with this sequence number and later.
+    Seq(u64),
+    /// Events published at or after this time (nanoseconds since the epoch).
+    Time(u64),
+}
+
+impl Since {
+    /// Whether `event` is at or after this point.
+    pub fn admits(&self, event: &Event) -> bool {
+        match *self {
+            Since::Seq(s) => event.seq >= s,
+            Since::Time(t) => event.timestamp_ns >= t,
+        }
+    }
+}
+
+/// When a container is restarted after its process exits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    No,
+    /// After a non-zero exit not caused by a user's kill, at most `max` times if given.
+    OnFailure {
+        /// The most restarts; `None` for no limit.
+        max: Option<u32>,
+    },
+    /// After every exit.
+    Always,
+    /// After every exit not caused by a user's kill.
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "restart policy {s:?} is not one of no, on-failure[:MAX], always, unless-stopped"
+            ))
+        };
+        Ok(match s {
+            "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => RestartPolicy::OnFailure { max: None },
+            _ => match s.strip_prefix("on-failure:") {
+                Some(n) => RestartPolicy::OnFailure {
+                    max: Some(n.parse().map_err(|_| bad())?),
+                },
+                None => return Err(bad()),
+            },
+        })
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::OnFailure { max: None } => f.write_str("on-failure"),
+            RestartPolicy::OnFailure { max: Some(n) } => write!(f, "on-failure:{n}"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+        }
+    }
 }
 
 impl EventFilter {
     /// Whether `event` passes the filter.
     pub fn matches(&self, event: &Event) -> bool {
-        self.namespace
-            .as_ref()
-            .is_none_or(|n| *n == event.namespace)
+        self.since.is_none_or(|s| s.admits(event))
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| *n == event.namespace)
             && self
                 .container_id
                 .as_ref()
@@ -426,11 +538,52 @@ mod tests {
     }
 
     #[test]
+    fn restart_policies_parse_and_print() {
+        for p in [
+            "no",
+            "always",
+            "unless-stopped",
+            "on-failure",
+            "on-failure:3",
+        ] {
+            assert_eq!(p.parse::<RestartPolicy>().unwrap().to_string(), p);
+        }
+        for bad in ["", "sometimes", "on-failure:x", "on-failure:-1"] {
+            assert!(bad.parse::<RestartPolicy>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn time_formats_as_rfc3339() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(
             format_time(1_700_000_000_123_456_000),
             "2023-11-14T22:13:20.123456Z"
         );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.123456Z"),
+            Some(1_700_000_000_123_456_000)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_time("yesterday"), None);
     }
+}
+
+/// The daemon's own counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Release.
+    pub version: String,
+    /// Containers in all namespaces.
+    pub containers: usize,
+    /// Of which running.
+    pub running: usize,
+    /// Event subscribers connected now.
+    pub subscribers: usize,
+    /// Subscribers cut off since start because they could not keep up.
+    pub lagged_subscribers: u64,
+    /// The last event's sequence number.
+    pub last_seq: u64,
+    /// Children (shims, runtime calls) registered with the reaper and not yet reaped.
+    pub pending_children: usize,
 }

@@ -16,7 +16,7 @@ use crate::shim::{Mode, ShimArgs};
 use crate::types::*;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -42,7 +42,26 @@ pub struct ContainerRecord {
     pub created_at_ns: u64,
     /// The cgroup path the runtime uses (from the spec, or `/<id>`).
     pub cgroup_path: String,
+    /// When to restart it.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// How many times the policy restarted it.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Its last exit was asked for by a user (kill): on-failure and unless-stopped leave it.
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
+
+/// The first restart waits this long; each further one twice as long as the one before.
+pub const RESTART_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The longest wait between restarts.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A process that ran this long was healthy: the backoff starts over.
+pub const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// The marker a process directory gets once its /tasks/exit is in the journal.
+pub const EXIT_PUBLISHED: &str = "exit.published";
 
 /// What a Container needs from the daemon's configuration.
 #[derive(Clone)]
@@ -101,6 +120,11 @@ pub struct Container {
     starting: bool,
     deleting: bool,
     init_exit_published: bool,
+    /// Set for a container adopted at daemon start: the (process, pid) exits already journaled.
+    adopt: Option<HashSet<(String, u32)>>,
+    started_at_ns: u64,
+    backoff_streak: u32,
+    restart_timer: Option<SpawnHandle>,
 }
 
 /// Creates the container through its shim (and starts it when `start`).
@@ -187,7 +211,255 @@ impl Container {
             starting: false,
             deleting: false,
             init_exit_published: false,
+            adopt: None,
+            started_at_ns: now_ns(),
+            backoff_streak: 0,
+            restart_timer: None,
         }
+    }
+
+    /// A container found in the state dir at daemon start; `published` holds the
+    /// (process, pid) exits the journal already has. It adopts its processes when started.
+    pub fn adopted(
+        record: ContainerRecord,
+        dir: ContainerDir,
+        env: ContainerEnv,
+        published: HashSet<(String, u32)>,
+    ) -> Self {
+        let mut c = Container::new(record, dir, env);
+        c.adopt = Some(published);
+        c
+    }
+
+    fn save_record(&self) {
+        let saved = serde_json::to_vec_pretty(&self.record)
+            .map_err(std::io::Error::other)
+            .and_then(|json| write_atomic(&self.dir.state_json(), &json));
+        if let Err(e) = saved {
+            tracing::warn!("{}: cannot update state.json: {e}", self.key());
+        }
+    }
+
+    /// Re-adopts this container's processes from their directories (daemon start).
+    fn adopt_processes(&mut self, published: HashSet<(String, u32)>, ctx: &mut Context<Self>) {
+        let mut exited = Vec::new();
+        let mut entries: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        for process_id in entries {
+            let dir = self.dir.process(&process_id);
+            let is_init = process_id == INIT_PROCESS;
+            let mut slot = ProcessSlot::default();
+            match adopt_process(&dir) {
+                Adopted::NeverStarted => {
+                    tracing::warn!(
+                        "{}: process {process_id} never started; removing its directory",
+                        self.key()
+                    );
+                    let _ = std::fs::remove_dir_all(dir.path());
+                    continue;
+                }
+                Adopted::Exited { pid, status } => {
+                    slot.pid = pid as u32;
+                    slot.exit = Some(status);
+                    let done = dir.path().join(EXIT_PUBLISHED).exists()
+                        || published.contains(&(process_id.clone(), pid as u32));
+                    if is_init {
+                        self.init_exit_published = done;
+                    } else if !done {
+                        exited.push((status.exited_at_ns, process_id.clone()));
+                    }
+                }
+                Adopted::Running {
+                    pid,
+                    starttime,
+                    exit_fd,
+                } => {
+                    slot.pid = pid as u32;
+                    let process = Process::new(
+                        process_id.clone(),
+                        dir,
+                        pid,
+                        starttime,
+                        exit_fd,
+                        None,
+                        ctx.address().recipient(),
+                    );
+                    slot.addr = Some(process.start());
+                }
+            }
+            if is_init {
+                self.init = slot;
+            } else {
+                self.execs.insert(process_id, slot);
+            }
+        }
+        self.status = match (&self.init.exit, self.init.pid) {
+            (Some(_), _) => Status::Stopped,
+            (None, 0) => Status::Unknown,
+            (None, _) => Status::Running,
+        };
+        // Exits that happened while the daemon was down: execs first, by exit time.
+        exited.sort();
+        for (_, process_id) in exited {
+            if let Some(slot) = self.execs.get(&process_id) {
+                self.publish_exit(&process_id, slot.pid, slot.exit);
+            }
+        }
+        if self.init.exit.is_some() {
+            // A restart pending when the daemon went down is due again now.
+            self.init_exit_published_then_restart(ctx);
+        } else if self.init.pid > 0 {
+            self.refresh_status(ctx);
+        }
+        tracing::info!(
+            "adopted {} ({}, pid {}, {} exec(s))",
+            self.key(),
+            self.status,
+            self.init.pid,
+            self.execs.len()
+        );
+    }
+
+    fn init_exit_published_then_restart(&mut self, ctx: &mut Context<Self>) {
+        self.maybe_publish_init_exit();
+        self.consider_restart(ctx);
+    }
+
+    /// Asks the runtime whether an adopted container is created, running or paused.
+    fn refresh_status(&mut self, ctx: &mut Context<Self>) {
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        ctx.spawn(
+            async move { runtime.state(&id).await }
+                .into_actor(self)
+                .map(|result, act, _| match result {
+                    Ok(status) if act.init.exit.is_none() => act.status = status,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{}: runtime state: {e}", act.key()),
+                }),
+        );
+    }
+
+    fn publish_exit(&self, process_id: &str, pid: u32, exit: Option<ExitStatus>) {
+        let mark = self.dir.process(process_id).path().join(EXIT_PUBLISHED);
+        self.publish_marked(
+            Topic::TaskExit,
+            Some(process_id),
+            pid,
+            exit,
+            None,
+            Some(mark),
+        );
+    }
+
+    /// Schedules a restart if the policy wants one after the init process's exit.
+    fn consider_restart(&mut self, ctx: &mut Context<Self>) {
+        let Some(exit) = self.init.exit else { return };
+        if self.deleting || self.restart_timer.is_some() || !self.init_exit_published {
+            return;
+        }
+        let by_user = self.record.stopped_by_user;
+        let wanted = match self.record.restart {
+            RestartPolicy::No => false,
+            RestartPolicy::Always => true,
+            RestartPolicy::UnlessStopped => !by_user,
+            RestartPolicy::OnFailure { max } => {
+                exit.code != 0 && !by_user && max.is_none_or(|m| self.record.restarts < m)
+            }
+        };
+        if !wanted {
+            return;
+        }
+        let ran_for = Duration::from_nanos(exit.exited_at_ns.saturating_sub(self.started_at_ns));
+        if ran_for >= RESTART_HEALTHY_AFTER {
+            self.backoff_streak = 0;
+        }
+        let delay = RESTART_BACKOFF_BASE
+            .saturating_mul(1u32 << self.backoff_streak.min(16))
+            .min(RESTART_BACKOFF_MAX);
+        self.backoff_streak += 1;
+        tracing::info!(
+            "{}: restarting in {delay:?} ({} policy, exit {})",
+            self.key(),
+            self.record.restart,
+            exit.code
+        );
+        self.restart_timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.restart_timer = None;
+            act.restart(ctx);
+        }));
+    }
+
+    /// Runs the init process again under the same id. Holds the mailbox while it runs, so
+    /// nothing (a delete, a kill) interleaves with a half-made restart.
+    fn restart(&mut self, ctx: &mut Context<Self>) {
+        if self.deleting || self.status != Status::Stopped {
+            return;
+        }
+        // A fifo of a client that has gone away is no place for output: /dev/null instead.
+        let still_there = |p: &Option<PathBuf>| {
+            p.clone()
+                .filter(|p| p.exists() || p.parent().is_some_and(|d| d.is_dir()))
+        };
+        let stdio = Stdio {
+            stdin: still_there(&self.record.stdio.stdin),
+            stdout: still_there(&self.record.stdio.stdout),
+            stderr: still_there(&self.record.stdio.stderr),
+        };
+        let args = self.shim_args(Mode::Run, &stdio);
+        let runtime = self.env.runtime.clone();
+        let shim = self.env.shim.clone();
+        let timeout = self.env.shim_timeout;
+        let dir = self.dir.clone();
+        let execs: Vec<String> = self.execs.keys().cloned().collect();
+        let id = self.record.id.clone();
+        let work = async move {
+            runtime.delete(&id, true).await?;
+            for exec in execs {
+                let _ = std::fs::remove_dir_all(dir.process(&exec).path());
+            }
+            let init = dir.process(INIT_PROCESS);
+            let _ = std::fs::remove_dir_all(init.path());
+            launch::launch(&shim, &init, &args, timeout).await
+        };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| {
+            act.record.restarts += 1;
+            act.record.stopped_by_user = false;
+            match result {
+                Ok(shim) => {
+                    act.execs.clear();
+                    act.init = ProcessSlot {
+                        pid: shim.pid as u32,
+                        ..ProcessSlot::default()
+                    };
+                    act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
+                    act.init_exit_published = false;
+                    act.status = Status::Running;
+                    act.started_at_ns = now_ns();
+                    act.save_record();
+                    act.publish_marked(
+                        Topic::TaskStart,
+                        Some(INIT_PROCESS),
+                        act.init.pid,
+                        None,
+                        Some(act.record.restarts),
+                        None,
+                    );
+                }
+                Err(e) => {
+                    act.save_record();
+                    tracing::warn!("{}: restart {} failed: {e}", act.key(), act.record.restarts);
+                    act.consider_restart(ctx);
+                }
+            }
+        }));
     }
 
     fn key(&self) -> String {
@@ -206,11 +478,25 @@ impl Container {
             created_at_ns: self.record.created_at_ns,
             exit: self.init.exit,
             execs: self.execs.iter().map(|(id, s)| s.info(id)).collect(),
+            restart: self.record.restart,
+            restarts: self.record.restarts,
         }
     }
 
     fn publish(&self, topic: Topic, process_id: Option<&str>, pid: u32, exit: Option<ExitStatus>) {
-        self.env.events.do_send(Publish(Event {
+        self.publish_marked(topic, process_id, pid, exit, None, None);
+    }
+
+    fn publish_marked(
+        &self,
+        topic: Topic,
+        process_id: Option<&str>,
+        pid: u32,
+        exit: Option<ExitStatus>,
+        restarts: Option<u32>,
+        mark: Option<PathBuf>,
+    ) {
+        let event = Event {
             seq: 0,
             timestamp_ns: 0,
             namespace: self.record.namespace.clone(),
@@ -220,7 +506,9 @@ impl Container {
             pid: (pid > 0).then_some(pid),
             exit,
             bundle: (topic == Topic::TaskCreate).then(|| self.record.bundle.clone()),
-        }));
+            restarts,
+        };
+        self.env.events.do_send(Publish { event, mark });
     }
 
     fn shim_args(&self, mode: Mode, stdio: &Stdio) -> ShimArgs {
@@ -275,12 +563,7 @@ impl Container {
             return;
         }
         self.init_exit_published = true;
-        self.publish(
-            Topic::TaskExit,
-            Some(INIT_PROCESS),
-            self.init.pid,
-            Some(exit),
-        );
+        self.publish_exit(INIT_PROCESS, self.init.pid, Some(exit));
         self.init.resolve_waiters();
     }
 
@@ -305,6 +588,58 @@ impl Container {
 
 impl Actor for Container {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(published) = self.adopt.take() {
+            self.adopt_processes(published, ctx);
+        }
+    }
+}
+
+/// What a process directory says about its process at daemon start.
+enum Adopted {
+    /// The runtime never wrote a pid: its create or exec did not finish.
+    NeverStarted,
+    /// It has exited (during the downtime, or before).
+    Exited { pid: i32, status: ExitStatus },
+    /// Its shim is alive: watch it.
+    Running {
+        pid: i32,
+        starttime: Option<u64>,
+        exit_fd: std::os::fd::OwnedFd,
+    },
+}
+
+/// Reads a process directory. The exit fifo is opened before the shim's liveness is
+/// checked: a shim alive at the check is seen to hang up later; one dead by then is
+/// handled now, by its exitStatus or by the rules for a shim that died without one.
+fn adopt_process(dir: &crate::layout::ShimDir) -> Adopted {
+    let Some(pid) = dir.read_pid() else {
+        return Adopted::NeverStarted;
+    };
+    let starttime = dir.read_starttime();
+    if let Some((code, at)) = dir.read_exit_status() {
+        let status = ExitStatus {
+            code,
+            exited_at_ns: at,
+        };
+        return Adopted::Exited { pid, status };
+    }
+    let exit_fd = launch::open_exit_fifo(dir).ok();
+    let shim_alive = dir.read_shim_pid().is_some_and(|(spid, start)| {
+        crate::layout::same_process(spid, start) && !crate::layout::is_zombie(spid)
+    });
+    match exit_fd {
+        Some(exit_fd) if shim_alive => Adopted::Running {
+            pid,
+            starttime,
+            exit_fd,
+        },
+        _ => Adopted::Exited {
+            pid,
+            status: super::process::exit_status_of(dir, pid, starttime),
+        },
+    }
 }
 
 /// Removes what a failed create or a delete leaves: the runtime's state, the state dir,
@@ -367,6 +702,7 @@ impl Handler<Init> for Container {
                         } else {
                             Status::Created
                         };
+                        act.started_at_ns = now_ns();
                         act.publish(Topic::TaskCreate, Some(INIT_PROCESS), act.init.pid, None);
                         if start {
                             act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
@@ -402,7 +738,7 @@ impl Handler<Start> for Container {
         Box::pin(
             async move { runtime.start(&id).await }
                 .into_actor(self)
-                .map(|result, act, _| {
+                .map(|result, act, ctx| {
                     act.starting = false;
                     let result = result.map(|()| {
                         if act.init.exit.is_none() {
@@ -411,7 +747,9 @@ impl Handler<Start> for Container {
                         act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
                         act.info()
                     });
+                    act.started_at_ns = now_ns();
                     act.maybe_publish_init_exit();
+                    act.consider_restart(ctx);
                     result
                 }),
         )
@@ -421,12 +759,13 @@ impl Handler<Start> for Container {
 impl Handler<ProcessExited> for Container {
     type Result = ();
 
-    fn handle(&mut self, msg: ProcessExited, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ProcessExited, ctx: &mut Context<Self>) {
         if msg.process_id == INIT_PROCESS {
             self.init.exit = Some(msg.status);
             self.init.addr = None;
             self.status = Status::Stopped;
             self.maybe_publish_init_exit();
+            self.consider_restart(ctx);
             return;
         }
         let pid = match self.execs.get_mut(&msg.process_id) {
@@ -438,13 +777,9 @@ impl Handler<ProcessExited> for Container {
             }
             None => return,
         };
-        self.publish(
-            Topic::TaskExit,
-            Some(&msg.process_id),
-            pid,
-            Some(msg.status),
-        );
+        self.publish_exit(&msg.process_id, pid, Some(msg.status));
         self.maybe_publish_init_exit();
+        self.consider_restart(ctx);
     }
 }
 
@@ -561,6 +896,13 @@ impl Handler<Kill> for Container {
             Ok(addr) => addr,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
+        if msg.exec_id.is_none()
+            && [libc::SIGTERM, libc::SIGKILL, libc::SIGINT, libc::SIGQUIT].contains(&msg.signal)
+            && !self.record.stopped_by_user
+        {
+            self.record.stopped_by_user = true;
+            self.save_record();
+        }
         if msg.all {
             let runtime = self.env.runtime.clone();
             let id = self.record.id.clone();
@@ -621,7 +963,7 @@ impl Handler<Wait> for Container {
 impl Handler<Delete> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, Delete { force }: Delete, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Delete { force }: Delete, ctx: &mut Context<Self>) -> Self::Result {
         if self.deleting {
             return Box::pin(actix::fut::ready(Err(Error::WrongState(format!(
                 "container {} is already being deleted",
@@ -638,6 +980,9 @@ impl Handler<Delete> for Container {
             )));
         }
         self.deleting = true;
+        if let Some(timer) = self.restart_timer.take() {
+            ctx.cancel_future(timer);
+        }
         // A live (or created) container is killed, and its exit recorded, before deletion.
         let exited = if self.init.exit.is_none() && self.init.pid > 0 {
             if let Some(addr) = &self.init.addr {

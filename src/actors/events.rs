@@ -1,10 +1,15 @@
-//! The Events actor: the one place that numbers events and hands them to subscribers.
-//! A subscriber that cannot keep up is cut off and told the first sequence number it
-//! missed ([`Error::Lagged`]); nothing is dropped silently.
+//! The Events actor: the one place that numbers events, journals them and hands them to
+//! subscribers. A subscriber may first replay the journal (`since`), then follows live
+//! events with no gap and no duplicate. A subscriber that cannot keep up is cut off and
+//! told the first sequence number it missed ([`Error::Lagged`]), so it can resume from
+//! there; nothing is dropped silently, and the daemon counts such subscribers.
 
 use crate::error::{Error, Result};
-use crate::types::{now_ns, Event, EventFilter};
+use crate::journal::{self, Journal};
+use crate::types::{now_ns, Event, EventFilter, Since};
 use actix::prelude::*;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -12,10 +17,11 @@ use tokio::sync::mpsc;
 /// How many events may wait for one subscriber before it is cut off as lagging.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
 
-/// Numbers events and fans them out.
-#[derive(Default)]
+/// Numbers, journals and fans out events.
 pub struct Events {
     next_seq: u64,
+    journal: Option<Journal>,
+    journal_dir: Option<PathBuf>,
     subscribers: Vec<Subscriber>,
     lagged_total: u64,
 }
@@ -26,27 +32,54 @@ struct Subscriber {
     lagged_at: Arc<AtomicU64>,
 }
 
+impl Events {
+    /// Events numbered from `last_seq + 1`, journaled to `journal` if given.
+    pub fn new(journal: Option<(Journal, PathBuf)>, last_seq: u64) -> Self {
+        let (journal, journal_dir) = match journal {
+            Some((j, d)) => (Some(j), Some(d)),
+            None => (None, None),
+        };
+        Events {
+            next_seq: last_seq + 1,
+            journal,
+            journal_dir,
+            subscribers: Vec::new(),
+            lagged_total: 0,
+        }
+    }
+}
+
 impl Actor for Events {
     type Context = Context<Self>;
 }
 
-/// Publishes one event; `seq` and `timestamp_ns` are filled in here.
+/// Publishes one event; `seq` and `timestamp_ns` are filled in here. `mark`, if given, is
+/// a file created once the event is in the journal (a process's `exit.published`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Publish(pub Event);
+pub struct Publish {
+    /// The event.
+    pub event: Event,
+    /// A marker file to create after journaling.
+    pub mark: Option<PathBuf>,
+}
 
-/// Subscribes to the events that pass a filter, from now on.
+/// Subscribes to the events that pass a filter.
 #[derive(Message)]
 #[rtype(result = "EventStream")]
 pub struct Subscribe(pub EventFilter);
 
-/// Counts of subscribers and of subscribers cut off for lagging.
+/// Counts of live subscribers, of subscribers cut off for lagging, and the last sequence
+/// number.
 #[derive(Message)]
-#[rtype(result = "(usize, u64)")]
+#[rtype(result = "(usize, u64, u64)")]
 pub struct SubscriberCounts;
 
-/// A subscriber's end: events in order, then `Err(Lagged)` if it fell behind.
+/// A subscriber's end: replayed events, then live ones, then `Err(Lagged)` if it fell behind.
 pub struct EventStream {
+    replay: Option<(PathBuf, Since, u64)>,
+    replayed: VecDeque<Event>,
+    filter: EventFilter,
     rx: mpsc::Receiver<Event>,
     lagged_at: Arc<AtomicU64>,
 }
@@ -54,6 +87,17 @@ pub struct EventStream {
 impl EventStream {
     /// The next event; `None` when the daemon is gone, `Err(Lagged)` once if it fell behind.
     pub async fn next(&mut self) -> Option<Result<Event>> {
+        if let Some((dir, since, until)) = self.replay.take() {
+            let read = actix_rt::task::spawn_blocking(move || journal::replay(&dir, since, until));
+            let events = read.await.unwrap_or_default();
+            self.replayed = events
+                .into_iter()
+                .filter(|e| self.filter.matches(e))
+                .collect();
+        }
+        if let Some(e) = self.replayed.pop_front() {
+            return Some(Ok(e));
+        }
         match self.rx.recv().await {
             Some(event) => Some(Ok(event)),
             None => match self.lagged_at.swap(0, Ordering::SeqCst) {
@@ -67,11 +111,21 @@ impl EventStream {
 impl Handler<Publish> for Events {
     type Result = ();
 
-    fn handle(&mut self, Publish(mut event): Publish, _: &mut Context<Self>) {
-        self.next_seq += 1;
+    fn handle(&mut self, Publish { mut event, mark }: Publish, _: &mut Context<Self>) {
         event.seq = self.next_seq;
+        self.next_seq += 1;
         event.timestamp_ns = now_ns();
         tracing::debug!(seq = event.seq, topic = %event.topic, ns = %event.namespace, id = %event.container_id, "event");
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.append(&event) {
+                tracing::error!(seq = event.seq, "cannot journal event: {e}");
+            }
+        }
+        if let Some(mark) = mark {
+            if let Err(e) = std::fs::write(&mark, b"") {
+                tracing::warn!("cannot write {}: {e}", mark.display());
+            }
+        }
         let mut lagged = 0;
         self.subscribers.retain(|sub| {
             if !sub.filter.matches(&event) {
@@ -91,7 +145,7 @@ impl Handler<Publish> for Events {
             self.lagged_total += lagged;
             tracing::warn!(
                 lagged,
-                seq = event.seq,
+                first_missed = event.seq,
                 "cut off event subscribers that could not keep up"
             );
         }
@@ -104,12 +158,24 @@ impl Handler<Subscribe> for Events {
     fn handle(&mut self, Subscribe(filter): Subscribe, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
         let lagged_at = Arc::new(AtomicU64::new(0));
+        // Everything below next_seq is in the journal already; everything from it on will be
+        // sent live: the replay and the live stream meet with no gap and no overlap.
+        let replay = match (filter.since, &self.journal_dir) {
+            (Some(since), Some(dir)) => Some((dir.clone(), since, self.next_seq)),
+            _ => None,
+        };
         self.subscribers.push(Subscriber {
-            filter,
+            filter: filter.clone(),
             tx,
             lagged_at: lagged_at.clone(),
         });
-        MessageResult(EventStream { rx, lagged_at })
+        MessageResult(EventStream {
+            replay,
+            replayed: VecDeque::new(),
+            filter,
+            rx,
+            lagged_at,
+        })
     }
 }
 
@@ -118,6 +184,6 @@ impl Handler<SubscriberCounts> for Events {
 
     fn handle(&mut self, _: SubscriberCounts, _: &mut Context<Self>) -> Self::Result {
         self.subscribers.retain(|s| !s.tx.is_closed());
-        MessageResult((self.subscribers.len(), self.lagged_total))
+        MessageResult((self.subscribers.len(), self.lagged_total, self.next_seq - 1))
     }
 }

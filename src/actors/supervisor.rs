@@ -5,12 +5,14 @@
 use super::container::{self, Container, ContainerEnv, ContainerRecord, GetInfo, Init};
 use super::events::Events;
 use crate::error::{Error, Result};
+use crate::journal::ExitKey;
 use crate::layout::StateDir;
 use crate::runtime::{resolve_binary, Runtime};
 use crate::types::*;
 use crate::Config;
 use actix::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The registry of containers.
@@ -19,16 +21,158 @@ pub struct Supervisor {
     state: StateDir,
     events: Addr<Events>,
     containers: HashMap<ContainerKey, Addr<Container>>,
+    /// Exits the journal holds, until the containers in the state dir are adopted.
+    journaled_exits: Option<HashSet<ExitKey>>,
 }
 
+/// Where state that could not be read is moved, under the state dir (not a valid namespace).
+pub const SET_ASIDE_DIR: &str = "_set-aside";
+
 impl Supervisor {
-    /// A supervisor with an empty registry.
-    pub fn new(config: Arc<Config>, events: Addr<Events>) -> Self {
+    /// A supervisor that adopts the containers in the state dir when it starts;
+    /// `journaled_exits` are the /tasks/exit events already in the journal.
+    pub fn new(
+        config: Arc<Config>,
+        events: Addr<Events>,
+        journaled_exits: HashSet<ExitKey>,
+    ) -> Self {
         Supervisor {
             state: StateDir::new(&config.state_dir),
             config,
             events,
             containers: HashMap::new(),
+            journaled_exits: Some(journaled_exits),
+        }
+    }
+
+    fn env(&self, runtime: Runtime) -> ContainerEnv {
+        ContainerEnv {
+            shim: self.config.shim.clone(),
+            runtime,
+            shim_timeout: self.config.shim_timeout,
+            events: self.events.clone(),
+        }
+    }
+
+    /// Moves a container's state out of the way, keeping it for a person to look at.
+    fn set_aside(&self, dir: &Path, why: &str) {
+        let name = dir
+            .strip_prefix(self.state.path())
+            .map(|p| p.to_string_lossy().replace('/', "."))
+            .unwrap_or_else(|_| "unknown".into());
+        let target = self
+            .state
+            .path()
+            .join(SET_ASIDE_DIR)
+            .join(format!("{name}.{}", now_ns()));
+        let moved = std::fs::create_dir_all(target.parent().unwrap_or(self.state.path()))
+            .and_then(|()| std::fs::rename(dir, &target));
+        match moved {
+            Ok(()) => tracing::warn!(
+                "{}: {why}; its state was set aside in {}",
+                dir.display(),
+                target.display()
+            ),
+            Err(e) => tracing::error!("{}: {why}; could not set it aside: {e}", dir.display()),
+        }
+    }
+
+    /// Adopts every container found in the state dir (daemon start). Each is registered
+    /// before its actor starts watching its processes, so no exit finds nobody to tell.
+    fn adopt_all(&mut self, journaled: HashSet<ExitKey>, ctx: &mut Context<Self>) {
+        let dirs = |p: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|n| validate_id("id", n).is_ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        let mut adopted = 0;
+        for namespace in dirs(self.state.path()) {
+            for id in dirs(&self.state.namespace(&namespace)) {
+                let dir = self.state.container(&namespace, &id);
+                let record = std::fs::read(dir.state_json())
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        serde_json::from_slice::<ContainerRecord>(&b).map_err(|e| e.to_string())
+                    });
+                let record = match record {
+                    Ok(r) if r.namespace == namespace && r.id == id => r,
+                    Ok(r) => {
+                        self.set_aside(
+                            dir.path(),
+                            &format!("state.json names {}/{}", r.namespace, r.id),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        self.set_aside(dir.path(), &format!("unreadable state.json ({e})"));
+                        continue;
+                    }
+                };
+                let runtime = self.runtime_for(
+                    &namespace,
+                    record.runtime.clone(),
+                    record.runtime_args.clone(),
+                );
+                let init = dir.process(INIT_PROCESS);
+                let broken = if !record.bundle.join("config.json").is_file() {
+                    Some(format!("its bundle {} is gone", record.bundle.display()))
+                } else if init.read_pid().is_none() {
+                    Some("its create never finished".to_string())
+                } else {
+                    None
+                };
+                if let Some(why) = broken {
+                    // Stop whatever is left of it; keep its files for a person to read.
+                    if let Some((shim, start)) = init.read_shim_pid() {
+                        if crate::layout::same_process(shim, start) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(shim),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                    }
+                    self.set_aside(dir.path(), &why);
+                    let cgroup = record.cgroup_path.clone();
+                    ctx.spawn(
+                        async move {
+                            if let Err(e) = runtime.delete(&record.id, true).await {
+                                tracing::warn!("removing {}: {e}", record.id);
+                            }
+                            crate::cgroups::remove_leftovers(&cgroup);
+                        }
+                        .into_actor(self),
+                    );
+                    continue;
+                }
+                let key = ContainerKey {
+                    namespace: namespace.clone(),
+                    id: id.clone(),
+                };
+                let published: HashSet<(String, u32)> = journaled
+                    .iter()
+                    .filter(|(n, i, _, _)| *n == namespace && *i == id)
+                    .map(|(_, _, p, pid)| (p.clone(), *pid))
+                    .collect();
+                let env = self.env(runtime);
+                // Registered first; the actor adopts its processes when it starts.
+                let container = Container::adopted(record, dir, env, published);
+                self.containers.insert(key, container.start());
+                adopted += 1;
+            }
+        }
+        if adopted > 0 {
+            tracing::info!(
+                "adopted {adopted} container(s) from {}",
+                self.state.path().display()
+            );
         }
     }
 
@@ -49,6 +193,12 @@ impl Supervisor {
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(journaled) = self.journaled_exits.take() {
+            self.adopt_all(journaled, ctx);
+        }
+    }
 }
 
 /// Creates a container.
@@ -153,6 +303,9 @@ impl Handler<Create> for Supervisor {
                 labels: req.labels.clone(),
                 stdio: req.stdio.clone(),
                 created_at_ns: now_ns(),
+                restart: req.restart,
+                restarts: 0,
+                stopped_by_user: false,
             };
             Ok((key, dir, record, runtime))
         })();
@@ -160,12 +313,7 @@ impl Handler<Create> for Supervisor {
             Ok(parts) => parts,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        let env = ContainerEnv {
-            shim: self.config.shim.clone(),
-            runtime,
-            shim_timeout: self.config.shim_timeout,
-            events: self.events.clone(),
-        };
+        let env = self.env(runtime);
         let addr = Container::new(record, dir, env).start();
         self.containers.insert(key.clone(), addr.clone());
         let start = req.start;
@@ -250,6 +398,28 @@ impl Handler<List> for Supervisor {
                 }
             }
             out.sort_by(|a, b| a.id.cmp(&b.id));
+            out
+        })
+    }
+}
+
+/// Every container in every namespace.
+#[derive(Message)]
+#[rtype(result = "Vec<ContainerInfo>")]
+pub struct All;
+
+impl Handler<All> for Supervisor {
+    type Result = ResponseFuture<Vec<ContainerInfo>>;
+
+    fn handle(&mut self, _: All, _: &mut Context<Self>) -> Self::Result {
+        let addrs: Vec<Addr<Container>> = self.containers.values().cloned().collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                if let Ok(info) = addr.send(GetInfo).await {
+                    out.push(info);
+                }
+            }
             out
         })
     }

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 const USAGE: &str = "usage: corralctl [--socket PATH] [--namespace NS] COMMAND [ARGS]
 
 commands:
-  create ID --bundle DIR [--label K=V]... [--runtime PATH] [--stdin P] [--stdout P] [--stderr P]
+  create ID --bundle DIR [--label K=V]... [--runtime PATH] [--restart POLICY]
+            [--stdin P] [--stdout P] [--stderr P]
   start ID
-  run ID --bundle DIR [--rm] [-d] [--label K=V]... [--runtime PATH]
+  run ID --bundle DIR [--rm] [-d] [--label K=V]... [--runtime PATH] [--restart POLICY]
                                   create, start, copy its output, wait; exit with its code
   exec ID EXEC_ID [-d] -- CMD...  run CMD in the container; exit with its code
   kill ID [--signal SIG] [--all] [--exec EXEC_ID]     (SIGTERM by default)
@@ -23,10 +24,14 @@ commands:
   state ID [--json]
   pids ID [--json]
   close-stdin ID [--exec EXEC_ID]
-  events [--id ID] [--json]       follow events
+  events [--id ID] [--since SEQ|TIME|DURATION] [--json]
+                                  replay from the journal (SEQ, RFC 3339 TIME, or e.g. 10m ago),
+                                  then follow; resumes by itself if it falls behind
+  info                            the daemon's counters
   version
   bundle busybox DIR [-- CMD...]  make a runnable bundle from the host's busybox-static
 
+restart policies: no (default), on-failure[:MAX], always, unless-stopped
 environment: CORRAL_SOCKET, CORRAL_NAMESPACE";
 
 /// A command-line error: printed with the usage, exit 2.
@@ -189,6 +194,7 @@ fn run_cli(argv: Vec<String>) -> Outcome {
         "close-stdin" => close_stdin(&ctl, args),
         "events" => events(&ctl, args),
         "version" => version(&ctl, args),
+        "info" => info(&ctl, args),
         "bundle" => bundle(args),
         other => Err(Usage(format!("unknown command {other:?}")).into()),
     }
@@ -213,7 +219,12 @@ fn create_request(ctl: &Ctl, args: &mut Args, id: String) -> Result<CreateReques
         .value(&["--bundle", "-b"])?
         .ok_or_else(|| Usage("--bundle DIR is required".into()))?;
     let runtime = args.value(&["--runtime"])?.map(PathBuf::from);
+    let restart = match args.value(&["--restart"])? {
+        Some(p) => p.parse()?,
+        None => RestartPolicy::No,
+    };
     Ok(CreateRequest {
+        restart,
         namespace: ctl.namespace.clone(),
         id,
         bundle: absolute(bundle)?,
@@ -445,7 +456,7 @@ fn list(ctl: &Ctl, mut args: Args) -> Outcome {
     if as_json {
         return json(&containers);
     }
-    let rows: Vec<[String; 6]> = containers
+    let rows: Vec<[String; 7]> = containers
         .iter()
         .map(|c| {
             [
@@ -453,6 +464,7 @@ fn list(ctl: &Ctl, mut args: Args) -> Outcome {
                 c.status.to_string(),
                 c.pid.to_string(),
                 exit_text(c.exit),
+                c.restarts.to_string(),
                 format_time(c.created_at_ns),
                 c.labels
                     .iter()
@@ -462,7 +474,12 @@ fn list(ctl: &Ctl, mut args: Args) -> Outcome {
             ]
         })
         .collect();
-    table(&["ID", "STATUS", "PID", "EXIT", "CREATED", "LABELS"], &rows);
+    table(
+        &[
+            "ID", "STATUS", "PID", "EXIT", "RESTARTS", "CREATED", "LABELS",
+        ],
+        &rows,
+    );
     Ok(0)
 }
 
@@ -506,6 +523,7 @@ fn state(ctl: &Ctl, mut args: Args) -> Outcome {
     println!("bundle:    {}", c.bundle.display());
     println!("runtime:   {}", c.runtime.display());
     println!("created:   {}", format_time(c.created_at_ns));
+    println!("restart:   {} ({} restarts)", c.restart, c.restarts);
     if let Some(exit) = c.exit {
         println!(
             "exit:      {} at {}",
@@ -568,15 +586,30 @@ fn close_stdin(ctl: &Ctl, mut args: Args) -> Outcome {
 fn events(ctl: &Ctl, mut args: Args) -> Outcome {
     let as_json = args.flag(&["--json"]);
     let id = args.value(&["--id"])?;
+    let since = args
+        .value(&["--since"])?
+        .map(|s| parse_since(&s))
+        .transpose()?;
     args.finish()?;
-    let filter = EventFilter {
+    let mut filter = EventFilter {
         namespace: Some(ctl.namespace.clone()),
         container_id: id,
+        since,
     };
-    let subscription = ctl.client()?.subscribe(filter)?;
     let mut out = std::io::stdout().lock();
-    for event in subscription {
-        let event = event?;
+    let mut subscription = ctl.client()?.subscribe(filter.clone())?;
+    loop {
+        let event = match subscription.next() {
+            None => break,
+            Some(Ok(event)) => event,
+            Some(Err(Error::Lagged { first_missed })) => {
+                eprintln!("corralctl: fell behind; resuming from event {first_missed}");
+                filter.since = Some(Since::Seq(first_missed));
+                subscription = ctl.client()?.subscribe(filter.clone())?;
+                continue;
+            }
+            Some(Err(e)) => return Err(e.into()),
+        };
         let line = if as_json {
             serde_json::to_string(&event).map_err(|e| Error::Internal(e.to_string()))?
         } else {
@@ -597,12 +630,63 @@ fn events(ctl: &Ctl, mut args: Args) -> Outcome {
             if let Some(exit) = event.exit {
                 s.push_str(&format!(" exit={}", exit.code));
             }
+            if let Some(n) = event.restarts {
+                s.push_str(&format!(" restarts={n}"));
+            }
             s
         };
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             break; // stdout closed (e.g. piped into head)
         }
     }
+    Ok(0)
+}
+
+/// `--since`: a sequence number, an RFC 3339 UTC time, or a duration ago (`90s`, `10m`, `2h`).
+fn parse_since(s: &str) -> Result<Since, Error> {
+    if let Ok(seq) = s.parse::<u64>() {
+        return Ok(Since::Seq(seq));
+    }
+    if let Some(t) = parse_time(s) {
+        return Ok(Since::Time(t));
+    }
+    let unit = match s.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => 0,
+    };
+    match s[..s.len().saturating_sub(1)].parse::<u64>() {
+        Ok(n) if unit > 0 => Ok(Since::Time(
+            now_ns().saturating_sub(n * unit * 1_000_000_000),
+        )),
+        _ => Err(Error::InvalidArgument(format!(
+            "--since {s:?} is not a sequence number, an RFC 3339 time (2026-01-02T03:04:05Z) or a duration (90s, 10m, 2h)"
+        ))),
+    }
+}
+
+fn info(ctl: &Ctl, args: Args) -> Outcome {
+    let as_json = {
+        let mut args = args;
+        let j = args.flag(&["--json"]);
+        args.finish()?;
+        j
+    };
+    let i = ctl.client()?.info()?;
+    if as_json {
+        return json(&i);
+    }
+    println!("version:            {}", i.version);
+    println!(
+        "containers:         {} ({} running)",
+        i.containers, i.running
+    );
+    println!("subscribers:        {}", i.subscribers);
+    println!("lagged subscribers: {}", i.lagged_subscribers);
+    println!("last event:         {}", i.last_seq);
+    println!("pending children:   {}", i.pending_children);
     Ok(0)
 }
 

@@ -194,6 +194,14 @@ impl Client {
         }
     }
 
+    /// The daemon's counters.
+    pub fn info(&mut self) -> Result<DaemonInfo> {
+        match self.call(Request::Info)? {
+            Reply::Info(i) => Ok(i),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Turns this connection into a stream of events that pass `filter`.
     pub fn subscribe(mut self, filter: EventFilter) -> Result<Subscription> {
         let id = self.send(Request::Subscribe(filter))?;

@@ -87,6 +87,8 @@ pub enum Request {
     CloseStdin(ProcessRef),
     /// Stream events (replies: `Event`... until the connection closes, or `Error(Lagged)`).
     Subscribe(EventFilter),
+    /// The daemon's counters.
+    Info,
 }
 
 /// Everything the daemon answers.
@@ -120,6 +122,8 @@ pub enum Reply {
     Pids(Vec<PidInfo>),
     /// One event of a subscription.
     Event(Event),
+    /// The daemon's counters.
+    Info(DaemonInfo),
     /// The request failed.
     Error(Error),
 }

@@ -227,6 +227,7 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
             .close_stdin(&p.namespace, &p.id, p.exec_id.as_deref())
             .await
             .map(|()| Reply::Ok),
+        Request::Info => handle.info().await.map(Reply::Info),
         Request::Subscribe(_) => Err(Error::Internal("subscribe is served as a stream".into())),
     };
     result.unwrap_or_else(Reply::Error)
