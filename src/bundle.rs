@@ -60,14 +60,14 @@ pub fn check(bundle: &Path) -> Result<(PathBuf, Spec)> {
     Ok((canonical, spec))
 }
 
-/// The cgroup path the runtime will use for `id` under `spec` (runc: `/<id>` when unset).
-pub fn cgroup_path(spec: &Spec, id: &str) -> String {
-    spec.linux()
+/// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`]).
+pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::stats::CgroupPaths {
+    let spec_path = spec
+        .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| format!("/{id}"))
+        .map(|p| p.to_string_lossy().into_owned());
+    crate::stats::CgroupPaths::expected(spec_path.as_deref(), id)
 }
 
 /// Where the host's busybox-static is looked for.

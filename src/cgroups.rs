@@ -20,13 +20,20 @@ pub fn hierarchies() -> Vec<std::path::PathBuf> {
         .unwrap_or_default()
 }
 
-/// Removes the cgroup at `relative` (e.g. `/web-1`) from every hierarchy where it is left.
-pub fn remove_leftovers(relative: &str) {
-    let relative = relative.trim_start_matches('/');
-    if relative.is_empty() || relative.split('/').any(|c| c == "..") {
-        return;
-    }
+/// Removes a container's cgroups from every hierarchy where they are left.
+pub fn remove_leftovers(paths: &crate::stats::CgroupPaths) {
     for hierarchy in hierarchies() {
+        let name = hierarchy
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let controller = if name == "unified" { "" } else { name.as_str() };
+        // A hierarchy named after several controllers (cpu,cpuacct) uses the first one's path.
+        let first = controller.split(',').next().unwrap_or("");
+        let relative = paths.get(first).trim_start_matches('/');
+        if relative.is_empty() || relative.split('/').any(|c| c == "..") {
+            continue;
+        }
         let path = hierarchy.join(relative);
         if path.is_dir() {
             if let Err(e) = std::fs::remove_dir(&path) {
@@ -36,8 +43,21 @@ pub fn remove_leftovers(relative: &str) {
     }
 }
 
-/// Whether any hierarchy still has a cgroup at `relative`.
-pub fn exists_anywhere(relative: &str) -> bool {
-    let relative = relative.trim_start_matches('/');
-    !relative.is_empty() && hierarchies().iter().any(|h| h.join(relative).is_dir())
+/// The directories of a container's cgroups that still exist.
+pub fn existing(paths: &crate::stats::CgroupPaths) -> Vec<std::path::PathBuf> {
+    hierarchies()
+        .into_iter()
+        .filter_map(|h| {
+            let name = h.file_name()?.to_string_lossy().into_owned();
+            let controller = if name == "unified" {
+                String::new()
+            } else {
+                name
+            };
+            let first = controller.split(',').next().unwrap_or("").to_string();
+            let relative = paths.get(&first).trim_start_matches('/').to_string();
+            let dir = h.join(relative);
+            (!paths.get(&first).trim_start_matches('/').is_empty() && dir.is_dir()).then_some(dir)
+        })
+        .collect()
 }

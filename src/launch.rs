@@ -140,3 +140,29 @@ pub async fn launch(
         log.trim()
     )))
 }
+
+/// Waits until `fd` (an eventfd or inotify fd, non-blocking) is readable and drains it.
+/// Returns false when the fd can no longer be watched.
+pub async fn readable(fd: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    // SAFETY: the AsyncFd borrows `raw` only within this call, while `fd` stays open.
+    let Ok(afd) = (unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(raw, tokio::io::Interest::READABLE)
+    }) else {
+        return false;
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(mut guard) = afd.readable().await else {
+            return false;
+        };
+        match nix::unistd::read(raw, &mut buf) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) => return false,
+            Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}

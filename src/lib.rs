@@ -26,10 +26,12 @@ pub mod error;
 pub mod journal;
 pub mod launch;
 pub mod layout;
+pub mod oom;
 pub mod reaper;
 pub mod rpc;
 pub mod runtime;
 pub mod shim;
+pub mod stats;
 pub mod types;
 
 pub use actors::EventStream;
@@ -275,6 +277,27 @@ impl Handle {
     /// The pids in a container.
     pub async fn pids(&self, namespace: &str, id: &str) -> Result<Vec<PidInfo>> {
         self.ask(namespace, id, container::Pids).await?
+    }
+
+    /// Freezes a running container.
+    pub async fn pause(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::Pause).await?
+    }
+
+    /// Thaws a paused container.
+    pub async fn resume(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::Resume).await?
+    }
+
+    /// Changes a live container's resource limits.
+    pub async fn update(&self, namespace: &str, id: &str, resources: Resources) -> Result<()> {
+        self.ask(namespace, id, container::Update(resources))
+            .await?
+    }
+
+    /// A container's statistics, read from its cgroup.
+    pub async fn stats(&self, namespace: &str, id: &str) -> Result<stats::Stats> {
+        self.ask(namespace, id, container::GetStats).await?
     }
 
     /// Closes a process's stdin.

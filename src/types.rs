@@ -137,6 +137,8 @@ pub enum Status {
     Created,
     /// Its process is running.
     Running,
+    /// Being frozen.
+    Pausing,
     /// Frozen.
     Paused,
     /// Its process has exited.
@@ -150,6 +152,7 @@ impl fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Pausing => "pausing",
             Status::Paused => "paused",
             Status::Stopped => "stopped",
             Status::Unknown => "unknown",
@@ -293,6 +296,134 @@ pub struct ContainerInfo {
     pub restart: RestartPolicy,
     /// How many times the policy restarted it.
     pub restarts: u32,
+    /// How many of its processes the OOM killer killed.
+    pub oom_kills: u32,
+    /// Its last exit followed an OOM kill.
+    pub exit_oom_killed: bool,
+}
+
+/// New resource limits for a running container (containerd v0.2's Resource); `None` leaves
+/// a value as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU shares (relative weight).
+    pub cpu_shares: Option<u64>,
+    /// Block I/O weight, 10-1000.
+    pub blkio_weight: Option<u16>,
+    /// CFS period in microseconds.
+    pub cpu_period: Option<u64>,
+    /// CFS quota in microseconds (-1 for none).
+    pub cpu_quota: Option<i64>,
+    /// CPUs allowed, e.g. "0-1".
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed, e.g. "0".
+    pub cpuset_mems: Option<String>,
+    /// Kernel memory limit in bytes.
+    pub kernel_memory: Option<i64>,
+    /// Kernel TCP buffer limit in bytes.
+    pub kernel_tcp_memory: Option<i64>,
+    /// Memory limit in bytes (-1 for none).
+    pub memory: Option<i64>,
+    /// Memory soft limit in bytes.
+    pub memory_reservation: Option<i64>,
+    /// Memory + swap limit in bytes (-1 for none).
+    pub memory_swap: Option<i64>,
+    /// Most processes (-1 for none).
+    pub pids_limit: Option<i64>,
+}
+
+impl Resources {
+    /// Each field that is set: (seed name, runtime flag, value).
+    pub fn fields(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut out = Vec::new();
+        let mut push = |name, flag, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((name, flag, v));
+            }
+        };
+        push(
+            "CPUShares",
+            "--cpu-share",
+            self.cpu_shares.map(|v| v.to_string()),
+        );
+        push(
+            "BlkioWeight",
+            "--blkio-weight",
+            self.blkio_weight.map(|v| v.to_string()),
+        );
+        push(
+            "CPUPeriod",
+            "--cpu-period",
+            self.cpu_period.map(|v| v.to_string()),
+        );
+        push(
+            "CPUQuota",
+            "--cpu-quota",
+            self.cpu_quota.map(|v| v.to_string()),
+        );
+        push("CpusetCpus", "--cpuset-cpus", self.cpuset_cpus.clone());
+        push("CpusetMems", "--cpuset-mems", self.cpuset_mems.clone());
+        push(
+            "KernelMemory",
+            "--kernel-memory",
+            self.kernel_memory.map(|v| v.to_string()),
+        );
+        push(
+            "KernelTCPMemory",
+            "--kernel-memory-tcp",
+            self.kernel_tcp_memory.map(|v| v.to_string()),
+        );
+        push("Memory", "--memory", self.memory.map(|v| v.to_string()));
+        push(
+            "MemoryReservation",
+            "--memory-reservation",
+            self.memory_reservation.map(|v| v.to_string()),
+        );
+        push(
+            "MemorySwap",
+            "--memory-swap",
+            self.memory_swap.map(|v| v.to_string()),
+        );
+        push(
+            "PidsLimit",
+            "--pids-limit",
+            self.pids_limit.map(|v| v.to_string()),
+        );
+        out
+    }
+}
+
+/// Which seed field a cgroup file (or a runtime's wording) belongs to.
+pub fn resource_field_of(text: &str) -> Option<&'static str> {
+    const FILES: &[(&str, &str)] = &[
+        ("memory.kmem.tcp.limit_in_bytes", "KernelTCPMemory"),
+        ("memory.kmem.limit_in_bytes", "KernelMemory"),
+        ("memory.memsw.limit_in_bytes", "MemorySwap"),
+        ("memory.soft_limit_in_bytes", "MemoryReservation"),
+        ("memory.limit_in_bytes", "Memory"),
+        ("memory.swap.max", "MemorySwap"),
+        ("memory.low", "MemoryReservation"),
+        ("memory.max", "Memory"),
+        ("cpu.shares", "CPUShares"),
+        ("cpu.weight", "CPUShares"),
+        ("cpu.cfs_period_us", "CPUPeriod"),
+        ("cpu.cfs_quota_us", "CPUQuota"),
+        ("cpu.max", "CPUQuota"),
+        ("cpuset.cpus", "CpusetCpus"),
+        ("cpuset.mems", "CpusetMems"),
+        ("blkio.weight", "BlkioWeight"),
+        ("io.weight", "BlkioWeight"),
+        ("pids.max", "PidsLimit"),
+        ("memory+swap", "MemorySwap"),
+        ("memory limit", "Memory"),
+        ("kernel memory", "KernelMemory"),
+        ("cpu-quota", "CPUQuota"),
+        ("cpu-period", "CPUPeriod"),
+    ];
+    FILES
+        .iter()
+        .find(|(f, _)| text.contains(f))
+        .map(|(_, n)| *n)
 }
 
 /// One process in a container's cgroup, with the corral process it belongs to if any.
@@ -321,6 +452,12 @@ pub enum Topic {
     TaskExit,
     /// A container was deleted.
     TaskDelete,
+    /// The kernel's OOM killer killed a process of the container.
+    TaskOom,
+    /// The container was frozen.
+    TaskPaused,
+    /// The container was thawed.
+    TaskResumed,
 }
 
 impl Topic {
@@ -333,19 +470,25 @@ impl Topic {
             Topic::TaskExecStarted => "/tasks/exec-started",
             Topic::TaskExit => "/tasks/exit",
             Topic::TaskDelete => "/tasks/delete",
+            Topic::TaskOom => "/tasks/oom",
+            Topic::TaskPaused => "/tasks/paused",
+            Topic::TaskResumed => "/tasks/resumed",
         }
     }
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 9] = [
         Topic::TaskCreate,
         Topic::TaskStart,
         Topic::TaskExecAdded,
         Topic::TaskExecStarted,
         Topic::TaskExit,
         Topic::TaskDelete,
+        Topic::TaskOom,
+        Topic::TaskPaused,
+        Topic::TaskResumed,
     ];
 }
 

@@ -40,8 +40,8 @@ pub struct ContainerRecord {
     pub stdio: Stdio,
     /// Creation time.
     pub created_at_ns: u64,
-    /// The cgroup path the runtime uses (from the spec, or `/<id>`).
-    pub cgroup_path: String,
+    /// Where its cgroups are: expected at create, then read from its init process.
+    pub cgroups: crate::stats::CgroupPaths,
     /// When to restart it.
     #[serde(default)]
     pub restart: RestartPolicy,
@@ -125,6 +125,12 @@ pub struct Container {
     started_at_ns: u64,
     backoff_streak: u32,
     restart_timer: Option<SpawnHandle>,
+    /// The kernel's OOM-kill count for the cgroup when we last looked.
+    oom_seen: u64,
+    oom_kills: u32,
+    /// OOM kills in the current run of the init process.
+    oom_this_run: bool,
+    oom_watch: Option<SpawnHandle>,
 }
 
 /// Creates the container through its shim (and starts it when `start`).
@@ -215,6 +221,54 @@ impl Container {
             started_at_ns: now_ns(),
             backoff_streak: 0,
             restart_timer: None,
+            oom_seen: 0,
+            oom_kills: 0,
+            oom_this_run: false,
+            oom_watch: None,
+        }
+    }
+
+    /// Watches the cgroup for OOM kills (eventfd on v1, inotify on v2); each wake-up checks
+    /// the kernel's kill counter.
+    fn watch_oom(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.oom_watch.take() {
+            ctx.cancel_future(old);
+        }
+        // The init process tells where its cgroups really are.
+        if let Some(paths) = crate::stats::CgroupPaths::of_pid(self.init.pid) {
+            if paths != self.record.cgroups {
+                self.record.cgroups = paths;
+                self.save_record();
+            }
+        }
+        let h = crate::stats::host();
+        self.oom_seen = crate::oom::kill_count(h, &self.record.cgroups);
+        self.oom_this_run = false;
+        let (fd, guard) = match crate::oom::watch(h, &self.record.cgroups) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("{}: cannot watch for OOM kills: {e}", self.key());
+                return;
+            }
+        };
+        let addr = ctx.address();
+        let watch = async move {
+            let _guard = guard;
+            while crate::launch::readable(&fd).await {
+                addr.do_send(CheckOom);
+            }
+        };
+        self.oom_watch = Some(ctx.spawn(watch.into_actor(self)));
+    }
+
+    /// Publishes /tasks/oom for kills the kernel counted since we last looked.
+    fn check_oom(&mut self) {
+        let n = crate::oom::kill_count(crate::stats::host(), &self.record.cgroups);
+        if n > self.oom_seen {
+            self.oom_kills += (n - self.oom_seen) as u32;
+            self.oom_seen = n;
+            self.oom_this_run = true;
+            self.publish(Topic::TaskOom, Some(INIT_PROCESS), self.init.pid, None);
         }
     }
 
@@ -316,6 +370,7 @@ impl Container {
             // A restart pending when the daemon went down is due again now.
             self.init_exit_published_then_restart(ctx);
         } else if self.init.pid > 0 {
+            self.watch_oom(ctx);
             self.refresh_status(ctx);
         }
         tracing::info!(
@@ -443,6 +498,7 @@ impl Container {
                     act.init_exit_published = false;
                     act.status = Status::Running;
                     act.started_at_ns = now_ns();
+                    act.watch_oom(ctx);
                     act.save_record();
                     act.publish_marked(
                         Topic::TaskStart,
@@ -480,6 +536,8 @@ impl Container {
             execs: self.execs.iter().map(|(id, s)| s.info(id)).collect(),
             restart: self.record.restart,
             restarts: self.record.restarts,
+            oom_kills: self.oom_kills,
+            exit_oom_killed: self.init.exit.is_some() && self.oom_this_run,
         }
     }
 
@@ -562,6 +620,8 @@ impl Container {
             }
             return;
         }
+        // An OOM kill is told before the exit it caused, even when the exit was seen first.
+        self.check_oom();
         self.init_exit_published = true;
         self.publish_exit(INIT_PROCESS, self.init.pid, Some(exit));
         self.init.resolve_waiters();
@@ -644,7 +704,12 @@ fn adopt_process(dir: &crate::layout::ShimDir) -> Adopted {
 
 /// Removes what a failed create or a delete leaves: the runtime's state, the state dir,
 /// the cgroup.
-async fn remove_everything(runtime: Runtime, id: String, dir: PathBuf, cgroup: String) {
+async fn remove_everything(
+    runtime: Runtime,
+    id: String,
+    dir: PathBuf,
+    cgroup: crate::stats::CgroupPaths,
+) {
     if runtime.has_state(&id) {
         if let Err(e) = runtime.delete(&id, true).await {
             tracing::warn!("cleaning up {id}: {e}");
@@ -685,7 +750,7 @@ impl Handler<Init> for Container {
                     runtime,
                     record.id.clone(),
                     dir.path().to_path_buf(),
-                    record.cgroup_path.clone(),
+                    record.cgroups.clone(),
                 )
                 .await;
             }
@@ -703,6 +768,7 @@ impl Handler<Init> for Container {
                             Status::Created
                         };
                         act.started_at_ns = now_ns();
+                        act.watch_oom(ctx);
                         act.publish(Topic::TaskCreate, Some(INIT_PROCESS), act.init.pid, None);
                         if start {
                             act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
@@ -910,6 +976,7 @@ impl Handler<Kill> for Container {
                 async move { runtime.kill(&id, msg.signal, true).await }.into_actor(self),
             );
         }
+        let paused = matches!(self.status, Status::Paused | Status::Pausing);
         let Some(addr) = addr else {
             return Box::pin(actix::fut::ready(Err(Error::WrongState(format!(
                 "process {} of container {} is not started yet",
@@ -917,15 +984,29 @@ impl Handler<Kill> for Container {
                 self.key()
             )))));
         };
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
         Box::pin(
             async move {
                 addr.send(SignalProcess(msg.signal))
                     .await
                     .unwrap_or_else(|_| {
                         Err(Error::WrongState("the process has already exited".into()))
-                    })
+                    })?;
+                // A frozen process cannot act on a signal: thaw it so the signal lands.
+                if paused {
+                    runtime.call("resume", &[&id], &id).await?;
+                }
+                Ok(paused)
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|result: Result<bool>, act, _| {
+                if result? && matches!(act.status, Status::Paused | Status::Pausing) {
+                    act.status = Status::Running;
+                    act.publish(Topic::TaskResumed, Some(INIT_PROCESS), act.init.pid, None);
+                }
+                Ok(())
+            }),
         )
     }
 }
@@ -972,7 +1053,7 @@ impl Handler<Delete> for Container {
         }
         let live = matches!(
             self.status,
-            Status::Running | Status::Paused | Status::Unknown
+            Status::Running | Status::Pausing | Status::Paused | Status::Unknown
         ) && self.init.exit.is_none();
         if live && !force {
             return Box::pin(actix::fut::ready(Err(
@@ -984,6 +1065,7 @@ impl Handler<Delete> for Container {
             ctx.cancel_future(timer);
         }
         // A live (or created) container is killed, and its exit recorded, before deletion.
+        let frozen = matches!(self.status, Status::Paused | Status::Pausing);
         let exited = if self.init.exit.is_none() && self.init.pid > 0 {
             if let Some(addr) = &self.init.addr {
                 addr.do_send(SignalProcess(libc::SIGKILL));
@@ -997,9 +1079,12 @@ impl Handler<Delete> for Container {
         let runtime = self.env.runtime.clone();
         let id = self.record.id.clone();
         let dir = self.dir.path().to_path_buf();
-        let cgroup = self.record.cgroup_path.clone();
+        let cgroup = self.record.cgroups.clone();
         let timeout = runtime.timeout;
         let work = async move {
+            if frozen {
+                runtime.call("resume", &[&id], &id).await?;
+            }
             if let Some(rx) = exited {
                 if tokio::time::timeout(timeout, rx).await.is_err() {
                     return Err(Error::Timeout(format!(
@@ -1089,5 +1174,161 @@ impl Handler<CloseProcessStdin> for Container {
                 .await
                 .unwrap_or_else(|_| Err(Error::WrongState("the process has exited".into())))
         })
+    }
+}
+
+/// Wakes the Container to look at the cgroup's OOM-kill counter.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CheckOom;
+
+impl Handler<CheckOom> for Container {
+    type Result = ();
+
+    fn handle(&mut self, _: CheckOom, _: &mut Context<Self>) {
+        self.check_oom();
+    }
+}
+
+/// Freezes the container (runtime `pause`).
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct Pause;
+
+/// Thaws the container (runtime `resume`).
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct Resume;
+
+/// Changes resource limits (runtime `update`).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Update(pub Resources);
+
+/// Reads statistics from the container's cgroup.
+#[derive(Message)]
+#[rtype(result = "Result<crate::stats::Stats>")]
+pub struct GetStats;
+
+impl Handler<Pause> for Container {
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
+
+    fn handle(&mut self, _: Pause, _: &mut Context<Self>) -> Self::Result {
+        if self.status != Status::Running || self.deleting {
+            return Box::pin(actix::fut::ready(Err(
+                self.wrong_state("only a running container can be paused")
+            )));
+        }
+        self.status = Status::Pausing;
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        Box::pin(
+            async move { runtime.call("pause", &[&id], &id).await }
+                .into_actor(self)
+                .map(|result, act, _| {
+                    let paused = result.is_ok();
+                    if act.status == Status::Pausing {
+                        act.status = if paused {
+                            Status::Paused
+                        } else {
+                            Status::Running
+                        };
+                    }
+                    result?;
+                    act.publish(Topic::TaskPaused, Some(INIT_PROCESS), act.init.pid, None);
+                    Ok(act.info())
+                }),
+        )
+    }
+}
+
+impl Handler<Resume> for Container {
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
+
+    fn handle(&mut self, _: Resume, _: &mut Context<Self>) -> Self::Result {
+        if self.status != Status::Paused || self.deleting {
+            return Box::pin(actix::fut::ready(Err(
+                self.wrong_state("only a paused container can be resumed")
+            )));
+        }
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        Box::pin(
+            async move { runtime.call("resume", &[&id], &id).await }
+                .into_actor(self)
+                .map(|result, act, _| {
+                    result?;
+                    if act.status == Status::Paused {
+                        act.status = Status::Running;
+                    }
+                    act.publish(Topic::TaskResumed, Some(INIT_PROCESS), act.init.pid, None);
+                    Ok(act.info())
+                }),
+        )
+    }
+}
+
+impl Handler<Update> for Container {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, Update(resources): Update, _: &mut Context<Self>) -> Self::Result {
+        let fields = resources.fields();
+        let refuse = if fields.is_empty() {
+            Some(Error::InvalidArgument(
+                "update needs at least one resource to change".into(),
+            ))
+        } else if !matches!(
+            self.status,
+            Status::Created | Status::Running | Status::Paused
+        ) {
+            Some(self.wrong_state("only a live container can be updated"))
+        } else {
+            None
+        };
+        if let Some(e) = refuse {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        Box::pin(
+            async move {
+                let mut args: Vec<String> = Vec::new();
+                for (_, flag, value) in &fields {
+                    args.push(format!("{flag}={value}"));
+                }
+                args.push(id.clone());
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                runtime
+                    .call("update", &refs, &id)
+                    .await
+                    .map(drop)
+                    .map_err(|e| match e {
+                        Error::RuntimeFailed { stderr, .. } => {
+                            let field = resource_field_of(&stderr)
+                                .or_else(|| (fields.len() == 1).then(|| fields[0].0))
+                                .map(str::to_string)
+                                .unwrap_or_else(|| {
+                                    fields.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+                                });
+                            Error::InvalidArgument(format!(
+                                "update of container {id}: {field} refused: {stderr}"
+                            ))
+                        }
+                        other => other,
+                    })
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<GetStats> for Container {
+    type Result = Result<crate::stats::Stats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        if matches!(self.status, Status::Stopped | Status::Unknown) && self.init.exit.is_some() {
+            return Err(self.wrong_state("a stopped container has no statistics"));
+        }
+        crate::stats::host().stats(&self.record.cgroups)
     }
 }

@@ -140,7 +140,7 @@ impl Supervisor {
                         }
                     }
                     self.set_aside(dir.path(), &why);
-                    let cgroup = record.cgroup_path.clone();
+                    let cgroup = record.cgroups.clone();
                     ctx.spawn(
                         async move {
                             if let Err(e) = runtime.delete(&record.id, true).await {
@@ -296,7 +296,7 @@ impl Handler<Create> for Supervisor {
             let record = ContainerRecord {
                 namespace: key.namespace.clone(),
                 id: key.id.clone(),
-                cgroup_path: crate::bundle::cgroup_path(&spec, &key.id),
+                cgroups: crate::bundle::cgroup_paths(&spec, &key.id),
                 bundle,
                 runtime: runtime_bin,
                 runtime_args: req.runtime_args.clone(),

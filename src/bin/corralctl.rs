@@ -24,6 +24,12 @@ commands:
   state ID [--json]
   pids ID [--json]
   close-stdin ID [--exec EXEC_ID]
+  pause ID | resume ID
+  update ID [--memory SIZE] [--memory-swap SIZE] [--memory-reservation SIZE]
+            [--kernel-memory SIZE] [--kernel-memory-tcp SIZE] [--pids-limit N]
+            [--cpu-shares N] [--cpu-period US] [--cpu-quota US] [--cpuset-cpus LIST]
+            [--cpuset-mems LIST] [--blkio-weight N]      (SIZE: bytes, or 64K, 64M, 1G; -1: none)
+  stats [ID...] [--watch] [--json]    one-shot table, or a live one with --watch
   events [--id ID] [--since SEQ|TIME|DURATION] [--json]
                                   replay from the journal (SEQ, RFC 3339 TIME, or e.g. 10m ago),
                                   then follow; resumes by itself if it falls behind
@@ -145,6 +151,11 @@ impl Ctl {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`corralctl list | head`), like other command-line tools.
+    // SAFETY: restoring the default disposition of SIGPIPE runs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let code = match run_cli(argv) {
         Ok(code) => code,
@@ -192,6 +203,10 @@ fn run_cli(argv: Vec<String>) -> Outcome {
         "state" => state(&ctl, args),
         "pids" => pids(&ctl, args),
         "close-stdin" => close_stdin(&ctl, args),
+        "pause" => pause_resume(&ctl, args, true),
+        "resume" => pause_resume(&ctl, args, false),
+        "update" => update(&ctl, args),
+        "stats" => stats(&ctl, args),
         "events" => events(&ctl, args),
         "version" => version(&ctl, args),
         "info" => info(&ctl, args),
@@ -524,9 +539,17 @@ fn state(ctl: &Ctl, mut args: Args) -> Outcome {
     println!("runtime:   {}", c.runtime.display());
     println!("created:   {}", format_time(c.created_at_ns));
     println!("restart:   {} ({} restarts)", c.restart, c.restarts);
+    if c.oom_kills > 0 {
+        println!("oom kills: {}", c.oom_kills);
+    }
     if let Some(exit) = c.exit {
+        let oom = if c.exit_oom_killed {
+            " (after an OOM kill)"
+        } else {
+            ""
+        };
         println!(
-            "exit:      {} at {}",
+            "exit:      {}{oom} at {}",
             exit.code,
             format_time(exit.exited_at_ns)
         );
@@ -572,6 +595,178 @@ fn pids(ctl: &Ctl, mut args: Args) -> Outcome {
         .collect();
     table(&["PID", "PROCESS"], &rows);
     Ok(0)
+}
+
+fn pause_resume(ctl: &Ctl, mut args: Args, pause: bool) -> Outcome {
+    let id = args.positional("container ID")?;
+    args.finish()?;
+    let mut client = ctl.client()?;
+    let info = if pause {
+        client.pause(&ctl.namespace, &id)?
+    } else {
+        client.resume(&ctl.namespace, &id)?
+    };
+    println!("{} {}", info.id, info.status);
+    Ok(0)
+}
+
+/// A size: bytes, or with a K/M/G suffix (powers of 1024); -1 for no limit.
+fn parse_size(flag: &str, s: &str) -> Result<i64, Error> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "{flag} {s:?} is not a size (e.g. 65536, 64K, 64M, 1G, -1)"
+        ))
+    };
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1i64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mult).filter(|v| *v >= 0).ok_or_else(bad)
+}
+
+fn parse_num<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T, Error> {
+    s.parse()
+        .map_err(|_| Error::InvalidArgument(format!("{flag} {s:?} is not a valid number")))
+}
+
+fn update(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let mut r = Resources::default();
+    let size = |args: &mut Args, flag: &str| -> Result<Option<i64>, Failure> {
+        Ok(args
+            .value(&[flag])?
+            .map(|v| parse_size(flag, &v))
+            .transpose()?)
+    };
+    r.memory = size(&mut args, "--memory")?;
+    r.memory_swap = size(&mut args, "--memory-swap")?;
+    r.memory_reservation = size(&mut args, "--memory-reservation")?;
+    r.kernel_memory = size(&mut args, "--kernel-memory")?;
+    r.kernel_tcp_memory = size(&mut args, "--kernel-memory-tcp")?;
+    r.pids_limit = args
+        .value(&["--pids-limit"])?
+        .map(|v| parse_num("--pids-limit", &v))
+        .transpose()?;
+    r.cpu_shares = args
+        .value(&["--cpu-shares"])?
+        .map(|v| parse_num("--cpu-shares", &v))
+        .transpose()?;
+    r.cpu_period = args
+        .value(&["--cpu-period"])?
+        .map(|v| parse_num("--cpu-period", &v))
+        .transpose()?;
+    r.cpu_quota = args
+        .value(&["--cpu-quota"])?
+        .map(|v| parse_num("--cpu-quota", &v))
+        .transpose()?;
+    r.blkio_weight = args
+        .value(&["--blkio-weight"])?
+        .map(|v| parse_num("--blkio-weight", &v))
+        .transpose()?;
+    r.cpuset_cpus = args.value(&["--cpuset-cpus"])?;
+    r.cpuset_mems = args.value(&["--cpuset-mems"])?;
+    args.finish()?;
+    if r.fields().is_empty() {
+        return Err(Usage("update needs at least one resource flag".into()).into());
+    }
+    ctl.client()?.update(&ctl.namespace, &id, r)?;
+    Ok(0)
+}
+
+fn human_bytes(b: u64) -> String {
+    // The kernel's "no limit" is u64::MAX on v2 and a page-rounded i64::MAX on v1.
+    if b >= 1 << 62 {
+        return "max".into();
+    }
+    let f = b as f64;
+    match b {
+        0..=1023 => format!("{b}B"),
+        1024..=1048575 => format!("{:.1}KiB", f / 1024.0),
+        1048576..=1073741823 => format!("{:.1}MiB", f / 1048576.0),
+        _ => format!("{:.2}GiB", f / 1073741824.0),
+    }
+}
+
+fn stats(ctl: &Ctl, mut args: Args) -> Outcome {
+    let watch = args.flag(&["--watch", "-w"]);
+    let as_json = args.flag(&["--json"]);
+    let mut ids = Vec::new();
+    while let Ok(id) = args.positional("ID") {
+        ids.push(id);
+    }
+    args.finish()?;
+    let mut client = ctl.client()?;
+    let mut previous: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    loop {
+        let all = client.stats(&ctl.namespace, ids.clone())?;
+        if as_json {
+            let map: BTreeMap<&String, &corral::stats::Stats> =
+                all.iter().map(|(i, s)| (i, s)).collect();
+            json(&map)?;
+        } else {
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            let rows: Vec<[String; 7]> = all
+                .iter()
+                .map(|(id, s)| {
+                    // CPU % over the last interval (from the second sample on).
+                    let cpu = previous
+                        .get(id)
+                        .filter(|(t0, _)| s.timestamp_ns > *t0)
+                        .map(|(t0, c0)| {
+                            let dt = (s.timestamp_ns - t0) as f64;
+                            format!(
+                                "{:.1}%",
+                                (s.cpu.usage.total.saturating_sub(*c0)) as f64 / dt * 100.0
+                            )
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    previous.insert(id.clone(), (s.timestamp_ns, s.cpu.usage.total));
+                    [
+                        id.clone(),
+                        cpu,
+                        format!("{:.3}s", s.cpu.usage.total as f64 / 1e9),
+                        human_bytes(s.memory.usage.usage),
+                        human_bytes(s.memory.usage.limit),
+                        format!(
+                            "{}/{}",
+                            s.pids.current,
+                            if s.pids.limit == u64::MAX || s.pids.limit == 0 {
+                                "max".to_string()
+                            } else {
+                                s.pids.limit.to_string()
+                            }
+                        ),
+                        s.cpu.throttling.throttled_periods.to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "ID",
+                    "CPU%",
+                    "CPU TIME",
+                    "MEM",
+                    "MEM LIMIT",
+                    "PIDS",
+                    "THROTTLED",
+                ],
+                &rows,
+            );
+        }
+        if !watch {
+            return Ok(0);
+        }
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }
 
 fn close_stdin(ctl: &Ctl, mut args: Args) -> Outcome {

@@ -194,6 +194,59 @@ impl Client {
         }
     }
 
+    /// Freezes a container.
+    pub fn pause(&mut self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        let req = Request::Pause {
+            namespace: namespace.into(),
+            id: id.into(),
+        };
+        match self.call(req)? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Thaws a container.
+    pub fn resume(&mut self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        let req = Request::Resume {
+            namespace: namespace.into(),
+            id: id.into(),
+        };
+        match self.call(req)? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Changes a container's resource limits.
+    pub fn update(&mut self, namespace: &str, id: &str, resources: Resources) -> Result<()> {
+        let req = Request::Update {
+            namespace: namespace.into(),
+            id: id.into(),
+            resources,
+        };
+        match self.call(req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Statistics of the named containers (every live one of the namespace when empty).
+    pub fn stats(
+        &mut self,
+        namespace: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, crate::stats::Stats)>> {
+        let req = Request::Stats {
+            namespace: namespace.into(),
+            ids,
+        };
+        match self.call(req)? {
+            Reply::Stats(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The daemon's counters.
     pub fn info(&mut self) -> Result<DaemonInfo> {
         match self.call(Request::Info)? {

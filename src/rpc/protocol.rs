@@ -89,6 +89,36 @@ pub enum Request {
     Subscribe(EventFilter),
     /// The daemon's counters.
     Info,
+    /// Freeze a container.
+    Pause {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a container.
+    Resume {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// Change a container's resource limits.
+    Update {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// What to change.
+        resources: Resources,
+    },
+    /// Statistics of containers (all of the namespace when `ids` is empty).
+    Stats {
+        /// Namespace.
+        namespace: String,
+        /// Container ids.
+        ids: Vec<String>,
+    },
 }
 
 /// Everything the daemon answers.
@@ -124,6 +154,8 @@ pub enum Reply {
     Event(Event),
     /// The daemon's counters.
     Info(DaemonInfo),
+    /// Statistics by container id.
+    Stats(Vec<(String, crate::stats::Stats)>),
     /// The request failed.
     Error(Error),
 }

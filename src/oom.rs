@@ -1,0 +1,66 @@
+//! OOM notification. On cgroup v1: an eventfd registered on `memory.oom_control` through
+//! `cgroup.event_control`. On cgroup v2: inotify on `memory.events`. Either one only wakes
+//! the Container; the truth is the kernel's `oom_kill` counter (in `memory.oom_control` on
+//! v1, `memory.events` on v2), read again before an exit is published, so /tasks/oom always
+//! comes before /tasks/exit even when the exit is seen first.
+
+use crate::stats::{CgroupPaths, Hierarchy};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// How many processes of `cgroup` the kernel's OOM killer has killed; 0 if unknown.
+pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> u64 {
+    let dir = h.dir("memory", cgroups.get("memory"));
+    let path = match h {
+        Hierarchy::V1 { .. } => dir.join("memory.oom_control"),
+        Hierarchy::V2 { .. } => dir.join("memory.events"),
+    };
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An fd that becomes readable when `cgroup` may have had an OOM event. Keep the returned
+/// guard (the v1 control file) alive as long as the fd.
+pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> io::Result<(OwnedFd, Option<File>)> {
+    let dir = h.dir("memory", cgroups.get("memory"));
+    match h {
+        Hierarchy::V1 { .. } => {
+            let control = File::open(dir.join("memory.oom_control"))?;
+            // SAFETY: eventfd returns a new descriptor (or -1), which we own at once.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if efd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: efd is a fresh, valid descriptor nobody else owns.
+            let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+            let mut ec = OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.event_control"))?;
+            ec.write_all(format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()).as_bytes())?;
+            Ok((efd, Some(control)))
+        }
+        Hierarchy::V2 { .. } => {
+            let events = dir.join("memory.events");
+            let path = std::ffi::CString::new(events.as_os_str().as_encoded_bytes())
+                .map_err(io::Error::other)?;
+            // SAFETY: inotify_init1 returns a new descriptor (or -1), owned at once.
+            let ino = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+            if ino < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: ino is a fresh, valid descriptor nobody else owns.
+            let ino = unsafe { OwnedFd::from_raw_fd(ino) };
+            // SAFETY: a valid inotify fd and a NUL-terminated path.
+            if unsafe { libc::inotify_add_watch(ino.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) }
+                < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok((ino, None))
+        }
+    }
+}

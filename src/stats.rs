@@ -1,0 +1,657 @@
+//! Container statistics read straight from cgroup files (no runtime fork), on cgroup v1, v2
+//! and hybrid hosts (v1 controllers plus a cgroup2 mount at `<root>/unified`, which on this
+//! kind of host holds the hugetlb controller). The types follow containerd v0.2's Stat.
+//!
+//! A missing cgroup is an error, never a silent zero: a path is checked before it is read.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// CPU time used, in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuUsage {
+    /// Total.
+    pub total: u64,
+    /// Per CPU (v1 only; empty on v2).
+    pub percpu: Vec<u64>,
+    /// In the kernel.
+    pub kernel: u64,
+    /// In user space.
+    pub user: u64,
+}
+
+/// CFS throttling.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttling {
+    /// Enforcement periods.
+    pub periods: u64,
+    /// Periods in which it was throttled.
+    pub throttled_periods: u64,
+    /// Time throttled, nanoseconds.
+    pub throttled_time: u64,
+}
+
+/// CPU statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuStats {
+    /// Usage.
+    pub usage: CpuUsage,
+    /// Throttling.
+    pub throttling: Throttling,
+}
+
+/// One kind of memory: usage, its high-water mark, its limit, how often the limit was hit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryEntry {
+    /// Limit in bytes (u64::MAX for none).
+    pub limit: u64,
+    /// Current usage in bytes.
+    pub usage: u64,
+    /// Highest usage seen (0 where the kernel does not say).
+    pub max: u64,
+    /// Times the limit was hit.
+    pub failcnt: u64,
+}
+
+/// Memory statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Page cache in bytes.
+    pub cache: u64,
+    /// Memory.
+    pub usage: MemoryEntry,
+    /// Memory + swap (v1 memsw) or swap (v2).
+    pub swap: MemoryEntry,
+    /// Kernel memory (v1 only).
+    pub kernel: MemoryEntry,
+    /// Kernel TCP buffers (v1 only).
+    pub kernel_tcp: MemoryEntry,
+    /// Every counter of memory.stat.
+    pub raw: BTreeMap<String, u64>,
+}
+
+/// Pids statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidsStats {
+    /// Processes now.
+    pub current: u64,
+    /// Limit (0 for none).
+    pub limit: u64,
+}
+
+/// One block-I/O counter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioEntry {
+    /// Device major.
+    pub major: u64,
+    /// Device minor.
+    pub minor: u64,
+    /// Read, Write, Sync, Async, Discard, Total.
+    pub op: String,
+    /// The value.
+    pub value: u64,
+}
+
+/// Block-I/O statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioStats {
+    /// Bytes transferred.
+    pub io_service_bytes_recursive: Vec<BlkioEntry>,
+    /// Operations done.
+    pub io_serviced_recursive: Vec<BlkioEntry>,
+}
+
+/// Huge pages of one size.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HugetlbStats {
+    /// Bytes in use.
+    pub usage: u64,
+    /// Highest usage (v1) or limit (v2 `max`, u64::MAX for none).
+    pub max: u64,
+    /// Times an allocation failed at the limit.
+    pub failcnt: u64,
+}
+
+/// A container's statistics at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// When they were read, nanoseconds since the epoch.
+    pub timestamp_ns: u64,
+    /// CPU.
+    pub cpu: CpuStats,
+    /// Memory.
+    pub memory: MemoryStats,
+    /// Pids.
+    pub pids: PidsStats,
+    /// Block I/O.
+    pub blkio: BlkioStats,
+    /// Huge pages by size ("2MB", "1GB").
+    pub hugetlb: BTreeMap<String, HugetlbStats>,
+}
+
+/// How a host mounts its cgroups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// v1 controllers under `<root>/<controller>`, maybe with a cgroup2 mount at `<root>/unified`.
+    V1 {
+        /// Usually /sys/fs/cgroup.
+        root: PathBuf,
+        /// The hybrid cgroup2 mount, if any.
+        unified: Option<PathBuf>,
+    },
+    /// One cgroup2 hierarchy at `root`.
+    V2 {
+        /// Usually /sys/fs/cgroup.
+        root: PathBuf,
+    },
+}
+
+/// Where one container's cgroup is in each hierarchy: controller name -> path, with `""`
+/// for the cgroup2 (unified) hierarchy. Read from `/proc/<pid>/cgroup`, because a runtime
+/// may place a cgroup relative to its own (runc does when the spec sets no cgroupsPath).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupPaths(pub BTreeMap<String, String>);
+
+impl CgroupPaths {
+    /// The same path in every hierarchy.
+    pub fn uniform(path: &str) -> Self {
+        CgroupPaths(BTreeMap::from([(String::new(), path.to_string())]))
+    }
+
+    /// Parses `/proc/<pid>/cgroup` text: `N:ctrl1,ctrl2:/path` and `0::/path`.
+    pub fn parse(text: &str) -> Self {
+        let mut map = BTreeMap::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if ctrls.is_empty() {
+                map.insert(String::new(), path.to_string());
+            }
+            for c in ctrls.split(',').filter(|c| !c.is_empty()) {
+                map.insert(c.trim_start_matches("name=").to_string(), path.to_string());
+            }
+        }
+        CgroupPaths(map)
+    }
+
+    /// Where a runtime like runc puts a new container's cgroups: the spec's cgroupsPath
+    /// when absolute, else that path (or the id) under the runtime's own cgroups, which
+    /// are the daemon's.
+    pub fn expected(spec_path: Option<&str>, id: &str) -> Self {
+        let wanted = spec_path.filter(|p| !p.is_empty()).unwrap_or(id);
+        if wanted.starts_with('/') {
+            return Self::uniform(wanted);
+        }
+        let own = Self::of_pid(std::process::id()).unwrap_or_else(|| Self::uniform("/"));
+        CgroupPaths(
+            own.0
+                .into_iter()
+                .map(|(c, p)| {
+                    let joined = format!("{}/{wanted}", p.trim_end_matches('/'));
+                    (c, joined)
+                })
+                .collect(),
+        )
+    }
+
+    /// The cgroups of a live process.
+    pub fn of_pid(pid: u32) -> Option<Self> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Some(Self::parse(&text)).filter(|p| !p.0.is_empty())
+    }
+
+    /// The path in `controller`'s hierarchy (the unified path where it has none of its own).
+    pub fn get(&self, controller: &str) -> &str {
+        self.0
+            .get(controller)
+            .or_else(|| self.0.get(""))
+            .map(String::as_str)
+            .unwrap_or("/")
+    }
+}
+
+/// The host's hierarchy, detected once.
+pub fn host() -> &'static Hierarchy {
+    static HOST: std::sync::OnceLock<Hierarchy> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| Hierarchy::detect(Path::new("/sys/fs/cgroup")))
+}
+
+impl Hierarchy {
+    /// Looks at `root` (normally /sys/fs/cgroup) to tell v1, v2 or hybrid.
+    pub fn detect(root: &Path) -> Hierarchy {
+        if root.join("cgroup.controllers").exists() {
+            return Hierarchy::V2 {
+                root: root.to_path_buf(),
+            };
+        }
+        let unified = root.join("unified");
+        Hierarchy::V1 {
+            root: root.to_path_buf(),
+            unified: unified
+                .join("cgroup.controllers")
+                .exists()
+                .then_some(unified),
+        }
+    }
+
+    /// The directory of `cgroup` for a v1 `controller` (or the v2 directory).
+    pub fn dir(&self, controller: &str, cgroup: &str) -> PathBuf {
+        let rel = cgroup.trim_start_matches('/');
+        match self {
+            Hierarchy::V1 { root, .. } => root.join(controller).join(rel),
+            Hierarchy::V2 { root } => root.join(rel),
+        }
+    }
+
+    /// The cgroup2 directory of `cgroup`, if the host has a cgroup2 mount.
+    pub fn v2_dir(&self, cgroup: &str) -> Option<PathBuf> {
+        let rel = cgroup.trim_start_matches('/');
+        match self {
+            Hierarchy::V1 { unified, .. } => unified.as_ref().map(|u| u.join(rel)),
+            Hierarchy::V2 { root } => Some(root.join(rel)),
+        }
+    }
+
+    /// Reads the statistics of a container's cgroups.
+    pub fn stats(&self, paths: &CgroupPaths) -> Result<Stats> {
+        let mut stats = match self {
+            Hierarchy::V1 { .. } => self.stats_v1(paths)?,
+            Hierarchy::V2 { root } => {
+                let dir = root.join(paths.get("").trim_start_matches('/'));
+                if !dir.is_dir() {
+                    return Err(Error::NotFound(format!("cgroup {}", dir.display())));
+                }
+                stats_v2(&dir)
+            }
+        };
+        if let Some(dir) = self.v2_dir(paths.get("")).filter(|d| d.is_dir()) {
+            if stats.hugetlb.is_empty() {
+                stats.hugetlb = hugetlb_v2(&dir);
+            }
+        }
+        stats.timestamp_ns = crate::types::now_ns();
+        Ok(stats)
+    }
+
+    fn stats_v1(&self, paths: &CgroupPaths) -> Result<Stats> {
+        let dir = |c: &str| self.dir(c, paths.get(c));
+        let memory = dir("memory");
+        if !memory.is_dir() {
+            return Err(Error::NotFound(format!("cgroup {}", memory.display())));
+        }
+        let cpuacct = dir("cpuacct");
+        let cpu = dir("cpu");
+        let pids = dir("pids");
+        let blkio = dir("blkio");
+        let hugetlb = dir("hugetlb");
+        let mut s = Stats::default();
+        // CPU
+        s.cpu.usage.total = read_u64(&cpuacct.join("cpuacct.usage"));
+        s.cpu.usage.percpu = read_string(&cpuacct.join("cpuacct.usage_percpu"))
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let ticks = flat_keyed(&cpuacct.join("cpuacct.stat"));
+        let tick_ns = 1_000_000_000 / clock_ticks();
+        s.cpu.usage.user = ticks.get("user").copied().unwrap_or(0) * tick_ns;
+        s.cpu.usage.kernel = ticks.get("system").copied().unwrap_or(0) * tick_ns;
+        let throttle = flat_keyed(&cpu.join("cpu.stat"));
+        s.cpu.throttling = Throttling {
+            periods: throttle.get("nr_periods").copied().unwrap_or(0),
+            throttled_periods: throttle.get("nr_throttled").copied().unwrap_or(0),
+            throttled_time: throttle.get("throttled_time").copied().unwrap_or(0),
+        };
+        // Memory
+        let entry = |prefix: &str| MemoryEntry {
+            usage: read_u64(&memory.join(format!("{prefix}.usage_in_bytes"))),
+            max: read_u64(&memory.join(format!("{prefix}.max_usage_in_bytes"))),
+            limit: read_u64(&memory.join(format!("{prefix}.limit_in_bytes"))),
+            failcnt: read_u64(&memory.join(format!("{prefix}.failcnt"))),
+        };
+        s.memory.usage = entry("memory");
+        s.memory.swap = entry("memory.memsw");
+        s.memory.kernel = entry("memory.kmem");
+        s.memory.kernel_tcp = entry("memory.kmem.tcp");
+        s.memory.raw = flat_keyed(&memory.join("memory.stat"));
+        s.memory.cache = s.memory.raw.get("cache").copied().unwrap_or(0);
+        // Pids
+        s.pids = PidsStats {
+            current: read_u64(&pids.join("pids.current")),
+            limit: read_u64(&pids.join("pids.max")),
+        };
+        // Block I/O: the CFQ files where the kernel has them, else the throttle ones.
+        let blk = |name: &str| {
+            let cfq = blkio_entries(&read_string(&blkio.join(format!("blkio.{name}"))));
+            if cfq.is_empty() {
+                blkio_entries(&read_string(&blkio.join(format!("blkio.throttle.{name}"))))
+            } else {
+                cfq
+            }
+        };
+        s.blkio.io_service_bytes_recursive = blk("io_service_bytes_recursive");
+        s.blkio.io_serviced_recursive = blk("io_serviced_recursive");
+        // Huge pages, if the v1 hugetlb controller is mounted (else read from v2 above).
+        for size in hugepage_sizes() {
+            let usage = hugetlb.join(format!("hugetlb.{size}.usage_in_bytes"));
+            if usage.exists() {
+                s.hugetlb.insert(
+                    size.clone(),
+                    HugetlbStats {
+                        usage: read_u64(&usage),
+                        max: read_u64(&hugetlb.join(format!("hugetlb.{size}.max_usage_in_bytes"))),
+                        failcnt: read_u64(&hugetlb.join(format!("hugetlb.{size}.failcnt"))),
+                    },
+                );
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// Reads a cgroup2 directory.
+pub fn stats_v2(dir: &Path) -> Stats {
+    let mut s = Stats::default();
+    let cpu = flat_keyed(&dir.join("cpu.stat"));
+    let us = |k: &str| cpu.get(k).copied().unwrap_or(0) * 1000;
+    s.cpu.usage.total = us("usage_usec");
+    s.cpu.usage.user = us("user_usec");
+    s.cpu.usage.kernel = us("system_usec");
+    s.cpu.throttling = Throttling {
+        periods: cpu.get("nr_periods").copied().unwrap_or(0),
+        throttled_periods: cpu.get("nr_throttled").copied().unwrap_or(0),
+        throttled_time: us("throttled_usec"),
+    };
+    let events = flat_keyed(&dir.join("memory.events"));
+    s.memory.usage = MemoryEntry {
+        usage: read_u64(&dir.join("memory.current")),
+        max: read_u64(&dir.join("memory.peak")),
+        limit: read_u64(&dir.join("memory.max")),
+        failcnt: events.get("max").copied().unwrap_or(0),
+    };
+    let swap_events = flat_keyed(&dir.join("memory.swap.events"));
+    s.memory.swap = MemoryEntry {
+        usage: read_u64(&dir.join("memory.swap.current")),
+        max: read_u64(&dir.join("memory.swap.peak")),
+        limit: read_u64(&dir.join("memory.swap.max")),
+        failcnt: swap_events.get("max").copied().unwrap_or(0),
+    };
+    s.memory.raw = flat_keyed(&dir.join("memory.stat"));
+    s.memory.cache = s.memory.raw.get("file").copied().unwrap_or(0);
+    s.pids = PidsStats {
+        current: read_u64(&dir.join("pids.current")),
+        limit: read_u64(&dir.join("pids.max")),
+    };
+    for line in read_string(&dir.join("io.stat")).lines() {
+        let mut parts = line.split_whitespace();
+        let Some((major, minor)) = parts.next().and_then(parse_dev) else {
+            continue;
+        };
+        for kv in parts {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let Ok(value) = v.parse() else { continue };
+            let (list, op) = match k {
+                "rbytes" => (&mut s.blkio.io_service_bytes_recursive, "Read"),
+                "wbytes" => (&mut s.blkio.io_service_bytes_recursive, "Write"),
+                "rios" => (&mut s.blkio.io_serviced_recursive, "Read"),
+                "wios" => (&mut s.blkio.io_serviced_recursive, "Write"),
+                _ => continue,
+            };
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.into(),
+                value,
+            });
+        }
+    }
+    s.hugetlb = hugetlb_v2(dir);
+    s
+}
+
+fn hugetlb_v2(dir: &Path) -> BTreeMap<String, HugetlbStats> {
+    let mut out = BTreeMap::new();
+    for size in hugepage_sizes() {
+        let current = dir.join(format!("hugetlb.{size}.current"));
+        if current.exists() {
+            let events = flat_keyed(&dir.join(format!("hugetlb.{size}.events")));
+            out.insert(
+                size.clone(),
+                HugetlbStats {
+                    usage: read_u64(&current),
+                    max: read_u64(&dir.join(format!("hugetlb.{size}.max"))),
+                    failcnt: events.get("max").copied().unwrap_or(0),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The host's huge page sizes as cgroup file names spell them ("2MB", "1GB").
+pub fn hugepage_sizes() -> Vec<String> {
+    let mut sizes: Vec<(u64, String)> = fs::read_dir("/sys/kernel/mm/hugepages")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            Some((kb, hugepage_name(kb)))
+        })
+        .collect();
+    sizes.sort();
+    sizes.into_iter().map(|(_, n)| n).collect()
+}
+
+fn hugepage_name(kb: u64) -> String {
+    if kb >= 1 << 20 {
+        format!("{}GB", kb >> 20)
+    } else if kb >= 1 << 10 {
+        format!("{}MB", kb >> 10)
+    } else {
+        format!("{kb}KB")
+    }
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+fn read_string(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A single-value file; "max" (no limit) reads as u64::MAX, a missing file as 0.
+fn read_u64(path: &Path) -> u64 {
+    let s = read_string(path);
+    let s = s.trim();
+    if s == "max" {
+        u64::MAX
+    } else {
+        s.parse().unwrap_or(0)
+    }
+}
+
+/// "key value" lines.
+fn flat_keyed(path: &Path) -> BTreeMap<String, u64> {
+    read_string(path)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn parse_dev(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// v1 blkio lines: "8:0 Read 4096" (and a closing "Total N").
+fn blkio_entries(text: &str) -> Vec<BlkioEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            let (major, minor) = parse_dev(p.next()?)?;
+            let op = p.next()?.to_string();
+            let value = p.next()?.parse().ok()?;
+            Some(BlkioEntry {
+                major,
+                minor,
+                op,
+                value,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "corral-stats-{}-{}",
+            std::process::id(),
+            crate::types::now_ns()
+        ));
+        for (name, text) in files {
+            let p = dir.join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn v2_files_parse_as_a_v2_host_lays_them_out() {
+        let root = fixture(&[
+            ("cgroup.controllers", "cpuset cpu io memory hugetlb pids\n"),
+            ("web/cpu.stat", "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 10\nnr_throttled 3\nthrottled_usec 700\n"),
+            ("web/memory.current", "1048576\n"),
+            ("web/memory.peak", "2097152\n"),
+            ("web/memory.max", "max\n"),
+            ("web/memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n"),
+            ("web/memory.swap.current", "0\n"),
+            ("web/memory.swap.max", "max\n"),
+            ("web/memory.stat", "anon 4096\nfile 8192\n"),
+            ("web/pids.current", "3\n"),
+            ("web/pids.max", "100\n"),
+            ("web/io.stat", "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"),
+        ]);
+        let h = Hierarchy::detect(&root);
+        assert_eq!(h, Hierarchy::V2 { root: root.clone() });
+        let s = h.stats(&CgroupPaths::uniform("/web")).unwrap();
+        assert_eq!(s.cpu.usage.total, 2_500_000);
+        assert_eq!(s.cpu.usage.kernel, 500_000);
+        assert_eq!(s.cpu.throttling.throttled_periods, 3);
+        assert_eq!(s.cpu.throttling.throttled_time, 700_000);
+        assert_eq!(s.memory.usage.usage, 1_048_576);
+        assert_eq!(s.memory.usage.max, 2_097_152);
+        assert_eq!(s.memory.usage.limit, u64::MAX);
+        assert_eq!(s.memory.usage.failcnt, 4);
+        assert_eq!(s.memory.cache, 8192);
+        assert_eq!(
+            s.pids,
+            PidsStats {
+                current: 3,
+                limit: 100
+            }
+        );
+        assert_eq!(s.blkio.io_service_bytes_recursive.len(), 2);
+        assert_eq!(s.blkio.io_serviced_recursive[1].value, 2);
+        let missing = CgroupPaths::uniform("/missing");
+        assert!(
+            h.stats(&missing).is_err(),
+            "a missing cgroup is an error, not zeros"
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn hybrid_hosts_take_hugetlb_from_the_unified_mount() {
+        let sizes = hugepage_sizes();
+        let size = sizes.first().cloned().unwrap_or_else(|| "2MB".into());
+        let current = format!("unified/web/hugetlb.{size}.current");
+        let max = format!("unified/web/hugetlb.{size}.max");
+        let events = format!("unified/web/hugetlb.{size}.events");
+        let root = fixture(&[
+            ("unified/cgroup.controllers", "hugetlb\n"),
+            ("memory/web/memory.usage_in_bytes", "4096\n"),
+            ("memory/web/memory.limit_in_bytes", "16777216\n"),
+            ("memory/web/memory.failcnt", "2\n"),
+            ("memory/web/memory.stat", "cache 512\nrss 4096\n"),
+            ("cpuacct/web/cpuacct.usage", "123456\n"),
+            ("cpuacct/web/cpuacct.usage_percpu", "100000 23456 \n"),
+            ("cpuacct/web/cpuacct.stat", "user 3\nsystem 1\n"),
+            (
+                "blkio/web/blkio.throttle.io_service_bytes_recursive",
+                "8:0 Read 10\n8:0 Write 20\nTotal 30\n",
+            ),
+            (&current, "0\n"),
+            (&max, "max\n"),
+            (&events, "max 5\n"),
+        ]);
+        let h = Hierarchy::detect(&root);
+        assert!(matches!(
+            &h,
+            Hierarchy::V1 {
+                unified: Some(_),
+                ..
+            }
+        ));
+        let s = h.stats(&CgroupPaths::uniform("web")).unwrap();
+        assert_eq!(s.memory.usage.limit, 16_777_216);
+        assert_eq!(s.memory.usage.failcnt, 2);
+        assert_eq!(s.memory.cache, 512);
+        assert_eq!(s.cpu.usage.percpu, vec![100000, 23456]);
+        assert_eq!(s.cpu.usage.user, 3 * (1_000_000_000 / clock_ticks()));
+        assert_eq!(
+            s.blkio.io_service_bytes_recursive.len(),
+            2,
+            "Total is not an entry"
+        );
+        if !hugepage_sizes().is_empty() {
+            assert_eq!(s.hugetlb[&size].failcnt, 5);
+            assert_eq!(s.hugetlb[&size].max, u64::MAX);
+        }
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn proc_cgroup_parses() {
+        let p = CgroupPaths::parse(
+            "9:name=systemd:/p2\n4:memory:/process_api/x/p2\n2:cpu,cpuacct:/p2\n0::/p2\n",
+        );
+        assert_eq!(p.get("memory"), "/process_api/x/p2");
+        assert_eq!(p.get("cpuacct"), "/p2");
+        assert_eq!(p.get("systemd"), "/p2");
+        assert_eq!(p.get("pids"), "/p2", "falls back to the unified path");
+    }
+
+    #[test]
+    fn hugepage_names() {
+        assert_eq!(hugepage_name(2048), "2MB");
+        assert_eq!(hugepage_name(1 << 20), "1GB");
+        assert_eq!(hugepage_name(64), "64KB");
+    }
+}
