@@ -26,6 +26,7 @@ pub mod error;
 pub mod journal;
 pub mod launch;
 pub mod layout;
+pub mod metrics;
 pub mod oom;
 pub mod reaper;
 pub mod rpc;
@@ -316,6 +317,11 @@ impl Handle {
     /// Subscribes to events from now on.
     pub async fn subscribe(&self, filter: EventFilter) -> Result<EventStream> {
         self.events.send(Subscribe(filter)).await.map_err(mailbox)
+    }
+
+    /// Every container in every namespace.
+    pub async fn all(&self) -> Result<Vec<ContainerInfo>> {
+        self.supervisor.send(supervisor::All).await.map_err(mailbox)
     }
 
     /// The daemon's counters: containers, subscribers, lagged subscribers, last event.

@@ -14,9 +14,18 @@ const USAGE: &str = "usage: corrald [--socket PATH] [--state-dir DIR] [--root DI
   --runtime PATH         default OCI runtime (default: runc from PATH)
   --shim PATH            corral-shim binary (default: beside corrald)
   --runtime-timeout SECS limit for one runtime call (default 30)
-  --log-level LEVEL      error, warn, info, debug or trace (default info; or RUST_LOG)";
+  --log-level LEVEL      error, warn, info, debug or trace (default info; or RUST_LOG)
+  --metrics-address ADDR serve Prometheus metrics at http://ADDR/metrics (off by default)";
 
-fn parse() -> Result<(Config, PathBuf, String), String> {
+struct Options {
+    config: Config,
+    socket: PathBuf,
+    level: String,
+    metrics: Option<std::net::SocketAddr>,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut metrics = None;
     let mut config = Config::default();
     let mut socket = PathBuf::from(DEFAULT_SOCKET);
     let mut level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
@@ -55,6 +64,11 @@ fn parse() -> Result<(Config, PathBuf, String), String> {
                 config.runtime_timeout = Duration::from_secs_f64(secs);
             }
             "--log-level" => level = value,
+            "--metrics-address" => {
+                metrics = Some(value.parse().map_err(|_| {
+                    format!("--metrics-address {value:?} is not an address like 127.0.0.1:9090")
+                })?)
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -64,11 +78,21 @@ fn parse() -> Result<(Config, PathBuf, String), String> {
             config.shim.display()
         ));
     }
-    Ok((config, socket, level))
+    Ok(Options {
+        config,
+        socket,
+        level,
+        metrics,
+    })
 }
 
 fn main() {
-    let (config, socket, level) = match parse() {
+    let Options {
+        config,
+        socket,
+        level,
+        metrics,
+    } = match parse() {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("corrald: {e}\n{USAGE}");
@@ -109,6 +133,18 @@ fn main() {
             "corrald {} ready",
             corral::VERSION
         );
+        if let Some(addr) = metrics {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!("metrics at http://{addr}/metrics");
+                    actix_rt::spawn(corral::metrics::serve(handle.clone(), l));
+                }
+                Err(e) => {
+                    tracing::error!("cannot serve metrics on {addr}: {e}");
+                    return 1;
+                }
+            }
+        }
         let serve = Box::pin(rpc::server::serve(handle, listener));
         let stop = Box::pin(shutdown_signal());
         futures_util::future::select(serve, stop).await;

@@ -121,6 +121,32 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request's name, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Version => "version",
+            Request::Create(_) => "create",
+            Request::Start { .. } => "start",
+            Request::Exec(_) => "exec",
+            Request::Kill(_) => "kill",
+            Request::Wait(_) => "wait",
+            Request::Delete { .. } => "delete",
+            Request::State { .. } => "state",
+            Request::List { .. } => "list",
+            Request::Pids { .. } => "pids",
+            Request::CloseStdin(_) => "close_stdin",
+            Request::Subscribe(_) => "subscribe",
+            Request::Info => "info",
+            Request::Pause { .. } => "pause",
+            Request::Resume { .. } => "resume",
+            Request::Update { .. } => "update",
+            Request::Stats { .. } => "stats",
+        }
+    }
+}
+
 /// Everything the daemon answers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Reply {

@@ -148,7 +148,11 @@ async fn serve_requests(
                 stream_events(handle, frame.id, filter, tx).await;
                 return;
             }
+            let kind = frame.request.kind();
+            let started = std::time::Instant::now();
             let reply = dispatch(&handle, frame.request).await;
+            let failed = matches!(reply, Reply::Error(_));
+            crate::metrics::rpc().observe(kind, started.elapsed(), failed);
             let _ = tx
                 .send(ServerFrame {
                     id: frame.id,
