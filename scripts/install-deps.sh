@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what corral's tests and demo need on a Debian 12 machine (run as root):
-#   runc, busybox-static (/bin/busybox), procps, and CRIU 4.1.1 built from Debian's pool
+#   runc, busybox-static (/bin/busybox), procps, iptables, and CRIU 4.1.1 built from Debian's pool
 #   tarball into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on kernels >= 6.13).
 # Idempotent: when everything is present it only runs the final checks (well under 2 s).
 # Env: CORRAL_SKIP_CRIU=1 skips building/checking CRIU.
@@ -12,7 +12,8 @@ CRIU_POOL_PATH="pool/main/c/criu/${CRIU_TARBALL}"
 CRIU_SHA256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
 CRIU_BIN=/usr/local/sbin/criu
 
-RUNTIME_PKGS=(runc busybox-static procps)
+# iptables: CRIU locks a container's network with iptables-restore while it dumps.
+RUNTIME_PKGS=(runc busybox-static procps iptables)
 CRIU_BUILD_PKGS=(build-essential pkg-config curl ca-certificates xz-utils
   libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libnl-3-dev libcap-dev libnet1-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev)

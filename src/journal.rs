@@ -226,6 +226,7 @@ mod tests {
             exit: None,
             bundle: None,
             restarts: None,
+            checkpoint: None,
         }
     }
 

@@ -22,6 +22,7 @@
 pub mod actors;
 pub mod bundle;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod error;
 pub mod journal;
 pub mod launch;
@@ -63,6 +64,8 @@ pub struct Config {
     pub runtime_timeout: Duration,
     /// How long a shim may take to create or exec its process.
     pub shim_timeout: Duration,
+    /// The CRIU binary for checkpoint and restore.
+    pub criu: PathBuf,
 }
 
 /// The default state directory.
@@ -83,6 +86,7 @@ impl Default for Config {
             shim: default_shim_path(),
             runtime_timeout: Duration::from_secs(30),
             shim_timeout: Duration::from_secs(60),
+            criu: default_criu_path(),
         }
     }
 }
@@ -99,6 +103,16 @@ pub fn default_shim_path() -> PathBuf {
         }
     }
     PathBuf::from("corral-shim")
+}
+
+/// CRIU 4.1.1 at /usr/local/sbin/criu when there, else `criu` from PATH.
+pub fn default_criu_path() -> PathBuf {
+    let built = PathBuf::from(checkpoint::DEFAULT_CRIU);
+    if built.is_file() {
+        built
+    } else {
+        PathBuf::from("criu")
+    }
 }
 
 /// Ways to start the supervisor.
@@ -146,10 +160,16 @@ pub async fn start(config: Config) -> Result<Handle> {
         );
     }
     let events = Events::new(Some((recovered.journal, journal_dir)), recovered.last_seq).start();
+    let runtime_root = config.runtime_root.clone();
+    match checkpoint::check_criu(&config.criu) {
+        Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
+        Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
+    }
     // The supervisor adopts the containers already in the state dir as it starts.
     let supervisor = Supervisor::new(Arc::new(config), events.clone(), recovered.exits).start();
     Ok(Handle {
         supervisor,
+        runtime_root,
         events,
         _reaper: reaper,
     })
@@ -159,6 +179,7 @@ pub async fn start(config: Config) -> Result<Handle> {
 #[derive(Clone)]
 pub struct Handle {
     supervisor: Addr<Supervisor>,
+    runtime_root: PathBuf,
     events: Addr<Events>,
     _reaper: Addr<actors::Reaper>,
 }
@@ -299,6 +320,84 @@ impl Handle {
     /// A container's statistics, read from its cgroup.
     pub async fn stats(&self, namespace: &str, id: &str) -> Result<stats::Stats> {
         self.ask(namespace, id, container::GetStats).await?
+    }
+
+    fn checkpoints_store(&self) -> checkpoint::CheckpointStore {
+        checkpoint::CheckpointStore::new(&self.runtime_root)
+    }
+
+    /// Takes a checkpoint of a running container (CRIU).
+    pub async fn checkpoint(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        options: checkpoint::CheckpointOptions,
+    ) -> Result<checkpoint::CheckpointInfo> {
+        let msg = container::Checkpoint {
+            name: name.to_string(),
+            options,
+            store: self.checkpoints_store(),
+        };
+        self.ask(namespace, id, msg).await?
+    }
+
+    /// The checkpoints of a container (which may have been deleted since).
+    pub fn checkpoints(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Vec<checkpoint::CheckpointInfo>> {
+        self.checkpoints_store().list(ns(namespace), id)
+    }
+
+    /// Removes a checkpoint.
+    pub fn remove_checkpoint(&self, namespace: &str, id: &str, name: &str) -> Result<()> {
+        self.checkpoints_store().remove(ns(namespace), id, name)
+    }
+
+    /// Writes a checkpoint, with the container's spec, to one OCI image-layout tar.
+    pub async fn export_checkpoint(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        file: PathBuf,
+    ) -> Result<u64> {
+        let store = self.checkpoints_store();
+        let (namespace, id, name) = (ns(namespace).to_string(), id.to_string(), name.to_string());
+        actix_rt::task::spawn_blocking(move || store.export(&namespace, &id, &name, &file))
+            .await
+            .map_err(|e| Error::Internal(format!("export: {e}")))?
+    }
+
+    /// Reads a checkpoint from a tar written by export.
+    pub async fn import_checkpoint(&self, file: PathBuf) -> Result<checkpoint::CheckpointInfo> {
+        let store = self.checkpoints_store();
+        actix_rt::task::spawn_blocking(move || store.import(&file))
+            .await
+            .map_err(|e| Error::Internal(format!("import: {e}")))?
+    }
+
+    /// Creates and starts a container from a checkpoint, under its id or `new_id`.
+    pub async fn restore(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        new_id: Option<&str>,
+        bundle: Option<PathBuf>,
+    ) -> Result<ContainerInfo> {
+        self.supervisor
+            .send(supervisor::Restore {
+                namespace: ns(namespace).to_string(),
+                id: id.to_string(),
+                name: name.to_string(),
+                new_id: new_id.map(str::to_string),
+                bundle,
+            })
+            .await
+            .map_err(mailbox)?
     }
 
     /// Closes a process's stdin.

@@ -458,6 +458,8 @@ pub enum Topic {
     TaskPaused,
     /// The container was thawed.
     TaskResumed,
+    /// A checkpoint of the container was taken.
+    TaskCheckpointed,
 }
 
 impl Topic {
@@ -473,13 +475,14 @@ impl Topic {
             Topic::TaskOom => "/tasks/oom",
             Topic::TaskPaused => "/tasks/paused",
             Topic::TaskResumed => "/tasks/resumed",
+            Topic::TaskCheckpointed => "/tasks/checkpointed",
         }
     }
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 10] = [
         Topic::TaskCreate,
         Topic::TaskStart,
         Topic::TaskExecAdded,
@@ -489,6 +492,7 @@ impl Topic {
         Topic::TaskOom,
         Topic::TaskPaused,
         Topic::TaskResumed,
+        Topic::TaskCheckpointed,
     ];
 }
 
@@ -537,6 +541,8 @@ pub struct Event {
     pub bundle: Option<PathBuf>,
     /// For /tasks/start after a restart by policy: how many restarts so far.
     pub restarts: Option<u32>,
+    /// For /tasks/checkpointed: the checkpoint's name.
+    pub checkpoint: Option<String>,
 }
 
 /// Which events a subscriber wants.

@@ -74,6 +74,8 @@ pub struct ContainerEnv {
     pub shim_timeout: Duration,
     /// Where events go.
     pub events: Addr<Events>,
+    /// The CRIU binary, for checkpoint and restore.
+    pub criu: PathBuf,
 }
 
 #[derive(Default)]
@@ -139,6 +141,16 @@ pub struct Container {
 pub struct Init {
     /// `runc run --detach` instead of `runc create`.
     pub start: bool,
+    /// Restore from this checkpoint (`runc restore --detach`) instead.
+    pub restore: Option<RestoreFrom>,
+}
+
+/// A checkpoint to restore a container from.
+pub struct RestoreFrom {
+    /// The checkpoint's directory (with `images/`).
+    pub dir: PathBuf,
+    /// The options it was taken with.
+    pub options: crate::checkpoint::CheckpointOptions,
 }
 
 /// Starts a created container.
@@ -565,6 +577,7 @@ impl Container {
             exit,
             bundle: (topic == Topic::TaskCreate).then(|| self.record.bundle.clone()),
             restarts,
+            checkpoint: None,
         };
         self.env.events.do_send(Publish { event, mark });
     }
@@ -577,6 +590,7 @@ impl Container {
             id: self.record.id.clone(),
             bundle: self.record.bundle.clone(),
             runtime_args: self.env.runtime.args.iter().map(Into::into).collect(),
+            verb_args: Vec::new(),
             stdin: stdio.stdin.clone(),
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),
@@ -726,9 +740,25 @@ async fn remove_everything(
 impl Handler<Init> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, Init { start }: Init, _: &mut Context<Self>) -> Self::Result {
-        let mode = if start { Mode::Run } else { Mode::Create };
-        let args = self.shim_args(mode, &self.record.stdio);
+    fn handle(&mut self, Init { start, restore }: Init, _: &mut Context<Self>) -> Self::Result {
+        let start = start || restore.is_some();
+        let mode = match (&restore, start) {
+            (Some(_), _) => Mode::Restore,
+            (None, true) => Mode::Run,
+            (None, false) => Mode::Create,
+        };
+        let mut args = self.shim_args(mode, &self.record.stdio);
+        if let Some(from) = &restore {
+            args.runtime_args.push("--criu".into());
+            args.runtime_args.push(self.env.criu.clone().into());
+            let work = self.dir.process(INIT_PROCESS).path().join("criu");
+            args.verb_args.push("--image-path".into());
+            args.verb_args.push(from.dir.join("images").into());
+            args.verb_args.push("--work-path".into());
+            args.verb_args.push(work.into());
+            args.verb_args
+                .extend(from.options.runtime_flags().into_iter().map(Into::into));
+        }
         let shim = self.env.shim.clone();
         let timeout = self.env.shim_timeout;
         let runtime = self.env.runtime.clone();
@@ -1330,5 +1360,136 @@ impl Handler<GetStats> for Container {
             return Err(self.wrong_state("a stopped container has no statistics"));
         }
         crate::stats::host().stats(&self.record.cgroups)
+    }
+}
+
+/// Takes a checkpoint of the running container.
+#[derive(Message)]
+#[rtype(result = "Result<crate::checkpoint::CheckpointInfo>")]
+pub struct Checkpoint {
+    /// Its name.
+    pub name: String,
+    /// Its options.
+    pub options: crate::checkpoint::CheckpointOptions,
+    /// Where checkpoints are kept.
+    pub store: crate::checkpoint::CheckpointStore,
+}
+
+impl Handler<Checkpoint> for Container {
+    type Result = ResponseActFuture<Self, Result<crate::checkpoint::CheckpointInfo>>;
+
+    fn handle(&mut self, msg: Checkpoint, _: &mut Context<Self>) -> Self::Result {
+        let prepared = (|| {
+            if self.status != Status::Running || self.deleting {
+                let hint = if self.status == Status::Paused {
+                    "resume it first"
+                } else {
+                    "only a running container can be checkpointed"
+                };
+                return Err(self.wrong_state(hint));
+            }
+            crate::checkpoint::check_criu(&self.env.criu)?;
+            let dir = msg
+                .store
+                .dir(&self.record.namespace, &self.record.id, &msg.name)?;
+            if dir.exists() {
+                return Err(Error::AlreadyExists(format!(
+                    "checkpoint {:?} of container {}",
+                    msg.name,
+                    self.key()
+                )));
+            }
+            std::fs::create_dir_all(dir.join("images"))
+                .and_then(|()| {
+                    std::fs::copy(
+                        self.record.bundle.join("config.json"),
+                        dir.join("config.json"),
+                    )
+                })
+                .map_err(|e| Error::io(format!("prepare {}", dir.display()), e))?;
+            Ok(dir)
+        })();
+        let dir = match prepared {
+            Ok(dir) => dir,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let mut runtime = self.env.runtime.clone();
+        runtime.args.extend([
+            "--criu".to_string(),
+            self.env.criu.to_string_lossy().into_owned(),
+        ]);
+        let info = crate::checkpoint::CheckpointInfo {
+            name: msg.name.clone(),
+            namespace: self.record.namespace.clone(),
+            container_id: self.record.id.clone(),
+            created_ns: now_ns(),
+            options: msg.options.clone(),
+            bundle: self.record.bundle.clone(),
+            size: 0,
+        };
+        if msg.options.exit {
+            // The dump stops the container: a user's doing, not a failure to restart from.
+            self.record.stopped_by_user = true;
+            self.save_record();
+        }
+        let id = self.record.id.clone();
+        let store = msg.store;
+        let work = async move {
+            let images = dir.join("images").to_string_lossy().into_owned();
+            let work_dir = dir.join("work").to_string_lossy().into_owned();
+            let mut args = vec!["--image-path", &images, "--work-path", &work_dir];
+            if !info.options.exit {
+                args.push("--leave-running");
+            }
+            let flags = info.options.runtime_flags();
+            args.extend(flags.iter().map(String::as_str));
+            args.push(&id);
+            let result = runtime.call("checkpoint", &args, &id).await;
+            if let Err(e) = result {
+                let criu = crate::checkpoint::criu_errors(&dir.join("work"));
+                let _ = std::fs::remove_dir_all(&dir);
+                if let Some(parent) = dir.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+                return Err(match e {
+                    Error::RuntimeFailed { op, id, stderr } if !criu.is_empty() => {
+                        Error::RuntimeFailed {
+                            op,
+                            id,
+                            stderr: format!("{stderr}\nCRIU said:\n{criu}"),
+                        }
+                    }
+                    other => other,
+                });
+            }
+            let json =
+                serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
+            write_atomic(&dir.join("checkpoint.json"), &json)
+                .map_err(|e| Error::io("write checkpoint.json", e))?;
+            store.get(&info.namespace, &info.container_id, &info.name)
+        };
+        Box::pin(work.into_actor(self).map(|result, act, _| {
+            if result.is_err() && act.record.stopped_by_user && act.init.exit.is_none() {
+                // The dump failed and the container still runs: it was not stopped after all.
+                act.record.stopped_by_user = false;
+                act.save_record();
+            }
+            let info = result?;
+            let event = Event {
+                seq: 0,
+                timestamp_ns: 0,
+                namespace: act.record.namespace.clone(),
+                topic: Topic::TaskCheckpointed,
+                container_id: act.record.id.clone(),
+                process_id: Some(INIT_PROCESS.to_string()),
+                pid: Some(act.init.pid),
+                exit: None,
+                bundle: None,
+                restarts: None,
+                checkpoint: Some(info.name.clone()),
+            };
+            act.env.events.do_send(Publish { event, mark: None });
+            Ok(info)
+        }))
     }
 }

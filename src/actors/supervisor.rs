@@ -2,7 +2,9 @@
 //! and creates containers, hands out their addresses, lists them and deletes them. It never
 //! waits on a runtime: those calls belong to each Container.
 
-use super::container::{self, Container, ContainerEnv, ContainerRecord, GetInfo, Init};
+use super::container::{
+    self, Container, ContainerEnv, ContainerRecord, GetInfo, Init, RestoreFrom,
+};
 use super::events::Events;
 use crate::error::{Error, Result};
 use crate::journal::ExitKey;
@@ -51,6 +53,7 @@ impl Supervisor {
             runtime,
             shim_timeout: self.config.shim_timeout,
             events: self.events.clone(),
+            criu: self.config.criu.clone(),
         }
     }
 
@@ -243,6 +246,71 @@ impl Handler<Create> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
     fn handle(&mut self, Create(req): Create, _: &mut Context<Self>) -> Self::Result {
+        self.create(req, None)
+    }
+}
+
+/// Restores a container from a checkpoint, under its own id or a new one.
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct Restore {
+    /// The namespace of the checkpointed container (and of the restored one).
+    pub namespace: String,
+    /// The checkpointed container's id.
+    pub id: String,
+    /// The checkpoint's name.
+    pub name: String,
+    /// Restore under this id instead.
+    pub new_id: Option<String>,
+    /// Use this bundle instead of the one the checkpoint records.
+    pub bundle: Option<std::path::PathBuf>,
+}
+
+impl Handler<Restore> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
+
+    fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> Self::Result {
+        let namespace = namespace_or_default(&msg.namespace).to_string();
+        let store = crate::checkpoint::CheckpointStore::new(&self.config.runtime_root);
+        let found = store.get(&namespace, &msg.id, &msg.name).and_then(|info| {
+            crate::checkpoint::check_criu(&self.config.criu)?;
+            Ok((info, store.dir(&namespace, &msg.id, &msg.name)?))
+        });
+        let (info, dir) = match found {
+            Ok(found) => found,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let new_id = msg.new_id.unwrap_or_else(|| msg.id.clone());
+        if let Ok(key) = ContainerKey::new(&namespace, &new_id) {
+            if self.containers.contains_key(&key) {
+                return Box::pin(actix::fut::ready(Err(Error::AlreadyExists(format!(
+                    "container {key}: delete it first, or restore under another id (--as NEW_ID)"
+                )))));
+            }
+        }
+        let req = CreateRequest {
+            namespace,
+            id: new_id,
+            bundle: msg.bundle.unwrap_or(info.bundle),
+            start: true,
+            ..CreateRequest::default()
+        };
+        let from = RestoreFrom {
+            dir,
+            options: info.options,
+        };
+        self.create(req, Some(from))
+    }
+}
+
+impl Supervisor {
+    /// Checks a create request, registers its Container and has it create (or restore) the
+    /// container; a failure unregisters it.
+    fn create(
+        &mut self,
+        req: CreateRequest,
+        restore: Option<RestoreFrom>,
+    ) -> ResponseActFuture<Self, Result<ContainerInfo>> {
         let checked = (|| {
             let key = ContainerKey::new(namespace_or_default(&req.namespace), &req.id)?;
             if self.containers.contains_key(&key) {
@@ -319,11 +387,13 @@ impl Handler<Create> for Supervisor {
         let start = req.start;
         Box::pin(
             async move {
-                addr.send(Init { start }).await.unwrap_or_else(|_| {
-                    Err(Error::Internal(
-                        "container actor stopped during create".into(),
-                    ))
-                })
+                addr.send(Init { start, restore })
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Internal(
+                            "container actor stopped during create".into(),
+                        ))
+                    })
             }
             .into_actor(self)
             .map(move |result, act, _| {

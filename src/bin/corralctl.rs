@@ -30,6 +30,13 @@ commands:
             [--cpu-shares N] [--cpu-period US] [--cpu-quota US] [--cpuset-cpus LIST]
             [--cpuset-mems LIST] [--blkio-weight N]      (SIZE: bytes, or 64K, 64M, 1G; -1: none)
   stats [ID...] [--watch] [--json]    one-shot table, or a live one with --watch
+  checkpoint ID NAME [--tcp] [--unix-sockets] [--shell] [--exit] [--empty-ns NS]...
+                                  checkpoint with CRIU (the container keeps running unless --exit)
+  checkpoints ID [--json]         list a container's checkpoints (also after it was deleted)
+  checkpoint rm ID NAME
+  checkpoint export ID NAME FILE  one OCI image-layout tar, to carry to another machine
+  checkpoint import FILE
+  restore ID NAME [--as NEW_ID] [--bundle DIR]    create and start a container from a checkpoint
   events [--id ID] [--since SEQ|TIME|DURATION] [--json]
                                   replay from the journal (SEQ, RFC 3339 TIME, or e.g. 10m ago),
                                   then follow; resumes by itself if it falls behind
@@ -207,6 +214,9 @@ fn run_cli(argv: Vec<String>) -> Outcome {
         "resume" => pause_resume(&ctl, args, false),
         "update" => update(&ctl, args),
         "stats" => stats(&ctl, args),
+        "checkpoint" => checkpoint(&ctl, args),
+        "checkpoints" => checkpoints(&ctl, args),
+        "restore" => restore(&ctl, args),
         "events" => events(&ctl, args),
         "version" => version(&ctl, args),
         "info" => info(&ctl, args),
@@ -769,6 +779,114 @@ fn stats(ctl: &Ctl, mut args: Args) -> Outcome {
     }
 }
 
+fn checkpoint(ctl: &Ctl, mut args: Args) -> Outcome {
+    let first = args.positional("container ID or rm/export/import")?;
+    let mut client = ctl.client()?;
+    match first.as_str() {
+        "rm" => {
+            let (id, name) = (args.positional("container ID")?, args.positional("NAME")?);
+            args.finish()?;
+            client.remove_checkpoint(&ctl.namespace, &id, &name)?;
+        }
+        "export" => {
+            let (id, name) = (args.positional("container ID")?, args.positional("NAME")?);
+            let file = absolute(args.positional("FILE")?)?;
+            args.finish()?;
+            let size = client.export_checkpoint(&ctl.namespace, &id, &name, &file)?;
+            println!("{} ({})", file.display(), human_bytes(size));
+        }
+        "import" => {
+            let file = absolute(args.positional("FILE")?)?;
+            args.finish()?;
+            let c = client.import_checkpoint(&file)?;
+            println!(
+                "imported checkpoint {} of {}/{}",
+                c.name, c.namespace, c.container_id
+            );
+        }
+        _ => {
+            let id = first;
+            let name = args.positional("checkpoint NAME")?;
+            let options = corral::checkpoint::CheckpointOptions {
+                tcp: args.flag(&["--tcp"]),
+                unix_sockets: args.flag(&["--unix-sockets"]),
+                shell: args.flag(&["--shell"]),
+                exit: args.flag(&["--exit"]),
+                empty_ns: args.values(&["--empty-ns"])?,
+            };
+            args.finish()?;
+            let c = client.checkpoint(&ctl.namespace, &id, &name, options)?;
+            println!(
+                "checkpoint {} of {} taken ({})",
+                c.name,
+                id,
+                human_bytes(c.size)
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn checkpoint_options_text(o: &corral::checkpoint::CheckpointOptions) -> String {
+    let mut v: Vec<String> = Vec::new();
+    for (on, name) in [
+        (o.tcp, "tcp"),
+        (o.unix_sockets, "unix-sockets"),
+        (o.shell, "shell"),
+        (o.exit, "exit"),
+    ] {
+        if on {
+            v.push(name.into());
+        }
+    }
+    v.extend(o.empty_ns.iter().map(|n| format!("empty-ns={n}")));
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+fn checkpoints(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let as_json = args.flag(&["--json"]);
+    args.finish()?;
+    let list = ctl.client()?.checkpoints(&ctl.namespace, &id)?;
+    if as_json {
+        return json(&list);
+    }
+    let rows: Vec<[String; 4]> = list
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                format_time(c.created_ns),
+                human_bytes(c.size),
+                checkpoint_options_text(&c.options),
+            ]
+        })
+        .collect();
+    table(&["NAME", "CREATED", "SIZE", "OPTIONS"], &rows);
+    Ok(0)
+}
+
+fn restore(ctl: &Ctl, mut args: Args) -> Outcome {
+    let id = args.positional("container ID")?;
+    let name = args.positional("checkpoint NAME")?;
+    let new_id = args.value(&["--as"])?;
+    let bundle = args.value(&["--bundle", "-b"])?.map(absolute).transpose()?;
+    args.finish()?;
+    let info = ctl.client()?.restore(
+        &ctl.namespace,
+        &id,
+        &name,
+        new_id.as_deref(),
+        bundle.as_deref(),
+    )?;
+    println!("{} restored from {name} (pid {})", info.id, info.pid);
+    Ok(0)
+}
+
 fn close_stdin(ctl: &Ctl, mut args: Args) -> Outcome {
     let id = args.positional("container ID")?;
     let exec_id = args.value(&["--exec"])?;
@@ -827,6 +945,9 @@ fn events(ctl: &Ctl, mut args: Args) -> Outcome {
             }
             if let Some(n) = event.restarts {
                 s.push_str(&format!(" restarts={n}"));
+            }
+            if let Some(c) = &event.checkpoint {
+                s.push_str(&format!(" checkpoint={c}"));
             }
             s
         };

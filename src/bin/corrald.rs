@@ -15,6 +15,7 @@ const USAGE: &str = "usage: corrald [--socket PATH] [--state-dir DIR] [--root DI
   --shim PATH            corral-shim binary (default: beside corrald)
   --runtime-timeout SECS limit for one runtime call (default 30)
   --log-level LEVEL      error, warn, info, debug or trace (default info; or RUST_LOG)
+  --criu PATH            CRIU for checkpoint/restore (default /usr/local/sbin/criu, else PATH)
   --metrics-address ADDR serve Prometheus metrics at http://ADDR/metrics (off by default)";
 
 struct Options {
@@ -53,6 +54,7 @@ fn parse() -> Result<Options, String> {
             "--root" => config.runtime_root = value.into(),
             "--runtime" => config.runtime = value.into(),
             "--shim" => config.shim = value.into(),
+            "--criu" => config.criu = value.into(),
             "--runtime-timeout" => {
                 let secs: f64 = value
                     .parse()

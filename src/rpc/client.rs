@@ -247,6 +247,108 @@ impl Client {
         }
     }
 
+    /// Takes a checkpoint of a running container.
+    pub fn checkpoint(
+        &mut self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        options: crate::checkpoint::CheckpointOptions,
+    ) -> Result<crate::checkpoint::CheckpointInfo> {
+        let req = Request::Checkpoint {
+            namespace: namespace.into(),
+            id: id.into(),
+            name: name.into(),
+            options,
+        };
+        match self.call(req)? {
+            Reply::Checkpoint(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The checkpoints of a container.
+    pub fn checkpoints(
+        &mut self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Vec<crate::checkpoint::CheckpointInfo>> {
+        let req = Request::Checkpoints {
+            namespace: namespace.into(),
+            id: id.into(),
+        };
+        match self.call(req)? {
+            Reply::Checkpoints(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes a checkpoint.
+    pub fn remove_checkpoint(&mut self, namespace: &str, id: &str, name: &str) -> Result<()> {
+        let req = Request::CheckpointRemove {
+            namespace: namespace.into(),
+            id: id.into(),
+            name: name.into(),
+        };
+        match self.call(req)? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Writes a checkpoint to an OCI image-layout tar; returns its size.
+    pub fn export_checkpoint(
+        &mut self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        file: &Path,
+    ) -> Result<u64> {
+        let req = Request::CheckpointExport {
+            namespace: namespace.into(),
+            id: id.into(),
+            name: name.into(),
+            file: file.to_path_buf(),
+        };
+        match self.call(req)? {
+            Reply::Size(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reads a checkpoint from such a tar.
+    pub fn import_checkpoint(&mut self, file: &Path) -> Result<crate::checkpoint::CheckpointInfo> {
+        let req = Request::CheckpointImport {
+            file: file.to_path_buf(),
+        };
+        match self.call(req)? {
+            Reply::Checkpoint(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Creates and starts a container from a checkpoint.
+    pub fn restore(
+        &mut self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        new_id: Option<&str>,
+        bundle: Option<&Path>,
+    ) -> Result<ContainerInfo> {
+        let req = Request::Restore {
+            namespace: namespace.into(),
+            id: id.into(),
+            name: name.into(),
+            new_id: new_id.map(Into::into),
+            bundle: bundle.map(Path::to_path_buf),
+        };
+        match self.call(req)? {
+            Reply::Container(c) => Ok(c),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// The daemon's counters.
     pub fn info(&mut self) -> Result<DaemonInfo> {
         match self.call(Request::Info)? {

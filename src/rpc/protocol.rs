@@ -1,9 +1,11 @@
 //! The messages of the RPC. Changing them changes [`PROTOCOL_VERSION`].
 
+use crate::checkpoint::{CheckpointInfo, CheckpointOptions};
 use crate::error::Error;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// The wire protocol's version; client and daemon must agree.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -119,6 +121,62 @@ pub enum Request {
         /// Container ids.
         ids: Vec<String>,
     },
+    /// Take a checkpoint of a running container.
+    Checkpoint {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// The checkpoint's name.
+        name: String,
+        /// Its options.
+        options: CheckpointOptions,
+    },
+    /// The checkpoints of a container.
+    Checkpoints {
+        /// Namespace.
+        namespace: String,
+        /// Container id (the container may be deleted).
+        id: String,
+    },
+    /// Remove a checkpoint.
+    CheckpointRemove {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// The checkpoint's name.
+        name: String,
+    },
+    /// Write a checkpoint to an OCI image-layout tar on the daemon's host.
+    CheckpointExport {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// The checkpoint's name.
+        name: String,
+        /// The file to write (absolute).
+        file: PathBuf,
+    },
+    /// Read a checkpoint from such a tar.
+    CheckpointImport {
+        /// The file to read (absolute).
+        file: PathBuf,
+    },
+    /// Create and start a container from a checkpoint.
+    Restore {
+        /// Namespace.
+        namespace: String,
+        /// The checkpointed container's id.
+        id: String,
+        /// The checkpoint's name.
+        name: String,
+        /// Restore under this id instead.
+        new_id: Option<String>,
+        /// Use this bundle instead of the recorded one.
+        bundle: Option<PathBuf>,
+    },
 }
 
 impl Request {
@@ -143,6 +201,12 @@ impl Request {
             Request::Resume { .. } => "resume",
             Request::Update { .. } => "update",
             Request::Stats { .. } => "stats",
+            Request::Checkpoint { .. } => "checkpoint",
+            Request::Checkpoints { .. } => "checkpoints",
+            Request::CheckpointRemove { .. } => "checkpoint_remove",
+            Request::CheckpointExport { .. } => "checkpoint_export",
+            Request::CheckpointImport { .. } => "checkpoint_import",
+            Request::Restore { .. } => "restore",
         }
     }
 }
@@ -182,6 +246,12 @@ pub enum Reply {
     Info(DaemonInfo),
     /// Statistics by container id.
     Stats(Vec<(String, crate::stats::Stats)>),
+    /// One checkpoint.
+    Checkpoint(CheckpointInfo),
+    /// Checkpoints.
+    Checkpoints(Vec<CheckpointInfo>),
+    /// A size in bytes (of an exported file).
+    Size(u64),
     /// The request failed.
     Error(Error),
 }

@@ -246,6 +246,47 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
             .update(&namespace, &id, resources)
             .await
             .map(|()| Reply::Ok),
+        Request::Checkpoint {
+            namespace,
+            id,
+            name,
+            options,
+        } => handle
+            .checkpoint(&namespace, &id, &name, options)
+            .await
+            .map(Reply::Checkpoint),
+        Request::Checkpoints { namespace, id } => {
+            handle.checkpoints(&namespace, &id).map(Reply::Checkpoints)
+        }
+        Request::CheckpointRemove {
+            namespace,
+            id,
+            name,
+        } => handle
+            .remove_checkpoint(&namespace, &id, &name)
+            .map(|()| Reply::Ok),
+        Request::CheckpointExport {
+            namespace,
+            id,
+            name,
+            file,
+        } => handle
+            .export_checkpoint(&namespace, &id, &name, file)
+            .await
+            .map(Reply::Size),
+        Request::CheckpointImport { file } => {
+            handle.import_checkpoint(file).await.map(Reply::Checkpoint)
+        }
+        Request::Restore {
+            namespace,
+            id,
+            name,
+            new_id,
+            bundle,
+        } => handle
+            .restore(&namespace, &id, &name, new_id.as_deref(), bundle)
+            .await
+            .map(Reply::Container),
         Request::Stats { namespace, ids } => stats(handle, &namespace, ids).await.map(Reply::Stats),
         Request::Subscribe(_) => Err(Error::Internal("subscribe is served as a stream".into())),
     };

@@ -12,6 +12,8 @@ pub enum Mode {
     Run,
     /// `runtime exec --detach`: another process in a running container.
     Exec,
+    /// `runtime restore --detach`: the init process from a checkpoint.
+    Restore,
 }
 
 impl Mode {
@@ -21,6 +23,7 @@ impl Mode {
             Mode::Create => "create",
             Mode::Run => "run",
             Mode::Exec => "exec",
+            Mode::Restore => "restore",
         }
     }
 }
@@ -40,6 +43,8 @@ pub struct ShimArgs {
     pub bundle: PathBuf,
     /// Extra global runtime arguments.
     pub runtime_args: Vec<OsString>,
+    /// Extra arguments after the verb (restore's --image-path and options).
+    pub verb_args: Vec<OsString>,
     /// stdin path, /dev/null if none.
     pub stdin: Option<PathBuf>,
     /// stdout path, /dev/null if none.
@@ -67,6 +72,10 @@ impl ShimArgs {
             out.push("--runtime-arg".into());
             out.push(a.clone());
         }
+        for a in &self.verb_args {
+            out.push("--verb-arg".into());
+            out.push(a.clone());
+        }
         for (flag, path) in [
             ("--stdin", &self.stdin),
             ("--stdout", &self.stdout),
@@ -91,6 +100,7 @@ impl ShimArgs {
             id: String::new(),
             bundle: PathBuf::new(),
             runtime_args: Vec::new(),
+            verb_args: Vec::new(),
             stdin: None,
             stdout: None,
             stderr: None,
@@ -105,6 +115,7 @@ impl ShimArgs {
                         Some("create") => Mode::Create,
                         Some("run") => Mode::Run,
                         Some("exec") => Mode::Exec,
+                        Some("restore") => Mode::Restore,
                         _ => return Err(format!("unknown mode {value:?}")),
                     })
                 }
@@ -113,6 +124,7 @@ impl ShimArgs {
                 "--id" => id = Some(value.to_string_lossy().into_owned()),
                 "--bundle" => bundle = Some(PathBuf::from(value)),
                 "--runtime-arg" => parsed.runtime_args.push(value),
+                "--verb-arg" => parsed.verb_args.push(value),
                 "--stdin" => parsed.stdin = Some(PathBuf::from(value)),
                 "--stdout" => parsed.stdout = Some(PathBuf::from(value)),
                 "--stderr" => parsed.stderr = Some(PathBuf::from(value)),
@@ -141,6 +153,7 @@ mod tests {
             id: "c1".into(),
             bundle: "/b".into(),
             runtime_args: vec!["--debug".into()],
+            verb_args: vec!["--image-path".into(), "/x".into()],
             stdin: None,
             stdout: Some("/tmp/o".into()),
             stderr: None,
@@ -149,6 +162,7 @@ mod tests {
         assert_eq!(b.mode, Mode::Exec);
         assert_eq!(b.stdout, a.stdout);
         assert_eq!(b.runtime_args, a.runtime_args);
+        assert_eq!(b.verb_args, a.verb_args);
         assert!(ShimArgs::parse(vec!["--mode".into()]).is_err());
     }
 }

@@ -88,7 +88,13 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
             .arg("--detach")
             .arg("--process")
             .arg(dir.process_json()),
+        Mode::Restore => cmd
+            .arg("restore")
+            .arg("--detach")
+            .arg("--bundle")
+            .arg(&args.bundle),
     };
+    cmd.args(&args.verb_args);
     cmd.arg("--pid-file")
         .arg(dir.pid_file())
         .arg(&args.id)

@@ -1,0 +1,434 @@
+//! Checkpoints: CRIU images of a container's processes, kept under corrald's runtime root so
+//! they outlive their container, listed, removed, and carried to another machine as one
+//! OCI image-layout tar.
+//!
+//! ```text
+//! <root>/_checkpoints/<namespace>/<id>/<name>/
+//!     checkpoint.json   what was checkpointed, when, with which options, from which bundle
+//!     config.json       the container's OCI spec at checkpoint time
+//!     images/           CRIU's image files
+//!     work/             CRIU's work files and dump.log
+//! ```
+
+use crate::error::{Error, Result};
+use crate::types::validate_id;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The directory under the runtime root that holds checkpoints (not a valid namespace).
+pub const CHECKPOINTS_DIR: &str = "_checkpoints";
+/// Where CRIU is looked for first: 4.1.1 built by scripts/install-deps.sh.
+pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+/// Media type of the exported checkpoint's config blob.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.corral.checkpoint.config.v1+json";
+/// Media type of the exported CRIU images layer.
+pub const IMAGES_MEDIA_TYPE: &str = "application/vnd.corral.checkpoint.images.v1.tar";
+/// Media type of the exported OCI runtime spec.
+pub const SPEC_MEDIA_TYPE: &str = "application/vnd.oci.runtime.spec.v1+json";
+const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The options of a checkpoint (containerd v0.2's Checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointOptions {
+    /// Checkpoint established TCP connections.
+    pub tcp: bool,
+    /// Allow external unix sockets.
+    pub unix_sockets: bool,
+    /// Allow shell jobs (a controlling terminal).
+    pub shell: bool,
+    /// Stop the container after the dump (otherwise it keeps running).
+    pub exit: bool,
+    /// Namespaces to create empty instead of restoring ("network", ...).
+    pub empty_ns: Vec<String>,
+}
+
+impl CheckpointOptions {
+    /// The runtime flags shared by checkpoint and restore.
+    pub fn runtime_flags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.tcp {
+            out.push("--tcp-established".to_string());
+        }
+        if self.unix_sockets {
+            out.push("--ext-unix-sk".to_string());
+        }
+        if self.shell {
+            out.push("--shell-job".to_string());
+        }
+        for ns in &self.empty_ns {
+            out.push(format!("--empty-ns={ns}"));
+        }
+        out
+    }
+}
+
+/// One checkpoint, as stored in checkpoint.json and listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// Its name.
+    pub name: String,
+    /// The namespace of the container it came from.
+    pub namespace: String,
+    /// The container it came from.
+    pub container_id: String,
+    /// When it was taken, nanoseconds since the epoch.
+    pub created_ns: u64,
+    /// Its options.
+    pub options: CheckpointOptions,
+    /// The bundle the container ran from (restore uses it unless given another).
+    pub bundle: PathBuf,
+    /// Bytes on disk (filled in when listed).
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// Where checkpoints live: `<runtime root>/_checkpoints`.
+#[derive(Clone, Debug)]
+pub struct CheckpointStore {
+    root: PathBuf,
+}
+
+fn dir_size(path: &Path) -> u64 {
+    fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl CheckpointStore {
+    /// The store under a runtime root.
+    pub fn new(runtime_root: &Path) -> Self {
+        CheckpointStore {
+            root: runtime_root.join(CHECKPOINTS_DIR),
+        }
+    }
+
+    /// A checkpoint's directory (names are checked).
+    pub fn dir(&self, namespace: &str, id: &str, name: &str) -> Result<PathBuf> {
+        validate_id("namespace", namespace)?;
+        validate_id("container id", id)?;
+        validate_id("checkpoint name", name)?;
+        Ok(self.root.join(namespace).join(id).join(name))
+    }
+
+    /// Reads one checkpoint's record, with its size.
+    pub fn get(&self, namespace: &str, id: &str, name: &str) -> Result<CheckpointInfo> {
+        let dir = self.dir(namespace, id, name)?;
+        let text = fs::read(dir.join("checkpoint.json")).map_err(|_| {
+            Error::NotFound(format!("checkpoint {name:?} of container {namespace}/{id}"))
+        })?;
+        let mut info: CheckpointInfo = serde_json::from_slice(&text).map_err(|e| {
+            Error::Internal(format!(
+                "{}/checkpoint.json is unreadable: {e}",
+                dir.display()
+            ))
+        })?;
+        info.size = dir_size(&dir);
+        Ok(info)
+    }
+
+    /// The checkpoints of a container (which may have been deleted), oldest first.
+    pub fn list(&self, namespace: &str, id: &str) -> Result<Vec<CheckpointInfo>> {
+        validate_id("namespace", namespace)?;
+        validate_id("container id", id)?;
+        let mut out: Vec<CheckpointInfo> = fs::read_dir(self.root.join(namespace).join(id))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| self.get(namespace, id, &name).ok())
+            .collect();
+        out.sort_by_key(|c| c.created_ns);
+        Ok(out)
+    }
+
+    /// Removes one checkpoint.
+    pub fn remove(&self, namespace: &str, id: &str, name: &str) -> Result<()> {
+        self.get(namespace, id, name)?;
+        let dir = self.dir(namespace, id, name)?;
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {}", dir.display()), e))?;
+        // Leave no empty per-container directory behind.
+        if let Some(parent) = dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint as an OCI image-layout tar: a manifest whose config is
+    /// checkpoint.json and whose layers are the CRIU images (a tar) and the OCI spec.
+    pub fn export(&self, namespace: &str, id: &str, name: &str, file: &Path) -> Result<u64> {
+        let info = self.get(namespace, id, name)?;
+        let dir = self.dir(namespace, id, name)?;
+        let config = serde_json::to_vec_pretty(&CheckpointInfo {
+            size: 0,
+            ..info.clone()
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut images = tar::Builder::new(Vec::new());
+        images.follow_symlinks(false);
+        images
+            .append_dir_all(".", dir.join("images"))
+            .map_err(|e| Error::io("pack the CRIU images", e))?;
+        let images = images
+            .into_inner()
+            .map_err(|e| Error::io("pack the CRIU images", e))?;
+        let spec =
+            fs::read(dir.join("config.json")).map_err(|e| Error::io("read config.json", e))?;
+        let blob = |bytes: &[u8], media: &str| {
+            serde_json::json!({
+                "mediaType": media,
+                "digest": format!("sha256:{}", hex(&Sha256::digest(bytes))),
+                "size": bytes.len(),
+            })
+        };
+        let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": blob(&config, CONFIG_MEDIA_TYPE),
+            "layers": [blob(&images, IMAGES_MEDIA_TYPE), blob(&spec, SPEC_MEDIA_TYPE)],
+            "annotations": {"org.opencontainers.image.created": crate::types::format_time(info.created_ns)},
+        }))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut index_entry = blob(&manifest, MANIFEST_MEDIA_TYPE);
+        index_entry["annotations"] = serde_json::json!({
+            "org.opencontainers.image.ref.name": format!("{namespace}/{id}:{name}"),
+        });
+        let index = serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [index_entry],
+        }))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+
+        let out = fs::File::create(file)
+            .map_err(|e| Error::io(format!("create {}", file.display()), e))?;
+        let mut tarball = tar::Builder::new(std::io::BufWriter::new(out));
+        let mut add = |path: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(info.created_ns / 1_000_000_000);
+            header.set_cksum();
+            tarball.append_data(&mut header, path, bytes)
+        };
+        let w = |e| Error::io(format!("write {}", file.display()), e);
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(w)?;
+        add("index.json", &index).map_err(w)?;
+        for bytes in [&manifest, &config, &images, &spec] {
+            add(
+                &format!("blobs/sha256/{}", hex(&Sha256::digest(bytes))),
+                bytes,
+            )
+            .map_err(w)?;
+        }
+        let mut writer = tarball.into_inner().map_err(w)?;
+        writer.flush().map_err(w)?;
+        Ok(fs::metadata(file).map(|m| m.len()).unwrap_or(0))
+    }
+
+    /// Reads a tar written by [`CheckpointStore::export`] and stores the checkpoint under the
+    /// namespace, container and name it records. Every blob's digest is checked.
+    pub fn import(&self, file: &Path) -> Result<CheckpointInfo> {
+        let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", file.display()));
+        let f = fs::File::open(file).map_err(|e| bad(e.to_string()))?;
+        let mut blobs = std::collections::HashMap::new();
+        let mut index = None;
+        let mut archive = tar::Archive::new(f);
+        for entry in archive
+            .entries()
+            .map_err(|e| bad(format!("not a tar: {e}")))?
+        {
+            let mut entry = entry.map_err(|e| bad(format!("not a tar: {e}")))?;
+            let path = entry
+                .path()
+                .map_err(|e| bad(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| bad(e.to_string()))?;
+            if path == "index.json" {
+                index = Some(bytes);
+            } else if let Some(d) = path.strip_prefix("blobs/sha256/") {
+                if hex(&Sha256::digest(&bytes)) != d {
+                    return Err(bad(format!("blob {d} does not match its digest")));
+                }
+                blobs.insert(format!("sha256:{d}"), bytes);
+            }
+        }
+        let index: serde_json::Value = serde_json::from_slice(
+            &index.ok_or_else(|| bad("no index.json: not an OCI image layout".into()))?,
+        )
+        .map_err(|e| bad(format!("index.json: {e}")))?;
+        let blob_of = |digest: &serde_json::Value| -> Result<&Vec<u8>> {
+            let d = digest.as_str().unwrap_or_default();
+            blobs.get(d).ok_or_else(|| bad(format!("missing blob {d}")))
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(blob_of(&index["manifests"][0]["digest"])?)
+                .map_err(|e| bad(format!("manifest: {e}")))?;
+        if manifest["config"]["mediaType"] != CONFIG_MEDIA_TYPE {
+            return Err(bad("not a corral checkpoint".into()));
+        }
+        let info: CheckpointInfo = serde_json::from_slice(blob_of(&manifest["config"]["digest"])?)
+            .map_err(|e| bad(format!("checkpoint config: {e}")))?;
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        let layer = |media: &str| -> Result<&Vec<u8>> {
+            let l = layers
+                .iter()
+                .find(|l| l["mediaType"] == media)
+                .ok_or_else(|| bad(format!("no {media} layer")))?;
+            blob_of(&l["digest"])
+        };
+        let (images, spec) = (layer(IMAGES_MEDIA_TYPE)?, layer(SPEC_MEDIA_TYPE)?);
+        let dir = self.dir(&info.namespace, &info.container_id, &info.name)?;
+        if dir.exists() {
+            return Err(Error::AlreadyExists(format!(
+                "checkpoint {:?} of container {}/{}",
+                info.name, info.namespace, info.container_id
+            )));
+        }
+        let unpack = || -> std::io::Result<()> {
+            fs::create_dir_all(dir.join("images"))?;
+            tar::Archive::new(&images[..]).unpack(dir.join("images"))?;
+            fs::write(dir.join("config.json"), spec)?;
+            fs::write(
+                dir.join("checkpoint.json"),
+                serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?,
+            )
+        };
+        if let Err(e) = unpack() {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Error::io(format!("unpack into {}", dir.display()), e));
+        }
+        self.get(&info.namespace, &info.container_id, &info.name)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// CRIU's version as (major, minor, patch), or why it cannot be used.
+pub fn criu_version(criu: &Path) -> Result<(u32, u32, u32)> {
+    let out = std::process::Command::new(criu)
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "CRIU not found at {} ({e}): checkpoint and restore need CRIU 4.1 or later (scripts/install-deps.sh builds it); give corrald --criu PATH",
+                criu.display()
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:"))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{} --version printed no version", criu.display()))
+        })?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    Ok((
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    ))
+}
+
+/// Checks that CRIU can checkpoint here: present, and 4.1 or later (older ones fail on
+/// kernel 6.13+ with "vdso: Unexpected rt vDSO area bounds").
+pub fn check_criu(criu: &Path) -> Result<()> {
+    let v = criu_version(criu)?;
+    if v < (4, 1, 0) {
+        return Err(Error::InvalidArgument(format!(
+            "CRIU at {} is {}.{}.{}, too old for this kernel: 4.1 or later is needed (scripts/install-deps.sh builds 4.1.1)",
+            criu.display(),
+            v.0,
+            v.1,
+            v.2
+        )));
+    }
+    Ok(())
+}
+
+/// CRIU's own error lines from a log in `work` (dump.log, restore.log).
+pub fn criu_errors(work: &Path) -> String {
+    let mut out = Vec::new();
+    for log in ["dump.log", "restore.log"] {
+        if let Ok(text) = fs::read_to_string(work.join(log)) {
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains("Error") || l.contains("error:"))
+                    .filter(|l| !l.contains("RLIMIT_NOFILE") && !l.contains("kdat"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_import_round_trip_checks_digests() {
+        let base = std::env::temp_dir().join(format!("corral-ckpt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let store = CheckpointStore::new(&base.join("root"));
+        let dir = store.dir("default", "c1", "one").unwrap();
+        fs::create_dir_all(dir.join("images")).unwrap();
+        fs::write(dir.join("images/pages-1.img"), vec![7u8; 10_000]).unwrap();
+        fs::write(dir.join("config.json"), b"{\"ociVersion\":\"1.0.2\"}").unwrap();
+        let info = CheckpointInfo {
+            name: "one".into(),
+            namespace: "default".into(),
+            container_id: "c1".into(),
+            created_ns: 1,
+            options: CheckpointOptions {
+                exit: true,
+                ..Default::default()
+            },
+            bundle: "/b".into(),
+            size: 0,
+        };
+        fs::write(
+            dir.join("checkpoint.json"),
+            serde_json::to_vec(&info).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(store.list("default", "c1").unwrap().len(), 1);
+        let file = base.join("one.tar");
+        store.export("default", "c1", "one", &file).unwrap();
+        assert!(matches!(store.import(&file), Err(Error::AlreadyExists(_))));
+        store.remove("default", "c1", "one").unwrap();
+        assert!(store.list("default", "c1").unwrap().is_empty());
+        let back = store.import(&file).unwrap();
+        assert_eq!(back.options, info.options);
+        assert_eq!(
+            fs::read(dir.join("images/pages-1.img")).unwrap(),
+            vec![7u8; 10_000]
+        );
+        // A corrupted blob is refused.
+        let mut bytes = fs::read(&file).unwrap();
+        let at = bytes.windows(4).position(|w| w == [7, 7, 7, 7]).unwrap();
+        bytes[at] = 8;
+        fs::write(&file, bytes).unwrap();
+        store.remove("default", "c1", "one").unwrap();
+        assert!(matches!(
+            store.import(&file),
+            Err(Error::InvalidArgument(_))
+        ));
+        fs::remove_dir_all(&base).unwrap();
+    }
+}
