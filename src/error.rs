@@ -14,6 +14,9 @@ pub enum Error {
     /// The request itself is wrong: a bad id, a missing bundle, a bad spec.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The caller may not use this daemon.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The request does not fit the container's current state.
     #[error("wrong state: {0}")]
     WrongState(String),

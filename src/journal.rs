@@ -1,5 +1,5 @@
 //! The event journal: every published event, one JSON line each, in segment files under
-//! `<state>/events/` named `events-<first seq, 20 digits>.jsonl`.
+//! `<state>/_events/` named `events-<first seq, 20 digits>.jsonl`.
 //!
 //! - Sequence numbers continue across daemon restarts: the journal is read at start.
 //! - Rotation never truncates in place: a new segment is created, and the oldest beyond

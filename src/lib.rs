@@ -143,6 +143,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     }
+    let lock = lock_state_dir(&config.state_dir)?;
     // The reaper comes first: no child may be spawned before SIGCHLD is watched.
     let reaper = actors::Reaper.start();
     let journal_dir = config.state_dir.join(JOURNAL_DIR);
@@ -166,13 +167,35 @@ pub async fn start(config: Config) -> Result<Handle> {
         Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
     }
     // The supervisor adopts the containers already in the state dir as it starts.
-    let supervisor = Supervisor::new(Arc::new(config), events.clone(), recovered.exits).start();
+    let supervisor =
+        Supervisor::new(Arc::new(config), events.clone(), recovered.exits, lock).start();
     Ok(Handle {
         supervisor,
         runtime_root,
         events,
         _reaper: reaper,
     })
+}
+
+/// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors
+/// adopting and reaping the same containers would each report what the other did.
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = state_dir.join("_lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::AlreadyExists(format!(
+            "another corral supervisor is using the state dir {}",
+            state_dir.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// A handle on a running supervisor: every operation, callable from any thread or runtime.

@@ -41,6 +41,7 @@ pub struct ContainerRecord {
     /// Creation time.
     pub created_at_ns: u64,
     /// Where its cgroups are: expected at create, then read from its init process.
+    #[serde(default)]
     pub cgroups: crate::stats::CgroupPaths,
     /// When to restart it.
     #[serde(default)]
@@ -51,6 +52,12 @@ pub struct ContainerRecord {
     /// Its last exit was asked for by a user (kill): on-failure and unless-stopped leave it.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// The kernel's OOM-kill count for its cgroup when last looked at.
+    #[serde(default)]
+    pub oom_seen: u64,
+    /// OOM kills reported so far.
+    #[serde(default)]
+    pub oom_kills: u32,
 }
 
 /// The first restart waits this long; each further one twice as long as the one before.
@@ -120,6 +127,7 @@ pub struct Container {
     init: ProcessSlot,
     execs: BTreeMap<String, ProcessSlot>,
     starting: bool,
+    creating: bool,
     deleting: bool,
     init_exit_published: bool,
     /// Set for a container adopted at daemon start: the (process, pid) exits already journaled.
@@ -127,9 +135,6 @@ pub struct Container {
     started_at_ns: u64,
     backoff_streak: u32,
     restart_timer: Option<SpawnHandle>,
-    /// The kernel's OOM-kill count for the cgroup when we last looked.
-    oom_seen: u64,
-    oom_kills: u32,
     /// OOM kills in the current run of the init process.
     oom_this_run: bool,
     oom_watch: Option<SpawnHandle>,
@@ -227,14 +232,13 @@ impl Container {
             init: ProcessSlot::default(),
             execs: BTreeMap::new(),
             starting: false,
+            creating: false,
             deleting: false,
             init_exit_published: false,
             adopt: None,
             started_at_ns: now_ns(),
             backoff_streak: 0,
             restart_timer: None,
-            oom_seen: 0,
-            oom_kills: 0,
             oom_this_run: false,
             oom_watch: None,
         }
@@ -242,7 +246,7 @@ impl Container {
 
     /// Watches the cgroup for OOM kills (eventfd on v1, inotify on v2); each wake-up checks
     /// the kernel's kill counter.
-    fn watch_oom(&mut self, ctx: &mut Context<Self>) {
+    fn watch_oom(&mut self, fresh_cgroup: bool, ctx: &mut Context<Self>) {
         if let Some(old) = self.oom_watch.take() {
             ctx.cancel_future(old);
         }
@@ -254,8 +258,13 @@ impl Container {
             }
         }
         let h = crate::stats::host();
-        self.oom_seen = crate::oom::kill_count(h, &self.record.cgroups);
-        self.oom_this_run = false;
+        if fresh_cgroup {
+            self.record.oom_seen = crate::oom::kill_count(h, &self.record.cgroups);
+            self.oom_this_run = false;
+        } else {
+            // Adopted: kills while the daemon was down are told now.
+            self.check_oom();
+        }
         let (fd, guard) = match crate::oom::watch(h, &self.record.cgroups) {
             Ok(w) => w,
             Err(e) => {
@@ -276,10 +285,11 @@ impl Container {
     /// Publishes /tasks/oom for kills the kernel counted since we last looked.
     fn check_oom(&mut self) {
         let n = crate::oom::kill_count(crate::stats::host(), &self.record.cgroups);
-        if n > self.oom_seen {
-            self.oom_kills += (n - self.oom_seen) as u32;
-            self.oom_seen = n;
+        if n > self.record.oom_seen {
+            self.record.oom_kills += (n - self.record.oom_seen) as u32;
+            self.record.oom_seen = n;
             self.oom_this_run = true;
+            self.save_record();
             self.publish(Topic::TaskOom, Some(INIT_PROCESS), self.init.pid, None);
         }
     }
@@ -382,7 +392,7 @@ impl Container {
             // A restart pending when the daemon went down is due again now.
             self.init_exit_published_then_restart(ctx);
         } else if self.init.pid > 0 {
-            self.watch_oom(ctx);
+            self.watch_oom(false, ctx);
             self.refresh_status(ctx);
         }
         tracing::info!(
@@ -397,6 +407,20 @@ impl Container {
     fn init_exit_published_then_restart(&mut self, ctx: &mut Context<Self>) {
         self.maybe_publish_init_exit();
         self.consider_restart(ctx);
+    }
+
+    /// After a failed restart the init directory is gone: write back the last run's pid,
+    /// exit and published marker, so a daemon restart still finds a stopped container.
+    fn keep_last_exit_on_disk(&self) {
+        let init = self.dir.process(INIT_PROCESS);
+        let Some(exit) = self.init.exit else { return };
+        let written = std::fs::create_dir_all(init.path())
+            .and_then(|()| write_atomic(&init.pid_file(), self.init.pid.to_string().as_bytes()))
+            .and_then(|()| init.write_exit_status(exit.code))
+            .and_then(|()| std::fs::write(init.path().join(EXIT_PUBLISHED), b""));
+        if let Err(e) = written {
+            tracing::warn!("{}: cannot record the last exit: {e}", self.key());
+        }
     }
 
     /// Asks the runtime whether an adopted container is created, running or paused.
@@ -510,7 +534,7 @@ impl Container {
                     act.init_exit_published = false;
                     act.status = Status::Running;
                     act.started_at_ns = now_ns();
-                    act.watch_oom(ctx);
+                    act.watch_oom(true, ctx);
                     act.save_record();
                     act.publish_marked(
                         Topic::TaskStart,
@@ -523,6 +547,7 @@ impl Container {
                 }
                 Err(e) => {
                     act.save_record();
+                    act.keep_last_exit_on_disk();
                     tracing::warn!("{}: restart {} failed: {e}", act.key(), act.record.restarts);
                     act.consider_restart(ctx);
                 }
@@ -548,7 +573,7 @@ impl Container {
             execs: self.execs.iter().map(|(id, s)| s.info(id)).collect(),
             restart: self.record.restart,
             restarts: self.record.restarts,
-            oom_kills: self.oom_kills,
+            oom_kills: self.record.oom_kills,
             exit_oom_killed: self.init.exit.is_some() && self.oom_this_run,
         }
     }
@@ -621,15 +646,16 @@ impl Container {
         if self.init_exit_published || self.starting {
             return;
         }
-        let live_execs: Vec<Addr<Process>> = self
+        let live_execs: Vec<Option<Addr<Process>>> = self
             .execs
             .values()
             .filter(|s| s.exit.is_none())
-            .filter_map(|s| s.addr.clone())
+            .map(|s| s.addr.clone())
             .collect();
         if !live_execs.is_empty() {
             // They die with the container's pid namespace; make sure of it when there is none.
-            for addr in live_execs {
+            // An exec still launching reports (started or failed) before the init's exit.
+            for addr in live_execs.into_iter().flatten() {
                 addr.do_send(SignalProcess(libc::SIGKILL));
             }
             return;
@@ -742,6 +768,7 @@ impl Handler<Init> for Container {
 
     fn handle(&mut self, Init { start, restore }: Init, _: &mut Context<Self>) -> Self::Result {
         let start = start || restore.is_some();
+        self.creating = true;
         let mode = match (&restore, start) {
             (Some(_), _) => Mode::Restore,
             (None, true) => Mode::Run,
@@ -786,33 +813,33 @@ impl Handler<Init> for Container {
             }
             result
         };
-        Box::pin(
-            work.into_actor(self)
-                .map(move |result, act, ctx| match result {
-                    Ok(shim) => {
-                        act.init.pid = shim.pid as u32;
-                        act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
-                        act.status = if start {
-                            Status::Running
-                        } else {
-                            Status::Created
-                        };
-                        act.started_at_ns = now_ns();
-                        act.watch_oom(ctx);
-                        act.publish(Topic::TaskCreate, Some(INIT_PROCESS), act.init.pid, None);
-                        if start {
-                            act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
-                        }
-                        // A process quick enough to exit before we watched it is already reported
-                        // by its Process actor; nothing to do here.
-                        Ok(act.info())
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| {
+            act.creating = false;
+            match result {
+                Ok(shim) => {
+                    act.init.pid = shim.pid as u32;
+                    act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
+                    act.status = if start {
+                        Status::Running
+                    } else {
+                        Status::Created
+                    };
+                    act.started_at_ns = now_ns();
+                    act.watch_oom(true, ctx);
+                    act.publish(Topic::TaskCreate, Some(INIT_PROCESS), act.init.pid, None);
+                    if start {
+                        act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
                     }
-                    Err(e) => {
-                        ctx.stop();
-                        Err(e)
-                    }
-                }),
-        )
+                    // A process quick enough to exit before we watched it is already reported
+                    // by its Process actor; nothing to do here.
+                    Ok(act.info())
+                }
+                Err(e) => {
+                    ctx.stop();
+                    Err(e)
+                }
+            }
+        }))
     }
 }
 
@@ -868,12 +895,15 @@ impl Handler<ProcessExited> for Container {
             Some(slot) => {
                 slot.exit = Some(msg.status);
                 slot.addr = None;
-                slot.resolve_waiters();
                 slot.pid
             }
             None => return,
         };
         self.publish_exit(&msg.process_id, pid, Some(msg.status));
+        // Waiters hear of the exit after its event is out, as for the init process.
+        if let Some(slot) = self.execs.get_mut(&msg.process_id) {
+            slot.resolve_waiters();
+        }
         self.maybe_publish_init_exit();
         self.consider_restart(ctx);
     }
@@ -909,6 +939,18 @@ impl Handler<Exec> for Container {
     fn handle(&mut self, msg: Exec, _: &mut Context<Self>) -> Self::Result {
         let prepared = (|| {
             validate_id("exec id", &msg.exec_id)?;
+            for (name, path) in [
+                ("stdin", &msg.stdio.stdin),
+                ("stdout", &msg.stdio.stdout),
+                ("stderr", &msg.stdio.stderr),
+            ] {
+                if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "exec {name} path {} must be absolute",
+                        p.display()
+                    )));
+                }
+            }
             if msg.exec_id == INIT_PROCESS {
                 return Err(Error::InvalidArgument(format!(
                     "exec id {INIT_PROCESS:?} is reserved for the container's own process"
@@ -958,10 +1000,13 @@ impl Handler<Exec> for Container {
                         slot.pid = pid;
                         slot.addr = Some(addr);
                         act.publish(Topic::TaskExecStarted, Some(&exec_id), pid, None);
-                        Ok(act.execs[&exec_id].info(&exec_id))
+                        let info = act.execs[&exec_id].info(&exec_id);
+                        act.maybe_publish_init_exit();
+                        Ok(info)
                     }
                     Err(e) => {
                         act.execs.remove(&exec_id);
+                        act.maybe_publish_init_exit();
                         Err(e)
                     }
                 }),
@@ -986,51 +1031,60 @@ impl Handler<Kill> for Container {
                     self.key()
                 )));
             }
-            Ok(slot.addr.clone())
+            match &slot.addr {
+                Some(addr) => Ok(addr.clone()),
+                None => Err(Error::WrongState(format!(
+                    "process {} of container {} is not started yet",
+                    msg.exec_id.as_deref().unwrap_or(INIT_PROCESS),
+                    self.key()
+                ))),
+            }
         });
         let addr = match target {
             Ok(addr) => addr,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
+        // Recorded before the signal, so the exit it causes already sees it (restart policies);
+        // undone if the signal could not be sent.
+        let was_stopped_by_user = self.record.stopped_by_user;
         if msg.exec_id.is_none()
             && [libc::SIGTERM, libc::SIGKILL, libc::SIGINT, libc::SIGQUIT].contains(&msg.signal)
-            && !self.record.stopped_by_user
+            && !was_stopped_by_user
         {
             self.record.stopped_by_user = true;
             self.save_record();
         }
-        if msg.all {
-            let runtime = self.env.runtime.clone();
-            let id = self.record.id.clone();
-            return Box::pin(
-                async move { runtime.kill(&id, msg.signal, true).await }.into_actor(self),
-            );
-        }
         let paused = matches!(self.status, Status::Paused | Status::Pausing);
-        let Some(addr) = addr else {
-            return Box::pin(actix::fut::ready(Err(Error::WrongState(format!(
-                "process {} of container {} is not started yet",
-                msg.exec_id.as_deref().unwrap_or(INIT_PROCESS),
-                self.key()
-            )))));
-        };
         let runtime = self.env.runtime.clone();
         let id = self.record.id.clone();
         Box::pin(
             async move {
-                addr.send(SignalProcess(msg.signal))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::WrongState("the process has already exited".into()))
-                    })?;
+                if msg.all {
+                    runtime.kill(&id, msg.signal, true).await?;
+                } else {
+                    addr.send(SignalProcess(msg.signal))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::WrongState("the process has already exited".into()))
+                        })?;
+                }
                 // A frozen process cannot act on a signal: thaw it so the signal lands.
+                // (`runc kill --all` thaws by itself: "not paused" is fine then.)
                 if paused {
-                    runtime.call("resume", &[&id], &id).await?;
+                    match runtime.call("resume", &[&id], &id).await {
+                        Err(Error::RuntimeFailed { stderr, .. })
+                            if stderr.contains("not paused") => {}
+                        other => other.map(drop)?,
+                    }
                 }
                 Ok(paused)
             }
             .into_actor(self)
-            .map(|result: Result<bool>, act, _| {
+            .map(move |result: Result<bool>, act, _| {
+                if result.is_err() && act.record.stopped_by_user != was_stopped_by_user {
+                    act.record.stopped_by_user = was_stopped_by_user;
+                    act.save_record();
+                }
                 if result? && matches!(act.status, Status::Paused | Status::Pausing) {
                     act.status = Status::Running;
                     act.publish(Topic::TaskResumed, Some(INIT_PROCESS), act.init.pid, None);
@@ -1075,9 +1129,10 @@ impl Handler<Delete> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
     fn handle(&mut self, Delete { force }: Delete, ctx: &mut Context<Self>) -> Self::Result {
-        if self.deleting {
+        if self.deleting || self.creating {
+            let doing = if self.deleting { "deleted" } else { "created" };
             return Box::pin(actix::fut::ready(Err(Error::WrongState(format!(
-                "container {} is already being deleted",
+                "container {} is being {doing}; try again when that is done",
                 self.key()
             )))));
         }

@@ -116,12 +116,15 @@ impl Handler<Publish> for Events {
         self.next_seq += 1;
         event.timestamp_ns = now_ns();
         tracing::debug!(seq = event.seq, topic = %event.topic, ns = %event.namespace, id = %event.container_id, "event");
+        let mut journaled = self.journal.is_none();
         if let Some(journal) = &mut self.journal {
-            if let Err(e) = journal.append(&event) {
-                tracing::error!(seq = event.seq, "cannot journal event: {e}");
+            match journal.append(&event) {
+                Ok(()) => journaled = true,
+                Err(e) => tracing::error!(seq = event.seq, "cannot journal event: {e}"),
             }
         }
-        if let Some(mark) = mark {
+        // Only what is in the journal counts as published across a daemon restart.
+        if let Some(mark) = mark.filter(|_| journaled) {
             if let Err(e) = std::fs::write(&mark, b"") {
                 tracing::warn!("cannot write {}: {e}", mark.display());
             }

@@ -25,6 +25,8 @@ pub struct Supervisor {
     containers: HashMap<ContainerKey, Addr<Container>>,
     /// Exits the journal holds, until the containers in the state dir are adopted.
     journaled_exits: Option<HashSet<ExitKey>>,
+    /// The state dir's lock, held for the supervisor's life.
+    _lock: std::fs::File,
 }
 
 /// Where state that could not be read is moved, under the state dir (not a valid namespace).
@@ -37,6 +39,7 @@ impl Supervisor {
         config: Arc<Config>,
         events: Addr<Events>,
         journaled_exits: HashSet<ExitKey>,
+        lock: std::fs::File,
     ) -> Self {
         Supervisor {
             state: StateDir::new(&config.state_dir),
@@ -44,6 +47,7 @@ impl Supervisor {
             events,
             containers: HashMap::new(),
             journaled_exits: Some(journaled_exits),
+            _lock: lock,
         }
     }
 
@@ -374,6 +378,8 @@ impl Supervisor {
                 restart: req.restart,
                 restarts: 0,
                 stopped_by_user: false,
+                oom_seen: 0,
+                oom_kills: 0,
             };
             Ok((key, dir, record, runtime))
         })();

@@ -113,17 +113,30 @@ fn main() {
 
     let system = actix_rt::System::new();
     let code = system.block_on(async move {
-        let handle = match corral::start(config.clone()).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!("cannot start: {e}");
-                return 1;
-            }
+        // Listeners first: a second daemon on the same socket must fail before it adopts,
+        // reaps or restarts anything.
+        let metrics = match metrics {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some((addr, l)),
+                Err(e) => {
+                    tracing::error!("cannot serve metrics on {addr}: {e}");
+                    return 1;
+                }
+            },
+            None => None,
         };
         let listener = match rpc::server::bind(&socket) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("{e}");
+                return 1;
+            }
+        };
+        let handle = match corral::start(config.clone()).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                let _ = std::fs::remove_file(&socket);
                 return 1;
             }
         };
@@ -135,17 +148,9 @@ fn main() {
             "corrald {} ready",
             corral::VERSION
         );
-        if let Some(addr) = metrics {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => {
-                    tracing::info!("metrics at http://{addr}/metrics");
-                    actix_rt::spawn(corral::metrics::serve(handle.clone(), l));
-                }
-                Err(e) => {
-                    tracing::error!("cannot serve metrics on {addr}: {e}");
-                    return 1;
-                }
-            }
+        if let Some((addr, l)) = metrics {
+            tracing::info!("metrics at http://{addr}/metrics");
+            actix_rt::spawn(corral::metrics::serve(handle.clone(), l));
         }
         let serve = Box::pin(rpc::server::serve(handle, listener));
         let stop = Box::pin(shutdown_signal());

@@ -2,12 +2,13 @@
 //! concurrently on each connection. A bad frame closes that connection with a clear error;
 //! the daemon itself never goes down for a client's mistake.
 
-use super::frame::{decode, read_payload, write_frame};
+use super::frame::{decode, encode, read_payload, write_frame};
 use super::protocol::*;
 use crate::error::{Error, Result};
 use crate::Handle;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -62,8 +63,8 @@ fn peer_allowed(stream: &UnixStream) -> Result<()> {
     if cred.uid() == 0 || cred.uid() == me {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "uid {} may not use this daemon",
+        Err(Error::PermissionDenied(format!(
+            "uid {} may not use this daemon (only root and uid {me})",
             cred.uid()
         )))
     }
@@ -79,7 +80,16 @@ async fn connection(handle: Handle, stream: UnixStream) -> Result<()> {
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(256);
     let writer_task = actix_rt::spawn(async move {
         while let Some(frame) = rx.recv().await {
-            if write_frame(&mut writer, &frame).await.is_err() {
+            // A reply too big to encode is answered with an error, never left hanging.
+            let id = frame.id;
+            let bytes = match encode(&frame) {
+                Ok(bytes) => bytes,
+                Err(e) => match encode(&error_frame(id, e)) {
+                    Ok(bytes) => bytes,
+                    Err(_) => break,
+                },
+            };
+            if writer.write_all(&bytes).await.is_err() {
                 break;
             }
         }
