@@ -60,6 +60,31 @@ pub fn check(bundle: &Path) -> Result<(PathBuf, Spec)> {
     Ok((canonical, spec))
 }
 
+/// The spec the runtime is given for a container whose own spec names no cgroupsPath:
+/// cgroupsPath `<namespace>/<id>` (so one id in two namespaces never shares a cgroup; runc
+/// would use `<id>` for both) and an absolute root path (the bundle dir changes). `None`
+/// when the spec names its cgroupsPath: then it is used as it is.
+pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Option<Spec> {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    if linux
+        .cgroups_path()
+        .as_ref()
+        .is_some_and(|p| !p.as_os_str().is_empty())
+    {
+        return None;
+    }
+    let mut out = spec.clone();
+    linux.set_cgroups_path(Some(PathBuf::from(format!("{namespace}/{id}"))));
+    out.set_linux(Some(linux));
+    if let Some(mut root) = out.root().clone() {
+        if root.path().is_relative() {
+            root.set_path(bundle.join(root.path()));
+        }
+        out.set_root(Some(root));
+    }
+    Some(out)
+}
+
 /// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`]).
 pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::stats::CgroupPaths {
     let spec_path = spec
@@ -96,7 +121,9 @@ pub fn make_busybox(dir: &Path, args: &[String]) -> Result<()> {
     }
     let target = bin.join("busybox");
     fs::copy(busybox, &target).map_err(|e| io(&target, e))?;
-    let list = std::process::Command::new(&target)
+    // Ask the host's busybox, not the fresh copy: a fork on another thread may still hold
+    // the copy open for writing, and exec'ing it would fail with ETXTBSY.
+    let list = std::process::Command::new(busybox)
         .arg("--list")
         .output()
         .map_err(|e| io(&target, e))?;

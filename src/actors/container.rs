@@ -30,6 +30,10 @@ pub struct ContainerRecord {
     pub id: String,
     /// The bundle.
     pub bundle: PathBuf,
+    /// The directory the runtime is given as its bundle when corral wrote the runtime's
+    /// config.json itself (see `bundle::runtime_spec`); `None`: the bundle as it is.
+    #[serde(default)]
+    pub runtime_bundle: Option<PathBuf>,
     /// The runtime binary.
     pub runtime: PathBuf,
     /// Extra global runtime arguments.
@@ -148,6 +152,9 @@ pub struct Init {
     pub start: bool,
     /// Restore from this checkpoint (`runc restore --detach`) instead.
     pub restore: Option<RestoreFrom>,
+    /// The runtime's config.json to write into the container's directory, if corral makes
+    /// its own (then `runtime_bundle` is that directory).
+    pub runtime_spec: Option<oci_spec::runtime::Spec>,
 }
 
 /// A checkpoint to restore a container from.
@@ -613,7 +620,11 @@ impl Container {
             runtime: self.env.runtime.path.clone(),
             root: self.env.runtime.root.clone(),
             id: self.record.id.clone(),
-            bundle: self.record.bundle.clone(),
+            bundle: self
+                .record
+                .runtime_bundle
+                .clone()
+                .unwrap_or_else(|| self.record.bundle.clone()),
             runtime_args: self.env.runtime.args.iter().map(Into::into).collect(),
             verb_args: Vec::new(),
             stdin: stdio.stdin.clone(),
@@ -749,6 +760,7 @@ async fn remove_everything(
     id: String,
     dir: PathBuf,
     cgroup: crate::stats::CgroupPaths,
+    namespace_level: Option<String>,
 ) {
     if runtime.has_state(&id) {
         if let Err(e) = runtime.delete(&id, true).await {
@@ -760,13 +772,21 @@ async fn remove_everything(
             tracing::warn!("cleaning up {}: {e}", dir.display());
         }
     }
-    crate::cgroups::remove_leftovers(&cgroup);
+    crate::cgroups::remove_leftovers(&cgroup, namespace_level.as_deref());
 }
 
 impl Handler<Init> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, Init { start, restore }: Init, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        Init {
+            start,
+            restore,
+            runtime_spec,
+        }: Init,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         let start = start || restore.is_some();
         self.creating = true;
         let mode = match (&restore, start) {
@@ -799,6 +819,11 @@ impl Handler<Init> for Container {
                     .map_err(|e| Error::Internal(format!("encode state.json: {e}")))?;
                 write_atomic(&dir.state_json(), &json)
                     .map_err(|e| Error::io("write state.json", e))?;
+                if let Some(spec) = &runtime_spec {
+                    let config = dir.path().join("config.json");
+                    spec.save(&config)
+                        .map_err(|e| Error::Internal(format!("write {}: {e}", config.display())))?;
+                }
                 launch::launch(&shim, &dir.process(INIT_PROCESS), &args, timeout).await
             }
             .await;
@@ -808,6 +833,10 @@ impl Handler<Init> for Container {
                     record.id.clone(),
                     dir.path().to_path_buf(),
                     record.cgroups.clone(),
+                    record
+                        .runtime_bundle
+                        .is_some()
+                        .then(|| record.namespace.clone()),
                 )
                 .await;
             }
@@ -1165,6 +1194,11 @@ impl Handler<Delete> for Container {
         let id = self.record.id.clone();
         let dir = self.dir.path().to_path_buf();
         let cgroup = self.record.cgroups.clone();
+        let namespace_level = self
+            .record
+            .runtime_bundle
+            .is_some()
+            .then(|| self.record.namespace.clone());
         let timeout = runtime.timeout;
         let work = async move {
             if frozen {
@@ -1181,7 +1215,7 @@ impl Handler<Delete> for Container {
                 tracing::debug!("plain delete of {id} failed ({e}); forcing");
                 runtime.delete(&id, true).await?;
             }
-            remove_everything(runtime, id, dir, cgroup).await;
+            remove_everything(runtime, id, dir, cgroup, namespace_level).await;
             Ok(())
         };
         Box::pin(work.into_actor(self).map(|result: Result<()>, act, ctx| {

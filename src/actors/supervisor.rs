@@ -148,12 +148,16 @@ impl Supervisor {
                     }
                     self.set_aside(dir.path(), &why);
                     let cgroup = record.cgroups.clone();
+                    let ns_level = record
+                        .runtime_bundle
+                        .is_some()
+                        .then(|| record.namespace.clone());
                     ctx.spawn(
                         async move {
                             if let Err(e) = runtime.delete(&record.id, true).await {
                                 tracing::warn!("removing {}: {e}", record.id);
                             }
-                            crate::cgroups::remove_leftovers(&cgroup);
+                            crate::cgroups::remove_leftovers(&cgroup, ns_level.as_deref());
                         }
                         .into_actor(self),
                     );
@@ -336,6 +340,7 @@ impl Supervisor {
                 )));
             }
             let (bundle, spec) = crate::bundle::check(&req.bundle)?;
+            let runtime_spec = crate::bundle::runtime_spec(&spec, &bundle, &key.namespace, &key.id);
             let wanted = req
                 .runtime
                 .clone()
@@ -368,7 +373,11 @@ impl Supervisor {
             let record = ContainerRecord {
                 namespace: key.namespace.clone(),
                 id: key.id.clone(),
-                cgroups: crate::bundle::cgroup_paths(&spec, &key.id),
+                cgroups: crate::bundle::cgroup_paths(
+                    runtime_spec.as_ref().unwrap_or(&spec),
+                    &key.id,
+                ),
+                runtime_bundle: runtime_spec.as_ref().map(|_| dir.path().to_path_buf()),
                 bundle,
                 runtime: runtime_bin,
                 runtime_args: req.runtime_args.clone(),
@@ -381,9 +390,9 @@ impl Supervisor {
                 oom_seen: 0,
                 oom_kills: 0,
             };
-            Ok((key, dir, record, runtime))
+            Ok((key, dir, record, runtime, runtime_spec))
         })();
-        let (key, dir, record, runtime) = match checked {
+        let (key, dir, record, runtime, runtime_spec) = match checked {
             Ok(parts) => parts,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
@@ -393,13 +402,16 @@ impl Supervisor {
         let start = req.start;
         Box::pin(
             async move {
-                addr.send(Init { start, restore })
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::Internal(
-                            "container actor stopped during create".into(),
-                        ))
-                    })
+                let init = Init {
+                    start,
+                    restore,
+                    runtime_spec,
+                };
+                addr.send(init).await.unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "container actor stopped during create".into(),
+                    ))
+                })
             }
             .into_actor(self)
             .map(move |result, act, _| {

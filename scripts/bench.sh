@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# corral's benchmark (benches/corral.rs): corral against bare runc, side by side, as root.
+# Prints the markdown report; with --save (or --save=FILE) also writes it to
+# bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run.
+# Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
+# BENCH_RUNC (runc from PATH), BENCH_TMP (/tmp). About a minute after the release build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+usage() { sed -n '2,6s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+
+save=""
+sections=()
+for arg in "$@"; do
+  case "$arg" in
+    --save) save=bench-results.md ;;
+    --save=*) save="${arg#--save=}" ;;
+    -h | --help) usage; exit 0 ;;
+    -*) echo "bench.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
+    *) sections+=("$arg") ;;
+  esac
+done
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bench.sh: the benchmark drives real runc and cgroups: run as root" >&2
+  exit 1
+fi
+CORRAL_SKIP_CRIU=1 bash scripts/install-deps.sh >&2
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# The report is the bench's stdout; cargo's build output and the bench's progress go to
+# stderr, so only the report is saved.
+if [ -n "$save" ]; then
+  cargo bench --locked --bench corral -- "${sections[@]}" | tee "$save"
+  echo "bench.sh: report saved to $save" >&2
+else
+  cargo bench --locked --bench corral -- "${sections[@]}"
+fi

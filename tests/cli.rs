@@ -1,0 +1,344 @@
+//! corralctl as a user types it: JSON output, label filters, errors on stderr with a
+//! non-zero exit, the bundle helper, and following events.
+
+mod common;
+
+use common::*;
+use corral::{ContainerInfo, Event, PidInfo, Status, Topic};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> T {
+    serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("{what} is not the expected JSON ({e}): {json}"))
+}
+
+/// `list --json` parses, with ids and labels; `--label k=v` filters (all must match).
+#[test]
+fn list_json_and_label_filters() {
+    let d = Daemon::start("cli_list");
+    let b = d.bundle("true", &["true"]);
+    let bs = b.to_str().unwrap();
+    let front = unique_id("front");
+    let back = unique_id("back");
+    let db = unique_id("db");
+    d.ctl_ok(&[
+        "run",
+        &front,
+        "--bundle",
+        bs,
+        "-d",
+        "--label",
+        "app=web",
+        "--label",
+        "tier=front",
+    ]);
+    d.ctl_ok(&[
+        "run",
+        &back,
+        "--bundle",
+        bs,
+        "-d",
+        "-l",
+        "app=web",
+        "-l",
+        "tier=back",
+    ]);
+    d.ctl_ok(&["run", &db, "--bundle", bs, "-d", "--label=app=db"]);
+
+    let all: Vec<ContainerInfo> = parse(&d.ctl_ok(&["list", "--json"]), "list --json");
+    let mut got: Vec<(String, Vec<(String, String)>)> = all
+        .iter()
+        .map(|c| (c.id.clone(), c.labels.clone().into_iter().collect()))
+        .collect();
+    got.sort();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let mut want = vec![
+        (
+            front.clone(),
+            vec![pair("app", "web"), pair("tier", "front")],
+        ),
+        (back.clone(), vec![pair("app", "web"), pair("tier", "back")]),
+        (db.clone(), vec![pair("app", "db")]),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // The raw JSON carries the documented field names.
+    let raw: serde_json::Value = parse(&d.ctl_ok(&["list", "--json"]), "list --json");
+    let first = &raw.as_array().expect("a JSON array")[0];
+    for field in [
+        "namespace",
+        "id",
+        "bundle",
+        "labels",
+        "status",
+        "pid",
+        "created_at_ns",
+    ] {
+        assert!(first.get(field).is_some(), "no {field:?} in {first}");
+    }
+
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["list", "--json"];
+        full.extend_from_slice(args);
+        let list: Vec<ContainerInfo> = parse(&d.ctl_ok(&full), "list --json --label");
+        let mut ids: Vec<String> = list.into_iter().map(|c| c.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut web = vec![front.clone(), back.clone()];
+    web.sort();
+    assert_eq!(ids(&["--label", "app=web"]), web);
+    assert_eq!(
+        ids(&["--label", "app=web", "--label", "tier=back"]),
+        vec![back.clone()]
+    );
+    assert_eq!(ids(&["--label", "app=db"]), vec![db.clone()]);
+    assert!(ids(&["--label", "app=none"]).is_empty());
+    assert!(ids(&["--label", "tier=front", "--label", "app=db"]).is_empty());
+
+    // The table shows the same.
+    let table = d.ctl_ok(&["list"]);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&front))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("app=web,tier=front"), "{row}");
+    for id in [&front, &back, &db] {
+        assert_eq!(d.wait_code("", id, None), 0);
+        d.ctl_ok(&["delete", id]);
+    }
+    let empty: Vec<ContainerInfo> = parse(&d.ctl_ok(&["list", "--json"]), "list --json");
+    assert!(empty.is_empty());
+}
+
+/// `state --json` and `pids --json` describe the container as it is.
+#[test]
+fn state_and_pids_json() {
+    let d = Daemon::start("cli_state");
+    let b = d.bundle("sleep", &["sleep", "1000"]);
+    let id = unique_id("statejson");
+    d.ctl_ok(&[
+        "run",
+        &id,
+        "--bundle",
+        b.to_str().unwrap(),
+        "-d",
+        "--label",
+        "k=v",
+    ]);
+    let out = d.ctl(&["exec", &id, "x1", "--", "sh", "-c", "exit 2"]);
+    assert_eq!(code(&out), 2);
+
+    let s: ContainerInfo = parse(&d.ctl_ok(&["state", &id, "--json"]), "state --json");
+    assert_eq!(
+        (s.namespace.as_str(), s.id.as_str()),
+        ("default", id.as_str())
+    );
+    assert_eq!(s.status, Status::Running);
+    assert_eq!(s.bundle, b);
+    assert_eq!(s.labels.get("k").map(String::as_str), Some("v"));
+    assert!(s.exit.is_none());
+    assert_eq!(s.execs.len(), 1);
+    assert_eq!(s.execs[0].exit.map(|e| e.code), Some(2));
+    let raw: serde_json::Value = parse(&d.ctl_ok(&["state", &id, "--json"]), "state --json");
+    assert_eq!(raw["status"], "running", "{raw}");
+
+    let pids: Vec<PidInfo> = parse(&d.ctl_ok(&["pids", &id, "--json"]), "pids --json");
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_eq!(
+        (pids[0].pid, pids[0].process_id.as_deref()),
+        (s.pid, Some("init"))
+    );
+
+    d.ctl_ok(&["kill", &id, "-s", "9"]);
+    assert_eq!(code(&d.ctl(&["wait", &id])), 137);
+    let s: ContainerInfo = parse(&d.ctl_ok(&["state", &id, "--json"]), "state --json");
+    assert_eq!(s.status, Status::Stopped);
+    assert_eq!(s.exit.map(|e| e.code), Some(137));
+    let text = d.ctl_ok(&["state", &id]);
+    assert!(text.contains("stopped") && text.contains("137"), "{text}");
+    d.ctl_ok(&["delete", &id]);
+    d.assert_no_leftovers("default", &id);
+}
+
+/// Failures print one clear line on stderr (nothing on stdout) and exit non-zero: 1 for
+/// what the daemon refused, 2 for a command line that makes no sense.
+#[test]
+fn errors_go_to_stderr_with_a_nonzero_exit() {
+    let d = Daemon::start("cli_errors");
+    let b = d.bundle("true", &["true"]);
+    let bs = b.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["state", "no-such-container"], 1, "not found"),
+        (vec!["delete", "no-such-container"], 1, "not found"),
+        (vec!["wait", "no-such-container"], 1, "not found"),
+        (vec!["kill", "no-such-container"], 1, "not found"),
+        (
+            vec!["exec", "no-such-container", "e", "--", "true"],
+            1,
+            "not found",
+        ),
+        (vec!["run", "bad/id", "--bundle", bs], 1, "bad/id"),
+        (
+            vec!["run", "x-missing-bundle", "--bundle", "/nonexistent-bundle"],
+            1,
+            "/nonexistent-bundle",
+        ),
+        (vec!["kill", "whatever", "--signal", "NOPE"], 1, "NOPE"),
+        (vec!["--namespace", "a/b", "list"], 1, "namespace"),
+        (vec!["run", "x-no-bundle"], 2, "--bundle"),
+        (
+            vec!["run", "x-rm-d", "--bundle", bs, "--rm", "-d"],
+            2,
+            "--rm",
+        ),
+        (vec!["exec", "x", "e"], 2, "command"),
+        (vec!["frobnicate"], 2, "frobnicate"),
+        (vec!["list", "--label", "novalue"], 2, "novalue"),
+        (vec!["state"], 2, "container ID"),
+        (vec!["list", "stray"], 2, "stray"),
+    ];
+    for (args, want, mention) in cases {
+        let out = d.ctl(&args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), want, "corralctl {args:?}: stderr {err:?}");
+        assert!(
+            err.starts_with("corralctl: "),
+            "corralctl {args:?}: {err:?}"
+        );
+        assert!(
+            err.contains(mention),
+            "corralctl {args:?} does not mention {mention:?}: {err:?}"
+        );
+        assert!(
+            stdout(&out).is_empty(),
+            "corralctl {args:?} printed {:?}",
+            stdout(&out)
+        );
+    }
+    // No daemon at the socket.
+    let out = output_within(
+        Command::new(CORRALCTL).env_remove("CORRAL_SOCKET").args([
+            "--socket",
+            "/nonexistent-dir/corrald.sock",
+            "list",
+        ]),
+        LIVENESS,
+    );
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("is corrald running?"),
+        "{}",
+        stderr(&out)
+    );
+    // None of it left a container behind or hurt the daemon.
+    assert!(d.list_ids("default").is_empty());
+    d.assert_alive();
+    assert!(d.ctl_ok(&["version"]).contains(corral::VERSION));
+}
+
+/// `corralctl bundle busybox DIR -- CMD` makes a bundle that runs CMD.
+#[test]
+fn the_bundle_command_makes_a_runnable_bundle() {
+    let d = Daemon::start("cli_bundle");
+    let dir = d.path("made-by-cli");
+    let dirs = dir.to_str().unwrap();
+    let said = d.ctl_ok(&[
+        "bundle",
+        "busybox",
+        dirs,
+        "--",
+        "sh",
+        "-c",
+        "echo via-cli; exit 12",
+    ]);
+    assert!(said.contains(dirs), "{said}");
+    assert!(dir.join("config.json").is_file() && dir.join("rootfs/bin/sh").exists());
+    let id = unique_id("clibundle");
+    let out = d.ctl(&["run", &id, "--bundle", dirs, "--rm"]);
+    assert_eq!(
+        (code(&out), stdout(&out)),
+        (12, "via-cli\n".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    d.assert_no_leftovers("default", &id);
+}
+
+/// `corralctl events --json` prints one JSON event per line, as they happen.
+#[test]
+fn events_follow_as_json_lines() {
+    let d = Daemon::start("cli_events");
+    let b = d.bundle("two", &["sh", "-c", "exit 2"]);
+    let id = unique_id("clievents");
+    // --since 1 replays from the start of the journal, so nothing is missed however fast
+    // the follower connects.
+    let mut follower = Command::new(CORRALCTL)
+        .env_remove("CORRAL_NAMESPACE")
+        .args([
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "events",
+            "--json",
+            "--since",
+            "1",
+            "--id",
+            &id,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start corralctl events");
+    let pid = follower.id() as i32;
+    let lines = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(lines).lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let out = d.ctl(&["run", &id, "--bundle", b.to_str().unwrap(), "--rm"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let mut events: Vec<Event> = Vec::new();
+    while events.last().is_none_or(|e| e.topic != Topic::TaskDelete) {
+        let line = rx
+            .recv_timeout(LIVENESS)
+            .unwrap_or_else(|_| panic!("corralctl events stopped after {events:#?}"))
+            .expect("read corralctl events");
+        events.push(parse(&line, "an event line"));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = within(
+        Duration::from_secs(10),
+        "corralctl events to exit",
+        move || follower.wait(),
+    );
+    assert!(status.is_ok());
+    let topics: Vec<Topic> = events.iter().map(|e| e.topic).collect();
+    assert_eq!(
+        topics,
+        vec![
+            Topic::TaskCreate,
+            Topic::TaskStart,
+            Topic::TaskExit,
+            Topic::TaskDelete
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.container_id == id && e.namespace == "default"));
+    assert_eq!(events[2].exit.map(|e| e.code), Some(2));
+}

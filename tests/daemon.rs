@@ -1,0 +1,195 @@
+//! The daemon process itself: no zombies, a clean stop, one daemon per socket, and
+//! containers that outlive a daemon and are adopted by the next one.
+
+mod common;
+
+use common::*;
+use corral::{ExecProcess, ExecRequest, KillRequest, Status, Stdio};
+use std::time::Duration;
+
+fn exec(d: &Daemon, id: &str, exec_id: &str, args: &[&str]) {
+    d.client()
+        .exec(ExecRequest {
+            namespace: String::new(),
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            process: ExecProcess::Args(args.iter().map(|s| s.to_string()).collect()),
+            stdio: Stdio::default(),
+        })
+        .unwrap_or_else(|e| panic!("exec {exec_id} in {id}: {e}"));
+}
+
+fn assert_no_zombies_under(d: &Daemon, when: &str) {
+    // An exit is reaped when its SIGCHLD is handled: allow that moment, no more.
+    let mut last = Vec::new();
+    let settled = (0..100).any(|_| {
+        last = zombies_under(d.pid());
+        last.is_empty() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(settled, "{when}: zombie descendants of corrald: {last:#?}");
+}
+
+/// After containers that exit, get killed, and run execs, the daemon leaves no zombie
+/// below it, no child (shims, runtime calls) once everything is deleted, and after it
+/// exits none of its former children is a zombie.
+#[test]
+fn no_zombies_are_left() {
+    let mut d = Daemon::start("no_zombies");
+    let quick = d.bundle("quick", &["sh", "-c", "exit 1"]);
+    let sleeper = d.bundle("sleep", &["sleep", "1000"]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = unique_id("zq");
+        d.run(&id, &quick);
+        ids.push(id);
+    }
+    let busy = unique_id("zbusy");
+    d.run(&busy, &sleeper);
+    ids.push(busy.clone());
+    for n in 0..3 {
+        let e = format!("q{n}");
+        exec(&d, &busy, &e, &["sh", "-c", "exit 3"]);
+        assert_eq!(d.wait_code("", &busy, Some(&e)), 3);
+    }
+    exec(&d, &busy, "s1", &["sleep", "1000"]);
+    exec(&d, &busy, "s2", &["sleep", "1000"]);
+    let out = d.ctl(&["exec", &busy, "cli", "--", "true"]);
+    assert_eq!(code(&out), 0);
+    for id in &ids[..3] {
+        assert_eq!(d.wait_code("", id, None), 1);
+    }
+    assert_no_zombies_under(&d, "with a container and execs running");
+
+    d.ctl_ok(&["kill", &busy, "--all", "--signal", "KILL"]);
+    assert_eq!(d.wait_code("", &busy, None), 137);
+    assert_no_zombies_under(&d, "after kill --all");
+    for id in &ids {
+        d.delete("", id, false).unwrap();
+        d.assert_no_leftovers("default", id);
+    }
+    assert_no_zombies_under(&d, "after every delete");
+    wait_until(LIVENESS, "corrald to have no children left", || {
+        children_of(d.pid()).is_empty()
+    });
+    let info = d.client().info().unwrap();
+    assert_eq!(info.pending_children, 0, "{info:?}");
+    assert_eq!(info.containers, 0, "{info:?}");
+
+    // A container still running when the daemon stops: its shim is reparented, alive.
+    let last = unique_id("zlast");
+    let last_info = d.run(&last, &sleeper);
+    let before: Vec<ProcEntry> = descendants(d.pid());
+    assert!(!before.is_empty());
+    let status = d.stop();
+    assert!(status.success(), "corrald exited with {status} on SIGTERM");
+    wait_until(LIVENESS, "corrald's former children to be reaped", || {
+        before
+            .iter()
+            .all(|p| proc_entry(p.pid).is_none_or(|now| now.state != 'Z'))
+    });
+    assert!(
+        alive(last_info.pid as i32),
+        "a container died with the daemon (they keep running by design)"
+    );
+    // Adopted by the next daemon and cleaned up through it.
+    d.restart();
+    d.delete("", &last, true).unwrap();
+    d.assert_no_leftovers("default", &last);
+    assert_no_zombies_under(&d, "after the restart");
+}
+
+/// SIGTERM stops the daemon with status 0 and removes its socket; a second daemon on a
+/// socket in use is refused and the first carries on.
+#[test]
+fn one_daemon_per_socket_and_a_clean_stop() {
+    let mut d = Daemon::start("clean_stop");
+    let second = output_within(
+        d.command().arg("--log-level").arg("info"),
+        Duration::from_secs(20),
+    );
+    assert_ne!(
+        code(&second),
+        0,
+        "a second daemon started on a socket in use"
+    );
+    let err = stderr(&second);
+    assert!(err.contains("another corrald"), "{err}");
+    d.assert_alive();
+    let status = d.stop();
+    assert!(status.success(), "{status}");
+    assert!(!d.socket.exists(), "the socket is left after a stop");
+    // A stale socket file from a crash does not stop the next start.
+    std::os::unix::net::UnixListener::bind(&d.socket)
+        .map(drop)
+        .unwrap();
+    assert!(d.socket.exists());
+    d.restart();
+    d.assert_alive();
+}
+
+/// Containers keep running while no daemon runs; the next daemon adopts them: their state,
+/// their exits (including one that happened while no daemon ran), waits, execs, events and
+/// deletes all work as if nothing had happened.
+#[test]
+fn a_restarted_daemon_adopts_its_containers() {
+    let mut d = Daemon::start("restart_adopts");
+    let sleeper = d.bundle("sleep", &["sleep", "1000"]);
+    let running = unique_id("adoptrun");
+    let dies = unique_id("adoptdie");
+    let done = unique_id("adoptdone");
+    let quick = d.bundle("quick", &["sh", "-c", "exit 6"]);
+    let running_info = d.run(&running, &sleeper);
+    let dies_info = d.run(&dies, &sleeper);
+    d.run(&done, &quick);
+    assert_eq!(d.wait_code("", &done, None), 6);
+    let status = d.stop();
+    assert!(status.success(), "{status}");
+
+    // While no daemon runs, one container is killed behind its back.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dies_info.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until(LIVENESS, "the killed container to be gone", || {
+        !alive(dies_info.pid as i32)
+    });
+    assert!(alive(running_info.pid as i32));
+
+    d.restart();
+    let mut ids = d.list_ids("default");
+    ids.sort();
+    let mut want = vec![running.clone(), dies.clone(), done.clone()];
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "the restarted daemon does not list its containers"
+    );
+    let r = d.client().state("", &running).unwrap();
+    assert_eq!((r.status, r.pid), (Status::Running, running_info.pid));
+    assert_eq!(d.wait_code("", &dies, None), 137);
+    assert_eq!(d.wait_code("", &done, None), 6);
+    assert_eq!(d.client().state("", &done).unwrap().status, Status::Stopped);
+
+    // The adopted running container is fully usable.
+    exec(&d, &running, "after", &["sh", "-c", "exit 5"]);
+    assert_eq!(d.wait_code("", &running, Some("after")), 5);
+    d.client()
+        .kill(KillRequest {
+            namespace: String::new(),
+            id: running.clone(),
+            exec_id: None,
+            signal: libc::SIGKILL,
+            all: false,
+        })
+        .unwrap();
+    assert_eq!(d.wait_code("", &running, None), 137);
+    for id in [&running, &dies, &done] {
+        d.delete("", id, false).unwrap();
+        d.assert_no_leftovers("default", id);
+    }
+    assert!(d.list_ids("default").is_empty());
+}
