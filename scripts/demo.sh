@@ -12,7 +12,7 @@ bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 echo "demo.sh: building (release)"
 cargo build --release --locked --bins 2>&1 | tail -n 1
-bin=$PWD/target/release
+bin=$PWD/target/x86_64-unknown-linux-gnu/release  # see .cargo/config.toml
 
 work=$(mktemp -d /tmp/corral-demo.XXXXXX)
 sock=$work/corrald.sock

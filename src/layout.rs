@@ -135,9 +135,9 @@ impl ShimDir {
         let ns = meta.mtime() as u64 * 1_000_000_000 + meta.mtime_nsec() as u64;
         Some((code, ns))
     }
-    /// Records an exit code (tmp file, fsync, rename).
+    /// Records an exit code durably (tmp file, fsync, rename, fsync of the directory).
     pub fn write_exit_status(&self, code: u32) -> io::Result<()> {
-        write_atomic(&self.exit_status_file(), format!("{code}").as_bytes())
+        write_durable(&self.exit_status_file(), format!("{code}").as_bytes())
     }
     /// The runtime's error messages from its JSON log, one per line.
     pub fn runtime_errors(&self) -> String {
@@ -151,16 +151,48 @@ fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
-/// Writes `bytes` to `path` atomically: a tmp file beside it, fsync, rename.
+/// Writes `bytes` to `path` atomically: a tmp file beside it, then rename. A reader sees
+/// the old content or the new, never a part, whenever a writer dies. No fsync: the state
+/// dir lives on tmpfs (/run) where it costs nothing and protects nothing, and on a disk it
+/// would put milliseconds on the daemon's single thread for a power loss that takes the
+/// containers with it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_tmp_then_rename(path, bytes, false)
+}
+
+/// Like [`write_atomic`], with fsync of the file before the rename and of the directory
+/// after it: for the record that must outlive everything, the shim's `exitStatus`.
+pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_tmp_then_rename(path, bytes, true)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_tmp_then_rename(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut file = fs::File::create(&tmp)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     drop(file);
     fs::rename(&tmp, path)
+}
+
+/// The message a shim writes into its exit fifo just before closing it: `<code> <exited_at_ns>`.
+pub fn exit_message(code: u32, exited_at_ns: u64) -> String {
+    format!("{code} {exited_at_ns}\n")
+}
+
+/// Parses an exit fifo message.
+pub fn parse_exit_message(bytes: &[u8]) -> Option<(u32, u64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (code, at) = text.trim().split_once(' ')?;
+    Some((code.parse().ok()?, at.parse().ok()?))
 }
 
 /// `/proc/<pid>/stat` field 22 (start time in clock ticks since boot), or `None` if the
@@ -244,6 +276,16 @@ mod tests {
             runtime_log_errors(log),
             "exec: \"nope\": executable file not found in $PATH"
         );
+    }
+
+    #[test]
+    fn exit_messages_round_trip() {
+        assert_eq!(
+            parse_exit_message(exit_message(137, 42).as_bytes()),
+            Some((137, 42))
+        );
+        assert_eq!(parse_exit_message(b""), None);
+        assert_eq!(parse_exit_message(b"garbage"), None);
     }
 
     #[test]

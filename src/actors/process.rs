@@ -70,12 +70,16 @@ impl Process {
     }
 
     /// Called once the shim is gone, whichever way we learnt it.
-    fn shim_gone(&mut self, ctx: &mut Context<Self>) {
+    fn shim_gone(&mut self, message: &[u8], ctx: &mut Context<Self>) {
         if self.done {
             return;
         }
         self.done = true;
-        let status = exit_status_of(&self.dir, self.pid, self.starttime);
+        // The shim's own word, from the fifo, is the fastest; else its exitStatus file.
+        let status = match crate::layout::parse_exit_message(message) {
+            Some((code, exited_at_ns)) => ExitStatus { code, exited_at_ns },
+            None => exit_status_of(&self.dir, self.pid, self.starttime),
+        };
         tracing::debug!(process = %self.process_id, pid = self.pid, code = status.code, "process exited");
         self.owner.do_send(ProcessExited {
             process_id: self.process_id.clone(),
@@ -125,24 +129,30 @@ pub fn exit_status_of(dir: &ShimDir, pid: i32, starttime: Option<u64>) -> ExitSt
     }
 }
 
-/// Resolves when the fifo's writer (the shim) is gone: read returns end-of-file.
-async fn wait_hangup(fd: OwnedFd) {
+/// Resolves when the fifo's writer (the shim) is gone: read returns end-of-file. Returns
+/// what the shim wrote before (its exit message), if anything.
+async fn wait_hangup(fd: OwnedFd) -> Vec<u8> {
+    let mut got = Vec::new();
     // SAFETY: the OwnedFd is moved into the AsyncFd and owns the descriptor until the AsyncFd
     // is dropped; OwnedFd::as_raw_fd always returns that same descriptor.
     let Ok(afd) = (unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }) else {
-        return;
+        return got;
     };
     let mut buf = [0u8; 64];
     loop {
         let Ok(mut guard) = afd.readable().await else {
-            return;
+            return got;
         };
         match nix::unistd::read(afd.get_ref().as_raw_fd(), &mut buf) {
-            Ok(0) => return,
-            Ok(_) => continue,
+            Ok(0) => return got,
+            Ok(n) => {
+                if got.len() < 256 {
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
             Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
+            Err(_) => return got,
         }
     }
 }
@@ -155,11 +165,14 @@ impl Actor for Process {
             ctx.spawn(
                 wait_hangup(fd)
                     .into_actor(self)
-                    .map(|_, act, ctx| act.shim_gone(ctx)),
+                    .map(|message, act, ctx| act.shim_gone(&message, ctx)),
             );
         }
         if let Some(rx) = self.shim_exited.take() {
-            ctx.spawn(rx.into_actor(self).map(|_, act, ctx| act.shim_gone(ctx)));
+            ctx.spawn(
+                rx.into_actor(self)
+                    .map(|_, act, ctx| act.shim_gone(&[], ctx)),
+            );
         }
     }
 }

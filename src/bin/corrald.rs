@@ -74,11 +74,21 @@ fn parse() -> Result<Options, String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
-    if corral::runtime::resolve_binary(&config.shim).is_none() {
-        return Err(format!(
-            "corral-shim not found at {} (give --shim PATH)",
-            config.shim.display()
-        ));
+    // Shims run in their own directories: every path they are given must be absolute.
+    config.shim = corral::runtime::resolve_binary(&config.shim)
+        .and_then(|p| std::path::absolute(p).ok())
+        .ok_or_else(|| {
+            format!(
+                "corral-shim not found at {} (give --shim PATH)",
+                config.shim.display()
+            )
+        })?;
+    if config.runtime.components().count() > 1 {
+        config.runtime = std::path::absolute(&config.runtime)
+            .map_err(|e| format!("--runtime {}: {e}", config.runtime.display()))?;
+    }
+    for dir in [&mut config.state_dir, &mut config.runtime_root] {
+        *dir = std::path::absolute(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     Ok(Options {
         config,

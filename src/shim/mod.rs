@@ -144,10 +144,14 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     }
 
     let code = reap_until_exit(pid, &mut sigfd, &control, stdin_holder)?;
+    // Tell the daemon first: the code and the time, then end-of-file. The durable record
+    // follows, before this shim exits: a daemon that was down reads it from exitStatus.
+    let now = crate::types::now_ns();
+    let mut exit_fifo = exit_fifo;
+    let _ = exit_fifo.write_all(crate::layout::exit_message(code, now).as_bytes());
+    drop(exit_fifo);
     dir.write_exit_status(code)
         .map_err(|e| format!("write exitStatus: {e}"))?;
-    // Closing the exit fifo is what tells the daemon; do it now, not at process teardown.
-    drop(exit_fifo);
     Ok(())
 }
 
