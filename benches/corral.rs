@@ -15,7 +15,9 @@
 //!
 //! Environment: `BENCH_N` (iterations, default 40), `BENCH_CONTAINERS` (default 100),
 //! `BENCH_WARMUP` (untimed rounds first, default 3), `BENCH_RUNC` (default: runc from PATH),
-//! `BENCH_TMP` (default /tmp). Arguments pick sections: `cycle start memory kill run`
+//! `BENCH_TMP` (default /dev/shm: a tmpfs, as /run is on most hosts; both runc's root and
+//! corral's state go there). Arguments pick sections: `cycle start memory kill run stats
+//! checkpoint`
 //! (`kill` includes starting the containers of `memory`); default all.
 
 use corral::layout::{proc_starttime, StateDir};
@@ -52,15 +54,19 @@ enum Section {
     Memory,
     Kill,
     Run,
+    Stats,
+    Checkpoint,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 7] = [
         Section::Cycle,
         Section::Start,
         Section::Memory,
         Section::Kill,
         Section::Run,
+        Section::Stats,
+        Section::Checkpoint,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -69,6 +75,8 @@ impl Section {
             Section::Memory => "memory",
             Section::Kill => "kill",
             Section::Run => "run",
+            Section::Stats => "stats",
+            Section::Checkpoint => "checkpoint",
         }
     }
 }
@@ -117,7 +125,7 @@ impl Settings {
             runc,
             tmp: std::env::var_os("BENCH_TMP")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| "/tmp".into()),
+                .unwrap_or_else(|| "/dev/shm".into()),
             sections,
         })
     }
@@ -1335,6 +1343,227 @@ fn bench_run(b: &mut Bench, rep: &mut Report) -> R<()> {
     Ok(())
 }
 
+/// Section 6, stats: the daemon reads cgroup files; the alternative forks
+/// `runc events --stats`.
+fn bench_stats(b: &mut Bench, rep: &mut Report) -> R<()> {
+    let many = b.s.containers;
+    progress(format!("6. stats: 1 container, then {many} together"));
+    let runc_root = b.corral_root.join(DEFAULT_NAMESPACE);
+    let mut client = b.client()?;
+    let bundle = b.bundle.clone();
+    let mut ids = Vec::new();
+    let result = (|| -> R<()> {
+        for i in 0..many {
+            b.check_stop()?;
+            let id = format!("{}-st-{i}", b.prefix);
+            client
+                .create(CreateRequest {
+                    id: id.clone(),
+                    bundle: bundle.clone(),
+                    start: true,
+                    ..CreateRequest::default()
+                })
+                .map_err(|e| e.to_string())?;
+            ids.push(id);
+        }
+        let one = ids[0].clone();
+        let (mut corral_one, mut runc_one) = (Samples::default(), Samples::default());
+        for _ in 0..200 {
+            let t = Instant::now();
+            client
+                .stats(DEFAULT_NAMESPACE, vec![one.clone()])
+                .map_err(|e| e.to_string())?;
+            corral_one.push(t.elapsed());
+        }
+        for _ in 0..b.s.n {
+            b.check_stop()?;
+            let mut cmd = Command::new(&b.s.runc);
+            cmd.arg("--root")
+                .arg(&runc_root)
+                .args(["events", "--stats", &one]);
+            let (took, _) = output(&mut cmd, &[0])?;
+            runc_one.push(took);
+        }
+        let (mut corral_all, mut runc_all) = (Samples::default(), Samples::default());
+        for _ in 0..20 {
+            let t = Instant::now();
+            let got = client
+                .stats(DEFAULT_NAMESPACE, Vec::new())
+                .map_err(|e| e.to_string())?;
+            corral_all.push(t.elapsed());
+            if got.len() < many {
+                return Err(format!("stats of all gave {} of {many}", got.len()));
+            }
+        }
+        for _ in 0..3 {
+            b.check_stop()?;
+            let t = Instant::now();
+            for id in &ids {
+                let mut cmd = Command::new(&b.s.runc);
+                cmd.arg("--root")
+                    .arg(&runc_root)
+                    .args(["events", "--stats", id]);
+                output(&mut cmd, &[0])?;
+            }
+            runc_all.push(t.elapsed());
+        }
+        rep.line("## 6. Stats");
+        rep.line("");
+        rep.line("corral: `Client::stats` over the RPC (the daemon reads the cgroup files). runc: `runc events --stats ID` forked per request, as a supervisor without its own reader would.");
+        rep.line("");
+        rep.line("| what | runc median | corral median | ratio | runc p99 | corral p99 |");
+        rep.line("|---|---|---|---|---|---|");
+        rep.line(format!(
+            "| 1 container | {} | {} | {} | {} | {} |",
+            ms(runc_one.median()),
+            ms(corral_one.median()),
+            ratio(corral_one.median(), runc_one.median()),
+            ms(runc_one.pct(99.0)),
+            ms(corral_one.pct(99.0))
+        ));
+        rep.line(format!(
+            "| {many} containers together | {} | {} | {} | {} | {} |",
+            ms(runc_all.median()),
+            ms(corral_all.median()),
+            ratio(corral_all.median(), runc_all.median()),
+            ms(runc_all.pct(99.0)),
+            ms(corral_all.pct(99.0))
+        ));
+        rep.line("");
+        rep.line(format!(
+            "{} / {} samples for 1 container (corral / runc), {} / {} for {many}.",
+            corral_one.len(),
+            runc_one.len(),
+            corral_all.len(),
+            runc_all.len()
+        ));
+        rep.line("");
+        Ok(())
+    })();
+    for id in &ids {
+        let _ = client.delete(DEFAULT_NAMESPACE, id, true);
+    }
+    result
+}
+
+fn counter_bundle(dir: &Path) -> R<()> {
+    let script = "i=0; while true; do i=$((i+1)); echo $i >> /count; sleep 0.1; done";
+    corral::bundle::make_busybox(dir, &["sh".into(), "-c".into(), script.into()])
+        .map_err(|e| e.to_string())
+}
+
+/// Section 7, checkpoint and restore of a counter container: `runc checkpoint` and
+/// `runc restore` run directly, beside `corralctl checkpoint --exit` and `corralctl restore`.
+fn bench_checkpoint(b: &mut Bench, rep: &mut Report) -> R<()> {
+    let criu = corral::default_criu_path();
+    if let Err(e) = corral::checkpoint::check_criu(&criu) {
+        rep.line("## 7. Checkpoint and restore");
+        rep.line("");
+        rep.line(format!("Skipped: {e}"));
+        rep.line("");
+        return Ok(());
+    }
+    let rounds = b.s.n.clamp(3, 10);
+    progress(format!("7. checkpoint and restore: {rounds} rounds each"));
+    let runc_bundle = b.dir.join("bundle-counter-runc");
+    let corral_bundle = b.dir.join("bundle-counter-corral");
+    counter_bundle(&runc_bundle)?;
+    counter_bundle(&corral_bundle)?;
+    let criu_s = criu.display().to_string();
+    let (mut r_ck, mut r_rs, mut c_ck, mut c_rs) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
+    for round in 0..rounds {
+        b.check_stop()?;
+        // runc alone
+        let id = b.id("ckr");
+        let images = b.dir.join(format!("{id}-images"));
+        let (img, work, work2) = (
+            images.join("img").display().to_string(),
+            images.join("work").display().to_string(),
+            images.join("work2").display().to_string(),
+        );
+        let rb = runc_bundle.display().to_string();
+        let res = (|| -> R<()> {
+            null_status(&mut b.runc(&["run", "-d", "--bundle", &rb, &id]))?;
+            std::thread::sleep(Duration::from_millis(300));
+            let mut ck = b.runc(&[
+                "--criu",
+                &criu_s,
+                "checkpoint",
+                "--image-path",
+                &img,
+                "--work-path",
+                &work,
+                &id,
+            ]);
+            r_ck.push(null_status(&mut ck)?);
+            // A checkpoint without --leave-running destroys the container already.
+            let _ = b.runc(&["delete", &id]).output();
+            let mut rs = b.runc(&[
+                "--criu",
+                &criu_s,
+                "restore",
+                "-d",
+                "--bundle",
+                &rb,
+                "--image-path",
+                &img,
+                "--work-path",
+                &work2,
+                &id,
+            ]);
+            r_rs.push(null_status(&mut rs)?);
+            Ok(())
+        })();
+        b.runc_force_delete(&id);
+        let _ = std::fs::remove_dir_all(&images);
+        res?;
+        // corral
+        b.check_stop()?;
+        let id = b.id("ckc");
+        let name = format!("r{round}");
+        let cb = corral_bundle.display().to_string();
+        let res = (|| -> R<()> {
+            output(&mut b.ctl(&["run", "-d", &id, "--bundle", &cb]), &[0])?;
+            std::thread::sleep(Duration::from_millis(300));
+            let (took, _) = output(&mut b.ctl(&["checkpoint", &id, &name, "--exit"]), &[0])?;
+            c_ck.push(took);
+            output(&mut b.ctl(&["wait", &id]), &[137])?;
+            output(&mut b.ctl(&["delete", &id]), &[0])?;
+            let (took, _) = output(&mut b.ctl(&["restore", &id, &name]), &[0])?;
+            c_rs.push(took);
+            Ok(())
+        })();
+        b.corral_force_delete(&id);
+        let _ = output(&mut b.ctl(&["checkpoint", "rm", &id, &name]), &[0, 1]);
+        res?;
+    }
+    rep.line("## 7. Checkpoint and restore (CRIU)");
+    rep.line("");
+    rep.line(format!("A busybox counter container; `runc checkpoint` + `runc restore -d` run directly vs `corralctl checkpoint --exit` + `corralctl restore`; CRIU {criu_s}."));
+    rep.line("");
+    rep.line("| what | runc median | corral median | ratio | runc min | corral min |");
+    rep.line("|---|---|---|---|---|---|");
+    for (what, r, c) in [("checkpoint", &r_ck, &c_ck), ("restore", &r_rs, &c_rs)] {
+        rep.line(format!(
+            "| {what} | {} | {} | {} | {} | {} |",
+            ms(r.median()),
+            ms(c.median()),
+            ratio(c.median(), r.median()),
+            ms(r.min()),
+            ms(c.min())
+        ));
+    }
+    rep.line("");
+    rep.line(format!("{rounds} rounds each."));
+    rep.line("");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 
 impl Bench {
@@ -1363,6 +1592,12 @@ impl Bench {
         }
         if has(Section::Run) {
             bench_run(self, rep)?;
+        }
+        if has(Section::Stats) {
+            bench_stats(self, rep)?;
+        }
+        if has(Section::Checkpoint) {
+            bench_checkpoint(self, rep)?;
         }
         Ok(())
     }

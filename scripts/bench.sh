@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # corral's benchmark (benches/corral.rs): corral against bare runc, side by side, as root.
 # Prints the markdown report; with --save (or --save=FILE) also writes it to
-# bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run.
+# bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
+# stats checkpoint.
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
-# BENCH_RUNC (runc from PATH), BENCH_TMP (/tmp). About a minute after the release build.
+# BENCH_RUNC (runc from PATH), BENCH_TMP (/dev/shm, a tmpfs like /run; /tmp for a disk).
+# About two minutes after the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,6s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 save=""
 sections=()
@@ -25,7 +27,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "bench.sh: the benchmark drives real runc and cgroups: run as root" >&2
   exit 1
 fi
-CORRAL_SKIP_CRIU=1 bash scripts/install-deps.sh >&2
+bash scripts/install-deps.sh >&2
 export PATH="$HOME/.cargo/bin:$PATH"
 
 # The report is the bench's stdout; cargo's build output and the bench's progress go to

@@ -144,6 +144,13 @@ pub async fn start(config: Config) -> Result<Handle> {
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     }
     let lock = lock_state_dir(&config.state_dir)?;
+    if !on_tmpfs(&config.state_dir) {
+        tracing::warn!(
+            "state dir {} is not on a tmpfs: every exit then waits on the disk's journal \
+             (about a millisecond here); /run is a tmpfs on most hosts",
+            config.state_dir.display()
+        );
+    }
     // The reaper comes first: no child may be spawned before SIGCHLD is watched.
     let reaper = actors::Reaper.start();
     let journal_dir = config.state_dir.join(JOURNAL_DIR);
@@ -175,6 +182,12 @@ pub async fn start(config: Config) -> Result<Handle> {
         events,
         _reaper: reaper,
     })
+}
+
+/// Whether `dir` is on a tmpfs.
+fn on_tmpfs(dir: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
 /// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors

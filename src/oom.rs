@@ -23,9 +23,22 @@ pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> u64 {
         .unwrap_or(0)
 }
 
-/// An fd that becomes readable when `cgroup` may have had an OOM event. Keep the returned
-/// guard (the v1 control file) alive as long as the fd.
-pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> io::Result<(OwnedFd, Option<File>)> {
+/// The kill counter read through an open file (`memory.oom_control` on v1, `memory.events`
+/// on v2): no path lookup on the exit path, where the cgroup is being torn down.
+pub fn kill_count_of(counter: &File) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let n = counter.read_at(&mut buf, 0).unwrap_or(0);
+    std::str::from_utf8(&buf[..n])
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An fd that becomes readable when `cgroup` may have had an OOM event, and the open file
+/// to read the kill counter from ([`kill_count_of`]).
+pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> io::Result<(OwnedFd, File)> {
     let dir = h.dir("memory", cgroups.get("memory"));
     match h {
         Hierarchy::V1 { .. } => {
@@ -41,11 +54,11 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> io::Result<(OwnedFd, Optio
                 .write(true)
                 .open(dir.join("cgroup.event_control"))?;
             ec.write_all(format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()).as_bytes())?;
-            Ok((efd, Some(control)))
+            Ok((efd, control))
         }
         Hierarchy::V2 { .. } => {
             let events = dir.join("memory.events");
-            let path = std::ffi::CString::new(events.as_os_str().as_encoded_bytes())
+            let path = std::ffi::CString::new(events.as_os_str().as_encoded_bytes().to_vec())
                 .map_err(io::Error::other)?;
             // SAFETY: inotify_init1 returns a new descriptor (or -1), owned at once.
             let ino = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
@@ -60,7 +73,7 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> io::Result<(OwnedFd, Optio
             {
                 return Err(io::Error::last_os_error());
             }
-            Ok((ino, None))
+            Ok((ino, File::open(events)?))
         }
     }
 }

@@ -71,7 +71,8 @@ pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A process that ran this long was healthy: the backoff starts over.
 pub const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
-/// The marker a process directory gets once its /tasks/exit is in the journal.
+/// The marker a process directory gets once its /tasks/exit is in the journal; it holds the
+/// pid whose exit it marks.
 pub const EXIT_PUBLISHED: &str = "exit.published";
 
 /// What a Container needs from the daemon's configuration.
@@ -142,6 +143,8 @@ pub struct Container {
     /// OOM kills in the current run of the init process.
     oom_this_run: bool,
     oom_watch: Option<SpawnHandle>,
+    /// The cgroup's OOM kill counter file, kept open.
+    oom_counter: Option<std::fs::File>,
 }
 
 /// Creates the container through its shim (and starts it when `start`).
@@ -248,6 +251,7 @@ impl Container {
             restart_timer: None,
             oom_this_run: false,
             oom_watch: None,
+            oom_counter: None,
         }
     }
 
@@ -265,23 +269,31 @@ impl Container {
             }
         }
         let h = crate::stats::host();
+        // A new cgroup (a new run) has its own counter: never read the old one.
+        self.oom_counter = None;
+        let notify = match crate::oom::watch(h, &self.record.cgroups) {
+            Ok((notify, counter)) => {
+                self.oom_counter = Some(counter);
+                Some(notify)
+            }
+            Err(e) => {
+                tracing::warn!("{}: cannot watch for OOM kills: {e}", self.key());
+                None
+            }
+        };
         if fresh_cgroup {
-            self.record.oom_seen = crate::oom::kill_count(h, &self.record.cgroups);
+            self.record.oom_seen = match &self.oom_counter {
+                Some(file) => crate::oom::kill_count_of(file),
+                None => crate::oom::kill_count(h, &self.record.cgroups),
+            };
             self.oom_this_run = false;
         } else {
             // Adopted: kills while the daemon was down are told now.
             self.check_oom();
         }
-        let (fd, guard) = match crate::oom::watch(h, &self.record.cgroups) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!("{}: cannot watch for OOM kills: {e}", self.key());
-                return;
-            }
-        };
+        let Some(fd) = notify else { return };
         let addr = ctx.address();
         let watch = async move {
-            let _guard = guard;
             while crate::launch::readable(&fd).await {
                 addr.do_send(CheckOom);
             }
@@ -291,7 +303,10 @@ impl Container {
 
     /// Publishes /tasks/oom for kills the kernel counted since we last looked.
     fn check_oom(&mut self) {
-        let n = crate::oom::kill_count(crate::stats::host(), &self.record.cgroups);
+        let n = match &self.oom_counter {
+            Some(file) => crate::oom::kill_count_of(file),
+            None => crate::oom::kill_count(crate::stats::host(), &self.record.cgroups),
+        };
         if n > self.record.oom_seen {
             self.record.oom_kills += (n - self.record.oom_seen) as u32;
             self.record.oom_seen = n;
@@ -351,8 +366,9 @@ impl Container {
                 Adopted::Exited { pid, status } => {
                     slot.pid = pid as u32;
                     slot.exit = Some(status);
-                    let done = dir.path().join(EXIT_PUBLISHED).exists()
-                        || published.contains(&(process_id.clone(), pid as u32));
+                    let marked = std::fs::read_to_string(dir.path().join(EXIT_PUBLISHED))
+                        .is_ok_and(|m| m.trim() == pid.to_string());
+                    let done = marked || published.contains(&(process_id.clone(), pid as u32));
                     if is_init {
                         self.init_exit_published = done;
                     } else if !done {
@@ -424,7 +440,9 @@ impl Container {
         let written = std::fs::create_dir_all(init.path())
             .and_then(|()| write_atomic(&init.pid_file(), self.init.pid.to_string().as_bytes()))
             .and_then(|()| init.write_exit_status(exit.code))
-            .and_then(|()| std::fs::write(init.path().join(EXIT_PUBLISHED), b""));
+            .and_then(|()| {
+                std::fs::write(init.path().join(EXIT_PUBLISHED), self.init.pid.to_string())
+            });
         if let Err(e) = written {
             tracing::warn!("{}: cannot record the last exit: {e}", self.key());
         }

@@ -123,12 +123,6 @@ impl Handler<Publish> for Events {
                 Err(e) => tracing::error!(seq = event.seq, "cannot journal event: {e}"),
             }
         }
-        // Only what is in the journal counts as published across a daemon restart.
-        if let Some(mark) = mark.filter(|_| journaled) {
-            if let Err(e) = std::fs::write(&mark, b"") {
-                tracing::warn!("cannot write {}: {e}", mark.display());
-            }
-        }
         let mut lagged = 0;
         self.subscribers.retain(|sub| {
             if !sub.filter.matches(&event) {
@@ -151,6 +145,20 @@ impl Handler<Publish> for Events {
                 first_missed = event.seq,
                 "cut off event subscribers that could not keep up"
             );
+        }
+        // Only what is in the journal counts as published across a daemon restart. The
+        // marker comes after the subscribers are served: it is for restarts, not for them.
+        // Creating a file can take most of a millisecond on a disk filesystem: not on this
+        // thread, which the subscribers' writers share.
+        // The marker holds the pid it is for, so a late one is never taken for a later run's.
+        if let Some(mark) = mark.filter(|_| journaled) {
+            let pid = event.pid.unwrap_or(0).to_string();
+            actix_rt::task::spawn_blocking(move || match std::fs::write(&mark, pid) {
+                Ok(()) => {}
+                // Deleted (or restarted) meanwhile: nothing left to mark.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot write {}: {e}", mark.display()),
+            });
         }
     }
 }
