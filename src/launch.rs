@@ -100,10 +100,20 @@ pub async fn launch(
     let answer = match tokio::time::timeout(timeout, answer).await {
         Ok(text) => text,
         Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(shim_pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let kill = |pid: i32| {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            };
+            kill(shim_pid);
+            // The runtime may have started the process before the shim was stuck: nobody
+            // would watch it, so it goes too (checked against its start time).
+            if let (Some(pid), Some(start)) = (dir.read_pid(), dir.read_starttime()) {
+                if crate::layout::same_process(pid, start) {
+                    kill(pid);
+                }
+            }
             return Err(Error::Timeout(format!(
                 "shim for {} {} did not answer within {timeout:?}",
                 args.mode.verb(),
