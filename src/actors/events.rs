@@ -24,7 +24,11 @@ pub struct Events {
     journal_dir: Option<PathBuf>,
     subscribers: Vec<Subscriber>,
     lagged_total: u64,
+    pending_marks: Vec<(PathBuf, u32)>,
 }
+
+/// How long `exit.published` markers wait, so that subscribers are served first.
+const MARK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 struct Subscriber {
     filter: EventFilter,
@@ -45,6 +49,18 @@ impl Events {
             journal_dir,
             subscribers: Vec::new(),
             lagged_total: 0,
+            pending_marks: Vec::new(),
+        }
+    }
+
+    fn write_marks(&mut self) {
+        for (mark, pid) in self.pending_marks.drain(..) {
+            match std::fs::write(&mark, pid.to_string()) {
+                Ok(()) => {}
+                // Deleted (or restarted) meanwhile: nothing left to mark.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot write {}: {e}", mark.display()),
+            }
         }
     }
 }
@@ -111,7 +127,7 @@ impl EventStream {
 impl Handler<Publish> for Events {
     type Result = ();
 
-    fn handle(&mut self, Publish { mut event, mark }: Publish, _: &mut Context<Self>) {
+    fn handle(&mut self, Publish { mut event, mark }: Publish, ctx: &mut Context<Self>) {
         event.seq = self.next_seq;
         self.next_seq += 1;
         event.timestamp_ns = now_ns();
@@ -148,17 +164,14 @@ impl Handler<Publish> for Events {
         }
         // Only what is in the journal counts as published across a daemon restart. The
         // marker comes after the subscribers are served: it is for restarts, not for them.
-        // Creating a file can take most of a millisecond on a disk filesystem: not on this
-        // thread, which the subscribers' writers share.
-        // The marker holds the pid it is for, so a late one is never taken for a later run's.
+        // Creating a file can take most of a millisecond on a disk filesystem: markers are
+        // written a moment later, once the subscribers' writers (same thread) have run. The
+        // marker holds the pid it is for, so a late one is never taken for a later run's.
         if let Some(mark) = mark.filter(|_| journaled) {
-            let pid = event.pid.unwrap_or(0).to_string();
-            actix_rt::task::spawn_blocking(move || match std::fs::write(&mark, pid) {
-                Ok(()) => {}
-                // Deleted (or restarted) meanwhile: nothing left to mark.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("cannot write {}: {e}", mark.display()),
-            });
+            self.pending_marks.push((mark, event.pid.unwrap_or(0)));
+            if self.pending_marks.len() == 1 {
+                ctx.run_later(MARK_DELAY, |act, _| act.write_marks());
+            }
         }
     }
 }
