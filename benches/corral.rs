@@ -111,7 +111,8 @@ impl Settings {
                 .into_iter()
                 .find(|s| s.name() == arg)
                 .ok_or_else(|| {
-                    format!("unknown section {arg:?}; known: cycle start memory kill run")
+                    let known: Vec<&str> = Section::ALL.iter().map(|s| s.name()).collect();
+                    format!("unknown section {arg:?}; known: {}", known.join(" "))
                 })?;
             sections.push(s);
         }

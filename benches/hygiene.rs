@@ -2,7 +2,7 @@
 //! through a private corrald, then the daemon's fd count and RSS against its baseline,
 //! zombies, and leftovers (state dirs, fifos, runtime state, cgroups).
 //!
-//! Run as root: `cargo bench --bench hygiene` (or `scripts/bench.sh hygiene`).
+//! Run as root: `cargo bench --bench hygiene`.
 
 use corral::rpc::Client;
 use corral::{CreateRequest, Stdio};
@@ -143,8 +143,12 @@ fn main() {
     let (fds0, rss0, zombies0) = (fds(pid), rss_kib(pid), zombies(pid).len());
     let start = Instant::now();
     let mut last_id = String::new();
+    let mut curve = Vec::new();
     for i in 0..n {
         last_id = cycle(&mut client, 1000 + i);
+        if (i + 1) % (n / 10).max(1) == 0 {
+            curve.push(format!("{}: {} KiB", i + 1, rss_kib(pid)));
+        }
     }
     let took = start.elapsed();
     std::thread::sleep(Duration::from_millis(300));
@@ -174,6 +178,7 @@ fn main() {
     println!("| files left in the state dir | 0 | {state_left} |");
     println!("| entries left in the runtime root | 0 | {runc_left} |");
     println!("| cgroups left | 0 | {} |", cgroups_left.len());
+    println!("\nDaemon RSS along the way: {}", curve.join(", "));
     println!(
         "\n{n} cycles in {:.1} s ({:.1} ms per cycle); last id {last_id}",
         took.as_secs_f64(),

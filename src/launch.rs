@@ -176,3 +176,23 @@ pub async fn readable(fd: &OwnedFd) -> bool {
         }
     }
 }
+
+/// A pidfd for `pid` (readable once that process has exited), if the kernel has them.
+pub fn pidfd(pid: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a fresh descriptor that we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Resolves once the process behind `pidfd` has exited.
+pub async fn exited(pidfd: OwnedFd) {
+    // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as it.
+    let Ok(afd) = (unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    }) else {
+        return;
+    };
+    let _ = afd.readable().await;
+}

@@ -132,6 +132,11 @@ pub struct Container {
     init: ProcessSlot,
     execs: BTreeMap<String, ProcessSlot>,
     starting: bool,
+    /// A checkpoint that stops the container is in flight: its exit waits for
+    /// /tasks/checkpointed, and no policy restarts it.
+    checkpointing_exit: bool,
+    /// The last exit was a checkpoint's `--exit`.
+    exited_by_checkpoint: bool,
     creating: bool,
     deleting: bool,
     init_exit_published: bool,
@@ -242,6 +247,8 @@ impl Container {
             init: ProcessSlot::default(),
             execs: BTreeMap::new(),
             starting: false,
+            checkpointing_exit: false,
+            exited_by_checkpoint: false,
             creating: false,
             deleting: false,
             init_exit_published: false,
@@ -379,6 +386,7 @@ impl Container {
                     pid,
                     starttime,
                     exit_fd,
+                    shim_pidfd,
                 } => {
                     slot.pid = pid as u32;
                     let process = Process::new(
@@ -389,7 +397,8 @@ impl Container {
                         exit_fd,
                         None,
                         ctx.address().recipient(),
-                    );
+                    )
+                    .with_shim_pidfd(shim_pidfd);
                     slot.addr = Some(process.start());
                 }
             }
@@ -478,7 +487,11 @@ impl Container {
     /// Schedules a restart if the policy wants one after the init process's exit.
     fn consider_restart(&mut self, ctx: &mut Context<Self>) {
         let Some(exit) = self.init.exit else { return };
-        if self.deleting || self.restart_timer.is_some() || !self.init_exit_published {
+        if self.deleting
+            || self.restart_timer.is_some()
+            || !self.init_exit_published
+            || self.exited_by_checkpoint
+        {
             return;
         }
         let by_user = self.record.stopped_by_user;
@@ -557,6 +570,7 @@ impl Container {
                     };
                     act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
                     act.init_exit_published = false;
+                    act.exited_by_checkpoint = false;
                     act.status = Status::Running;
                     act.started_at_ns = now_ns();
                     act.watch_oom(true, ctx);
@@ -672,7 +686,7 @@ impl Container {
     /// Publishes the init process's exit once nothing may still come before it.
     fn maybe_publish_init_exit(&mut self) {
         let Some(exit) = self.init.exit else { return };
-        if self.init_exit_published || self.starting {
+        if self.init_exit_published || self.starting || self.checkpointing_exit {
             return;
         }
         let live_execs: Vec<Option<Addr<Process>>> = self
@@ -736,6 +750,7 @@ enum Adopted {
         pid: i32,
         starttime: Option<u64>,
         exit_fd: std::os::fd::OwnedFd,
+        shim_pidfd: Option<std::os::fd::OwnedFd>,
     },
 }
 
@@ -755,7 +770,11 @@ fn adopt_process(dir: &crate::layout::ShimDir) -> Adopted {
         return Adopted::Exited { pid, status };
     }
     let exit_fd = launch::open_exit_fifo(dir).ok();
-    let shim_alive = dir.read_shim_pid().is_some_and(|(spid, start)| {
+    // The pidfd is opened before the start time is checked, so it is the shim's if the check
+    // passes. It covers a shim that closed its fifo before we opened it and has yet to exit.
+    let shim = dir.read_shim_pid();
+    let shim_pidfd = shim.and_then(|(spid, _)| launch::pidfd(spid));
+    let shim_alive = shim.is_some_and(|(spid, start)| {
         crate::layout::same_process(spid, start) && !crate::layout::is_zombie(spid)
     });
     match exit_fd {
@@ -763,6 +782,7 @@ fn adopt_process(dir: &crate::layout::ShimDir) -> Adopted {
             pid,
             starttime,
             exit_fd,
+            shim_pidfd,
         },
         _ => Adopted::Exited {
             pid,
@@ -785,9 +805,19 @@ async fn remove_everything(
             tracing::warn!("cleaning up {id}: {e}");
         }
     }
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("cleaning up {}: {e}", dir.display());
+    // A shim may still be writing its durable exitStatus (it tells the daemon first): the
+    // directory is then not empty for a moment. Try again for a while before giving up.
+    for attempt in 0..200 {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempt < 199 => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                tracing::warn!("cleaning up {}: {e}", dir.display());
+                break;
+            }
         }
     }
     crate::cgroups::remove_leftovers(&cgroup, namespace_level.as_deref());
@@ -845,6 +875,20 @@ impl Handler<Init> for Container {
                 launch::launch(&shim, &dir.process(INIT_PROCESS), &args, timeout).await
             }
             .await;
+            let result = match result {
+                Err(Error::RuntimeFailed { op, id, stderr }) if op == "restore" => {
+                    let criu = crate::checkpoint::criu_errors(
+                        &dir.process(INIT_PROCESS).path().join("criu"),
+                    );
+                    let stderr = if criu.is_empty() {
+                        stderr
+                    } else {
+                        format!("{stderr}\nCRIU said:\n{criu}")
+                    };
+                    Err(Error::RuntimeFailed { op, id, stderr })
+                }
+                other => other,
+            };
             if result.is_err() {
                 remove_everything(
                     runtime,
@@ -1534,10 +1578,12 @@ impl Handler<Checkpoint> for Container {
             bundle: self.record.bundle.clone(),
             size: 0,
         };
+        let was_stopped_by_user = self.record.stopped_by_user;
         if msg.options.exit {
             // The dump stops the container: a user's doing, not a failure to restart from.
             self.record.stopped_by_user = true;
             self.save_record();
+            self.checkpointing_exit = true;
         }
         let id = self.record.id.clone();
         let store = msg.store;
@@ -1575,13 +1621,23 @@ impl Handler<Checkpoint> for Container {
                 .map_err(|e| Error::io("write checkpoint.json", e))?;
             store.get(&info.namespace, &info.container_id, &info.name)
         };
-        Box::pin(work.into_actor(self).map(|result, act, _| {
-            if result.is_err() && act.record.stopped_by_user && act.init.exit.is_none() {
+        let exit = msg.options.exit;
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| {
+            act.checkpointing_exit = false;
+            if result.is_err() && act.record.stopped_by_user != was_stopped_by_user {
                 // The dump failed and the container still runs: it was not stopped after all.
-                act.record.stopped_by_user = false;
+                act.record.stopped_by_user = was_stopped_by_user;
                 act.save_record();
             }
-            let info = result?;
+            let info = match result {
+                Ok(info) => info,
+                Err(e) => {
+                    act.maybe_publish_init_exit();
+                    act.consider_restart(ctx);
+                    return Err(e);
+                }
+            };
+            act.exited_by_checkpoint = exit;
             let event = Event {
                 seq: 0,
                 timestamp_ns: 0,
@@ -1596,6 +1652,8 @@ impl Handler<Checkpoint> for Container {
                 checkpoint: Some(info.name.clone()),
             };
             act.env.events.do_send(Publish { event, mark: None });
+            // The exit the dump caused (if seen already) comes after /tasks/checkpointed.
+            act.maybe_publish_init_exit();
             Ok(info)
         }))
     }

@@ -42,6 +42,7 @@ pub struct Process {
     starttime: Option<u64>,
     exit_fd: Option<OwnedFd>,
     shim_exited: Option<oneshot::Receiver<i32>>,
+    shim_pidfd: Option<OwnedFd>,
     owner: Recipient<ProcessExited>,
     done: bool,
 }
@@ -64,9 +65,17 @@ impl Process {
             starttime,
             exit_fd: Some(exit_fd),
             shim_exited,
+            shim_pidfd: None,
             owner,
             done: false,
         }
+    }
+
+    /// Also watches the shim through a pidfd (a shim that is not our child, adopted at
+    /// daemon start): its death is seen even if its exit fifo closed before we opened it.
+    pub fn with_shim_pidfd(mut self, pidfd: Option<OwnedFd>) -> Self {
+        self.shim_pidfd = pidfd;
+        self
     }
 
     /// Called once the shim is gone, whichever way we learnt it.
@@ -166,6 +175,13 @@ impl Actor for Process {
                 wait_hangup(fd)
                     .into_actor(self)
                     .map(|message, act, ctx| act.shim_gone(&message, ctx)),
+            );
+        }
+        if let Some(pidfd) = self.shim_pidfd.take() {
+            ctx.spawn(
+                crate::launch::exited(pidfd)
+                    .into_actor(self)
+                    .map(|_, act, ctx| act.shim_gone(&[], ctx)),
             );
         }
         if let Some(rx) = self.shim_exited.take() {

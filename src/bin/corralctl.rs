@@ -40,7 +40,7 @@ commands:
   events [--id ID] [--since SEQ|TIME|DURATION] [--json]
                                   replay from the journal (SEQ, RFC 3339 TIME, or e.g. 10m ago),
                                   then follow; resumes by itself if it falls behind
-  info                            the daemon's counters
+  info [--json]                   the daemon's counters
   version
   bundle busybox DIR [-- CMD...]  make a runnable bundle from the host's busybox-static
 
@@ -180,7 +180,7 @@ fn main() {
 
 fn run_cli(argv: Vec<String>) -> Outcome {
     let mut args = Args::new(argv);
-    if args.flag(&["--help", "-h", "help"]) {
+    if args.flag(&["--help", "-h"]) || args.items.front().is_some_and(|a| a == "help") {
         println!("{USAGE}");
         return Ok(0);
     }

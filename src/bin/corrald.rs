@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const USAGE: &str = "usage: corrald [--socket PATH] [--state-dir DIR] [--root DIR] [--runtime PATH]
-               [--shim PATH] [--runtime-timeout SECS] [--log-level LEVEL]
+               [--shim PATH] [--criu PATH] [--runtime-timeout SECS] [--log-level LEVEL]
+               [--metrics-address ADDR]
 
   --socket PATH          RPC socket (default /run/corral/corrald.sock)
   --state-dir DIR        container state (default /run/corral)
