@@ -21,7 +21,7 @@ pub fn hierarchies() -> Vec<std::path::PathBuf> {
 }
 
 /// Removes a container's cgroups from every hierarchy where they are left.
-pub fn remove_leftovers(paths: &crate::stats::CgroupPaths, namespace_level: Option<&str>) {
+pub fn remove_leftovers(paths: &crate::stats::CgroupPaths) {
     for hierarchy in hierarchies() {
         let name = hierarchy
             .file_name()
@@ -40,13 +40,8 @@ pub fn remove_leftovers(paths: &crate::stats::CgroupPaths, namespace_level: Opti
                 tracing::warn!("cannot remove leftover cgroup {}: {e}", path.display());
             }
         }
-        // corral's own `<namespace>/<id>` paths leave a namespace level behind: remove it
-        // once empty (rmdir refuses one that still holds cgroups).
-        if let (Some(ns), Some(parent)) = (namespace_level, path.parent()) {
-            if parent.file_name().is_some_and(|n| n == ns) {
-                let _ = std::fs::remove_dir(parent);
-            }
-        }
+        // corral's own `<namespace>/<id>` paths leave the (empty) namespace level behind on
+        // purpose: removing it would race a create that runc is making under it.
     }
 }
 

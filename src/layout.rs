@@ -183,6 +183,34 @@ fn write_tmp_then_rename(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()
     fs::rename(&tmp, path)
 }
 
+/// Writes `name` inside the open directory `dir` durably (tmp, fsync, rename, fsync of
+/// the directory), relative to that directory: if the directory was deleted meanwhile (and
+/// maybe made again for a new container of the same name), the write fails with ENOENT
+/// instead of landing in the new one.
+pub fn write_durable_at(dir: &fs::File, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use nix::fcntl::{openat, renameat, OFlag};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let tmp = format!("{name}.tmp");
+    let fd = openat(
+        Some(dir.as_raw_fd()),
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )?;
+    // SAFETY: openat returned a fresh descriptor that nothing else owns.
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    renameat(
+        Some(dir.as_raw_fd()),
+        tmp.as_str(),
+        Some(dir.as_raw_fd()),
+        name,
+    )?;
+    dir.sync_all()
+}
+
 /// The message a shim writes into its exit fifo just before closing it: `<code> <exited_at_ns>`.
 pub fn exit_message(code: u32, exited_at_ns: u64) -> String {
     format!("{code} {exited_at_ns}\n")

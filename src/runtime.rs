@@ -150,7 +150,12 @@ pub fn runtime_message(stderr: &[u8], code: i32) -> String {
         .filter_map(|l| {
             let start = l.find("msg=\"")? + 5;
             let rest = &l[start..];
-            Some(rest[..rest.rfind('"').unwrap_or(rest.len())].replace("\\\"", "\""))
+            // logrus escapes quotes and newlines inside msg="...".
+            Some(
+                rest[..rest.rfind('"').unwrap_or(rest.len())]
+                    .replace("\\\"", "\"")
+                    .replace("\\n", "\n"),
+            )
         })
         .collect();
     let msg = if msgs.is_empty() {

@@ -289,15 +289,12 @@ impl Container {
             }
         };
         if fresh_cgroup {
-            self.record.oom_seen = match &self.oom_counter {
-                Some(file) => crate::oom::kill_count_of(file),
-                None => crate::oom::kill_count(h, &self.record.cgroups),
-            };
+            // A new cgroup starts at 0 kills: one already counted happened in this run.
+            self.record.oom_seen = 0;
             self.oom_this_run = false;
-        } else {
-            // Adopted: kills while the daemon was down are told now.
-            self.check_oom();
         }
+        // Kills since the baseline (before we watched, or while the daemon was down).
+        self.check_oom();
         let Some(fd) = notify else { return };
         let addr = ctx.address();
         let watch = async move {
@@ -573,7 +570,6 @@ impl Container {
                     act.exited_by_checkpoint = false;
                     act.status = Status::Running;
                     act.started_at_ns = now_ns();
-                    act.watch_oom(true, ctx);
                     act.save_record();
                     act.publish_marked(
                         Topic::TaskStart,
@@ -583,6 +579,8 @@ impl Container {
                         Some(act.record.restarts),
                         None,
                     );
+                    // After the start event: an OOM kill already counted comes after it.
+                    act.watch_oom(true, ctx);
                 }
                 Err(e) => {
                     act.save_record();
@@ -798,7 +796,6 @@ async fn remove_everything(
     id: String,
     dir: PathBuf,
     cgroup: crate::stats::CgroupPaths,
-    namespace_level: Option<String>,
 ) {
     if runtime.has_state(&id) {
         if let Err(e) = runtime.delete(&id, true).await {
@@ -820,7 +817,7 @@ async fn remove_everything(
             }
         }
     }
-    crate::cgroups::remove_leftovers(&cgroup, namespace_level.as_deref());
+    crate::cgroups::remove_leftovers(&cgroup);
 }
 
 impl Handler<Init> for Container {
@@ -895,10 +892,6 @@ impl Handler<Init> for Container {
                     record.id.clone(),
                     dir.path().to_path_buf(),
                     record.cgroups.clone(),
-                    record
-                        .runtime_bundle
-                        .is_some()
-                        .then(|| record.namespace.clone()),
                 )
                 .await;
             }
@@ -916,13 +909,12 @@ impl Handler<Init> for Container {
                         Status::Created
                     };
                     act.started_at_ns = now_ns();
-                    act.watch_oom(true, ctx);
                     act.publish(Topic::TaskCreate, Some(INIT_PROCESS), act.init.pid, None);
                     if start {
                         act.publish(Topic::TaskStart, Some(INIT_PROCESS), act.init.pid, None);
                     }
-                    // A process quick enough to exit before we watched it is already reported
-                    // by its Process actor; nothing to do here.
+                    // After create and start: an OOM kill already counted comes after them.
+                    act.watch_oom(true, ctx);
                     Ok(act.info())
                 }
                 Err(e) => {
@@ -1256,11 +1248,6 @@ impl Handler<Delete> for Container {
         let id = self.record.id.clone();
         let dir = self.dir.path().to_path_buf();
         let cgroup = self.record.cgroups.clone();
-        let namespace_level = self
-            .record
-            .runtime_bundle
-            .is_some()
-            .then(|| self.record.namespace.clone());
         let timeout = runtime.timeout;
         let work = async move {
             if frozen {
@@ -1277,7 +1264,7 @@ impl Handler<Delete> for Container {
                 tracing::debug!("plain delete of {id} failed ({e}); forcing");
                 runtime.delete(&id, true).await?;
             }
-            remove_everything(runtime, id, dir, cgroup, namespace_level).await;
+            remove_everything(runtime, id, dir, cgroup).await;
             Ok(())
         };
         Box::pin(work.into_actor(self).map(|result: Result<()>, act, ctx| {
@@ -1605,12 +1592,20 @@ impl Handler<Checkpoint> for Container {
                     let _ = std::fs::remove_dir(parent);
                 }
                 return Err(match e {
-                    Error::RuntimeFailed { op, id, stderr } if !criu.is_empty() => {
-                        Error::RuntimeFailed {
-                            op,
-                            id,
-                            stderr: format!("{stderr}\nCRIU said:\n{criu}"),
-                        }
+                    Error::RuntimeFailed { op, id, stderr } => {
+                        // runc points at CRIU's log, which went with the failed checkpoint:
+                        // its error lines are quoted here instead.
+                        let kept: Vec<&str> = stderr
+                            .lines()
+                            .filter(|l| !l.starts_with("log file:"))
+                            .collect();
+                        let kept = kept.join("\n");
+                        let stderr = if criu.is_empty() {
+                            kept
+                        } else {
+                            format!("{kept}\nCRIU said:\n{criu}")
+                        };
+                        Error::RuntimeFailed { op, id, stderr }
                     }
                     other => other,
                 });

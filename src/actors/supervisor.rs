@@ -148,16 +148,12 @@ impl Supervisor {
                     }
                     self.set_aside(dir.path(), &why);
                     let cgroup = record.cgroups.clone();
-                    let ns_level = record
-                        .runtime_bundle
-                        .is_some()
-                        .then(|| record.namespace.clone());
                     ctx.spawn(
                         async move {
                             if let Err(e) = runtime.delete(&record.id, true).await {
                                 tracing::warn!("removing {}: {e}", record.id);
                             }
-                            crate::cgroups::remove_leftovers(&cgroup, ns_level.as_deref());
+                            crate::cgroups::remove_leftovers(&cgroup);
                         }
                         .into_actor(self),
                     );

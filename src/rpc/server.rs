@@ -171,6 +171,9 @@ async fn serve_requests(
                 .await;
         });
         if streaming {
+            // Kept to be aborted if the client goes; finished ones are let go at once, or a
+            // long-lived connection would hold every wait it ever made.
+            streams.retain(|t: &actix_rt::task::JoinHandle<()>| !t.is_finished());
             streams.push(task);
         }
     };

@@ -56,6 +56,10 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
 
+    // Our own directory, held open: the late exitStatus write goes into it or nowhere, never
+    // into a new directory of the same name (a new container with the same id, a restart).
+    let own_dir =
+        File::open(dir.path()).map_err(|e| format!("open {}: {e}", dir.path().display()))?;
     let exit_fifo = open_writer(&dir.exit_fifo()).map_err(|e| format!("open exit fifo: {e}"))?;
     let control = OpenOptions::new()
         .read(true)
@@ -150,7 +154,7 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     let mut exit_fifo = exit_fifo;
     let _ = exit_fifo.write_all(crate::layout::exit_message(code, now).as_bytes());
     drop(exit_fifo);
-    dir.write_exit_status(code)
+    crate::layout::write_durable_at(&own_dir, "exitStatus", code.to_string().as_bytes())
         .map_err(|e| format!("write exitStatus: {e}"))?;
     Ok(())
 }

@@ -268,6 +268,216 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The directory of `pid`'s cgroup in the v1 hierarchy of `controller` (e.g. "memory",
+/// "pids", "cpu"), read from `/proc/<pid>/cgroup`: a container's real cgroup, wherever
+/// its runtime put it (nested under the test's own memory cgroup on some hosts).
+pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup: {e}"));
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == controller) {
+            let rel = path.trim_start_matches('/');
+            // Comounted controllers (cpu,cpuacct) have a directory named after all of them.
+            for mount in [controller, controllers] {
+                let dir = Path::new("/sys/fs/cgroup").join(mount).join(rel);
+                if dir.is_dir() {
+                    return dir;
+                }
+            }
+            panic!("pid {pid}: no directory for {controller} cgroup {path}");
+        }
+    }
+    panic!("pid {pid} is in no {controller} cgroup: {text}");
+}
+
+/// A cgroup file's content, trimmed.
+pub fn cgroup_file(pid: u32, controller: &str, file: &str) -> String {
+    let path = cgroup_dir(pid, controller).join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Edits a bundle's config.json.
+pub fn edit_config(bundle: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read config.json"))
+            .expect("parse config.json");
+    edit(&mut spec);
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).expect("write config.json");
+}
+
+/// Creates an empty file (a gate that a container's script waits for).
+pub fn touch(path: &Path) {
+    std::fs::write(path, b"").unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+}
+
+/// The numbers in a counter file written by `echo $i >> FILE`, one per line (a line being
+/// written at this instant is left out).
+pub fn counter_lines(path: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    complete
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{}: bad line {l:?}", path.display()))
+        })
+        .collect()
+}
+
+/// The last number of a counter file, 0 when it has none yet.
+pub fn counter_last(path: &Path) -> u64 {
+    counter_lines(path).last().copied().unwrap_or(0)
+}
+
+/// Panics unless `lines` are consecutive numbers (no gap, no repeat, no reset).
+pub fn assert_consecutive(lines: &[u64], what: &str) {
+    for pair in lines.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "{what}: the counter went from {} to {}: {lines:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+/// How many file descriptors `pid` has open.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or_else(|e| panic!("list /proc/{pid}/fd: {e}"))
+}
+
+/// `pid`'s resident set size in KiB (VmRSS).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The topics of `events`, in order.
+pub fn topics_of(events: &[corral::Event]) -> Vec<corral::Topic> {
+    events.iter().map(|e| e.topic).collect()
+}
+
+/// `strace` attached to a process, delaying one syscall (all of its calls, or only those on
+/// `paths`): makes a narrow window in the product wide enough for a test to act in it.
+/// Killed (by its own pid) when dropped; the traced process carries on.
+pub struct SlowSyscalls(Child);
+
+impl SlowSyscalls {
+    /// Attaches to `pid` (and, with `follow`, to every child it starts from now on) and
+    /// delays each `syscall` that touches one of `paths` (any, when empty) by `delay`.
+    pub fn attach(
+        pid: i32,
+        syscall: &str,
+        delay: Duration,
+        follow: bool,
+        paths: &[&Path],
+    ) -> SlowSyscalls {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-qq", "-o", "/dev/null", "-e"])
+            .arg(format!("trace={syscall}"))
+            .arg("-e")
+            .arg(format!(
+                "inject={syscall}:delay_enter={}",
+                delay.as_micros()
+            ));
+        if follow {
+            cmd.arg("-f");
+        }
+        for p in paths {
+            cmd.arg("-P").arg(p);
+        }
+        let child = cmd
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run strace ({e}): this test needs it (apt-get install strace)")
+            });
+        wait_until(LIVENESS, &format!("strace to attach to {pid}"), || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+        });
+        SlowSyscalls(child)
+    }
+
+    /// Waits until the traced process has exited (strace exits with it).
+    pub fn finish(mut self) {
+        let pid = self.0.id();
+        let child = &mut self.0;
+        wait_until(LIVENESS, &format!("strace {pid} to finish"), || {
+            child.try_wait().ok().flatten().is_some()
+        });
+    }
+}
+
+impl Drop for SlowSyscalls {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A thread of a descendant of `root` named `comm` that sits in syscall number `nr` (as
+/// `/proc/<tid>/syscall` tells), still there after `held`: one a [`SlowSyscalls`] delays.
+pub fn task_held_in_syscall(root: i32, comm: &str, nr: u32, held: Duration) -> Option<i32> {
+    let in_it = |tid: i32| {
+        std::fs::read_to_string(format!("/proc/{tid}/syscall"))
+            .is_ok_and(|s| s.split_whitespace().next() == Some(&nr.to_string()))
+    };
+    let tids: Vec<i32> = descendants(root)
+        .into_iter()
+        .filter(|p| p.comm == comm)
+        .flat_map(|p| {
+            std::fs::read_dir(format!("/proc/{}/task", p.pid))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|tid| in_it(*tid))
+        .collect();
+    if tids.is_empty() {
+        return None;
+    }
+    std::thread::sleep(held);
+    tids.into_iter().find(|tid| in_it(*tid))
+}
+
 /// Processes whose working directory is under `dir`: shims work in their process dir.
 pub fn processes_in(dir: &Path) -> Vec<ProcEntry> {
     processes()
@@ -368,11 +578,18 @@ pub struct Daemon {
     child: Option<Child>,
     pid: i32,
     namespaces: Mutex<BTreeSet<String>>,
+    /// Extra corrald flags (e.g. `--metrics-address`), kept across restarts.
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon for the test `name` and waits until it answers on its socket.
     pub fn start(name: &str) -> Daemon {
+        Daemon::start_with(name, &[])
+    }
+
+    /// Starts a daemon with extra corrald flags (kept by [`Daemon::restart`]).
+    pub fn start_with(name: &str, extra_args: &[&str]) -> Daemon {
         runc();
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
@@ -393,6 +610,7 @@ impl Daemon {
             child: None,
             pid: 0,
             namespaces: Mutex::new(BTreeSet::from(["default".to_string()])),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         daemon.spawn();
         daemon
@@ -420,6 +638,7 @@ impl Daemon {
             .arg(SHIM)
             .arg("--log-level")
             .arg("debug")
+            .args(&self.extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         cmd
@@ -759,6 +978,82 @@ impl Daemon {
         }
     }
 
+    /// Kills the daemon with SIGKILL (a crash: no cleanup of its own) and reaps it.
+    /// Containers and their shims keep running; [`Daemon::restart`] starts the next one.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the daemon was already stopped");
+        let _ = child.kill();
+        let status = child.wait().expect("reap corrald");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "corrald did not die of SIGKILL: {status}"
+        );
+    }
+
+    /// The shim of a process, from `<state>/<ns>/<id>/<process>/shim.pid` ("pid starttime").
+    pub fn shim_pid(&self, ns: &str, id: &str, process: &str) -> i32 {
+        let file = self
+            .container_state_dir(ns, id)
+            .join(process)
+            .join("shim.pid");
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+        text.split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{} holds {text:?}, not \"pid starttime\"", file.display()))
+    }
+
+    /// `<state>/_events`: the event journal's segments.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.state_dir.join(corral::JOURNAL_DIR)
+    }
+
+    /// The daemon's counters.
+    pub fn info(&self) -> corral::DaemonInfo {
+        let socket = self.socket.clone();
+        within(LIVENESS, "info", move || Client::connect(&socket)?.info())
+            .unwrap_or_else(|e| panic!("info: {e}; daemon log:\n{}", self.log_tail(40)))
+    }
+
+    /// Every event of the journal that passes `filter`, replayed from sequence 0 (as
+    /// `corralctl events --since 0` does) up to the last event published when this is
+    /// called. Panics on a stream error or if the replay stalls.
+    pub fn replay(&self, mut filter: corral::EventFilter) -> Vec<corral::Event> {
+        filter.since = Some(corral::Since::Seq(0));
+        let last = self.info().last_seq;
+        // A marker subscription tells where the replay ends: every event up to `last` is
+        // published, so the unfiltered stream reaches `last` and nothing later is needed.
+        let socket = self.socket.clone();
+        within(LIVENESS, "replay the journal", move || {
+            let mut all = Client::connect(&socket)
+                .and_then(|c| {
+                    c.subscribe(corral::EventFilter {
+                        since: Some(corral::Since::Seq(0)),
+                        ..Default::default()
+                    })
+                })
+                .expect("subscribe with since 0");
+            all.set_timeout(Some(LIVENESS)).expect("set a read timeout");
+            let mut out = Vec::new();
+            if last == 0 {
+                return out;
+            }
+            for item in all.by_ref() {
+                let event = item.unwrap_or_else(|e| panic!("replay failed: {e}; got {out:#?}"));
+                let seq = event.seq;
+                if filter.matches(&event) {
+                    out.push(event);
+                }
+                if seq >= last {
+                    return out;
+                }
+            }
+            panic!("the replay ended before event {last}; got {out:#?}");
+        })
+    }
+
     /// Whether the daemon was stopped by [`Daemon::stop`].
     pub fn stopped(&self) -> bool {
         self.child.is_none()
@@ -814,6 +1109,10 @@ impl Daemon {
         let mut left = Vec::new();
         if let Ok(namespaces) = std::fs::read_dir(&self.root) {
             for ns in namespaces.flatten() {
+                // Checkpoints live beside the namespaces (`_checkpoints`): not runc state.
+                if ns.file_name() == corral::checkpoint::CHECKPOINTS_DIR {
+                    continue;
+                }
                 let Ok(ids) = std::fs::read_dir(ns.path()) else {
                     continue;
                 };
