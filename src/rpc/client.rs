@@ -9,6 +9,22 @@ use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+/// The reply's payload if it is the expected variant, else a protocol error.
+macro_rules! expect_reply {
+    ($reply:expr, Reply::Ok) => {
+        match $reply {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    };
+    ($reply:expr, $variant:path) => {
+        match $reply {
+            $variant(value) => Ok(value),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
 /// A connection to corrald.
 pub struct Client {
     stream: UnixStream,
@@ -73,10 +89,7 @@ impl Client {
 
     /// Creates (and with `req.start`, starts) a container.
     pub fn create(&mut self, req: CreateRequest) -> Result<ContainerInfo> {
-        match self.call(Request::Create(req))? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(Request::Create(req))?, Reply::Container)
     }
 
     /// Starts a created container.
@@ -85,26 +98,17 @@ impl Client {
             namespace: namespace.into(),
             id: id.into(),
         };
-        match self.call(req)? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Container)
     }
 
     /// Runs another process in a container.
     pub fn exec(&mut self, req: ExecRequest) -> Result<ProcessInfo> {
-        match self.call(Request::Exec(req))? {
-            Reply::Process(p) => Ok(p),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(Request::Exec(req))?, Reply::Process)
     }
 
     /// Signals a process (or all, with `req.all`).
     pub fn kill(&mut self, req: KillRequest) -> Result<()> {
-        match self.call(Request::Kill(req))? {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(Request::Kill(req))?, Reply::Ok)
     }
 
     /// Waits for a process to exit.
@@ -114,10 +118,7 @@ impl Client {
             id: id.into(),
             exec_id: exec_id.map(Into::into),
         });
-        match self.call(req)? {
-            Reply::Exit(e) => Ok(e),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Exit)
     }
 
     /// Deletes a container.
@@ -127,10 +128,7 @@ impl Client {
             id: id.into(),
             force,
         };
-        match self.call(req)? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Container)
     }
 
     /// A container's state.
@@ -139,10 +137,7 @@ impl Client {
             namespace: namespace.into(),
             id: id.into(),
         };
-        match self.call(req)? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Container)
     }
 
     /// The containers of a namespace with all of `labels`.
@@ -155,10 +150,7 @@ impl Client {
             namespace: namespace.into(),
             labels,
         };
-        match self.call(req)? {
-            Reply::Containers(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Containers)
     }
 
     /// The pids of a container.
@@ -167,10 +159,7 @@ impl Client {
             namespace: namespace.into(),
             id: id.into(),
         };
-        match self.call(req)? {
-            Reply::Pids(p) => Ok(p),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Pids)
     }
 
     /// Closes a process's stdin.
@@ -180,10 +169,7 @@ impl Client {
             id: id.into(),
             exec_id: exec_id.map(Into::into),
         });
-        match self.call(req)? {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Ok)
     }
 
     /// The daemon's release and protocol version.
@@ -200,10 +186,7 @@ impl Client {
             namespace: namespace.into(),
             id: id.into(),
         };
-        match self.call(req)? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Container)
     }
 
     /// Thaws a container.
@@ -212,10 +195,7 @@ impl Client {
             namespace: namespace.into(),
             id: id.into(),
         };
-        match self.call(req)? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Container)
     }
 
     /// Changes a container's resource limits.
@@ -225,10 +205,7 @@ impl Client {
             id: id.into(),
             resources,
         };
-        match self.call(req)? {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Ok)
     }
 
     /// Statistics of the named containers (every live one of the namespace when empty).
@@ -241,10 +218,7 @@ impl Client {
             namespace: namespace.into(),
             ids,
         };
-        match self.call(req)? {
-            Reply::Stats(s) => Ok(s),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Stats)
     }
 
     /// Takes a checkpoint of a running container.
@@ -261,10 +235,7 @@ impl Client {
             name: name.into(),
             options,
         };
-        match self.call(req)? {
-            Reply::Checkpoint(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Checkpoint)
     }
 
     /// The checkpoints of a container.
@@ -277,10 +248,7 @@ impl Client {
             namespace: namespace.into(),
             id: id.into(),
         };
-        match self.call(req)? {
-            Reply::Checkpoints(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Checkpoints)
     }
 
     /// Removes a checkpoint.
@@ -290,10 +258,7 @@ impl Client {
             id: id.into(),
             name: name.into(),
         };
-        match self.call(req)? {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Ok)
     }
 
     /// Writes a checkpoint to an OCI image-layout tar; returns its size.
@@ -310,10 +275,7 @@ impl Client {
             name: name.into(),
             file: file.to_path_buf(),
         };
-        match self.call(req)? {
-            Reply::Size(n) => Ok(n),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Size)
     }
 
     /// Reads a checkpoint from such a tar.
@@ -321,10 +283,7 @@ impl Client {
         let req = Request::CheckpointImport {
             file: file.to_path_buf(),
         };
-        match self.call(req)? {
-            Reply::Checkpoint(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Checkpoint)
     }
 
     /// Creates and starts a container from a checkpoint.
@@ -343,18 +302,12 @@ impl Client {
             new_id: new_id.map(Into::into),
             bundle: bundle.map(Path::to_path_buf),
         };
-        match self.call(req)? {
-            Reply::Container(c) => Ok(c),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(req)?, Reply::Container)
     }
 
     /// The daemon's counters.
     pub fn info(&mut self) -> Result<DaemonInfo> {
-        match self.call(Request::Info)? {
-            Reply::Info(i) => Ok(i),
-            other => Err(unexpected(&other)),
-        }
+        expect_reply!(self.call(Request::Info)?, Reply::Info)
     }
 
     /// Turns this connection into a stream of events that pass `filter`.
