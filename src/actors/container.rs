@@ -1456,10 +1456,27 @@ impl Handler<Update> for Container {
         if let Some(e) = refuse {
             return Box::pin(actix::fut::ready(Err(e)));
         }
+        // runc 1.1 ignores the kernel memory limits (with a warning): corral writes those
+        // cgroup files itself and reads them back.
+        let (kernel, fields): (Vec<_>, Vec<_>) = fields
+            .into_iter()
+            .partition(|(name, _, _)| name.starts_with("Kernel"));
+        let memory_dir = crate::stats::host().dir("memory", self.record.cgroups.get("memory"));
+        let v2 = matches!(crate::stats::host(), crate::stats::Hierarchy::V2 { .. });
         let runtime = self.env.runtime.clone();
         let id = self.record.id.clone();
         Box::pin(
             async move {
+                for (name, _, value) in &kernel {
+                    set_kernel_memory(&memory_dir, v2, name, value).map_err(|why| {
+                        Error::InvalidArgument(format!(
+                            "update of container {id}: {name} refused: {why}"
+                        ))
+                    })?;
+                }
+                if fields.is_empty() {
+                    return Ok(());
+                }
                 let mut args: Vec<String> = Vec::new();
                 for (_, flag, value) in &fields {
                     args.push(format!("{flag}={value}"));
@@ -1487,6 +1504,45 @@ impl Handler<Update> for Container {
             }
             .into_actor(self),
         )
+    }
+}
+
+/// Sets a v1 kernel memory limit (`KernelMemory`, `KernelTCPMemory`) in the container's
+/// memory cgroup and reads it back: a kernel that accepts the write but does not keep the
+/// value (kernel memory limits are not enforced since Linux 5.16) is told as a refusal.
+fn set_kernel_memory(
+    memory_dir: &std::path::Path,
+    v2: bool,
+    name: &str,
+    value: &str,
+) -> std::result::Result<(), String> {
+    if v2 {
+        return Err("cgroup v2 has no kernel memory limits".into());
+    }
+    let file = match name {
+        "KernelTCPMemory" => "memory.kmem.tcp.limit_in_bytes",
+        _ => "memory.kmem.limit_in_bytes",
+    };
+    let path = memory_dir.join(file);
+    std::fs::write(&path, value).map_err(|e| format!("write {}: {e}", path.display()))?;
+    let wanted: i64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    let got: i64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1);
+    // The kernel rounds to pages; "no limit" (-1) reads back as a huge number.
+    let page = 4096;
+    let kept = if wanted < 0 {
+        got >= 1 << 62
+    } else {
+        (got - wanted).abs() < page
+    };
+    if kept {
+        Ok(())
+    } else {
+        Err(format!("the kernel accepted {wanted} for {file} but keeps {got}: it does not enforce this limit"))
     }
 }
 
