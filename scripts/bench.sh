@@ -2,7 +2,7 @@
 # corral's benchmark (benches/corral.rs): corral against bare runc, side by side, as root.
 # Prints the markdown report; with --save (or --save=FILE) also writes it to
 # bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
-# stats checkpoint.
+# stats checkpoint; or `hygiene` alone for the create/start/wait/delete hygiene check.
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
 # BENCH_RUNC (runc from PATH), BENCH_TMP (/dev/shm, a tmpfs like /run; /tmp for a disk).
 # About two minutes after the release build.
@@ -29,6 +29,16 @@ if [ "$(id -u)" != 0 ]; then
 fi
 bash scripts/install-deps.sh >&2
 export PATH="$HOME/.cargo/bin:$PATH"
+
+# `bench.sh hygiene`: the N-cycle hygiene check instead (benches/hygiene.rs, HYGIENE_N).
+if [ "${sections[0]:-}" = hygiene ]; then
+  if [ -n "$save" ]; then
+    cargo bench --locked --bench hygiene | tee "$save"
+  else
+    cargo bench --locked --bench hygiene
+  fi
+  exit
+fi
 
 # The report is the bench's stdout; cargo's build output and the bench's progress go to
 # stderr, so only the report is saved.
