@@ -82,6 +82,20 @@ pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Op
         }
         out.set_root(Some(root));
     }
+    // runc resolves a relative bind source against the bundle dir, which is no longer the
+    // user's: make such sources absolute too.
+    if let Some(mut mounts) = out.mounts().clone() {
+        for m in mounts.iter_mut() {
+            let bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+            if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
+                m.set_source(Some(bundle.join(src)));
+            }
+        }
+        out.set_mounts(Some(mounts));
+    }
     Some(out)
 }
 
@@ -159,4 +173,48 @@ pub fn make_busybox(dir: &Path, args: &[String]) -> Result<()> {
     let config = dir.join("config.json");
     spec.save(&config)
         .map_err(|e| Error::Internal(format!("write {}: {e}", config.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_spec_names_the_namespace_and_keeps_paths_working() {
+        let mut spec = Spec::default();
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut m = oci_spec::runtime::Mount::default();
+        m.set_destination("/data".into());
+        m.set_typ(Some("bind".into()));
+        m.set_source(Some("data".into()));
+        m.set_options(Some(vec!["rbind".into()]));
+        mounts.push(m);
+        spec.set_mounts(Some(mounts));
+        let out = runtime_spec(&spec, Path::new("/b"), "ns1", "web").unwrap();
+        let cg = out
+            .linux()
+            .as_ref()
+            .unwrap()
+            .cgroups_path()
+            .clone()
+            .unwrap();
+        assert_eq!(cg, PathBuf::from("ns1/web"));
+        assert_eq!(
+            out.root().as_ref().unwrap().path(),
+            &PathBuf::from("/b/rootfs")
+        );
+        let data = out
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == &PathBuf::from("/data"))
+            .unwrap();
+        assert_eq!(data.source().as_ref().unwrap(), &PathBuf::from("/b/data"));
+        // A spec that names its cgroupsPath is used as it is.
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_cgroups_path(Some("/mine".into()));
+        spec.set_linux(Some(linux));
+        assert!(runtime_spec(&spec, Path::new("/b"), "ns1", "web").is_none());
+    }
 }
