@@ -13,7 +13,8 @@ CRIU_SHA256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
 CRIU_BIN=/usr/local/sbin/criu
 
 # iptables: CRIU locks a container's network with iptables-restore while it dumps.
-RUNTIME_PKGS=(runc busybox-static procps iptables)
+# strace and curl: the tests use them (a syscall delayed to hold a race open; a real HTTP client).
+RUNTIME_PKGS=(runc busybox-static procps iptables strace curl)
 CRIU_BUILD_PKGS=(build-essential pkg-config curl ca-certificates xz-utils
   libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libnl-3-dev libcap-dev libnet1-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev)
