@@ -272,11 +272,8 @@ fn stats_follow_the_container() {
     d.assert_no_leftovers("default", &hog);
 }
 
-/// A container limited to 16 MiB whose init wants 64 MiB is OOM-killed: /tasks/oom, then
-/// /tasks/exit with 137, in that order; its state counts the kill.
-#[test]
-fn an_oom_kill_is_reported_before_the_exit() {
-    let d = Daemon::start("oom_kill");
+/// A bundle whose init (dd with one 64 MiB buffer) outgrows its 16 MiB memory limit.
+fn oom_bundle(d: &Daemon) -> std::path::PathBuf {
     let b = d.bundle(
         "oom",
         &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
@@ -287,25 +284,38 @@ fn an_oom_kill_is_reported_before_the_exit() {
             "swap": 16 << 20,
         });
     });
-    let id = unique_id("oom");
-    let events = Events::subscribe(&d.socket, only(&id));
-    d.run(&id, &b);
-    assert_eq!(d.wait_code("", &id, None), 137);
-    let seen = events.until("/tasks/exit", |e| e.topic == Topic::TaskExit);
+    b
+}
+
+/// create, start, oom, exit 137 in that order, and a state that counts the kill.
+fn assert_oom_before_exit(seen: &[corral::Event], s: &corral::ContainerInfo) {
     assert_eq!(
-        topics_of(&seen),
+        topics_of(seen),
         vec![
             Topic::TaskCreate,
             Topic::TaskStart,
             Topic::TaskOom,
             Topic::TaskExit
         ],
-        "{seen:#?}"
+        "{seen:#?}\nstate: {s:?}"
     );
     assert_eq!(seen[3].exit.map(|e| e.code), Some(137));
-    let s = d.client().state("", &id).unwrap();
     assert!(s.oom_kills >= 1, "{s:?}");
     assert!(s.exit_oom_killed, "{s:?}");
+}
+
+/// A container limited to 16 MiB whose init wants 64 MiB is OOM-killed: /tasks/oom, then
+/// /tasks/exit with 137, in that order; its state counts the kill.
+#[test]
+fn an_oom_kill_is_reported_before_the_exit() {
+    let d = Daemon::start("oom_kill");
+    let b = oom_bundle(&d);
+    let id = unique_id("oom");
+    let events = Events::subscribe(&d.socket, only(&id));
+    d.run(&id, &b);
+    assert_eq!(d.wait_code("", &id, None), 137);
+    let seen = events.until("/tasks/exit", |e| e.topic == Topic::TaskExit);
+    assert_oom_before_exit(&seen, &d.client().state("", &id).unwrap());
     let out = d.ctl_ok(&["state", &id, "--json"]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["exit_oom_killed"], true, "{out}");
@@ -323,16 +333,7 @@ fn an_oom_kill_is_reported_before_the_exit() {
 #[test]
 fn an_oom_kill_before_the_daemon_looks_is_still_reported() {
     let d = Daemon::start("oom_early");
-    let b = d.bundle(
-        "oom",
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
-    );
-    edit_config(&b, |spec| {
-        spec["linux"]["resources"]["memory"] = serde_json::json!({
-            "limit": 16 << 20,
-            "swap": 16 << 20,
-        });
-    });
+    let b = oom_bundle(&d);
     let id = unique_id("oomearly");
     let control = cgroup_dir(d.pid() as u32, "memory")
         .join("default")
@@ -344,18 +345,7 @@ fn an_oom_kill_before_the_daemon_looks_is_still_reported() {
     assert_eq!(d.wait_code("", &id, None), 137);
     drop(slow);
     let seen = events.until("/tasks/exit", |e| e.topic == Topic::TaskExit);
-    let s = d.client().state("", &id).unwrap();
-    assert_eq!(
-        topics_of(&seen),
-        vec![
-            Topic::TaskCreate,
-            Topic::TaskStart,
-            Topic::TaskOom,
-            Topic::TaskExit
-        ],
-        "state: {s:?}"
-    );
-    assert!(s.oom_kills >= 1 && s.exit_oom_killed, "{s:?}");
+    assert_oom_before_exit(&seen, &d.client().state("", &id).unwrap());
     d.delete("", &id, false).unwrap();
     d.assert_no_leftovers("default", &id);
 }
