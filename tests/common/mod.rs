@@ -855,6 +855,15 @@ impl Daemon {
         self.root.join(ns).join(id)
     }
 
+    /// Checks that `id` (in `default`) is free again after a refused or failed request: a
+    /// container of that id runs `good` to exit 0, is deleted and leaves nothing.
+    pub fn assert_id_reusable(&self, id: &str, good: &Path) {
+        self.run(id, good);
+        assert_eq!(self.wait_code("", id, None), 0);
+        self.delete("", id, false).unwrap();
+        self.assert_no_leftovers("default", id);
+    }
+
     /// Panics if anything of container `ns/id` is left: its state dir, runc's state, a
     /// cgroup named after it, or a process (shim) working in its state dir.
     pub fn assert_no_leftovers(&self, ns: &str, id: &str) {
