@@ -973,8 +973,8 @@ fn parse_since(s: &str) -> Result<Since, Error> {
         Some('d') => 86_400,
         _ => 0,
     };
-    match s[..s.len().saturating_sub(1)].parse::<u64>() {
-        Ok(n) if unit > 0 => Ok(Since::Time(
+    match s.get(..s.len().saturating_sub(1)).and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) if unit > 0 => Ok(Since::Time(
             now_ns().saturating_sub(n * unit * 1_000_000_000),
         )),
         _ => Err(Error::InvalidArgument(format!(
