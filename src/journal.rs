@@ -153,14 +153,28 @@ impl Journal {
             .current
             .as_mut()
             .ok_or_else(|| io::Error::other("no segment"))?;
-        file.write_all(&line)?;
+        if let Err(e) = file.write_all(&line) {
+            // A part of the line may be in the file: never append after it.
+            self.current = None;
+            return Err(e);
+        }
         self.current_count += 1;
         Ok(())
     }
 
     fn rotate(&mut self, first_seq: u64) -> io::Result<()> {
         let path = self.dir.join(format!("events-{first_seq:020}.jsonl"));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if path.exists() {
+            // Only a segment none of whose lines could be read has the next sequence number
+            // as its name: keep it for a person to look at, under another name.
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".torn-{}", crate::types::now_ns()));
+            fs::rename(&path, PathBuf::from(aside))?;
+        }
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
         self.current = Some(file);
         self.current_count = 0;
         let files = segments(&self.dir);
@@ -288,6 +302,31 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, vec![1, 2, 3, 4]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_segment_torn_in_its_first_line_is_set_aside_not_appended_to() {
+        let dir = tmp("torn-first");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(format!("events-{:020}.jsonl", 1)),
+            b"{\"seq\":1,\"to",
+        )
+        .unwrap();
+        let mut r = Journal::open(&dir).unwrap();
+        assert_eq!((r.last_seq, r.corrupt_lines), (0, 1));
+        r.journal.append(&event(1)).unwrap();
+        let seqs: Vec<u64> = replay(&dir, Since::Seq(0), u64::MAX)
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![1]);
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().any(|n| n.contains(".torn-")), "{names:?}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

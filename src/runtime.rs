@@ -44,7 +44,13 @@ impl Runtime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let (mut child, exited) = crate::reaper::spawn(&mut cmd).map_err(|e| {
-            Error::InvalidArgument(format!("cannot run runtime {}: {e}", self.path.display()))
+            let msg = format!("cannot run runtime {}: {e}", self.path.display());
+            match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    Error::InvalidArgument(msg)
+                }
+                _ => Error::Internal(msg),
+            }
         })?;
         let pid = child.id() as i32;
         let stdout = child.stdout.take().map(OwnedFd::from);

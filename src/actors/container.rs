@@ -1034,6 +1034,14 @@ impl Handler<Exec> for Container {
                     )));
                 }
             }
+            // Process dirs sit beside state.json and corral's own config.json.
+            let exec_dir = self.dir.process(&msg.exec_id);
+            if exec_dir.path().exists() && !exec_dir.path().is_dir() {
+                return Err(Error::InvalidArgument(format!(
+                    "exec id {:?} is the name of a file in the container's state directory",
+                    msg.exec_id
+                )));
+            }
             if msg.exec_id == INIT_PROCESS {
                 return Err(Error::InvalidArgument(format!(
                     "exec id {INIT_PROCESS:?} is reserved for the container's own process"
@@ -1200,10 +1208,17 @@ impl Handler<Wait> for Container {
             return Box::pin(async move { Ok(exit) });
         }
         let (tx, rx) = oneshot::channel();
+        // Waiters whose callers went away (a client that disconnected, a timed-out wait)
+        // are let go, or a long-lived process would collect them.
+        slot.waiters.retain(|w| !w.is_closed());
         slot.waiters.push(tx);
         Box::pin(async move {
-            rx.await
-                .map_err(|_| Error::NotFound("the container was deleted while waiting".into()))
+            rx.await.map_err(|_| {
+                Error::NotFound(
+                    "the process is gone: its container was deleted, or its exec failed to start"
+                        .into(),
+                )
+            })
         })
     }
 }
@@ -1232,12 +1247,16 @@ impl Handler<Delete> for Container {
         if let Some(timer) = self.restart_timer.take() {
             ctx.cancel_future(timer);
         }
-        // A live (or created) container is killed, and its exit recorded, before deletion.
+        // A live (or created) container is killed, and its exit published, before deletion;
+        // so is one whose exit is recorded but still held back (a start or a checkpoint in
+        // flight, execs still exiting): /tasks/exit always comes before /tasks/delete.
         let frozen = matches!(self.status, Status::Paused | Status::Pausing);
-        let exited = if self.init.exit.is_none() && self.init.pid > 0 {
+        if self.init.exit.is_none() && self.init.pid > 0 {
             if let Some(addr) = &self.init.addr {
                 addr.do_send(SignalProcess(libc::SIGKILL));
             }
+        }
+        let exited = if self.init.pid > 0 && !self.init_exit_published {
             let (tx, rx) = oneshot::channel();
             self.init.waiters.push(tx);
             Some(rx)
@@ -1251,7 +1270,11 @@ impl Handler<Delete> for Container {
         let timeout = runtime.timeout;
         let work = async move {
             if frozen {
-                runtime.call("resume", &[&id], &id).await?;
+                // "not paused": the pause had not happened yet, or the kill thawed it.
+                match runtime.call("resume", &[&id], &id).await {
+                    Err(Error::RuntimeFailed { stderr, .. }) if stderr.contains("not paused") => {}
+                    other => other.map(drop)?,
+                }
             }
             if let Some(rx) = exited {
                 if tokio::time::timeout(timeout, rx).await.is_err() {
@@ -1269,7 +1292,11 @@ impl Handler<Delete> for Container {
         };
         Box::pin(work.into_actor(self).map(|result: Result<()>, act, ctx| {
             act.deleting = false;
-            result?;
+            if let Err(e) = result {
+                // Still here: a restart the delete cancelled is due again.
+                act.consider_restart(ctx);
+                return Err(e);
+            }
             act.publish(
                 Topic::TaskDelete,
                 Some(INIT_PROCESS),
@@ -1403,7 +1430,10 @@ impl Handler<Pause> for Container {
                         };
                     }
                     result?;
-                    act.publish(Topic::TaskPaused, Some(INIT_PROCESS), act.init.pid, None);
+                    // An init that exited meanwhile had its exit published already.
+                    if act.init.exit.is_none() {
+                        act.publish(Topic::TaskPaused, Some(INIT_PROCESS), act.init.pid, None);
+                    }
                     Ok(act.info())
                 }),
         )

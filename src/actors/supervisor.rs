@@ -129,8 +129,11 @@ impl Supervisor {
                     record.runtime_args.clone(),
                 );
                 let init = dir.process(INIT_PROCESS);
-                let broken = if !record.bundle.join("config.json").is_file() {
-                    Some(format!("its bundle {} is gone", record.bundle.display()))
+                // The runtime's bundle: corral's own copy of the spec when it wrote one, which
+                // outlives the user's bundle dir.
+                let runtime_bundle = record.runtime_bundle.as_ref().unwrap_or(&record.bundle);
+                let broken = if !runtime_bundle.join("config.json").is_file() {
+                    Some(format!("its bundle {} is gone", runtime_bundle.display()))
                 } else if init.read_pid().is_none() {
                     Some("its create never finished".to_string())
                 } else {
