@@ -83,6 +83,12 @@ pub struct CheckpointInfo {
     /// Bytes on disk (filled in when listed).
     #[serde(default)]
     pub size: u64,
+    /// The container's labels, given to the restored container.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The container's restart policy, given to the restored container.
+    #[serde(default)]
+    pub restart: crate::types::RestartPolicy,
 }
 
 /// Where checkpoints live: `<runtime root>/_checkpoints`.
@@ -401,6 +407,8 @@ mod tests {
             },
             bundle: "/b".into(),
             size: 0,
+            labels: [("app".to_string(), "web".to_string())].into(),
+            restart: crate::types::RestartPolicy::Always,
         };
         fs::write(
             dir.join("checkpoint.json"),
@@ -415,6 +423,7 @@ mod tests {
         assert!(store.list("default", "c1").unwrap().is_empty());
         let back = store.import(&file).unwrap();
         assert_eq!(back.options, info.options);
+        assert_eq!((&back.labels, back.restart), (&info.labels, info.restart));
         assert_eq!(
             fs::read(dir.join("images/pages-1.img")).unwrap(),
             vec![7u8; 10_000]

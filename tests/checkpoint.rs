@@ -276,7 +276,10 @@ fn export_delete_import_restore() {
     let d = Daemon::start("ckpt_export_import");
     let (b, count) = counter_bundle(&d, "counter");
     let id = unique_id("ckexp");
-    d.run(&id, &b);
+    let mut req = run_req(&id, &b);
+    req.labels = [("app".to_string(), "counter".to_string())].into();
+    req.restart = corral::RestartPolicy::OnFailure { max: Some(2) };
+    d.create(req.clone()).unwrap();
     wait_count(&count, 5);
     d.ctl_ok(&["checkpoint", &id, "move", "--exit"]);
     assert_eq!(d.wait_code("", &id, None), 137);
@@ -305,10 +308,11 @@ fn export_delete_import_restore() {
     let lines = counter_lines(&count);
     assert_consecutive(&lines, "after export, import and restore");
     assert_eq!(lines[0], 1);
-    assert_eq!(
-        d.client().state("", &new_id).unwrap().status,
-        Status::Running
-    );
+    let restored = d.client().state("", &new_id).unwrap();
+    assert_eq!(restored.status, Status::Running);
+    // The checkpoint (through export and import) carries the labels and the policy.
+    assert_eq!(restored.labels, req.labels);
+    assert_eq!(restored.restart, req.restart);
 
     d.delete("", &new_id, true).unwrap();
     d.client().remove_checkpoint("", &id, "move").unwrap();

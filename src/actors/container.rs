@@ -1650,6 +1650,8 @@ impl Handler<Checkpoint> for Container {
             options: msg.options.clone(),
             bundle: self.record.bundle.clone(),
             size: 0,
+            labels: self.record.labels.clone(),
+            restart: self.record.restart,
         };
         let was_stopped_by_user = self.record.stopped_by_user;
         if msg.options.exit {

@@ -300,6 +300,8 @@ impl Handler<Restore> for Supervisor {
             id: new_id,
             bundle: msg.bundle.unwrap_or(info.bundle),
             start: true,
+            labels: info.labels,
+            restart: info.restart,
             ..CreateRequest::default()
         };
         let from = RestoreFrom {
