@@ -237,17 +237,21 @@ pub fn same_process(pid: i32, starttime: u64) -> bool {
     pid > 0 && proc_starttime(pid) == Some(starttime)
 }
 
-/// Whether `pid` is a zombie (exited, not yet reaped).
-pub fn is_zombie(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace()
-                .next()
-                .map(|st| st == "Z" || st == "X")
-        })
-        .unwrap_or(false)
+/// Whether `pid` is still the process that had start time `starttime` and is alive: not
+/// gone, not replaced by another with the same pid, not a zombie. One read of its stat.
+pub fn still_running(pid: i32, starttime: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let state_alive = fields.first().is_some_and(|st| *st != "Z" && *st != "X");
+    state_alive && fields.get(19).and_then(|v| v.parse().ok()) == Some(starttime)
 }
 
 /// Pulls the `msg` of each error-level line out of a runtime's JSON log
@@ -322,7 +326,9 @@ mod tests {
         let a = proc_starttime(me).unwrap();
         assert!(same_process(me, a));
         assert!(!same_process(me, a + 1));
-        assert!(!is_zombie(me));
+        assert!(still_running(me, a));
+        assert!(!still_running(me, a + 1));
+        assert!(!still_running(0, a));
     }
 
     #[test]

@@ -224,17 +224,9 @@ fn mailbox(e: MailboxError) -> Error {
     Error::Internal(format!("the supervisor is gone: {e}"))
 }
 
-fn ns(namespace: &str) -> &str {
-    if namespace.is_empty() {
-        DEFAULT_NAMESPACE
-    } else {
-        namespace
-    }
-}
-
 impl Handle {
     async fn container(&self, namespace: &str, id: &str) -> Result<Addr<Container>> {
-        let key = ContainerKey::new(ns(namespace), id)?;
+        let key = ContainerKey::new(namespace_or_default(namespace), id)?;
         self.supervisor
             .send(supervisor::Lookup(key))
             .await
@@ -251,7 +243,7 @@ impl Handle {
         addr.send(msg).await.map_err(|_| {
             Error::NotFound(format!(
                 "container {}/{id} (deleted meanwhile)",
-                ns(namespace)
+                namespace_or_default(namespace)
             ))
         })
     }
@@ -304,7 +296,7 @@ impl Handle {
 
     /// Deletes a container; a running one only with `force`.
     pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
-        let key = ContainerKey::new(ns(namespace), id)?;
+        let key = ContainerKey::new(namespace_or_default(namespace), id)?;
         self.supervisor
             .send(supervisor::Remove { key, force })
             .await
@@ -322,10 +314,10 @@ impl Handle {
         namespace: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Vec<ContainerInfo>> {
-        validate_id("namespace", ns(namespace))?;
+        validate_id("namespace", namespace_or_default(namespace))?;
         self.supervisor
             .send(supervisor::List {
-                namespace: ns(namespace).to_string(),
+                namespace: namespace_or_default(namespace).to_string(),
                 labels,
             })
             .await
@@ -384,12 +376,14 @@ impl Handle {
         namespace: &str,
         id: &str,
     ) -> Result<Vec<checkpoint::CheckpointInfo>> {
-        self.checkpoints_store().list(ns(namespace), id)
+        self.checkpoints_store()
+            .list(namespace_or_default(namespace), id)
     }
 
     /// Removes a checkpoint.
     pub fn remove_checkpoint(&self, namespace: &str, id: &str, name: &str) -> Result<()> {
-        self.checkpoints_store().remove(ns(namespace), id, name)
+        self.checkpoints_store()
+            .remove(namespace_or_default(namespace), id, name)
     }
 
     /// Writes a checkpoint, with the container's spec, to one OCI image-layout tar.
@@ -401,7 +395,11 @@ impl Handle {
         file: PathBuf,
     ) -> Result<u64> {
         let store = self.checkpoints_store();
-        let (namespace, id, name) = (ns(namespace).to_string(), id.to_string(), name.to_string());
+        let (namespace, id, name) = (
+            namespace_or_default(namespace).to_string(),
+            id.to_string(),
+            name.to_string(),
+        );
         actix_rt::task::spawn_blocking(move || store.export(&namespace, &id, &name, &file))
             .await
             .map_err(|e| Error::Internal(format!("export: {e}")))?
@@ -426,7 +424,7 @@ impl Handle {
     ) -> Result<ContainerInfo> {
         self.supervisor
             .send(supervisor::Restore {
-                namespace: ns(namespace).to_string(),
+                namespace: namespace_or_default(namespace).to_string(),
                 id: id.to_string(),
                 name: name.to_string(),
                 new_id: new_id.map(str::to_string),

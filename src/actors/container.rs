@@ -772,9 +772,7 @@ fn adopt_process(dir: &crate::layout::ShimDir) -> Adopted {
     // passes. It covers a shim that closed its fifo before we opened it and has yet to exit.
     let shim = dir.read_shim_pid();
     let shim_pidfd = shim.and_then(|(spid, _)| launch::pidfd(spid));
-    let shim_alive = shim.is_some_and(|(spid, start)| {
-        crate::layout::same_process(spid, start) && !crate::layout::is_zombie(spid)
-    });
+    let shim_alive = shim.is_some_and(|(spid, start)| crate::layout::still_running(spid, start));
     match exit_fd {
         Some(exit_fd) if shim_alive => Adopted::Running {
             pid,

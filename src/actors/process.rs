@@ -5,11 +5,12 @@
 //! stdin through the control fifo.
 
 use crate::error::{Error, Result};
-use crate::layout::{is_zombie, same_process, ShimDir};
+use crate::layout::{still_running, ShimDir};
 use crate::types::{now_ns, ExitStatus, UNKNOWN_EXIT_CODE};
 use actix::prelude::*;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::oneshot;
@@ -100,7 +101,7 @@ impl Process {
     fn alive(&self) -> bool {
         !self.done
             && match self.starttime {
-                Some(start) => same_process(self.pid, start) && !is_zombie(self.pid),
+                Some(start) => still_running(self.pid, start),
                 None => self.pid > 0,
             }
     }
@@ -117,7 +118,7 @@ pub fn exit_status_of(dir: &ShimDir, pid: i32, starttime: Option<u64>) -> ExitSt
             exited_at_ns: at,
         };
     }
-    let orphan_alive = starttime.is_some_and(|s| same_process(pid, s) && !is_zombie(pid));
+    let orphan_alive = starttime.is_some_and(|s| still_running(pid, s));
     let code = if orphan_alive {
         tracing::warn!(pid, dir = %dir.path().display(), "shim died without recording an exit; killing its orphaned process");
         let _ = nix::sys::signal::kill(
@@ -227,21 +228,10 @@ impl Handler<CloseStdin> for Process {
         let path = self.dir.control_fifo();
         let mut fifo = std::fs::OpenOptions::new()
             .write(true)
-            .custom_flags_nonblock()
+            .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         fifo.write_all(b"0 0 0\n")
             .map_err(|e| Error::io(format!("write {}", path.display()), e))
-    }
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlock for std::fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK)
     }
 }

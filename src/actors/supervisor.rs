@@ -241,14 +241,6 @@ pub struct List {
     pub labels: BTreeMap<String, String>,
 }
 
-fn namespace_or_default(ns: &str) -> &str {
-    if ns.is_empty() {
-        DEFAULT_NAMESPACE
-    } else {
-        ns
-    }
-}
-
 impl Handler<Create> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
