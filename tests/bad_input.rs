@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use corral::{CreateRequest, Error, ExecProcess, ExecRequest, KillRequest, Status, Stdio};
+use corral::{CreateRequest, Error, ExecProcess, KillRequest, Status};
 use std::collections::BTreeMap;
 
 /// Asserts the daemon is up, nothing changed on disk, and no cgroup exists for `id`.
@@ -349,16 +349,6 @@ fn bad_stdio_paths_are_refused() {
     }
     d.assert_no_leftovers("default", &id);
     assert_untouched(&d, &before, &id);
-}
-
-fn exec_req(id: &str, exec_id: &str, args: &[&str]) -> ExecRequest {
-    ExecRequest {
-        namespace: String::new(),
-        id: id.to_string(),
-        exec_id: exec_id.to_string(),
-        process: ExecProcess::Args(args.iter().map(|s| s.to_string()).collect()),
-        stdio: Stdio::default(),
-    }
 }
 
 /// Execs, kills, waits and starts that do not fit: each refused with its kind, and the

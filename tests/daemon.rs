@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use corral::{ExecProcess, ExecRequest, KillRequest, Status, Stdio};
+use corral::{ExecProcess, ExecRequest, Status, Stdio};
 use std::time::Duration;
 
 fn exec(d: &Daemon, id: &str, exec_id: &str, args: &[&str]) {
@@ -177,15 +177,7 @@ fn a_restarted_daemon_adopts_its_containers() {
     // The adopted running container is fully usable.
     exec(&d, &running, "after", &["sh", "-c", "exit 5"]);
     assert_eq!(d.wait_code("", &running, Some("after")), 5);
-    d.client()
-        .kill(KillRequest {
-            namespace: String::new(),
-            id: running.clone(),
-            exec_id: None,
-            signal: libc::SIGKILL,
-            all: false,
-        })
-        .unwrap();
+    d.client().kill(kill_init_req(&running)).unwrap();
     assert_eq!(d.wait_code("", &running, None), 137);
     for id in [&running, &dies, &done] {
         d.delete("", id, false).unwrap();

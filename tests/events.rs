@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use corral::{Event, EventFilter, ExecProcess, ExecRequest, KillRequest, Since, Stdio, Topic};
+use corral::{Event, EventFilter, ExecProcess, ExecRequest, Since, Stdio, Topic};
 use std::time::Duration;
 
 fn filter(ns: &str, id: &str) -> EventFilter {
@@ -109,15 +109,7 @@ fn exec_events_come_in_order_before_the_init_exit() {
     assert_eq!(d.wait_code("", &id, Some("quick")), 2);
     let slow = exec("slow", &["sleep", "1000"]);
     // Kill the init only: the exec dies with the container's pid namespace.
-    d.client()
-        .kill(KillRequest {
-            namespace: String::new(),
-            id: id.clone(),
-            exec_id: None,
-            signal: libc::SIGKILL,
-            all: false,
-        })
-        .unwrap();
+    d.client().kill(kill_init_req(&id)).unwrap();
     assert_eq!(d.wait_code("", &id, None), 137);
     let seen = events.until("the init's /tasks/exit", |e| {
         e.topic == Topic::TaskExit && e.process_id.as_deref() == Some("init")

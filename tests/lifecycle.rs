@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use corral::{Error, ExecProcess, ExecRequest, KillRequest, Status, Stdio};
+use corral::{Error, ExecProcess, ExecRequest, Status, Stdio};
 use std::time::Duration;
 
 /// `corralctl run` copies the container's stdout and stderr and exits with its code.
@@ -428,15 +428,7 @@ fn nothing_left_after_delete() {
         state.display()
     );
 
-    d.client()
-        .kill(KillRequest {
-            namespace: String::new(),
-            id: id.clone(),
-            exec_id: None,
-            signal: libc::SIGKILL,
-            all: false,
-        })
-        .unwrap();
+    d.client().kill(kill_init_req(&id)).unwrap();
     assert_eq!(d.wait_code("", &id, None), 137);
     // The exec died with the container's pid namespace.
     assert_eq!(d.wait_code("", &id, Some("slow")), 137);

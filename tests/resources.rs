@@ -4,9 +4,7 @@
 mod common;
 
 use common::*;
-use corral::{
-    Error, EventFilter, ExecProcess, ExecRequest, KillRequest, Resources, Status, Stdio, Topic,
-};
+use corral::{Error, EventFilter, KillRequest, Resources, Status, Topic};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -17,16 +15,6 @@ fn only(id: &str) -> EventFilter {
         namespace: Some("default".into()),
         container_id: Some(id.to_string()),
         ..Default::default()
-    }
-}
-
-fn exec_req(id: &str, exec_id: &str, args: &[&str]) -> ExecRequest {
-    ExecRequest {
-        namespace: String::new(),
-        id: id.to_string(),
-        exec_id: exec_id.to_string(),
-        process: ExecProcess::Args(args.iter().map(|s| s.to_string()).collect()),
-        stdio: Stdio::default(),
     }
 }
 

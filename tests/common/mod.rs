@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use corral::rpc::Client;
-use corral::{ContainerInfo, CreateRequest, ExitStatus};
+use corral::{ContainerInfo, CreateRequest, ExecProcess, ExecRequest, ExitStatus, KillRequest};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
@@ -80,6 +80,28 @@ pub fn unique_id(prefix: &str) -> String {
 }
 
 /// A create request that starts the container (`runc run -d`) in the default namespace.
+/// An exec of `args` in `default`/`id`, stdio on /dev/null.
+pub fn exec_req(id: &str, exec_id: &str, args: &[&str]) -> ExecRequest {
+    ExecRequest {
+        namespace: String::new(),
+        id: id.to_string(),
+        exec_id: exec_id.to_string(),
+        process: ExecProcess::Args(args.iter().map(|s| s.to_string()).collect()),
+        stdio: corral::Stdio::default(),
+    }
+}
+
+/// SIGKILL for the init process of `default`/`id` only.
+pub fn kill_init_req(id: &str) -> KillRequest {
+    KillRequest {
+        namespace: String::new(),
+        id: id.to_string(),
+        exec_id: None,
+        signal: libc::SIGKILL,
+        all: false,
+    }
+}
+
 pub fn run_req(id: &str, bundle: &Path) -> CreateRequest {
     CreateRequest {
         namespace: String::new(),
