@@ -100,13 +100,13 @@ pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Op
 }
 
 /// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`]).
-pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::stats::CgroupPaths {
+pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::cgroups::CgroupPaths {
     let spec_path = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    crate::stats::CgroupPaths::expected(spec_path.as_deref(), id)
+    crate::cgroups::CgroupPaths::expected(spec_path.as_deref(), id)
 }
 
 /// Where the host's busybox-static is looked for.

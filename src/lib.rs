@@ -28,15 +28,15 @@ pub mod journal;
 pub mod launch;
 pub mod layout;
 pub mod metrics;
-pub mod oom;
 pub mod reaper;
 pub mod rpc;
 pub mod runtime;
 pub mod shim;
-pub mod stats;
 pub mod types;
 
 pub use actors::EventStream;
+/// The statistics types at their old path (`corral::stats::Stats`).
+pub use cgroups::stats;
 pub use error::{Error, Result};
 pub use types::*;
 

@@ -8,6 +8,7 @@
 
 use super::events::{Events, Publish};
 use super::process::{CloseStdin, Process, ProcessExited, SignalProcess};
+use crate::cgroups::set_kernel_memory;
 use crate::error::{Error, Result};
 use crate::launch::{self, LaunchedShim};
 use crate::layout::{write_atomic, ContainerDir};
@@ -46,7 +47,7 @@ pub struct ContainerRecord {
     pub created_at_ns: u64,
     /// Where its cgroups are: expected at create, then read from its init process.
     #[serde(default)]
-    pub cgroups: crate::stats::CgroupPaths,
+    pub cgroups: crate::cgroups::CgroupPaths,
     /// When to restart it.
     #[serde(default)]
     pub restart: RestartPolicy,
@@ -269,16 +270,16 @@ impl Container {
             ctx.cancel_future(old);
         }
         // The init process tells where its cgroups really are.
-        if let Some(paths) = crate::stats::CgroupPaths::of_pid(self.init.pid) {
+        if let Some(paths) = crate::cgroups::CgroupPaths::of_pid(self.init.pid) {
             if paths != self.record.cgroups {
                 self.record.cgroups = paths;
                 self.save_record();
             }
         }
-        let h = crate::stats::host();
+        let h = crate::cgroups::host();
         // A new cgroup (a new run) has its own counter: never read the old one.
         self.oom_counter = None;
-        let notify = match crate::oom::watch(h, &self.record.cgroups) {
+        let notify = match crate::cgroups::oom::watch(h, &self.record.cgroups) {
             Ok((notify, counter)) => {
                 self.oom_counter = Some(counter);
                 Some(notify)
@@ -308,8 +309,8 @@ impl Container {
     /// Publishes /tasks/oom for kills the kernel counted since we last looked.
     fn check_oom(&mut self) {
         let n = match &self.oom_counter {
-            Some(file) => crate::oom::kill_count_of(file),
-            None => crate::oom::kill_count(crate::stats::host(), &self.record.cgroups),
+            Some(file) => crate::cgroups::oom::kill_count_of(file),
+            None => crate::cgroups::oom::kill_count(crate::cgroups::host(), &self.record.cgroups),
         };
         if n > self.record.oom_seen {
             self.record.oom_kills += (n - self.record.oom_seen) as u32;
@@ -793,7 +794,7 @@ async fn remove_everything(
     runtime: Runtime,
     id: String,
     dir: PathBuf,
-    cgroup: crate::stats::CgroupPaths,
+    cgroup: crate::cgroups::CgroupPaths,
 ) {
     if runtime.has_state(&id) {
         if let Err(e) = runtime.delete(&id, true).await {
@@ -1400,7 +1401,7 @@ pub struct Update(pub Resources);
 
 /// Reads statistics from the container's cgroup.
 #[derive(Message)]
-#[rtype(result = "Result<crate::stats::Stats>")]
+#[rtype(result = "Result<crate::cgroups::Stats>")]
 pub struct GetStats;
 
 impl Handler<Pause> for Container {
@@ -1489,8 +1490,8 @@ impl Handler<Update> for Container {
         let (kernel, fields): (Vec<_>, Vec<_>) = fields
             .into_iter()
             .partition(|(name, _, _)| name.starts_with("Kernel"));
-        let memory_dir = crate::stats::host().dir("memory", self.record.cgroups.get("memory"));
-        let v2 = matches!(crate::stats::host(), crate::stats::Hierarchy::V2 { .. });
+        let memory_dir = crate::cgroups::host().dir("memory", self.record.cgroups.get("memory"));
+        let v2 = matches!(crate::cgroups::host(), crate::cgroups::Hierarchy::V2 { .. });
         let runtime = self.env.runtime.clone();
         let id = self.record.id.clone();
         Box::pin(
@@ -1535,53 +1536,14 @@ impl Handler<Update> for Container {
     }
 }
 
-/// Sets a v1 kernel memory limit (`KernelMemory`, `KernelTCPMemory`) in the container's
-/// memory cgroup and reads it back: a kernel that accepts the write but does not keep the
-/// value (kernel memory limits are not enforced since Linux 5.16) is told as a refusal.
-fn set_kernel_memory(
-    memory_dir: &std::path::Path,
-    v2: bool,
-    name: &str,
-    value: &str,
-) -> std::result::Result<(), String> {
-    if v2 {
-        return Err("cgroup v2 has no kernel memory limits".into());
-    }
-    let file = match name {
-        "KernelTCPMemory" => "memory.kmem.tcp.limit_in_bytes",
-        _ => "memory.kmem.limit_in_bytes",
-    };
-    let path = memory_dir.join(file);
-    std::fs::write(&path, value).map_err(|e| format!("write {}: {e}", path.display()))?;
-    let wanted: i64 = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a number"))?;
-    let got: i64 = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1);
-    // The kernel rounds to pages; "no limit" (-1) reads back as a huge number.
-    let page = 4096;
-    let kept = if wanted < 0 {
-        got >= 1 << 62
-    } else {
-        (got - wanted).abs() < page
-    };
-    if kept {
-        Ok(())
-    } else {
-        Err(format!("the kernel accepted {wanted} for {file} but keeps {got}: it does not enforce this limit"))
-    }
-}
-
 impl Handler<GetStats> for Container {
-    type Result = Result<crate::stats::Stats>;
+    type Result = Result<crate::cgroups::Stats>;
 
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
         if matches!(self.status, Status::Stopped | Status::Unknown) && self.init.exit.is_some() {
             return Err(self.wrong_state("a stopped container has no statistics"));
         }
-        crate::stats::host().stats(&self.record.cgroups)
+        crate::cgroups::host().stats(&self.record.cgroups)
     }
 }
 

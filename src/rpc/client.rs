@@ -213,7 +213,7 @@ impl Client {
         &mut self,
         namespace: &str,
         ids: Vec<String>,
-    ) -> Result<Vec<(String, crate::stats::Stats)>> {
+    ) -> Result<Vec<(String, crate::cgroups::Stats)>> {
         let req = Request::Stats {
             namespace: namespace.into(),
             ids,

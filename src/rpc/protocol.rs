@@ -245,7 +245,7 @@ pub enum Reply {
     /// The daemon's counters.
     Info(DaemonInfo),
     /// Statistics by container id.
-    Stats(Vec<(String, crate::stats::Stats)>),
+    Stats(Vec<(String, crate::cgroups::Stats)>),
     /// One checkpoint.
     Checkpoint(CheckpointInfo),
     /// Checkpoints.

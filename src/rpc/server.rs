@@ -311,7 +311,7 @@ async fn stats(
     handle: &Handle,
     namespace: &str,
     ids: Vec<String>,
-) -> Result<Vec<(String, crate::stats::Stats)>> {
+) -> Result<Vec<(String, crate::cgroups::Stats)>> {
     let everyone = ids.is_empty();
     let ids = if everyone {
         handle

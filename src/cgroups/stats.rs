@@ -1,14 +1,15 @@
 //! Container statistics read straight from cgroup files (no runtime fork), on cgroup v1, v2
-//! and hybrid hosts (v1 controllers plus a cgroup2 mount at `<root>/unified`, which on this
-//! kind of host holds the hugetlb controller). The types follow containerd v0.2's Stat.
+//! and hybrid hosts (where the cgroup2 mount at `<root>/unified` holds the hugetlb
+//! controller). The types follow containerd v0.2's Stat.
 //!
 //! A missing cgroup is an error, never a silent zero: a path is checked before it is read.
 
+use super::{CgroupPaths, Hierarchy};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// CPU time used, in nanoseconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,132 +133,7 @@ pub struct Stats {
     pub hugetlb: BTreeMap<String, HugetlbStats>,
 }
 
-/// How a host mounts its cgroups.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Hierarchy {
-    /// v1 controllers under `<root>/<controller>`, maybe with a cgroup2 mount at `<root>/unified`.
-    V1 {
-        /// Usually /sys/fs/cgroup.
-        root: PathBuf,
-        /// The hybrid cgroup2 mount, if any.
-        unified: Option<PathBuf>,
-    },
-    /// One cgroup2 hierarchy at `root`.
-    V2 {
-        /// Usually /sys/fs/cgroup.
-        root: PathBuf,
-    },
-}
-
-/// Where one container's cgroup is in each hierarchy: controller name -> path, with `""`
-/// for the cgroup2 (unified) hierarchy. Read from `/proc/<pid>/cgroup`, because a runtime
-/// may place a cgroup relative to its own (runc does when the spec sets no cgroupsPath).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CgroupPaths(pub BTreeMap<String, String>);
-
-impl CgroupPaths {
-    /// The same path in every hierarchy.
-    pub fn uniform(path: &str) -> Self {
-        CgroupPaths(BTreeMap::from([(String::new(), path.to_string())]))
-    }
-
-    /// Parses `/proc/<pid>/cgroup` text: `N:ctrl1,ctrl2:/path` and `0::/path`.
-    pub fn parse(text: &str) -> Self {
-        let mut map = BTreeMap::new();
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if ctrls.is_empty() {
-                map.insert(String::new(), path.to_string());
-            }
-            for c in ctrls.split(',').filter(|c| !c.is_empty()) {
-                map.insert(c.trim_start_matches("name=").to_string(), path.to_string());
-            }
-        }
-        CgroupPaths(map)
-    }
-
-    /// Where a runtime like runc puts a new container's cgroups: the spec's cgroupsPath
-    /// when absolute, else that path (or the id) under the runtime's own cgroups, which
-    /// are the daemon's.
-    pub fn expected(spec_path: Option<&str>, id: &str) -> Self {
-        let wanted = spec_path.filter(|p| !p.is_empty()).unwrap_or(id);
-        if wanted.starts_with('/') {
-            return Self::uniform(wanted);
-        }
-        let own = Self::of_pid(std::process::id()).unwrap_or_else(|| Self::uniform("/"));
-        CgroupPaths(
-            own.0
-                .into_iter()
-                .map(|(c, p)| {
-                    let joined = format!("{}/{wanted}", p.trim_end_matches('/'));
-                    (c, joined)
-                })
-                .collect(),
-        )
-    }
-
-    /// The cgroups of a live process.
-    pub fn of_pid(pid: u32) -> Option<Self> {
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        Some(Self::parse(&text)).filter(|p| !p.0.is_empty())
-    }
-
-    /// The path in `controller`'s hierarchy (the unified path where it has none of its own).
-    pub fn get(&self, controller: &str) -> &str {
-        self.0
-            .get(controller)
-            .or_else(|| self.0.get(""))
-            .map(String::as_str)
-            .unwrap_or("/")
-    }
-}
-
-/// The host's hierarchy, detected once.
-pub fn host() -> &'static Hierarchy {
-    static HOST: std::sync::OnceLock<Hierarchy> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| Hierarchy::detect(Path::new("/sys/fs/cgroup")))
-}
-
 impl Hierarchy {
-    /// Looks at `root` (normally /sys/fs/cgroup) to tell v1, v2 or hybrid.
-    pub fn detect(root: &Path) -> Hierarchy {
-        if root.join("cgroup.controllers").exists() {
-            return Hierarchy::V2 {
-                root: root.to_path_buf(),
-            };
-        }
-        let unified = root.join("unified");
-        Hierarchy::V1 {
-            root: root.to_path_buf(),
-            unified: unified
-                .join("cgroup.controllers")
-                .exists()
-                .then_some(unified),
-        }
-    }
-
-    /// The directory of `cgroup` for a v1 `controller` (or the v2 directory).
-    pub fn dir(&self, controller: &str, cgroup: &str) -> PathBuf {
-        let rel = cgroup.trim_start_matches('/');
-        match self {
-            Hierarchy::V1 { root, .. } => root.join(controller).join(rel),
-            Hierarchy::V2 { root } => root.join(rel),
-        }
-    }
-
-    /// The cgroup2 directory of `cgroup`, if the host has a cgroup2 mount.
-    pub fn v2_dir(&self, cgroup: &str) -> Option<PathBuf> {
-        let rel = cgroup.trim_start_matches('/');
-        match self {
-            Hierarchy::V1 { unified, .. } => unified.as_ref().map(|u| u.join(rel)),
-            Hierarchy::V2 { root } => Some(root.join(rel)),
-        }
-    }
-
     /// Reads the statistics of a container's cgroups.
     pub fn stats(&self, paths: &CgroupPaths) -> Result<Stats> {
         let mut stats = match self {
@@ -527,6 +403,7 @@ fn blkio_entries(text: &str) -> Vec<BlkioEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn fixture(files: &[(&str, &str)]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -635,17 +512,6 @@ mod tests {
             assert_eq!(s.hugetlb[&size].max, u64::MAX);
         }
         fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn proc_cgroup_parses() {
-        let p = CgroupPaths::parse(
-            "9:name=systemd:/p2\n4:memory:/process_api/x/p2\n2:cpu,cpuacct:/p2\n0::/p2\n",
-        );
-        assert_eq!(p.get("memory"), "/process_api/x/p2");
-        assert_eq!(p.get("cpuacct"), "/p2");
-        assert_eq!(p.get("systemd"), "/p2");
-        assert_eq!(p.get("pids"), "/p2", "falls back to the unified path");
     }
 
     #[test]

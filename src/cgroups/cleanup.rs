@@ -21,7 +21,7 @@ pub fn hierarchies() -> Vec<std::path::PathBuf> {
 }
 
 /// Removes a container's cgroups from every hierarchy where they are left.
-pub fn remove_leftovers(paths: &crate::stats::CgroupPaths) {
+pub fn remove_leftovers(paths: &super::CgroupPaths) {
     for hierarchy in hierarchies() {
         let name = hierarchy
             .file_name()
@@ -46,7 +46,7 @@ pub fn remove_leftovers(paths: &crate::stats::CgroupPaths) {
 }
 
 /// The directories of a container's cgroups that still exist.
-pub fn existing(paths: &crate::stats::CgroupPaths) -> Vec<std::path::PathBuf> {
+pub fn existing(paths: &super::CgroupPaths) -> Vec<std::path::PathBuf> {
     hierarchies()
         .into_iter()
         .filter_map(|h| {

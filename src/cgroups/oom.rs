@@ -4,7 +4,7 @@
 //! v1, `memory.events` on v2), read again before an exit is published, so /tasks/oom always
 //! comes before /tasks/exit even when the exit is seen first.
 
-use crate::stats::{CgroupPaths, Hierarchy};
+use super::{CgroupPaths, Hierarchy};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
