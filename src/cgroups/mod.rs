@@ -10,9 +10,11 @@ pub mod cleanup;
 pub mod oom;
 pub mod stats;
 
+mod error;
 mod kmem;
 
 pub use cleanup::{existing, hierarchies, remove_leftovers};
+pub use error::CgroupError;
 pub(crate) use kmem::set_kernel_memory;
 pub use stats::{
     hugepage_sizes, stats_v2, BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats,

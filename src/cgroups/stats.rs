@@ -4,8 +4,8 @@
 //!
 //! A missing cgroup is an error, never a silent zero: a path is checked before it is read.
 
-use super::{CgroupPaths, Hierarchy};
-use crate::error::{Error, Result};
+use super::{CgroupError, CgroupPaths, Hierarchy};
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -141,7 +141,7 @@ impl Hierarchy {
             Hierarchy::V2 { root } => {
                 let dir = root.join(paths.get("").trim_start_matches('/'));
                 if !dir.is_dir() {
-                    return Err(Error::NotFound(format!("cgroup {}", dir.display())));
+                    return Err(CgroupError::NotFound { path: dir }.into());
                 }
                 stats_v2(&dir)
             }
@@ -155,11 +155,11 @@ impl Hierarchy {
         Ok(stats)
     }
 
-    fn stats_v1(&self, paths: &CgroupPaths) -> Result<Stats> {
+    fn stats_v1(&self, paths: &CgroupPaths) -> Result<Stats, CgroupError> {
         let dir = |c: &str| self.dir(c, paths.get(c));
         let memory = dir("memory");
         if !memory.is_dir() {
-            return Err(Error::NotFound(format!("cgroup {}", memory.display())));
+            return Err(CgroupError::NotFound { path: memory });
         }
         let cpuacct = dir("cpuacct");
         let cpu = dir("cpu");
