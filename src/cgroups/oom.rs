@@ -5,9 +5,11 @@
 //! comes before /tasks/exit even when the exit is seen first.
 
 use super::{CgroupError, CgroupPaths, Hierarchy};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// How many processes of `cgroup` the kernel's OOM killer has killed; 0 if unknown.
 pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> u64 {
@@ -45,14 +47,8 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<(OwnedFd, File), Cg
             let control_path = dir.join("memory.oom_control");
             let control =
                 File::open(&control_path).map_err(|e| CgroupError::io("open", &control_path, e))?;
-            // SAFETY: eventfd returns a new descriptor (or -1), which we own at once.
-            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-            if efd < 0 {
-                let e = io::Error::last_os_error();
-                return Err(CgroupError::io("create an eventfd for", &control_path, e));
-            }
-            // SAFETY: efd is a fresh, valid descriptor nobody else owns.
-            let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+            let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(|e| CgroupError::io("create an eventfd for", &control_path, e.into()))?;
             let ec_path = dir.join("cgroup.event_control");
             let register = |e| CgroupError::io("register an eventfd in", &ec_path, e);
             let mut ec = OpenOptions::new()
@@ -61,33 +57,60 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<(OwnedFd, File), Cg
                 .map_err(register)?;
             ec.write_all(format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()).as_bytes())
                 .map_err(register)?;
-            Ok((efd, control))
+            Ok((efd.into(), control))
         }
         Hierarchy::V2 { .. } => {
             let events = dir.join("memory.events");
-            let path = std::ffi::CString::new(events.as_os_str().as_encoded_bytes().to_vec())
-                .map_err(|e| CgroupError::io("watch", &events, io::Error::other(e)))?;
-            // SAFETY: inotify_init1 returns a new descriptor (or -1), owned at once.
-            let ino = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-            if ino < 0 {
-                let e = io::Error::last_os_error();
-                return Err(CgroupError::io(
-                    "create an inotify instance for",
-                    &events,
-                    e,
-                ));
-            }
-            // SAFETY: ino is a fresh, valid descriptor nobody else owns.
-            let ino = unsafe { OwnedFd::from_raw_fd(ino) };
-            // SAFETY: a valid inotify fd and a NUL-terminated path.
-            if unsafe { libc::inotify_add_watch(ino.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) }
-                < 0
-            {
-                let e = io::Error::last_os_error();
-                return Err(CgroupError::io("watch", &events, e));
-            }
+            let ino =
+                Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| {
+                    CgroupError::io("create an inotify instance for", &events, e.into())
+                })?;
+            ino.add_watch(&events, AddWatchFlags::IN_MODIFY)
+                .map_err(|e| CgroupError::io("watch", &events, e.into()))?;
+            // nix's Inotify does not give up its OwnedFd: keep a duplicate (close-on-exec,
+            // same inotify instance and watch) and let the original close.
+            let fd = ino
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| CgroupError::io("duplicate the inotify fd for", &events, e))?;
             let counter = File::open(&events).map_err(|e| CgroupError::io("open", &events, e))?;
-            Ok((ino, counter))
+            Ok((fd, counter))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_is_read_through_the_open_file() {
+        let dir = std::env::temp_dir().join(format!(
+            "corral-oom-{}-{}",
+            std::process::id(),
+            crate::types::now_ns()
+        ));
+        std::fs::create_dir_all(dir.join("web")).unwrap();
+        let events = dir.join("web/memory.events");
+        std::fs::write(&events, "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n").unwrap();
+        let h = Hierarchy::V2 { root: dir.clone() };
+        let paths = CgroupPaths::uniform("/web");
+        assert_eq!(kill_count(&h, &paths), 1);
+        let (notify, counter) = watch(&h, &paths).unwrap();
+        assert_eq!(kill_count_of(&counter), 1);
+        // The inotify fd wakes up on a change of memory.events; the open file sees it.
+        let mut buf = [0u8; 4096];
+        assert!(
+            nix::unistd::read(notify.as_raw_fd(), &mut buf).is_err(),
+            "nothing yet"
+        );
+        std::fs::write(&events, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n").unwrap();
+        assert!(nix::unistd::read(notify.as_raw_fd(), &mut buf).unwrap() > 0);
+        assert_eq!(kill_count_of(&counter), 2);
+        let gone = CgroupPaths::uniform("/gone");
+        assert_eq!(kill_count(&h, &gone), 0, "unknown reads as 0");
+        let e = watch(&h, &gone).unwrap_err();
+        assert!(e.to_string().contains("gone/memory.events"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
