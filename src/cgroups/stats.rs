@@ -90,19 +90,34 @@ pub struct BlkioEntry {
     pub major: u64,
     /// Device minor.
     pub minor: u64,
-    /// Read, Write, Sync, Async, Discard, Total.
+    /// Read, Write, Sync, Async, Discard, Total; empty for `io_time_recursive` and
+    /// `sectors_recursive`, whose lines have no op.
     pub op: String,
     /// The value.
     pub value: u64,
 }
 
-/// Block-I/O statistics.
+/// Block-I/O statistics: containerd v0.2's eight groups. On v1 each comes from the CFQ
+/// file, else the BFQ one, else (the first two only) the throttle one; on v2 `io.stat`
+/// fills the first two and the others stay empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlkioStats {
     /// Bytes transferred.
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     /// Operations done.
     pub io_serviced_recursive: Vec<BlkioEntry>,
+    /// Operations queued (v1 CFQ/BFQ only).
+    pub io_queued_recursive: Vec<BlkioEntry>,
+    /// Time between dispatch and completion, nanoseconds (v1 CFQ/BFQ only).
+    pub io_service_time_recursive: Vec<BlkioEntry>,
+    /// Time waiting in the scheduler's queues, nanoseconds (v1 CFQ/BFQ only).
+    pub io_wait_time_recursive: Vec<BlkioEntry>,
+    /// Requests merged into others (v1 CFQ/BFQ only).
+    pub io_merged_recursive: Vec<BlkioEntry>,
+    /// Disk time, milliseconds (v1 CFQ/BFQ only; no op).
+    pub io_time_recursive: Vec<BlkioEntry>,
+    /// Sectors transferred (v1 CFQ/BFQ only; no op).
+    pub sectors_recursive: Vec<BlkioEntry>,
 }
 
 /// Huge pages of one size.
@@ -201,17 +216,7 @@ impl Hierarchy {
             current: read_u64(&pids.join("pids.current")),
             limit: read_u64(&pids.join("pids.max")),
         };
-        // Block I/O: the CFQ files where the kernel has them, else the throttle ones.
-        let blk = |name: &str| {
-            let cfq = blkio_entries(&read_string(&blkio.join(format!("blkio.{name}"))));
-            if cfq.is_empty() {
-                blkio_entries(&read_string(&blkio.join(format!("blkio.throttle.{name}"))))
-            } else {
-                cfq
-            }
-        };
-        s.blkio.io_service_bytes_recursive = blk("io_service_bytes_recursive");
-        s.blkio.io_serviced_recursive = blk("io_serviced_recursive");
+        s.blkio = blkio_v1(&blkio);
         // Huge pages, if the v1 hugetlb controller is mounted (else read from v2 above).
         for size in hugepage_sizes() {
             let usage = hugetlb.join(format!("hugetlb.{size}.usage_in_bytes"));
@@ -227,6 +232,33 @@ impl Hierarchy {
             }
         }
         Ok(s)
+    }
+}
+
+/// Block I/O from a v1 blkio directory: per group the CFQ file (`blkio.<name>`) where the
+/// kernel has one with entries, else the BFQ one (`blkio.bfq.<name>`; all but the first two
+/// need CONFIG_BFQ_CGROUP_DEBUG), else the throttle one where there is an equivalent.
+fn blkio_v1(dir: &Path) -> BlkioStats {
+    let read = |name: &str, throttle: bool| {
+        let mut files = vec![format!("blkio.{name}"), format!("blkio.bfq.{name}")];
+        if throttle {
+            files.push(format!("blkio.throttle.{name}"));
+        }
+        files
+            .iter()
+            .map(|f| blkio_entries(&read_string(&dir.join(f))))
+            .find(|entries| !entries.is_empty())
+            .unwrap_or_default()
+    };
+    BlkioStats {
+        io_service_bytes_recursive: read("io_service_bytes_recursive", true),
+        io_serviced_recursive: read("io_serviced_recursive", true),
+        io_queued_recursive: read("io_queued_recursive", false),
+        io_service_time_recursive: read("io_service_time_recursive", false),
+        io_wait_time_recursive: read("io_wait_time_recursive", false),
+        io_merged_recursive: read("io_merged_recursive", false),
+        io_time_recursive: read("time_recursive", false),
+        sectors_recursive: read("sectors_recursive", false),
     }
 }
 
@@ -276,8 +308,10 @@ pub fn stats_v2(dir: &Path) -> Stats {
             let (list, op) = match k {
                 "rbytes" => (&mut s.blkio.io_service_bytes_recursive, "Read"),
                 "wbytes" => (&mut s.blkio.io_service_bytes_recursive, "Write"),
+                "dbytes" => (&mut s.blkio.io_service_bytes_recursive, "Discard"),
                 "rios" => (&mut s.blkio.io_serviced_recursive, "Read"),
                 "wios" => (&mut s.blkio.io_serviced_recursive, "Write"),
+                "dios" => (&mut s.blkio.io_serviced_recursive, "Discard"),
                 _ => continue,
             };
             list.push(BlkioEntry {
@@ -382,19 +416,22 @@ fn parse_dev(s: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// v1 blkio lines: "8:0 Read 4096" (and a closing "Total N").
+/// v1 blkio lines: "8:0 Read 4096" (and a closing "Total N"), or "8:0 4096" with no op
+/// (`blkio.time_recursive`, `blkio.sectors_recursive`).
 fn blkio_entries(text: &str) -> Vec<BlkioEntry> {
     text.lines()
         .filter_map(|l| {
             let mut p = l.split_whitespace();
             let (major, minor) = parse_dev(p.next()?)?;
-            let op = p.next()?.to_string();
-            let value = p.next()?.parse().ok()?;
+            let (op, value) = match (p.next()?, p.next()) {
+                (value, None) => (String::new(), value),
+                (op, Some(value)) => (op.to_string(), value),
+            };
             Some(BlkioEntry {
                 major,
                 minor,
                 op,
-                value,
+                value: value.parse().ok()?,
             })
         })
         .collect()
@@ -403,6 +440,7 @@ fn blkio_entries(text: &str) -> Vec<BlkioEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use std::path::PathBuf;
 
     fn fixture(files: &[(&str, &str)]) -> PathBuf {
@@ -454,13 +492,192 @@ mod tests {
                 limit: 100
             }
         );
-        assert_eq!(s.blkio.io_service_bytes_recursive.len(), 2);
-        assert_eq!(s.blkio.io_serviced_recursive[1].value, 2);
         let missing = CgroupPaths::uniform("/missing");
         assert!(
-            h.stats(&missing).is_err(),
+            matches!(h.stats(&missing), Err(Error::NotFound(_))),
             "a missing cgroup is an error, not zeros"
         );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    fn entry(major: u64, minor: u64, op: &str, value: u64) -> BlkioEntry {
+        BlkioEntry {
+            major,
+            minor,
+            op: op.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn v2_io_stat_fills_bytes_and_ios_with_discards() {
+        let root = fixture(&[
+            ("cgroup.controllers", "io memory\n"),
+            (
+                "web/io.stat",
+                "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=512 dios=3\n\
+                 253:1 rbytes=10 wbytes=0 rios=1 wios=0 dbytes=0 dios=0 cost.usage=7\n",
+            ),
+        ]);
+        let s = Hierarchy::detect(&root)
+            .stats(&CgroupPaths::uniform("/web"))
+            .unwrap();
+        let b = &s.blkio;
+        assert_eq!(
+            b.io_service_bytes_recursive,
+            vec![
+                entry(8, 0, "Read", 4096),
+                entry(8, 0, "Write", 8192),
+                entry(8, 0, "Discard", 512),
+                entry(253, 1, "Read", 10),
+                entry(253, 1, "Write", 0),
+                entry(253, 1, "Discard", 0),
+            ]
+        );
+        assert_eq!(
+            b.io_serviced_recursive[..3],
+            [
+                entry(8, 0, "Read", 1),
+                entry(8, 0, "Write", 2),
+                entry(8, 0, "Discard", 3),
+            ]
+        );
+        assert_eq!(b.io_serviced_recursive.len(), 6);
+        for (name, group) in [
+            ("io_queued", &b.io_queued_recursive),
+            ("io_service_time", &b.io_service_time_recursive),
+            ("io_wait_time", &b.io_wait_time_recursive),
+            ("io_merged", &b.io_merged_recursive),
+            ("io_time", &b.io_time_recursive),
+            ("sectors", &b.sectors_recursive),
+        ] {
+            assert!(group.is_empty(), "v2 has no {name}");
+        }
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A v1 blkio directory with one group's file; the op lines end with a Total.
+    fn rwstat(ops: &[(&str, u64)]) -> String {
+        let mut text = String::new();
+        for (op, v) in ops {
+            text += &format!("8:16 {op} {v}\n");
+        }
+        text + "Total 99\n"
+    }
+
+    #[test]
+    fn v1_blkio_reads_all_eight_cfq_groups() {
+        let two = |r, w| {
+            rwstat(&[
+                ("Read", r),
+                ("Write", w),
+                ("Sync", r),
+                ("Async", w),
+                ("Discard", 0),
+                ("Total", r + w),
+            ])
+        };
+        let files = [
+            ("memory/web/memory.usage_in_bytes", "1\n".to_string()),
+            (
+                "blkio/web/blkio.io_service_bytes_recursive",
+                two(4096, 8192),
+            ),
+            ("blkio/web/blkio.io_serviced_recursive", two(1, 2)),
+            ("blkio/web/blkio.io_queued_recursive", two(3, 4)),
+            ("blkio/web/blkio.io_service_time_recursive", two(5, 6)),
+            ("blkio/web/blkio.io_wait_time_recursive", two(7, 8)),
+            ("blkio/web/blkio.io_merged_recursive", two(9, 10)),
+            (
+                "blkio/web/blkio.time_recursive",
+                "8:16 1234\n8:0 5\n".to_string(),
+            ),
+            ("blkio/web/blkio.sectors_recursive", "8:16 24\n".to_string()),
+            // Ignored: the CFQ file has entries.
+            (
+                "blkio/web/blkio.throttle.io_service_bytes_recursive",
+                two(1, 1),
+            ),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let root = fixture(&files);
+        let h = Hierarchy::detect(&root);
+        let b = h.stats(&CgroupPaths::uniform("/web")).unwrap().blkio;
+        let ops = |g: &[BlkioEntry]| -> Vec<(String, u64)> {
+            g.iter().map(|e| (e.op.clone(), e.value)).collect()
+        };
+        let want = |r: u64, w: u64| -> Vec<(String, u64)> {
+            [
+                ("Read", r),
+                ("Write", w),
+                ("Sync", r),
+                ("Async", w),
+                ("Discard", 0),
+                ("Total", r + w),
+            ]
+            .iter()
+            .map(|(o, v)| (o.to_string(), *v))
+            .collect()
+        };
+        assert_eq!(ops(&b.io_service_bytes_recursive), want(4096, 8192));
+        assert_eq!(ops(&b.io_serviced_recursive), want(1, 2));
+        assert_eq!(ops(&b.io_queued_recursive), want(3, 4));
+        assert_eq!(ops(&b.io_service_time_recursive), want(5, 6));
+        assert_eq!(ops(&b.io_wait_time_recursive), want(7, 8));
+        assert_eq!(ops(&b.io_merged_recursive), want(9, 10));
+        assert_eq!(b.io_service_bytes_recursive[0], entry(8, 16, "Read", 4096));
+        assert_eq!(
+            b.io_time_recursive,
+            vec![entry(8, 16, "", 1234), entry(8, 0, "", 5)]
+        );
+        assert_eq!(b.sectors_recursive, vec![entry(8, 16, "", 24)]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn v1_blkio_falls_back_to_bfq_then_throttle() {
+        let root = fixture(&[
+            ("memory/web/memory.usage_in_bytes", "1\n"),
+            // As on a host whose disks use no CFQ: empty BFQ files say only "Total 0".
+            (
+                "blkio/web/blkio.bfq.io_service_bytes_recursive",
+                "Total 0\n",
+            ),
+            (
+                "blkio/web/blkio.throttle.io_service_bytes_recursive",
+                "8:0 Read 10\n8:0 Write 20\nTotal 30\n",
+            ),
+            (
+                "blkio/web/blkio.bfq.io_serviced_recursive",
+                "8:0 Read 1\nTotal 1\n",
+            ),
+            (
+                "blkio/web/blkio.throttle.io_serviced_recursive",
+                "8:0 Read 7\nTotal 7\n",
+            ),
+            (
+                "blkio/web/blkio.bfq.io_queued_recursive",
+                "8:0 Read 2\nTotal 2\n",
+            ),
+            ("blkio/web/blkio.bfq.sectors_recursive", "8:0 16\n"),
+        ]);
+        let b = Hierarchy::detect(&root)
+            .stats(&CgroupPaths::uniform("/web"))
+            .unwrap()
+            .blkio;
+        assert_eq!(
+            b.io_service_bytes_recursive,
+            vec![entry(8, 0, "Read", 10), entry(8, 0, "Write", 20)],
+            "throttle, since BFQ has no entries"
+        );
+        assert_eq!(
+            b.io_serviced_recursive,
+            vec![entry(8, 0, "Read", 1)],
+            "BFQ before throttle"
+        );
+        assert_eq!(b.io_queued_recursive, vec![entry(8, 0, "Read", 2)]);
+        assert_eq!(b.sectors_recursive, vec![entry(8, 0, "", 16)]);
+        assert!(b.io_time_recursive.is_empty() && b.io_merged_recursive.is_empty());
         fs::remove_dir_all(root).unwrap();
     }
 
