@@ -270,7 +270,7 @@ impl Container {
             ctx.cancel_future(old);
         }
         // The init process tells where its cgroups really are.
-        if let Some(paths) = crate::cgroups::CgroupPaths::of_pid(self.init.pid) {
+        if let Some(paths) = crate::cgroups::CgroupPaths::of_container(self.init.pid) {
             if paths != self.record.cgroups {
                 self.record.cgroups = paths;
                 self.save_record();

@@ -94,10 +94,26 @@ impl CgroupPaths {
         )
     }
 
-    /// The cgroups of a live process.
+    /// The cgroups of a live process (`/` is taken as it is: corrald may run in a root
+    /// cgroup; see [`CgroupPaths::of_container`] for a container's).
     pub fn of_pid(pid: u32) -> Option<Self> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         Some(Self::parse(&text)).filter(|p| !p.0.is_empty())
+    }
+
+    /// The cgroups of a container's process, or None when they cannot be told: unreadable
+    /// or empty `/proc/<pid>/cgroup`, or a `/` anywhere. A container never lives in a root
+    /// cgroup, but on v1 the kernel shows an exiting or zombie task in `/` everywhere, and
+    /// taking that would watch the root memory cgroup (whose OOM counter stays 0).
+    pub fn of_container(pid: u32) -> Option<Self> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Self::container_paths(&text)
+    }
+
+    /// [`CgroupPaths::of_container`] on `/proc/<pid>/cgroup` text.
+    fn container_paths(text: &str) -> Option<Self> {
+        let paths = Self::parse(text);
+        (!paths.0.is_empty() && paths.0.values().all(|p| p != "/")).then_some(paths)
     }
 
     /// The path in `controller`'s hierarchy (the unified path where it has none of its own).
@@ -166,5 +182,25 @@ mod tests {
         assert_eq!(p.get("cpuacct"), "/p2");
         assert_eq!(p.get("systemd"), "/p2");
         assert_eq!(p.get("pids"), "/p2", "falls back to the unified path");
+    }
+
+    #[test]
+    fn an_exiting_container_process_tells_nothing() {
+        let live = "9:name=systemd:/ns/web\n4:memory:/process_api/x/ns/web\n\
+                    2:cpu,cpuacct:/ns/web\n0::/ns/web\n";
+        let p = CgroupPaths::container_paths(live).expect("a live container's cgroups");
+        assert_eq!(p.get("memory"), "/process_api/x/ns/web");
+        assert_eq!(p, CgroupPaths::parse(live));
+        // What v1 shows for a zombie or exiting task: `/` in every hierarchy.
+        let zombie = "9:name=systemd:/\n4:memory:/\n2:cpu,cpuacct:/\n0::/\n";
+        assert_eq!(CgroupPaths::container_paths(zombie), None);
+        // One `/` is enough to distrust the whole text.
+        let partial = "4:memory:/\n2:cpu,cpuacct:/ns/web\n0::/ns/web\n";
+        assert_eq!(CgroupPaths::container_paths(partial), None);
+        assert_eq!(CgroupPaths::container_paths(""), None);
+        assert_eq!(CgroupPaths::container_paths("garbage\n"), None);
+        assert_eq!(CgroupPaths::of_container(u32::MAX), None, "no such process");
+        // corrald's own cgroups may well be `/`: of_pid keeps them.
+        assert!(CgroupPaths::of_pid(std::process::id()).is_some());
     }
 }
