@@ -13,6 +13,44 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// `<state>/_events/`: the event journal (not a valid namespace name).
+pub const JOURNAL_DIR: &str = "_events";
+/// `<state>/_set-aside/`: state that could not be read, kept for a person.
+pub const SET_ASIDE_DIR: &str = "_set-aside";
+/// `<state>/_lock`: held (flock) by the one supervisor of the state dir.
+pub const LOCK_FILE: &str = "_lock";
+/// `<runtime root>/_checkpoints/<ns>/<id>/<name>/`: the checkpoint store.
+pub const CHECKPOINTS_DIR: &str = "_checkpoints";
+/// A bundle's (or corral's own copy of its) OCI spec.
+pub const CONFIG_JSON: &str = "config.json";
+/// A process directory's marker, once its /tasks/exit is in the journal; holds the pid.
+pub const EXIT_PUBLISHED: &str = "exit.published";
+
+/// `<bundle>/config.json`.
+pub fn bundle_config(bundle: &Path) -> PathBuf {
+    bundle.join(CONFIG_JSON)
+}
+
+/// A checkpoint's CRIU images: `<checkpoint>/images/`.
+pub fn checkpoint_images(checkpoint: &Path) -> PathBuf {
+    checkpoint.join("images")
+}
+
+/// A checkpoint's CRIU work dir (its logs): `<checkpoint>/work/`.
+pub fn checkpoint_work(checkpoint: &Path) -> PathBuf {
+    checkpoint.join("work")
+}
+
+/// The container's spec at checkpoint time: `<checkpoint>/config.json`.
+pub fn checkpoint_spec(checkpoint: &Path) -> PathBuf {
+    checkpoint.join(CONFIG_JSON)
+}
+
+/// What was checkpointed, when and how: `<checkpoint>/checkpoint.json`.
+pub fn checkpoint_json(checkpoint: &Path) -> PathBuf {
+    checkpoint.join("checkpoint.json")
+}
+
 /// The daemon's state directory (default `/run/corral`).
 #[derive(Clone, Debug)]
 pub struct StateDir {
@@ -54,6 +92,10 @@ impl ContainerDir {
     /// `state.json`: bundle, runtime, labels, stdio.
     pub fn state_json(&self) -> PathBuf {
         self.path.join("state.json")
+    }
+    /// corral's own copy of the spec, given to the runtime (see `bundle::runtime_spec`).
+    pub fn runtime_config(&self) -> PathBuf {
+        self.path.join(CONFIG_JSON)
     }
     /// A process's directory (`init` or an exec id).
     pub fn process(&self, process_id: &str) -> ShimDir {
@@ -113,6 +155,19 @@ impl ShimDir {
         self.path.join("log.json")
     }
 
+    /// The marker written once this process's /tasks/exit is in the journal.
+    pub fn exit_published(&self) -> PathBuf {
+        self.path.join(EXIT_PUBLISHED)
+    }
+    /// CRIU's work dir for a restore of this (init) process.
+    pub fn criu_work(&self) -> PathBuf {
+        self.path.join("criu")
+    }
+
+    /// The pid whose exit the `exit.published` marker marks, if there is one.
+    pub fn read_exit_published(&self) -> Option<u32> {
+        read_trimmed(&self.exit_published())?.parse().ok()
+    }
     /// The container process's pid, if the runtime wrote it.
     pub fn read_pid(&self) -> Option<i32> {
         read_trimmed(&self.pid_file())?.parse().ok()

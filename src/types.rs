@@ -156,6 +156,17 @@ pub enum Status {
     Unknown,
 }
 
+impl Status {
+    /// Whether a container in this state may have a running process: created, running,
+    /// pausing or paused.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Status::Created | Status::Running | Status::Pausing | Status::Paused
+        )
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -190,6 +201,25 @@ pub struct Stdio {
     pub stdout: Option<PathBuf>,
     /// Written with the process's stderr.
     pub stderr: Option<PathBuf>,
+}
+
+impl Stdio {
+    /// Checks that every path given is absolute; `what` starts the error ("exec ", or "").
+    pub fn check_absolute(&self, what: &str) -> Result<()> {
+        for (name, path) in [
+            ("stdin", &self.stdin),
+            ("stdout", &self.stdout),
+            ("stderr", &self.stderr),
+        ] {
+            if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+                return Err(Error::InvalidArgument(format!(
+                    "{what}{name} path {} must be absolute",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a client asks for to create a container.

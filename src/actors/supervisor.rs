@@ -9,7 +9,7 @@ use super::events::Events;
 use crate::error::{Error, Result};
 use crate::journal::ExitKey;
 use crate::layout::StateDir;
-use crate::runtime::{resolve_binary, Runtime};
+use crate::runtime::{resolve_binary, OciRuntime, Runc};
 use crate::types::*;
 use crate::Config;
 use actix::prelude::*;
@@ -51,10 +51,9 @@ impl Supervisor {
         }
     }
 
-    fn env(&self, runtime: Runtime) -> ContainerEnv {
+    fn env(&self, runtime: Runc) -> ContainerEnv {
         ContainerEnv {
-            shim: self.config.shim.clone(),
-            runtime,
+            runtime: std::sync::Arc::new(runtime),
             shim_timeout: self.config.shim_timeout,
             events: self.events.clone(),
             criu: self.config.criu.clone(),
@@ -104,11 +103,7 @@ impl Supervisor {
         for namespace in dirs(self.state.path()) {
             for id in dirs(&self.state.namespace(&namespace)) {
                 let dir = self.state.container(&namespace, &id);
-                let record = std::fs::read(dir.state_json())
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        serde_json::from_slice::<ContainerRecord>(&b).map_err(|e| e.to_string())
-                    });
+                let record = ContainerRecord::load(&dir);
                 let record = match record {
                     Ok(r) if r.namespace == namespace && r.id == id => r,
                     Ok(r) => {
@@ -119,7 +114,7 @@ impl Supervisor {
                         continue;
                     }
                     Err(e) => {
-                        self.set_aside(dir.path(), &format!("unreadable state.json ({e})"));
+                        self.set_aside(dir.path(), &e.to_string());
                         continue;
                     }
                 };
@@ -132,7 +127,7 @@ impl Supervisor {
                 // The runtime's bundle: corral's own copy of the spec when it wrote one, which
                 // outlives the user's bundle dir.
                 let runtime_bundle = record.runtime_bundle.as_ref().unwrap_or(&record.bundle);
-                let broken = if !runtime_bundle.join("config.json").is_file() {
+                let broken = if !crate::layout::bundle_config(runtime_bundle).is_file() {
                     Some(format!("its bundle {} is gone", runtime_bundle.display()))
                 } else if init.read_pid().is_none() {
                     Some("its create never finished".to_string())
@@ -186,17 +181,13 @@ impl Supervisor {
         }
     }
 
-    fn runtime_for(
-        &self,
-        namespace: &str,
-        binary: std::path::PathBuf,
-        args: Vec<String>,
-    ) -> Runtime {
-        Runtime {
+    fn runtime_for(&self, namespace: &str, binary: std::path::PathBuf, args: Vec<String>) -> Runc {
+        Runc {
             path: binary,
             root: self.config.runtime_root.join(namespace),
             args,
             timeout: self.config.runtime_timeout,
+            shim: self.config.shim.clone(),
         }
     }
 }

@@ -1,0 +1,217 @@
+//! Adoption at daemon start: each process directory is read (exit fifo opened before the
+//! shim's liveness is checked), live shims are watched again, and exits that happened while
+//! the daemon was down are published now, execs' first (by exit time), then the init's.
+
+use super::exit_gate::ExitGate;
+use super::restart::LAST_RUN;
+use super::state::{Phase, StopCause};
+use super::{Container, ProcessSlot};
+use crate::actors::process::{exit_status_of, Process};
+use crate::launch;
+use crate::layout::ShimDir;
+use crate::types::*;
+use actix::prelude::*;
+use std::collections::{BTreeSet, HashSet};
+
+/// What a process directory says about its process at daemon start.
+enum Adopted {
+    /// The runtime never wrote a pid: its create or exec did not finish.
+    NeverStarted,
+    /// It has exited (during the downtime, or before).
+    Exited { pid: i32, status: ExitStatus },
+    /// Its shim is alive: watch it.
+    Running {
+        pid: i32,
+        starttime: Option<u64>,
+        exit_fd: std::os::fd::OwnedFd,
+        shim_pidfd: Option<std::os::fd::OwnedFd>,
+    },
+}
+
+/// Reads a process directory. The exit fifo is opened before the shim's liveness is
+/// checked: a shim alive at the check is seen to hang up later; one dead by then is
+/// handled now, by its exitStatus or by the rules for a shim that died without one.
+fn adopt_process(dir: &ShimDir) -> Adopted {
+    let Some(pid) = dir.read_pid() else {
+        return Adopted::NeverStarted;
+    };
+    let starttime = dir.read_starttime();
+    if let Some((code, at)) = dir.read_exit_status() {
+        let status = ExitStatus {
+            code,
+            exited_at_ns: at,
+        };
+        return Adopted::Exited { pid, status };
+    }
+    let exit_fd = launch::open_exit_fifo(dir).ok();
+    // The pidfd is opened before the start time is checked, so it is the shim's if the check
+    // passes. It covers a shim that closed its fifo before we opened it and has yet to exit.
+    let shim = dir.read_shim_pid();
+    let shim_pidfd = shim.and_then(|(spid, _)| launch::pidfd(spid));
+    let shim_alive = shim.is_some_and(|(spid, start)| crate::layout::still_running(spid, start));
+    match exit_fd {
+        Some(exit_fd) if shim_alive => Adopted::Running {
+            pid,
+            starttime,
+            exit_fd,
+            shim_pidfd,
+        },
+        _ => Adopted::Exited {
+            pid,
+            status: exit_status_of(dir, pid, starttime),
+        },
+    }
+}
+
+impl Container {
+    /// The process ids in the container's directory; a restart the daemon died in the
+    /// middle of gets its last run's `init/` back first.
+    fn process_dirs(&self) -> Vec<String> {
+        let last = self.dir.path().join(LAST_RUN);
+        if last.is_dir() {
+            let init = self.dir.process(INIT_PROCESS);
+            if init.read_pid().is_some() {
+                let _ = std::fs::remove_dir_all(&last);
+            } else {
+                let _ = std::fs::remove_dir_all(init.path());
+                if let Err(e) = std::fs::rename(&last, init.path()) {
+                    tracing::warn!("{}: cannot take back the last run: {e}", self.key());
+                }
+            }
+        }
+        let mut entries: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|name| validate_id("process id", name).is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        entries
+    }
+
+    /// Re-adopts this container's processes from their directories (daemon start).
+    pub(super) fn adopt_processes(
+        &mut self,
+        published: HashSet<(String, u32)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut exited = Vec::new();
+        let mut live_execs = BTreeSet::new();
+        let mut init_published = false;
+        for process_id in self.process_dirs() {
+            let dir = self.dir.process(&process_id);
+            let is_init = process_id == INIT_PROCESS;
+            let mut slot = ProcessSlot::default();
+            match adopt_process(&dir) {
+                Adopted::NeverStarted => {
+                    tracing::warn!(
+                        "{}: process {process_id} never started; removing its directory",
+                        self.key()
+                    );
+                    let _ = std::fs::remove_dir_all(dir.path());
+                    continue;
+                }
+                Adopted::Exited { pid, status } => {
+                    slot.pid = pid as u32;
+                    slot.exit = Some(status);
+                    let done = dir.read_exit_published() == Some(pid as u32)
+                        || published.contains(&(process_id.clone(), pid as u32));
+                    if is_init {
+                        init_published = done;
+                    } else if !done {
+                        exited.push((status.exited_at_ns, process_id.clone()));
+                    }
+                }
+                Adopted::Running {
+                    pid,
+                    starttime,
+                    exit_fd,
+                    shim_pidfd,
+                } => {
+                    slot.pid = pid as u32;
+                    if !is_init {
+                        live_execs.insert(process_id.clone());
+                    }
+                    let process = Process::new(
+                        process_id.clone(),
+                        dir,
+                        pid,
+                        starttime,
+                        exit_fd,
+                        None,
+                        ctx.address().recipient(),
+                    )
+                    .with_shim_pidfd(shim_pidfd);
+                    slot.addr = Some(process.start());
+                }
+            }
+            if is_init {
+                self.init = slot;
+            } else {
+                self.execs.insert(process_id, slot);
+            }
+        }
+        self.gate = ExitGate::adopted(self.init.exit, init_published, live_execs);
+        match (self.init.exit, self.init.pid) {
+            (Some(_), _) => {
+                let cause = if self.record.stopped_by_user {
+                    StopCause::ByUser
+                } else {
+                    StopCause::Exited
+                };
+                self.become_(Phase::Stopped(cause));
+            }
+            (None, 0) => {}
+            (None, _) => self.become_(Phase::Running),
+        }
+        // Exits that happened while the daemon was down: execs first, by exit time.
+        exited.sort();
+        for (_, process_id) in exited {
+            if let Some(slot) = self.execs.get(&process_id) {
+                if let Some(exit) = slot.exit {
+                    self.emit_exit(&process_id, slot.pid, exit);
+                }
+            }
+        }
+        if self.init.exit.is_some() {
+            // The init's exit now if it is not out yet; a restart pending when the daemon
+            // went down is due again.
+            let step = self.gate.poll();
+            if self.gate.is_published() && step == super::exit_gate::Step::Wait {
+                self.consider_restart(ctx);
+            } else {
+                self.settle(step, ctx);
+            }
+        } else if self.init.pid > 0 {
+            self.watch_oom(false, ctx);
+            self.refresh_status(ctx);
+        }
+        tracing::info!(
+            "adopted {} ({}, pid {}, {} exec(s))",
+            self.key(),
+            self.life.status(),
+            self.init.pid,
+            self.execs.len()
+        );
+    }
+
+    /// Asks the runtime whether an adopted container is created, running or paused.
+    fn refresh_status(&mut self, ctx: &mut Context<Self>) {
+        let asked = self.env.runtime.state(&self.record.id);
+        ctx.spawn(asked.into_actor(self).map(|result, act, _| match result {
+            // Stopped: its exit is on its way through the shim's fifo.
+            Ok(status) if act.init.exit.is_none() && act.life.phase == Phase::Running => {
+                match status {
+                    Status::Created => act.become_(Phase::Created),
+                    Status::Paused => act.become_(Phase::Paused),
+                    _ => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}: runtime state: {e}", act.key()),
+        }));
+    }
+}

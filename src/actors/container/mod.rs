@@ -1,0 +1,353 @@
+//! The Container actor: one per container, the only owner of its lifecycle and of its
+//! processes. Every runtime call it makes has a timeout, so a wedged runtime stalls this
+//! container only.
+//!
+//! The lifecycle is data ([`state`]: a phase, the operation in flight, one guard table that
+//! every handler asks first); the held-back init exit is one type ([`exit_gate`]); the record
+//! on disk has one reader and writer ([`record`]). Each verb has a file of its own: `create`,
+//! `start`, `exec`, `kill`, `wait`, `delete`, `pause` (and resume), `update`, `checkpoint`,
+//! `restore`, `exit` (the whole exit path), `restart` (policies and backoff), `oom`, `adopt`,
+//! `inspect` (state, pids, stats) and `io` (stdin).
+//!
+//! Event order per container is kept here: every event of a container is published by its
+//! actor, in order, so create < start < (exec exits) < exit < delete.
+
+mod adopt;
+mod checkpoint;
+mod create;
+mod delete;
+mod exec;
+mod exit;
+pub mod exit_gate;
+mod inspect;
+mod io;
+mod kill;
+mod oom;
+mod pause;
+pub mod record;
+pub mod restart;
+mod restore;
+mod start;
+pub mod state;
+mod update;
+mod wait;
+
+pub use checkpoint::Checkpoint;
+pub use create::Init;
+pub use delete::Delete;
+pub use exec::Exec;
+pub use inspect::{GetInfo, GetStats, Pids};
+pub use io::CloseProcessStdin;
+pub use kill::Kill;
+pub use pause::{Pause, Resume};
+pub use record::ContainerRecord;
+pub use restore::RestoreFrom;
+pub use start::Start;
+pub use update::Update;
+pub use wait::Wait;
+
+#[cfg(test)]
+mod tests;
+
+use super::events::{Events, Publish};
+use super::process::Process;
+use crate::error::Result;
+use crate::launch::LaunchedShim;
+use crate::layout::ContainerDir;
+use crate::runtime::OciRuntime;
+use crate::shim::{Mode, ShimArgs};
+use crate::types::*;
+use actix::prelude::*;
+use exit_gate::{ExitGate, Step};
+use state::{Lifecycle, Phase, Verb};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// What a Container needs from the daemon's configuration.
+#[derive(Clone)]
+pub struct ContainerEnv {
+    /// The runtime, with its per-namespace root.
+    pub runtime: Arc<dyn OciRuntime>,
+    /// How long a shim may take to answer.
+    pub shim_timeout: Duration,
+    /// Where events go.
+    pub events: Addr<Events>,
+    /// The CRIU binary, for checkpoint and restore.
+    pub criu: PathBuf,
+}
+
+/// One process of the container (init or an exec) as the container sees it.
+#[derive(Default)]
+struct ProcessSlot {
+    addr: Option<Addr<Process>>,
+    pid: u32,
+    exit: Option<ExitStatus>,
+    waiters: Vec<oneshot::Sender<ExitStatus>>,
+}
+
+impl ProcessSlot {
+    fn info(&self, id: &str) -> ProcessInfo {
+        ProcessInfo {
+            id: id.to_string(),
+            pid: self.pid,
+            status: if self.exit.is_some() {
+                Status::Stopped
+            } else if self.pid == 0 {
+                Status::Created
+            } else {
+                Status::Running
+            },
+            exit: self.exit,
+        }
+    }
+
+    fn resolve_waiters(&mut self) {
+        if let Some(exit) = self.exit {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(exit);
+            }
+        }
+    }
+}
+
+/// One container.
+pub struct Container {
+    record: ContainerRecord,
+    dir: ContainerDir,
+    env: ContainerEnv,
+    life: Lifecycle,
+    gate: ExitGate,
+    init: ProcessSlot,
+    execs: BTreeMap<String, ProcessSlot>,
+    /// For a container adopted at daemon start: the (process, pid) exits already journaled.
+    adopt: Option<HashSet<(String, u32)>>,
+    started_at_ns: u64,
+    backoff_streak: u32,
+    oom: oom::OomWatch,
+}
+
+impl Container {
+    /// A container about to be created; nothing runs until [`Init`].
+    pub fn new(record: ContainerRecord, dir: ContainerDir, env: ContainerEnv) -> Self {
+        Container {
+            record,
+            dir,
+            env,
+            life: Lifecycle::default(),
+            gate: ExitGate::default(),
+            init: ProcessSlot::default(),
+            execs: BTreeMap::new(),
+            adopt: None,
+            started_at_ns: now_ns(),
+            backoff_streak: 0,
+            oom: oom::OomWatch::default(),
+        }
+    }
+
+    /// A container found in the state dir at daemon start; `published` holds the
+    /// (process, pid) exits the journal already has. It adopts its processes when started.
+    pub fn adopted(
+        record: ContainerRecord,
+        dir: ContainerDir,
+        env: ContainerEnv,
+        published: HashSet<(String, u32)>,
+    ) -> Self {
+        let mut c = Container::new(record, dir, env);
+        c.adopt = Some(published);
+        c
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.record.namespace, self.record.id)
+    }
+
+    /// The guard table's answer for `verb`, as the wire error a client gets.
+    fn guard(&self, verb: Verb) -> Result<()> {
+        self.life
+            .allows(verb)
+            .map_err(|refusal| refusal.into_error(&self.key()))
+    }
+
+    /// Moves to `to`; a step the whitelist lacks is logged and not taken (never a panic).
+    fn become_(&mut self, to: Phase) {
+        if let Err(e) = self.life.transition(to) {
+            tracing::warn!("{}: {e}", self.key());
+        }
+    }
+
+    fn save_record(&self) {
+        if let Err(e) = self.record.save(&self.dir) {
+            tracing::warn!("{}: {e}", self.key());
+        }
+    }
+
+    fn info(&self) -> ContainerInfo {
+        let exit = self.init.exit;
+        ContainerInfo {
+            namespace: self.record.namespace.clone(),
+            id: self.record.id.clone(),
+            bundle: self.record.bundle.clone(),
+            runtime: self.record.runtime.clone(),
+            labels: self.record.labels.clone(),
+            status: self.life.status(),
+            pid: self.init.pid,
+            created_at_ns: self.record.created_at_ns,
+            exit,
+            execs: self.execs.iter().map(|(id, s)| s.info(id)).collect(),
+            restart: self.record.restart,
+            restarts: self.record.restarts,
+            oom_kills: self.record.oom_kills,
+            exit_oom_killed: exit.is_some() && self.oom.killed_this_run(),
+        }
+    }
+
+    /// The one event builder: an event of this container about `process_id`.
+    fn emit(&self, topic: Topic, process_id: &str, pid: u32) -> Emit<'_> {
+        Emit {
+            events: &self.env.events,
+            event: Event {
+                seq: 0,
+                timestamp_ns: 0,
+                namespace: self.record.namespace.clone(),
+                topic,
+                container_id: self.record.id.clone(),
+                process_id: Some(process_id.to_string()),
+                pid: (pid > 0).then_some(pid),
+                exit: None,
+                bundle: (topic == Topic::TaskCreate).then(|| self.record.bundle.clone()),
+                restarts: None,
+                checkpoint: None,
+            },
+            mark: None,
+        }
+    }
+
+    /// `/tasks/exit` of a process, with the marker its directory gets once it is journaled.
+    fn emit_exit(&self, process_id: &str, pid: u32, exit: ExitStatus) {
+        self.emit(Topic::TaskExit, process_id, pid)
+            .exit(exit)
+            .marked(self.dir.process(process_id).exit_published())
+            .send();
+    }
+
+    /// Acts on what the exit gate says: kill live execs, or publish the init's exit (after
+    /// any OOM kill it caused), answer its waiters and ask the restart policy.
+    fn settle(&mut self, step: Step, ctx: &mut Context<Self>) {
+        match step {
+            Step::Wait => {}
+            Step::KillExecs => {
+                // They die with the container's pid namespace; make sure of it when there
+                // is none. An exec still launching reports (started or failed) first.
+                for slot in self.execs.values().filter(|s| s.exit.is_none()) {
+                    if let Some(addr) = &slot.addr {
+                        addr.do_send(super::process::SignalProcess(libc::SIGKILL));
+                    }
+                }
+            }
+            Step::Publish(exit) => {
+                self.check_oom();
+                self.emit_exit(INIT_PROCESS, self.init.pid, exit);
+                self.init.resolve_waiters();
+                self.consider_restart(ctx);
+            }
+        }
+    }
+
+    fn shim_args(&self, mode: Mode, stdio: &Stdio) -> ShimArgs {
+        let runtime = &self.env.runtime;
+        ShimArgs {
+            mode,
+            runtime: runtime.binary().to_path_buf(),
+            root: runtime.root().to_path_buf(),
+            id: self.record.id.clone(),
+            bundle: self
+                .record
+                .runtime_bundle
+                .clone()
+                .unwrap_or_else(|| self.record.bundle.clone()),
+            runtime_args: runtime.global_args().iter().map(Into::into).collect(),
+            verb_args: Vec::new(),
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
+        }
+    }
+
+    /// Starts the Process actor that watches a launched shim.
+    fn watch(
+        &self,
+        process_id: &str,
+        shim: LaunchedShim,
+        ctx: &mut Context<Self>,
+    ) -> Addr<Process> {
+        Process::new(
+            process_id.to_string(),
+            self.dir.process(process_id),
+            shim.pid,
+            shim.starttime,
+            shim.exit_fd,
+            Some(shim.shim_exited),
+            ctx.address().recipient(),
+        )
+        .start()
+    }
+
+    fn slot(&self, exec_id: Option<&str>) -> Result<&ProcessSlot> {
+        match exec_id {
+            None => Ok(&self.init),
+            Some(e) => self.execs.get(e).ok_or_else(|| {
+                crate::Error::NotFound(format!("exec {e:?} in container {}", self.key()))
+            }),
+        }
+    }
+}
+
+/// An event being built: set what it carries, then [`Emit::send`] it.
+struct Emit<'a> {
+    events: &'a Addr<Events>,
+    event: Event,
+    mark: Option<PathBuf>,
+}
+
+impl Emit<'_> {
+    fn exit(mut self, exit: ExitStatus) -> Self {
+        self.event.exit = Some(exit);
+        self
+    }
+
+    fn restarts(mut self, n: u32) -> Self {
+        self.event.restarts = Some(n);
+        self
+    }
+
+    fn checkpoint(mut self, name: &str) -> Self {
+        self.event.checkpoint = Some(name.to_string());
+        self
+    }
+
+    /// Creates `path` (holding the event's pid) once the event is in the journal.
+    fn marked(mut self, path: PathBuf) -> Self {
+        self.mark = Some(path);
+        self
+    }
+
+    fn send(self) {
+        self.events.do_send(Publish {
+            event: self.event,
+            mark: self.mark,
+        });
+    }
+}
+
+impl Actor for Container {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(published) = self.adopt.take() {
+            self.adopt_processes(published, ctx);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The OOM watch: an eventfd (cgroup v1) or inotify (v2) wakes the container, which compares
+//! the kernel's `oom_kill` counter with what it last saw and publishes `/tasks/oom` for each
+//! new kill. The counter is read again before the init's exit is published, so `/tasks/oom`
+//! always comes before the `/tasks/exit` it caused.
+
+use super::Container;
+use crate::types::*;
+use actix::prelude::*;
+
+/// The container's OOM watch and what it has seen in the current run.
+#[derive(Default)]
+pub(super) struct OomWatch {
+    task: Option<SpawnHandle>,
+    /// The cgroup's kill counter file, kept open: no path lookup on the exit path, where
+    /// the cgroup is being torn down.
+    counter: Option<std::fs::File>,
+    kills_this_run: u64,
+}
+
+impl OomWatch {
+    /// Whether the current run's init was OOM-killed (so far).
+    pub(super) fn killed_this_run(&self) -> bool {
+        self.kills_this_run > 0
+    }
+}
+
+/// Wakes the Container to look at the cgroup's OOM-kill counter.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CheckOom;
+
+impl Handler<CheckOom> for Container {
+    type Result = ();
+
+    fn handle(&mut self, _: CheckOom, _: &mut Context<Self>) {
+        self.check_oom();
+    }
+}
+
+impl Container {
+    /// Watches the cgroup for OOM kills (after a create, a restart or an adoption); with
+    /// `fresh_cgroup`, the counter starts from 0 (a new cgroup).
+    pub(super) fn watch_oom(&mut self, fresh_cgroup: bool, ctx: &mut Context<Self>) {
+        if let Some(old) = self.oom.task.take() {
+            ctx.cancel_future(old);
+        }
+        // The init process tells where its cgroups really are, unless it is already
+        // exiting (the kernel then says "/"): the recorded paths stand then.
+        if let Some(paths) = crate::cgroups::CgroupPaths::of_container(self.init.pid) {
+            if paths != self.record.cgroups {
+                self.record.cgroups = paths;
+                self.save_record();
+            }
+        }
+        let h = crate::cgroups::host();
+        // A new cgroup (a new run) has its own counter: never read the old one.
+        self.oom.counter = None;
+        let notify = match crate::cgroups::oom::watch(h, &self.record.cgroups) {
+            Ok((notify, counter)) => {
+                self.oom.counter = Some(counter);
+                Some(notify)
+            }
+            Err(e) => {
+                tracing::warn!("{}: cannot watch for OOM kills: {e}", self.key());
+                None
+            }
+        };
+        if fresh_cgroup {
+            // A new cgroup starts at 0 kills: one already counted happened in this run.
+            self.record.oom_seen = 0;
+            self.oom.kills_this_run = 0;
+        }
+        // Kills since the baseline (before we watched, or while the daemon was down).
+        self.check_oom();
+        let Some(fd) = notify else { return };
+        let addr = ctx.address();
+        let watch = async move {
+            while crate::launch::readable(&fd).await {
+                addr.do_send(CheckOom);
+            }
+        };
+        self.oom.task = Some(ctx.spawn(watch.into_actor(self)));
+    }
+
+    /// Publishes /tasks/oom for kills the kernel counted since we last looked.
+    pub(super) fn check_oom(&mut self) {
+        let n = match &self.oom.counter {
+            Some(file) => crate::cgroups::oom::kill_count_of(file),
+            None => crate::cgroups::oom::kill_count(crate::cgroups::host(), &self.record.cgroups),
+        };
+        if n > self.record.oom_seen {
+            let new = n - self.record.oom_seen;
+            self.record.oom_kills += new as u32;
+            self.record.oom_seen = n;
+            self.oom.kills_this_run += new;
+            self.save_record();
+            self.emit(Topic::TaskOom, INIT_PROCESS, self.init.pid)
+                .send();
+        }
+    }
+}

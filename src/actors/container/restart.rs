@@ -1,0 +1,209 @@
+//! Restart policies: whether an exit is restarted and after how long (pure functions), the
+//! timer, and the restart itself: the init runs again under the same id, with the same
+//! stdio, and the last run's files are kept until the new run has started, so a failed
+//! restart (or a daemon that dies during one) still finds the last exit on disk.
+
+use super::state::{Operation, Phase, StopCause, Verb};
+use super::{Container, ProcessSlot};
+use crate::error::Error;
+use crate::shim::Mode;
+use crate::types::*;
+use actix::prelude::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The first restart waits this long; each further one twice as long as the one before.
+pub const RESTART_BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// The longest wait between restarts.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A process that ran this long was healthy: the backoff starts over.
+pub const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether `policy` restarts an exit with `code`, stopped as `cause`, after `restarts`.
+pub fn wanted(policy: RestartPolicy, code: u32, cause: StopCause, restarts: u32) -> bool {
+    let by_user = cause == StopCause::ByUser;
+    match policy {
+        RestartPolicy::No => false,
+        RestartPolicy::Always => true,
+        RestartPolicy::UnlessStopped => !by_user,
+        RestartPolicy::OnFailure { max } => {
+            code != 0 && !by_user && max.is_none_or(|m| restarts < m)
+        }
+    }
+}
+
+/// The wait before the next restart and the new streak, for a run that lasted `ran_for`
+/// after `streak` quick failures in a row.
+pub fn backoff(streak: u32, ran_for: Duration) -> (Duration, u32) {
+    let streak = if ran_for >= RESTART_HEALTHY_AFTER {
+        0
+    } else {
+        streak
+    };
+    let delay = RESTART_BACKOFF_BASE
+        .saturating_mul(1u32 << streak.min(16))
+        .min(RESTART_BACKOFF_MAX);
+    (delay, streak + 1)
+}
+
+/// Where the last run's `init/` waits while a restart runs (not a valid process id, so
+/// adoption never takes it for an exec).
+pub(super) const LAST_RUN: &str = ".init-last";
+
+impl Container {
+    /// Sets the restart timer if the policy wants one after the init's published exit.
+    pub(super) fn consider_restart(&mut self, ctx: &mut Context<Self>) {
+        let Some(exit) = self.gate.published_exit() else {
+            return;
+        };
+        let Phase::Stopped(cause) = self.life.phase else {
+            return; // checkpointed, deleted, or running again
+        };
+        if self.life.op != Operation::Idle {
+            return; // deleting, or a timer already set
+        }
+        if !wanted(self.record.restart, exit.code, cause, self.record.restarts) {
+            return;
+        }
+        let ran_for = Duration::from_nanos(exit.exited_at_ns.saturating_sub(self.started_at_ns));
+        let (delay, streak) = backoff(self.backoff_streak, ran_for);
+        self.backoff_streak = streak;
+        tracing::info!(
+            "{}: restarting in {delay:?} ({} policy, exit {})",
+            self.key(),
+            self.record.restart,
+            exit.code
+        );
+        let timer = ctx.run_later(delay, |act, ctx| {
+            act.life.op = Operation::Idle;
+            act.restart(ctx);
+        });
+        self.life.op = Operation::RestartPending(timer);
+    }
+
+    /// Runs the init process again under the same id. Holds the mailbox while it runs, so
+    /// nothing (a delete, a kill) interleaves with a half-made restart.
+    fn restart(&mut self, ctx: &mut Context<Self>) {
+        if self.life.allows(Verb::Restart).is_err() {
+            return;
+        }
+        self.life.op = Operation::Restarting;
+        // A fifo of a client that has gone away is no place for output: /dev/null instead.
+        let still_there = |p: &Option<PathBuf>| {
+            p.clone()
+                .filter(|p| p.exists() || p.parent().is_some_and(|d| d.is_dir()))
+        };
+        let stdio = Stdio {
+            stdin: still_there(&self.record.stdio.stdin),
+            stdout: still_there(&self.record.stdio.stdout),
+            stderr: still_there(&self.record.stdio.stderr),
+        };
+        let args = self.shim_args(Mode::Run, &stdio);
+        let runtime = self.env.runtime.clone();
+        let timeout = self.env.shim_timeout;
+        let dir = self.dir.clone();
+        let execs: Vec<String> = self.execs.keys().cloned().collect();
+        let id = self.record.id.clone();
+        let work = async move {
+            runtime.delete(&id, true).await?;
+            for exec in execs {
+                let _ = std::fs::remove_dir_all(dir.process(&exec).path());
+            }
+            let init = dir.process(INIT_PROCESS);
+            let last = dir.path().join(LAST_RUN);
+            let _ = std::fs::remove_dir_all(&last);
+            std::fs::rename(init.path(), &last).map_err(|e| {
+                Error::io(format!("keep the last run's {}", init.path().display()), e)
+            })?;
+            let launched = runtime.launch(init.clone(), args, timeout).await;
+            if launched.is_ok() {
+                let _ = std::fs::remove_dir_all(&last);
+            } else {
+                // The last run's pid, exitStatus and exit.published stand again.
+                let _ = std::fs::remove_dir_all(init.path());
+                let _ = std::fs::rename(&last, init.path());
+            }
+            launched.map_err(Error::from)
+        };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| {
+            act.life.op = Operation::Idle;
+            act.record.restarts += 1;
+            act.record.stopped_by_user = false;
+            match result {
+                Ok(shim) => {
+                    act.execs.clear();
+                    act.init = ProcessSlot {
+                        pid: shim.pid as u32,
+                        ..ProcessSlot::default()
+                    };
+                    act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
+                    act.gate.new_run();
+                    act.become_(Phase::Running);
+                    act.started_at_ns = now_ns();
+                    act.save_record();
+                    act.emit(Topic::TaskStart, INIT_PROCESS, act.init.pid)
+                        .restarts(act.record.restarts)
+                        .send();
+                    // After the start event: an OOM kill already counted comes after it.
+                    act.watch_oom(true, ctx);
+                }
+                Err(e) => {
+                    act.save_record();
+                    act.become_(Phase::Stopped(StopCause::Exited));
+                    tracing::warn!("{}: restart {} failed: {e}", act.key(), act.record.restarts);
+                    act.consider_restart(ctx);
+                }
+            }
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_decide_as_documented() {
+        use RestartPolicy as P;
+        use StopCause::{ByUser, Exited};
+        assert!(!wanted(P::No, 1, Exited, 0));
+        assert!(wanted(P::Always, 0, Exited, 0));
+        assert!(
+            wanted(P::Always, 137, ByUser, 99),
+            "always, even after a user's kill"
+        );
+        assert!(wanted(P::UnlessStopped, 0, Exited, 0));
+        assert!(!wanted(P::UnlessStopped, 137, ByUser, 0));
+        let on_failure = P::OnFailure { max: Some(2) };
+        assert!(
+            !wanted(on_failure, 0, Exited, 0),
+            "success is not a failure"
+        );
+        assert!(wanted(on_failure, 1, Exited, 1));
+        assert!(!wanted(on_failure, 1, Exited, 2), "at most MAX restarts");
+        assert!(
+            !wanted(on_failure, 137, ByUser, 0),
+            "a user's kill is not a failure"
+        );
+        assert!(wanted(P::OnFailure { max: None }, 3, Exited, 1000));
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_healthy_run() {
+        let quick = Duration::from_millis(5);
+        let (d0, s1) = backoff(0, quick);
+        assert_eq!((d0, s1), (RESTART_BACKOFF_BASE, 1));
+        let (d1, s2) = backoff(s1, quick);
+        assert_eq!((d1, s2), (RESTART_BACKOFF_BASE * 2, 2));
+        let (d, _) = backoff(7, quick);
+        assert_eq!(d, RESTART_BACKOFF_MAX, "12.8 s is capped at 10 s");
+        let (d, _) = backoff(40, quick);
+        assert_eq!(d, RESTART_BACKOFF_MAX, "no overflow for long streaks");
+        let (d, s) = backoff(6, RESTART_HEALTHY_AFTER);
+        assert_eq!(
+            (d, s),
+            (RESTART_BACKOFF_BASE, 1),
+            "a healthy run starts over"
+        );
+    }
+}
