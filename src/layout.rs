@@ -13,6 +13,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// The event journal's directory under the state dir (not a valid namespace name).
+pub const JOURNAL_DIR: &str = "_events";
+
 /// The daemon's state directory (default `/run/corral`).
 #[derive(Clone, Debug)]
 pub struct StateDir {

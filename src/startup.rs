@@ -1,0 +1,103 @@
+//! Starting the supervisor: the state dir's lock, the journal, then the actors.
+
+use crate::actors::events::Events;
+use crate::actors::supervisor::Supervisor;
+use crate::actors::Reaper;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::handle::Handle;
+use crate::layout::JOURNAL_DIR;
+use crate::{checkpoint, journal};
+use actix::prelude::*;
+use std::sync::Arc;
+
+/// Ways to start the supervisor.
+pub struct Corral;
+
+impl Corral {
+    /// Starts the supervisor on a thread of its own and returns its handle.
+    pub fn spawn(config: Config) -> Result<Handle> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("corral".into())
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let _ = tx.send(start(config).await);
+                });
+                system.run().ok();
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the supervisor thread: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Internal("the supervisor thread died while starting".into()))?
+    }
+}
+
+/// Starts the supervisor's actors in the current actix system and returns its handle.
+pub async fn start(config: Config) -> Result<Handle> {
+    for dir in [&config.state_dir, &config.runtime_root] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    }
+    let lock = lock_state_dir(&config.state_dir)?;
+    if !on_tmpfs(&config.state_dir) {
+        tracing::warn!(
+            "state dir {} is not on a tmpfs: every exit then waits on the disk's journal \
+             (about a millisecond here); /run is a tmpfs on most hosts",
+            config.state_dir.display()
+        );
+    }
+    // The reaper comes first: no child may be spawned before SIGCHLD is watched.
+    let reaper = Reaper.start();
+    let journal_dir = config.state_dir.join(JOURNAL_DIR);
+    let recovered = journal::Journal::open(&journal_dir).map_err(|e| {
+        Error::io(
+            format!("open the event journal in {}", journal_dir.display()),
+            e,
+        )
+    })?;
+    if recovered.corrupt_lines > 0 {
+        tracing::warn!(
+            "event journal: skipped {} corrupt line(s); numbering continues after {}",
+            recovered.corrupt_lines,
+            recovered.last_seq
+        );
+    }
+    let events = Events::new(Some((recovered.journal, journal_dir)), recovered.last_seq).start();
+    let runtime_root = config.runtime_root.clone();
+    match checkpoint::check_criu(&config.criu) {
+        Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
+        Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
+    }
+    // The supervisor adopts the containers already in the state dir as it starts.
+    let supervisor =
+        Supervisor::new(Arc::new(config), events.clone(), recovered.exits, lock).start();
+    Ok(Handle::new(supervisor, runtime_root, events, reaper))
+}
+
+/// Whether `dir` is on a tmpfs.
+fn on_tmpfs(dir: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
+/// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors
+/// adopting and reaping the same containers would each report what the other did.
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = state_dir.join("_lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::AlreadyExists(format!(
+            "another corral supervisor is using the state dir {}",
+            state_dir.display()
+        )));
+    }
+    Ok(file)
+}
