@@ -9,7 +9,12 @@ use crate::handle::Handle;
 use crate::layout::JOURNAL_DIR;
 use crate::{checkpoint, journal};
 use actix::prelude::*;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use std::sync::Arc;
+
+/// The state dir's lock (`<state>/_lock`), held exclusively for the supervisor's life.
+pub(crate) type StateDirLock = Flock<std::fs::File>;
 
 /// Ways to start the supervisor.
 pub struct Corral;
@@ -83,8 +88,7 @@ fn on_tmpfs(dir: &std::path::Path) -> bool {
 
 /// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors
 /// adopting and reaping the same containers would each report what the other did.
-fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<StateDirLock> {
     let path = state_dir.join("_lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -92,12 +96,14 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::AlreadyExists(format!(
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => Error::AlreadyExists(format!(
             "another corral supervisor is using the state dir {}",
             state_dir.display()
-        )));
-    }
-    Ok(file)
+        )),
+        errno => Error::io(
+            format!("lock {}", path.display()),
+            std::io::Error::from(errno),
+        ),
+    })
 }

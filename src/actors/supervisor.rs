@@ -26,7 +26,7 @@ pub struct Supervisor {
     /// Exits the journal holds, until the containers in the state dir are adopted.
     journaled_exits: Option<HashSet<ExitKey>>,
     /// The state dir's lock, held for the supervisor's life.
-    _lock: std::fs::File,
+    _lock: crate::startup::StateDirLock,
 }
 
 /// Where state that could not be read is moved, under the state dir (not a valid namespace).
@@ -39,7 +39,7 @@ impl Supervisor {
         config: Arc<Config>,
         events: Addr<Events>,
         journaled_exits: HashSet<ExitKey>,
-        lock: std::fs::File,
+        lock: crate::startup::StateDirLock,
     ) -> Self {
         Supervisor {
             state: StateDir::new(&config.state_dir),
