@@ -1,7 +1,7 @@
 //! Starting the supervisor: the state dir's lock, the journal, then the actors.
 
 use crate::actors::events::Events;
-use crate::actors::supervisor::Supervisor;
+use crate::actors::supervisor::{Supervisor, SupervisorSettings};
 use crate::actors::Reaper;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -11,10 +11,6 @@ use crate::{checkpoint, journal};
 use actix::prelude::*;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use std::sync::Arc;
-
-/// The state dir's lock (`<state>/_lock`), held exclusively for the supervisor's life.
-pub(crate) type StateDirLock = Flock<std::fs::File>;
 
 /// Ways to start the supervisor.
 pub struct Corral;
@@ -74,9 +70,27 @@ pub async fn start(config: Config) -> Result<Handle> {
         Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
         Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
     }
+    // Every setting goes to the Supervisor: a new one must be placed here.
+    let Config {
+        state_dir,
+        runtime_root: _,
+        runtime,
+        shim,
+        runtime_timeout,
+        shim_timeout,
+        criu,
+    } = config;
+    let settings = SupervisorSettings {
+        state_dir,
+        runtime_root: runtime_root.clone(),
+        default_runtime: runtime,
+        runtime_timeout,
+        shim,
+        shim_timeout,
+        criu,
+    };
     // The supervisor adopts the containers already in the state dir as it starts.
-    let supervisor =
-        Supervisor::new(Arc::new(config), events.clone(), recovered.exits, lock).start();
+    let supervisor = Supervisor::new(settings, events.clone(), recovered.exits, lock).start();
     Ok(Handle::new(supervisor, runtime_root, events, reaper))
 }
 
@@ -88,7 +102,7 @@ fn on_tmpfs(dir: &std::path::Path) -> bool {
 
 /// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors
 /// adopting and reaping the same containers would each report what the other did.
-fn lock_state_dir(state_dir: &std::path::Path) -> Result<StateDirLock> {
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<Flock<std::fs::File>> {
     let path = state_dir.join("_lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
