@@ -166,6 +166,35 @@ impl Handle {
         self.ask(namespace, id, container::GetStats).await?
     }
 
+    /// Statistics of the named containers, or of every live container of the namespace when
+    /// `ids` is empty (a container that stops meanwhile is then left out), in that order.
+    pub async fn stats_of(
+        &self,
+        namespace: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, stats::Stats)>> {
+        let everyone = ids.is_empty();
+        let ids = if everyone {
+            self.list(namespace, BTreeMap::new())
+                .await?
+                .into_iter()
+                .filter(|c| c.status.is_live())
+                .map(|c| c.id)
+                .collect()
+        } else {
+            ids
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.stats(namespace, &id).await {
+                Ok(s) => out.push((id, s)),
+                Err(_) if everyone => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     fn checkpoints_store(&self) -> checkpoint::CheckpointStore {
         checkpoint::CheckpointStore::new(&self.runtime_root)
     }

@@ -156,6 +156,17 @@ pub enum Status {
     Unknown,
 }
 
+impl Status {
+    /// Whether a container in this state still has its process and cgroup: created,
+    /// running, pausing or paused (not stopped, not unknown).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Status::Created | Status::Running | Status::Pausing | Status::Paused
+        )
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -684,6 +695,30 @@ mod tests {
             assert!(matches!(err, Error::InvalidArgument(_)), "{bad:?}: {err}");
         }
         assert!(validate_id("container id", &"x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn live_states() {
+        let live: Vec<Status> = [
+            Status::Created,
+            Status::Running,
+            Status::Pausing,
+            Status::Paused,
+            Status::Stopped,
+            Status::Unknown,
+        ]
+        .into_iter()
+        .filter(|s| s.is_live())
+        .collect();
+        assert_eq!(
+            live,
+            [
+                Status::Created,
+                Status::Running,
+                Status::Pausing,
+                Status::Paused
+            ]
+        );
     }
 
     #[test]
