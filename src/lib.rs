@@ -19,27 +19,42 @@
 //! # Ok(()) }
 //! ```
 
-pub mod actors;
+// The public API is what is re-exported below, plus `rpc` (the client side of corrald's
+// socket). The `#[doc(hidden)] pub` modules are for corral's own binaries, tests, benches and
+// examples, which are separate crates: they are not a stable API.
+
+pub(crate) mod actors;
+#[doc(hidden)] // For corral's own binaries and tests (make_busybox), not a stable API.
 pub mod bundle;
+#[doc(hidden)] // For corral's own benches (leftover cgroups), not a stable API.
 pub mod cgroups;
+#[doc(hidden)] // For corral's own binaries and tests; the public types are re-exported below.
 pub mod checkpoint;
 mod config;
-pub mod error;
+mod error;
 mod handle;
+#[doc(hidden)] // For corral's own tests (journal segments), not a stable API.
 pub mod journal;
-pub mod launch;
+pub(crate) mod launch;
+#[doc(hidden)] // For corral's own benches (the on-disk layout), not a stable API.
 pub mod layout;
+#[doc(hidden)] // For corrald (the /metrics endpoint), not a stable API.
 pub mod metrics;
-pub mod oom;
-pub mod reaper;
+pub(crate) mod oom;
+pub(crate) mod reaper;
 pub mod rpc;
+#[doc(hidden)] // For corral's own binaries and tests (resolve_binary), not a stable API.
 pub mod runtime;
+#[doc(hidden)] // For the corral-shim binary, not a stable API.
 pub mod shim;
 mod startup;
+#[doc(hidden)] // For corral's own binaries and tests; the public types are re-exported below.
 pub mod stats;
-pub mod types;
+mod types;
 
+pub use actors::events::SUBSCRIBER_BUFFER;
 pub use actors::EventStream;
+pub use checkpoint::{CheckpointInfo, CheckpointOptions};
 pub use config::{
     default_criu_path, default_shim_path, Config, DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
 };
@@ -47,4 +62,8 @@ pub use error::{Error, Result};
 pub use handle::Handle;
 pub use layout::JOURNAL_DIR;
 pub use startup::{start, Corral};
+pub use stats::{
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
+    Stats, Throttling,
+};
 pub use types::*;
