@@ -141,6 +141,7 @@ impl fmt::Display for ContainerKey {
 /// The state of a container or process (containerd's task Status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     /// Created by the runtime, not yet started.
     Created,
@@ -182,6 +183,7 @@ impl fmt::Display for Status {
 
 /// How a process ended: its exit code (128 + signal for a signal, 255 when unknown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExitStatus {
     /// The code, as a shell would report it.
     pub code: u32,
@@ -278,6 +280,7 @@ pub struct ProcessRef {
 
 /// One process as the supervisor sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessInfo {
     /// `init` or the exec id.
     pub id: String,
@@ -291,6 +294,7 @@ pub struct ProcessInfo {
 
 /// One container as the supervisor sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContainerInfo {
     /// Namespace.
     pub namespace: String,
@@ -448,6 +452,7 @@ pub fn resource_field_of(text: &str) -> Option<&'static str> {
 
 /// One process in a container's cgroup, with the corral process it belongs to if any.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PidInfo {
     /// Host pid.
     pub pid: u32,
@@ -459,6 +464,7 @@ pub struct PidInfo {
 /// Serialized as the topic path (`"/tasks/exit"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
+#[non_exhaustive]
 pub enum Topic {
     /// A container was created.
     TaskCreate,
@@ -540,6 +546,7 @@ impl fmt::Display for Topic {
 
 /// One event, as published to subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Monotonic sequence number, daemon-wide.
     pub seq: u64,
@@ -764,6 +771,7 @@ mod tests {
 
 /// The daemon's own counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DaemonInfo {
     /// Release.
     pub version: String,
