@@ -99,7 +99,7 @@ pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Op
     Some(out)
 }
 
-/// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`]).
+/// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`](crate::cgroups::CgroupPaths::expected)).
 pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::cgroups::CgroupPaths {
     let spec_path = spec
         .linux()

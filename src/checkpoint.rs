@@ -67,6 +67,7 @@ impl CheckpointOptions {
 
 /// One checkpoint, as stored in checkpoint.json and listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CheckpointInfo {
     /// Its name.
     pub name: String,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every failure the supervisor reports, typed so that a client can react to the kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No container, process or checkpoint with that name.
     #[error("not found: {0}")]

@@ -17,8 +17,6 @@ use tokio::sync::oneshot;
 
 /// A shim that answered `ok`: its container process is created (or running).
 pub struct LaunchedShim {
-    /// The shim's pid.
-    pub shim_pid: i32,
     /// The container process's host pid.
     pub pid: i32,
     /// The container process's start time, if it could be read.
@@ -128,7 +126,6 @@ pub async fn launch(
             .parse()
             .map_err(|_| Error::Internal(format!("shim answered {answer:?}")))?;
         return Ok(LaunchedShim {
-            shim_pid,
             pid,
             starttime: dir.read_starttime(),
             exit_fd,

@@ -164,10 +164,7 @@ pub async fn render(handle: &Handle) -> String {
             "corral_container_restarts_total{{{l}}} {}",
             c.restarts
         );
-        if !matches!(
-            c.status,
-            Status::Running | Status::Paused | Status::Pausing | Status::Created
-        ) {
+        if !c.status.is_live() {
             continue;
         }
         if let Ok(s) = handle.stats(&c.namespace, &c.id).await {

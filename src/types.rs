@@ -141,6 +141,7 @@ impl fmt::Display for ContainerKey {
 /// The state of a container or process (containerd's task Status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     /// Created by the runtime, not yet started.
     Created,
@@ -157,8 +158,8 @@ pub enum Status {
 }
 
 impl Status {
-    /// Whether a container in this state may have a running process: created, running,
-    /// pausing or paused.
+    /// Whether a container in this state still has its process and cgroup: created,
+    /// running, pausing or paused (not stopped, not unknown).
     pub fn is_live(self) -> bool {
         matches!(
             self,
@@ -182,6 +183,7 @@ impl fmt::Display for Status {
 
 /// How a process ended: its exit code (128 + signal for a signal, 255 when unknown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExitStatus {
     /// The code, as a shell would report it.
     pub code: u32,
@@ -297,6 +299,7 @@ pub struct ProcessRef {
 
 /// One process as the supervisor sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessInfo {
     /// `init` or the exec id.
     pub id: String,
@@ -310,6 +313,7 @@ pub struct ProcessInfo {
 
 /// One container as the supervisor sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContainerInfo {
     /// Namespace.
     pub namespace: String,
@@ -467,6 +471,7 @@ pub fn resource_field_of(text: &str) -> Option<&'static str> {
 
 /// One process in a container's cgroup, with the corral process it belongs to if any.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PidInfo {
     /// Host pid.
     pub pid: u32,
@@ -478,6 +483,7 @@ pub struct PidInfo {
 /// Serialized as the topic path (`"/tasks/exit"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
+#[non_exhaustive]
 pub enum Topic {
     /// A container was created.
     TaskCreate,
@@ -559,6 +565,7 @@ impl fmt::Display for Topic {
 
 /// One event, as published to subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Monotonic sequence number, daemon-wide.
     pub seq: u64,
@@ -717,6 +724,30 @@ mod tests {
     }
 
     #[test]
+    fn live_states() {
+        let live: Vec<Status> = [
+            Status::Created,
+            Status::Running,
+            Status::Pausing,
+            Status::Paused,
+            Status::Stopped,
+            Status::Unknown,
+        ]
+        .into_iter()
+        .filter(|s| s.is_live())
+        .collect();
+        assert_eq!(
+            live,
+            [
+                Status::Created,
+                Status::Running,
+                Status::Pausing,
+                Status::Paused
+            ]
+        );
+    }
+
+    #[test]
     fn signals_parse() {
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert_eq!(parse_signal("KILL").unwrap(), 9);
@@ -759,6 +790,7 @@ mod tests {
 
 /// The daemon's own counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DaemonInfo {
     /// Release.
     pub version: String,

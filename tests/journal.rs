@@ -486,7 +486,7 @@ fn a_slow_subscriber_is_told_it_lagged() {
         }
     };
     assert!(
-        got.len() >= corral::actors::events::SUBSCRIBER_BUFFER,
+        got.len() >= corral::SUBSCRIBER_BUFFER,
         "only {} events before the cut",
         got.len()
     );

@@ -1,10 +1,10 @@
 //! The daemon's actors (actix, one thread):
 //!
-//! - [`Supervisor`]: the registry `(namespace, id) -> Addr<Container>`; create, lookup, list, delete.
-//! - [`Container`]: one per container, the only owner of its state machine and processes.
-//! - [`Process`]: one per init or exec process; watches its shim's exit fifo, signals it.
+//! - [`Supervisor`](supervisor::Supervisor): the registry `(namespace, id) -> Addr<Container>`; create, lookup, list, delete.
+//! - [`Container`](container::Container): one per container, the only owner of its state machine and processes.
+//! - [`Process`](process::Process): one per init or exec process; watches its shim's exit fifo, signals it.
 //! - [`Reaper`]: SIGCHLD; reaps the registered children of the daemon.
-//! - [`Events`]: assigns sequence numbers and fans events out to subscribers.
+//! - [`Events`](events::Events): assigns sequence numbers and fans events out to subscribers.
 
 pub mod container;
 pub mod events;
@@ -12,8 +12,5 @@ pub mod process;
 pub mod reaper;
 pub mod supervisor;
 
-pub use container::Container;
-pub use events::{EventStream, Events};
-pub use process::Process;
+pub use events::EventStream;
 pub use reaper::Reaper;
-pub use supervisor::Supervisor;

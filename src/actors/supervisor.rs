@@ -11,22 +11,41 @@ use crate::journal::ExitKey;
 use crate::layout::StateDir;
 use crate::runtime::{resolve_binary, OciRuntime, Runc};
 use crate::types::*;
-use crate::Config;
 use actix::prelude::*;
+use nix::fcntl::Flock;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the Supervisor needs to know: where state goes, and how to run runtimes and shims.
+#[derive(Clone, Debug)]
+pub struct SupervisorSettings {
+    /// Where container state lives (`<state>/<namespace>/<id>/...`).
+    pub state_dir: PathBuf,
+    /// The runtime's state root; each namespace gets `<root>/<namespace>`.
+    pub runtime_root: PathBuf,
+    /// The runtime binary for a create that names none.
+    pub default_runtime: PathBuf,
+    /// How long one runtime call may take.
+    pub runtime_timeout: Duration,
+    /// The corral-shim binary.
+    pub shim: PathBuf,
+    /// How long a shim may take to create or exec its process.
+    pub shim_timeout: Duration,
+    /// The CRIU binary, checked before a restore.
+    pub criu: PathBuf,
+}
 
 /// The registry of containers.
 pub struct Supervisor {
-    config: Arc<Config>,
+    settings: SupervisorSettings,
     state: StateDir,
     events: Addr<Events>,
     containers: HashMap<ContainerKey, Addr<Container>>,
     /// Exits the journal holds, until the containers in the state dir are adopted.
     journaled_exits: Option<HashSet<ExitKey>>,
     /// The state dir's lock, held for the supervisor's life.
-    _lock: std::fs::File,
+    _lock: Flock<std::fs::File>,
 }
 
 /// Where state that could not be read is moved, under the state dir (not a valid namespace).
@@ -36,14 +55,14 @@ impl Supervisor {
     /// A supervisor that adopts the containers in the state dir when it starts;
     /// `journaled_exits` are the /tasks/exit events already in the journal.
     pub fn new(
-        config: Arc<Config>,
+        settings: SupervisorSettings,
         events: Addr<Events>,
         journaled_exits: HashSet<ExitKey>,
-        lock: std::fs::File,
+        lock: Flock<std::fs::File>,
     ) -> Self {
         Supervisor {
-            state: StateDir::new(&config.state_dir),
-            config,
+            state: StateDir::new(&settings.state_dir),
+            settings,
             events,
             containers: HashMap::new(),
             journaled_exits: Some(journaled_exits),
@@ -54,9 +73,9 @@ impl Supervisor {
     fn env(&self, runtime: Runc) -> ContainerEnv {
         ContainerEnv {
             runtime: std::sync::Arc::new(runtime),
-            shim_timeout: self.config.shim_timeout,
+            shim_timeout: self.settings.shim_timeout,
             events: self.events.clone(),
-            criu: self.config.criu.clone(),
+            criu: self.settings.criu.clone(),
         }
     }
 
@@ -184,10 +203,10 @@ impl Supervisor {
     fn runtime_for(&self, namespace: &str, binary: std::path::PathBuf, args: Vec<String>) -> Runc {
         Runc {
             path: binary,
-            root: self.config.runtime_root.join(namespace),
+            root: self.settings.runtime_root.join(namespace),
             args,
-            timeout: self.config.runtime_timeout,
-            shim: self.config.shim.clone(),
+            timeout: self.settings.runtime_timeout,
+            shim: self.settings.shim.clone(),
         }
     }
 }
@@ -261,9 +280,9 @@ impl Handler<Restore> for Supervisor {
 
     fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> Self::Result {
         let namespace = namespace_or_default(&msg.namespace).to_string();
-        let store = crate::checkpoint::CheckpointStore::new(&self.config.runtime_root);
+        let store = crate::checkpoint::CheckpointStore::new(&self.settings.runtime_root);
         let found = store.get(&namespace, &msg.id, &msg.name).and_then(|info| {
-            crate::checkpoint::check_criu(&self.config.criu)?;
+            crate::checkpoint::check_criu(&self.settings.criu)?;
             Ok((info, store.dir(&namespace, &msg.id, &msg.name)?))
         });
         let (info, dir) = match found {
@@ -328,7 +347,7 @@ impl Supervisor {
             let wanted = req
                 .runtime
                 .clone()
-                .unwrap_or_else(|| self.config.runtime.clone());
+                .unwrap_or_else(|| self.settings.default_runtime.clone());
             let runtime_bin = resolve_binary(&wanted).ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "runtime {} not found or not executable",

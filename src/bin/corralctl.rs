@@ -716,8 +716,7 @@ fn stats(ctl: &Ctl, mut args: Args) -> Outcome {
     loop {
         let all = client.stats(&ctl.namespace, ids.clone())?;
         if as_json {
-            let map: BTreeMap<&String, &corral::stats::Stats> =
-                all.iter().map(|(i, s)| (i, s)).collect();
+            let map: BTreeMap<&String, &Stats> = all.iter().map(|(i, s)| (i, s)).collect();
             json(&map)?;
         } else {
             if watch {
@@ -807,7 +806,7 @@ fn checkpoint(ctl: &Ctl, mut args: Args) -> Outcome {
         _ => {
             let id = first;
             let name = args.positional("checkpoint NAME")?;
-            let options = corral::checkpoint::CheckpointOptions {
+            let options = CheckpointOptions {
                 tcp: args.flag(&["--tcp"]),
                 unix_sockets: args.flag(&["--unix-sockets"]),
                 shell: args.flag(&["--shell"]),
@@ -827,7 +826,7 @@ fn checkpoint(ctl: &Ctl, mut args: Args) -> Outcome {
     Ok(0)
 }
 
-fn checkpoint_options_text(o: &corral::checkpoint::CheckpointOptions) -> String {
+fn checkpoint_options_text(o: &CheckpointOptions) -> String {
     let mut v: Vec<String> = Vec::new();
     for (on, name) in [
         (o.tcp, "tcp"),

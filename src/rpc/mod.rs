@@ -4,12 +4,14 @@
 //! [`Request::Hello`] / [`Reply::Hello`] handshake; every request carries an id that its
 //! replies repeat; `Subscribe` and `Wait` replies come later, as streams.
 
-pub mod client;
+mod client;
+#[doc(hidden)] // For corral's own tests (raw frames), not a stable API.
 pub mod frame;
-pub mod protocol;
+mod protocol;
+#[doc(hidden)] // For corrald, not a stable API.
 pub mod server;
 
-pub use client::Client;
+pub use client::{Client, Subscription};
 pub use frame::MAX_FRAME;
 pub use protocol::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 

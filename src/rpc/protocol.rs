@@ -30,6 +30,7 @@ pub struct ServerFrame {
 
 /// Everything a client can ask.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Request {
     /// Must be first: the client's protocol version and name.
     Hello {
@@ -213,6 +214,7 @@ impl Request {
 
 /// Everything the daemon answers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Reply {
     /// Handshake answer.
     Hello {

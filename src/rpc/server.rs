@@ -300,45 +300,10 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
             .restore(&namespace, &id, &name, new_id.as_deref(), bundle)
             .await
             .map(Reply::Container),
-        Request::Stats { namespace, ids } => stats(handle, &namespace, ids).await.map(Reply::Stats),
+        Request::Stats { namespace, ids } => {
+            handle.stats_of(&namespace, ids).await.map(Reply::Stats)
+        }
         Request::Subscribe(_) => Err(Error::Internal("subscribe is served as a stream".into())),
     };
     result.unwrap_or_else(Reply::Error)
-}
-
-/// Statistics of the named containers, or of every live container of the namespace.
-async fn stats(
-    handle: &Handle,
-    namespace: &str,
-    ids: Vec<String>,
-) -> Result<Vec<(String, crate::cgroups::Stats)>> {
-    let everyone = ids.is_empty();
-    let ids = if everyone {
-        handle
-            .list(namespace, Default::default())
-            .await?
-            .into_iter()
-            .filter(|c| {
-                matches!(
-                    c.status,
-                    crate::types::Status::Running
-                        | crate::types::Status::Paused
-                        | crate::types::Status::Created
-                )
-            })
-            .map(|c| c.id)
-            .collect()
-    } else {
-        ids
-    };
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        match handle.stats(namespace, &id).await {
-            Ok(s) => out.push((id, s)),
-            // A container that stopped meanwhile is skipped when listing everyone.
-            Err(_) if everyone => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
 }

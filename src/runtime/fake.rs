@@ -182,7 +182,6 @@ fn spawn_process(
         let _ = tx.send(0);
     });
     Ok(LaunchedShim {
-        shim_pid: pid,
         pid,
         starttime,
         exit_fd: read,

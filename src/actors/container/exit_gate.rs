@@ -98,11 +98,6 @@ impl ExitGate {
         self.step()
     }
 
-    /// The init's exit, published or not.
-    pub fn exit(&self) -> Option<ExitStatus> {
-        self.exit
-    }
-
     /// The init's exit once its event is out (what waiters get).
     pub fn published_exit(&self) -> Option<ExitStatus> {
         self.exit.filter(|_| self.published)
@@ -148,7 +143,7 @@ mod tests {
         assert_eq!(g.published_exit(), Some(exit(3)));
         assert_eq!(g.poll(), Step::Wait, "never twice");
         assert_eq!(g.init_exited(exit(4)), Step::Wait);
-        assert_eq!(g.exit(), Some(exit(3)), "the first exit stands");
+        assert_eq!(g.published_exit(), Some(exit(3)), "the first exit stands");
     }
 
     #[test]
@@ -214,7 +209,7 @@ mod tests {
         assert_eq!(g.poll(), Step::KillExecs);
         assert_eq!(g.exec_ended("e"), Step::Publish(exit(9)));
         g.new_run();
-        assert_eq!(g.exit(), None);
+        assert_eq!(g.published_exit(), None);
         assert!(!g.is_published());
         assert_eq!(g.init_exited(exit(5)), Step::Publish(exit(5)));
     }

@@ -1,7 +1,7 @@
-//! Reading a container without changing it: its state (`GetInfo`), its pids (`Pids`,
+//! Reading a container without changing it: its state (`GetInfo`, always allowed), its pids (`Pids`,
 //! `runtime ps`) and its cgroup statistics (`GetStats`, straight from the cgroup files).
 
-use super::state::{Phase, Verb};
+use super::state::Verb;
 use super::Container;
 use crate::error::Result;
 use crate::types::*;
@@ -38,7 +38,8 @@ impl Handler<Pids> for Container {
         if let Err(e) = self.guard(Verb::Pids) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
-        if matches!(self.life.phase, Phase::Stopped(_) | Phase::Checkpointed) {
+        // Nothing runs in a stopped (or not yet created) container: no runtime call.
+        if !self.life.is_live() {
             return Box::pin(actix::fut::ready(Ok(Vec::new())));
         }
         let listed = self.env.runtime.ps(&self.record.id);

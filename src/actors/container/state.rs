@@ -132,13 +132,12 @@ pub enum Verb {
     Checkpoint,
     /// Run its init again (the restart policy).
     Restart,
-    /// Read its state.
-    Info,
 }
 
 impl Verb {
-    /// Every verb, for tables and tests.
-    pub const ALL: [Verb; 16] = [
+    /// Every verb, for the table's tests.
+    #[cfg(test)]
+    pub const ALL: [Verb; 15] = [
         Verb::Init,
         Verb::Start,
         Verb::Exec,
@@ -154,7 +153,6 @@ impl Verb {
         Verb::CloseStdin,
         Verb::Checkpoint,
         Verb::Restart,
-        Verb::Info,
     ];
 }
 
@@ -175,7 +173,6 @@ impl fmt::Display for Verb {
             Verb::CloseStdin => "close stdin",
             Verb::Checkpoint => "checkpoint",
             Verb::Restart => "restart",
-            Verb::Info => "state",
         })
     }
 }
@@ -238,11 +235,11 @@ impl Lifecycle {
                 hint,
             })
         };
-        if self.phase == P::Deleted && !matches!(verb, Verb::Info | Verb::Wait) {
+        if self.phase == P::Deleted && verb != Verb::Wait {
             return refuse("it is gone");
         }
         match verb {
-            Verb::Info | Verb::Wait => Ok(()),
+            Verb::Wait => Ok(()),
             Verb::Init => match self.phase {
                 P::Unknown if self.op == O::Idle => Ok(()),
                 _ => refuse("it exists already"),
@@ -352,10 +349,7 @@ impl Lifecycle {
 
     /// Whether its init process may be running: created, running, pausing or paused.
     pub fn is_live(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Created | Phase::Running | Phase::Pausing | Phase::Paused
-        )
+        self.status().is_live()
     }
 
     /// Whether it is frozen (or being frozen): a signal needs a thaw to land.
@@ -402,10 +396,10 @@ mod tests {
         let stopped = matches!(phase, P::Stopped(_) | P::Checkpointed);
         let deleting = op == O::Deleting;
         if phase == P::Deleted {
-            return matches!(verb, Verb::Info | Verb::Wait);
+            return verb == Verb::Wait;
         }
         match verb {
-            Verb::Info | Verb::Wait | Verb::Pids | Verb::CloseStdin => true,
+            Verb::Wait | Verb::Pids | Verb::CloseStdin => true,
             Verb::Init => phase == P::Unknown && op == O::Idle,
             Verb::Start => phase == P::Created && op == O::Idle,
             Verb::Exec => phase == P::Running && !deleting,
@@ -521,7 +515,11 @@ mod tests {
                 phase,
                 op: Operation::Idle,
             };
-            assert_eq!(life.is_live(), life.status().is_live(), "{phase:?}");
+            let live = matches!(
+                phase,
+                Phase::Created | Phase::Running | Phase::Pausing | Phase::Paused
+            );
+            assert_eq!(life.is_live(), live, "{phase:?}");
             if life.is_live() {
                 let mut l = life;
                 assert!(l.transition(Phase::Stopped(StopCause::Exited)).is_ok());

@@ -1,0 +1,68 @@
+//! The supervisor's settings and their defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The supervisor's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where container state lives (`<state>/<namespace>/<id>/...`).
+    pub state_dir: PathBuf,
+    /// The runtime's state root; each namespace gets `<root>/<namespace>`.
+    pub runtime_root: PathBuf,
+    /// The default runtime binary (a path, or a name looked up in PATH).
+    pub runtime: PathBuf,
+    /// The corral-shim binary.
+    pub shim: PathBuf,
+    /// How long one runtime call may take.
+    pub runtime_timeout: Duration,
+    /// How long a shim may take to create or exec its process.
+    pub shim_timeout: Duration,
+    /// The CRIU binary for checkpoint and restore.
+    pub criu: PathBuf,
+}
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/run/corral";
+/// The default runtime root.
+pub const DEFAULT_RUNTIME_ROOT: &str = "/run/corral-runc";
+/// The version of this library and its binaries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: DEFAULT_STATE_DIR.into(),
+            runtime_root: DEFAULT_RUNTIME_ROOT.into(),
+            runtime: "runc".into(),
+            shim: default_shim_path(),
+            runtime_timeout: Duration::from_secs(30),
+            shim_timeout: Duration::from_secs(60),
+            criu: default_criu_path(),
+        }
+    }
+}
+
+/// `corral-shim` beside the current executable (or beside its parent dir, for test and
+/// example binaries under target/), else the bare name for a PATH lookup.
+pub fn default_shim_path() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("corral-shim");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("corral-shim")
+}
+
+/// CRIU 4.1.1 at /usr/local/sbin/criu when there, else `criu` from PATH.
+pub fn default_criu_path() -> PathBuf {
+    let built = PathBuf::from(crate::checkpoint::DEFAULT_CRIU);
+    if built.is_file() {
+        built
+    } else {
+        PathBuf::from("criu")
+    }
+}

@@ -1,0 +1,328 @@
+//! The [`Handle`]: every operation on a running supervisor.
+
+use crate::actors::container::{self, Container};
+use crate::actors::events::{EventStream, Events, Subscribe, SubscriberCounts};
+use crate::actors::supervisor::{self, Supervisor};
+use crate::actors::Reaper;
+use crate::config::VERSION;
+use crate::error::{Error, Result};
+use crate::types::*;
+use crate::{checkpoint, reaper, stats};
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A handle on a running supervisor: every operation, callable from any thread or runtime.
+#[derive(Clone)]
+pub struct Handle {
+    supervisor: Addr<Supervisor>,
+    runtime_root: PathBuf,
+    events: Addr<Events>,
+    _reaper: Addr<Reaper>,
+}
+
+fn mailbox(e: MailboxError) -> Error {
+    Error::Internal(format!("the supervisor is gone: {e}"))
+}
+
+impl Handle {
+    /// A handle on the supervisor's actors (see [`crate::start`]).
+    pub(crate) fn new(
+        supervisor: Addr<Supervisor>,
+        runtime_root: PathBuf,
+        events: Addr<Events>,
+        reaper: Addr<Reaper>,
+    ) -> Self {
+        Handle {
+            supervisor,
+            runtime_root,
+            events,
+            _reaper: reaper,
+        }
+    }
+
+    async fn container(&self, namespace: &str, id: &str) -> Result<Addr<Container>> {
+        let key = ContainerKey::new(namespace_or_default(namespace), id)?;
+        self.supervisor
+            .send(supervisor::Lookup(key))
+            .await
+            .map_err(mailbox)?
+    }
+
+    async fn ask<M>(&self, namespace: &str, id: &str, msg: M) -> Result<M::Result>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Container: Handler<M>,
+    {
+        let addr = self.container(namespace, id).await?;
+        addr.send(msg).await.map_err(|_| {
+            Error::NotFound(format!(
+                "container {}/{id} (deleted meanwhile)",
+                namespace_or_default(namespace)
+            ))
+        })
+    }
+
+    /// Creates a container (and starts it when `req.start`).
+    pub async fn create(&self, req: CreateRequest) -> Result<ContainerInfo> {
+        self.supervisor
+            .send(supervisor::Create(req))
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Starts a created container.
+    pub async fn start(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::Start).await?
+    }
+
+    /// Runs another process in a running container.
+    pub async fn exec(&self, req: ExecRequest) -> Result<ProcessInfo> {
+        let msg = container::Exec {
+            exec_id: req.exec_id,
+            process: req.process,
+            stdio: req.stdio,
+        };
+        self.ask(&req.namespace, &req.id, msg).await?
+    }
+
+    /// Sends a signal to a process, or to all of a container's processes.
+    pub async fn kill(&self, req: KillRequest) -> Result<()> {
+        let msg = container::Kill {
+            exec_id: req.exec_id,
+            signal: req.signal,
+            all: req.all,
+        };
+        self.ask(&req.namespace, &req.id, msg).await?
+    }
+
+    /// Waits for a process to exit; returns at once if it already has.
+    pub async fn wait(
+        &self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+    ) -> Result<ExitStatus> {
+        let msg = container::Wait {
+            exec_id: exec_id.map(str::to_string),
+        };
+        self.ask(namespace, id, msg).await?
+    }
+
+    /// Deletes a container; a running one only with `force`.
+    pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
+        let key = ContainerKey::new(namespace_or_default(namespace), id)?;
+        self.supervisor
+            .send(supervisor::Remove { key, force })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// A container's state.
+    pub async fn state(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::GetInfo).await
+    }
+
+    /// The containers of a namespace whose labels include all of `labels`.
+    pub async fn list(
+        &self,
+        namespace: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<ContainerInfo>> {
+        validate_id("namespace", namespace_or_default(namespace))?;
+        self.supervisor
+            .send(supervisor::List {
+                namespace: namespace_or_default(namespace).to_string(),
+                labels,
+            })
+            .await
+            .map_err(mailbox)
+    }
+
+    /// The pids in a container.
+    pub async fn pids(&self, namespace: &str, id: &str) -> Result<Vec<PidInfo>> {
+        self.ask(namespace, id, container::Pids).await?
+    }
+
+    /// Freezes a running container.
+    pub async fn pause(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::Pause).await?
+    }
+
+    /// Thaws a paused container.
+    pub async fn resume(&self, namespace: &str, id: &str) -> Result<ContainerInfo> {
+        self.ask(namespace, id, container::Resume).await?
+    }
+
+    /// Changes a live container's resource limits.
+    pub async fn update(&self, namespace: &str, id: &str, resources: Resources) -> Result<()> {
+        self.ask(namespace, id, container::Update(resources))
+            .await?
+    }
+
+    /// A container's statistics, read from its cgroup.
+    pub async fn stats(&self, namespace: &str, id: &str) -> Result<stats::Stats> {
+        self.ask(namespace, id, container::GetStats).await?
+    }
+
+    /// Statistics of the named containers, or of every live container of the namespace when
+    /// `ids` is empty (a container that stops meanwhile is then left out), in that order.
+    pub async fn stats_of(
+        &self,
+        namespace: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, stats::Stats)>> {
+        let everyone = ids.is_empty();
+        let ids = if everyone {
+            self.list(namespace, BTreeMap::new())
+                .await?
+                .into_iter()
+                .filter(|c| c.status.is_live())
+                .map(|c| c.id)
+                .collect()
+        } else {
+            ids
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.stats(namespace, &id).await {
+                Ok(s) => out.push((id, s)),
+                Err(_) if everyone => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn checkpoints_store(&self) -> checkpoint::CheckpointStore {
+        checkpoint::CheckpointStore::new(&self.runtime_root)
+    }
+
+    /// Takes a checkpoint of a running container (CRIU).
+    pub async fn checkpoint(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        options: checkpoint::CheckpointOptions,
+    ) -> Result<checkpoint::CheckpointInfo> {
+        let msg = container::Checkpoint {
+            name: name.to_string(),
+            options,
+            store: self.checkpoints_store(),
+        };
+        self.ask(namespace, id, msg).await?
+    }
+
+    /// The checkpoints of a container (which may have been deleted since).
+    pub fn checkpoints(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Vec<checkpoint::CheckpointInfo>> {
+        self.checkpoints_store()
+            .list(namespace_or_default(namespace), id)
+    }
+
+    /// Removes a checkpoint.
+    pub fn remove_checkpoint(&self, namespace: &str, id: &str, name: &str) -> Result<()> {
+        self.checkpoints_store()
+            .remove(namespace_or_default(namespace), id, name)
+    }
+
+    /// Writes a checkpoint, with the container's spec, to one OCI image-layout tar.
+    pub async fn export_checkpoint(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        file: PathBuf,
+    ) -> Result<u64> {
+        let store = self.checkpoints_store();
+        let (namespace, id, name) = (
+            namespace_or_default(namespace).to_string(),
+            id.to_string(),
+            name.to_string(),
+        );
+        actix_rt::task::spawn_blocking(move || store.export(&namespace, &id, &name, &file))
+            .await
+            .map_err(|e| Error::Internal(format!("export: {e}")))?
+    }
+
+    /// Reads a checkpoint from a tar written by export.
+    pub async fn import_checkpoint(&self, file: PathBuf) -> Result<checkpoint::CheckpointInfo> {
+        let store = self.checkpoints_store();
+        actix_rt::task::spawn_blocking(move || store.import(&file))
+            .await
+            .map_err(|e| Error::Internal(format!("import: {e}")))?
+    }
+
+    /// Creates and starts a container from a checkpoint, under its id or `new_id`.
+    pub async fn restore(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        new_id: Option<&str>,
+        bundle: Option<PathBuf>,
+    ) -> Result<ContainerInfo> {
+        self.supervisor
+            .send(supervisor::Restore {
+                namespace: namespace_or_default(namespace).to_string(),
+                id: id.to_string(),
+                name: name.to_string(),
+                new_id: new_id.map(str::to_string),
+                bundle,
+            })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Closes a process's stdin.
+    pub async fn close_stdin(
+        &self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+    ) -> Result<()> {
+        let msg = container::CloseProcessStdin {
+            exec_id: exec_id.map(str::to_string),
+        };
+        self.ask(namespace, id, msg).await?
+    }
+
+    /// Subscribes to events from now on.
+    pub async fn subscribe(&self, filter: EventFilter) -> Result<EventStream> {
+        self.events.send(Subscribe(filter)).await.map_err(mailbox)
+    }
+
+    /// Every container in every namespace.
+    pub async fn all(&self) -> Result<Vec<ContainerInfo>> {
+        self.supervisor.send(supervisor::All).await.map_err(mailbox)
+    }
+
+    /// The daemon's counters: containers, subscribers, lagged subscribers, last event.
+    pub async fn info(&self) -> Result<DaemonInfo> {
+        let (subscribers, lagged_subscribers, last_seq) =
+            self.events.send(SubscriberCounts).await.map_err(mailbox)?;
+        let containers = self
+            .supervisor
+            .send(supervisor::All)
+            .await
+            .map_err(mailbox)?;
+        let running = containers
+            .iter()
+            .filter(|c| c.status == Status::Running)
+            .count();
+        Ok(DaemonInfo {
+            version: VERSION.to_string(),
+            containers: containers.len(),
+            running,
+            subscribers,
+            lagged_subscribers,
+            last_seq,
+            pending_children: reaper::pending(),
+        })
+    }
+}

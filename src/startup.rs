@@ -1,0 +1,123 @@
+//! Starting the supervisor: the state dir's lock, the journal, then the actors.
+
+use crate::actors::events::Events;
+use crate::actors::supervisor::{Supervisor, SupervisorSettings};
+use crate::actors::Reaper;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::handle::Handle;
+use crate::layout::JOURNAL_DIR;
+use crate::{checkpoint, journal};
+use actix::prelude::*;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+/// Ways to start the supervisor.
+pub struct Corral;
+
+impl Corral {
+    /// Starts the supervisor on a thread of its own and returns its handle.
+    pub fn spawn(config: Config) -> Result<Handle> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("corral".into())
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let _ = tx.send(start(config).await);
+                });
+                system.run().ok();
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the supervisor thread: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Internal("the supervisor thread died while starting".into()))?
+    }
+}
+
+/// Starts the supervisor's actors in the current actix system and returns its handle.
+pub async fn start(config: Config) -> Result<Handle> {
+    for dir in [&config.state_dir, &config.runtime_root] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    }
+    let lock = lock_state_dir(&config.state_dir)?;
+    if !on_tmpfs(&config.state_dir) {
+        tracing::warn!(
+            "state dir {} is not on a tmpfs: every exit then waits on the disk's journal \
+             (about a millisecond here); /run is a tmpfs on most hosts",
+            config.state_dir.display()
+        );
+    }
+    // The reaper comes first: no child may be spawned before SIGCHLD is watched.
+    let reaper = Reaper.start();
+    let journal_dir = config.state_dir.join(JOURNAL_DIR);
+    let recovered = journal::Journal::open(&journal_dir).map_err(|e| {
+        Error::io(
+            format!("open the event journal in {}", journal_dir.display()),
+            e,
+        )
+    })?;
+    if recovered.corrupt_lines > 0 {
+        tracing::warn!(
+            "event journal: skipped {} corrupt line(s); numbering continues after {}",
+            recovered.corrupt_lines,
+            recovered.last_seq
+        );
+    }
+    let events = Events::new(Some((recovered.journal, journal_dir)), recovered.last_seq).start();
+    let runtime_root = config.runtime_root.clone();
+    match checkpoint::check_criu(&config.criu) {
+        Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
+        Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
+    }
+    // Every setting goes to the Supervisor: a new one must be placed here.
+    let Config {
+        state_dir,
+        runtime_root: _,
+        runtime,
+        shim,
+        runtime_timeout,
+        shim_timeout,
+        criu,
+    } = config;
+    let settings = SupervisorSettings {
+        state_dir,
+        runtime_root: runtime_root.clone(),
+        default_runtime: runtime,
+        runtime_timeout,
+        shim,
+        shim_timeout,
+        criu,
+    };
+    // The supervisor adopts the containers already in the state dir as it starts.
+    let supervisor = Supervisor::new(settings, events.clone(), recovered.exits, lock).start();
+    Ok(Handle::new(supervisor, runtime_root, events, reaper))
+}
+
+/// Whether `dir` is on a tmpfs.
+fn on_tmpfs(dir: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
+/// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors
+/// adopting and reaping the same containers would each report what the other did.
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<Flock<std::fs::File>> {
+    let path = state_dir.join("_lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => Error::AlreadyExists(format!(
+            "another corral supervisor is using the state dir {}",
+            state_dir.display()
+        )),
+        errno => Error::io(
+            format!("lock {}", path.display()),
+            std::io::Error::from(errno),
+        ),
+    })
+}
