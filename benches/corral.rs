@@ -19,6 +19,7 @@
 //! corral's state go there). Arguments pick sections: `cycle start memory kill run stats
 //! checkpoint`
 //! (`kill` includes starting the containers of `memory`); default all.
+#![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
 use corral::layout::{proc_starttime, StateDir};
 use corral::rpc::Client;

@@ -3,6 +3,7 @@
 //! zombies, and leftovers (state dirs, fifos, runtime state, cgroups).
 //!
 //! Run as root: `cargo bench --bench hygiene`.
+#![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
 use corral::rpc::Client;
 use corral::{CreateRequest, Stdio};

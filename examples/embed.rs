@@ -2,6 +2,7 @@
 //! process, and every operation is a call on the Handle, no socket involved.
 //!
 //! Run as root: `cargo run --example embed`.
+#![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
 use corral::{Config, Corral, CreateRequest, EventFilter, Stdio};
 

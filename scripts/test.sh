@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command (and CI's): installs what is missing, builds once, runs every
-# test against real runc as root, then checks that the suite left no zombies or shims.
+# The README's test command (and CI's): installs what is missing, checks formatting, lints
+# (clippy -D warnings) and docs (rustdoc -D warnings), builds once, runs every test against
+# real runc as root, then checks that the suite left no zombies or shims.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,6 +12,10 @@ fi
 bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
+echo "test.sh: format, lints and docs"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings 2>&1 | tail -n 3
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --locked 2>&1 | tail -n 3
 echo "test.sh: building"
 cargo build --all-targets --locked 2>&1 | tail -n 3
 echo "test.sh: running tests"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Loads `<bundle>/config.json`, with errors that name the bundle and what is wrong.
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
-    let config = bundle.join("config.json");
+    let config = crate::layout::bundle_config(bundle);
     if !bundle.is_dir() {
         return Err(Error::InvalidArgument(format!(
             "bundle {} does not exist or is not a directory",
@@ -170,7 +170,7 @@ pub fn make_busybox(dir: &Path, args: &[String]) -> Result<()> {
         spec.set_root(Some(root));
     }
     spec.set_hostname(Some("corral".to_string()));
-    let config = dir.join("config.json");
+    let config = crate::layout::bundle_config(dir);
     spec.save(&config)
         .map_err(|e| Error::Internal(format!("write {}: {e}", config.display())))
 }

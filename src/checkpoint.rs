@@ -11,6 +11,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::types::validate_id;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,7 +20,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The directory under the runtime root that holds checkpoints (not a valid namespace).
-pub const CHECKPOINTS_DIR: &str = "_checkpoints";
+pub use crate::layout::CHECKPOINTS_DIR;
 /// Where CRIU is looked for first: 4.1.1 built by scripts/install-deps.sh.
 pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
 /// Media type of the exported checkpoint's config blob.
@@ -130,7 +131,7 @@ impl CheckpointStore {
     /// Reads one checkpoint's record, with its size.
     pub fn get(&self, namespace: &str, id: &str, name: &str) -> Result<CheckpointInfo> {
         let dir = self.dir(namespace, id, name)?;
-        let text = fs::read(dir.join("checkpoint.json")).map_err(|_| {
+        let text = fs::read(layout::checkpoint_json(&dir)).map_err(|_| {
             Error::NotFound(format!("checkpoint {name:?} of container {namespace}/{id}"))
         })?;
         let mut info: CheckpointInfo = serde_json::from_slice(&text).map_err(|e| {
@@ -183,13 +184,13 @@ impl CheckpointStore {
         let mut images = tar::Builder::new(Vec::new());
         images.follow_symlinks(false);
         images
-            .append_dir_all(".", dir.join("images"))
+            .append_dir_all(".", layout::checkpoint_images(&dir))
             .map_err(|e| Error::io("pack the CRIU images", e))?;
         let images = images
             .into_inner()
             .map_err(|e| Error::io("pack the CRIU images", e))?;
-        let spec =
-            fs::read(dir.join("config.json")).map_err(|e| Error::io("read config.json", e))?;
+        let spec = fs::read(layout::checkpoint_spec(&dir))
+            .map_err(|e| Error::io("read config.json", e))?;
         let blob = |bytes: &[u8], media: &str| {
             serde_json::json!({
                 "mediaType": media,
@@ -305,11 +306,11 @@ impl CheckpointStore {
             )));
         }
         let unpack = || -> std::io::Result<()> {
-            fs::create_dir_all(dir.join("images"))?;
-            tar::Archive::new(&images[..]).unpack(dir.join("images"))?;
-            fs::write(dir.join("config.json"), spec)?;
+            fs::create_dir_all(layout::checkpoint_images(&dir))?;
+            tar::Archive::new(&images[..]).unpack(layout::checkpoint_images(&dir))?;
+            fs::write(layout::checkpoint_spec(&dir), spec)?;
             fs::write(
-                dir.join("checkpoint.json"),
+                layout::checkpoint_json(&dir),
                 serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?,
             )
         };

@@ -19,6 +19,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 // The public API is what is re-exported below, plus `rpc` (the client side of corrald's
 // socket). The `#[doc(hidden)] pub` modules are for corral's own binaries, tests, benches and
 // examples, which are separate crates: they are not a stable API.

@@ -103,7 +103,7 @@ fn on_tmpfs(dir: &std::path::Path) -> bool {
 /// Takes the state dir for this supervisor alone (`<state>/_lock`, flock): two supervisors
 /// adopting and reaping the same containers would each report what the other did.
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<Flock<std::fs::File>> {
-    let path = state_dir.join("_lock");
+    let path = state_dir.join(crate::layout::LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1,5 +1,6 @@
 //! Requests a user gets wrong: each is refused with the right error kind and a message
 //! that says what is wrong, the daemon stays up, and nothing is left behind.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

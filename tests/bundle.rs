@@ -1,5 +1,6 @@
 //! The busybox bundle helper, as an embedding program (many threads, processes being
 //! spawned all the time) uses it.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Checkpoint and restore with the real CRIU. The test container appends an increasing
 //! counter to /count in its rootfs every 100 ms: a restored container must go on from
 //! where its checkpoint was taken, with no gap and no reset.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

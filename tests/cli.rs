@@ -1,5 +1,6 @@
 //! corralctl as a user types it: JSON output, label filters, errors on stderr with a
 //! non-zero exit, the bundle helper, and following events.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The daemon process itself: no zombies, a clean stop, one daemon per socket, and
 //! containers that outlive a daemon and are adopted by the next one.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Events as a subscriber sees them: order, sequence numbers, namespaces, exit codes,
 //! filters, and the journal's replay.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

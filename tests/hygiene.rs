@@ -1,5 +1,6 @@
 //! The daemon stays clean over many containers (descriptors, memory, children, files,
 //! cgroups), and a process that exits at once still has its exit told.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

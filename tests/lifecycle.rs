@@ -1,4 +1,5 @@
 //! A container's life as a user drives it: run, output, exit codes, exec, kill, wait, delete.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

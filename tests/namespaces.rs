@@ -1,5 +1,6 @@
 //! Namespaces keep containers apart: listing, the CLI's --namespace, and the same id used
 //! in two namespaces.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Restart policies across daemon restarts: the policy and the count are the container's,
 //! not the daemon's; an exit while no daemon runs is restarted by the next one.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The wire protocol from a raw socket: clients that break it get a clear error and a
 //! closed connection, and the daemon stays up for everyone else.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Pause and resume, resource updates, statistics, OOM kills and the metrics endpoint, as
 //! a user sees them: in the container's behaviour, in its cgroup files, in numbers.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

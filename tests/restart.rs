@@ -1,4 +1,5 @@
 //! Restart policies: what restarts, how many times, what a user's kill or delete does.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Many containers at once: every create, wait and delete answered right, events in order.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 

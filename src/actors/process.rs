@@ -204,18 +204,29 @@ impl Handler<SignalProcess> for Process {
                 self.process_id, self.pid
             )));
         }
-        // SAFETY: kill(2) with a pid we verified against its start time, any signal number.
-        let rc = unsafe { libc::kill(self.pid, sig) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ESRCH) => Error::WrongState(format!(
+        // Signal 0 only checks that the process is there.
+        let signal = match sig {
+            0 => None,
+            n => Some(
+                nix::sys::signal::Signal::try_from(n)
+                    .map_err(|_| Error::InvalidArgument(format!("invalid signal {sig}")))?,
+            ),
+        };
+        // The pid was checked against its start time just above.
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ESRCH) => {
+                return Err(Error::WrongState(format!(
                     "process {} (pid {}) has already exited",
                     self.process_id, self.pid
-                )),
-                Some(libc::EINVAL) => Error::InvalidArgument(format!("invalid signal {sig}")),
-                _ => Error::io(format!("kill {} with signal {sig}", self.pid), err),
-            });
+                )))
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("kill {} with signal {sig}", self.pid),
+                    std::io::Error::from(e),
+                ))
+            }
         }
         Ok(())
     }

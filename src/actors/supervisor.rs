@@ -49,7 +49,7 @@ pub struct Supervisor {
 }
 
 /// Where state that could not be read is moved, under the state dir (not a valid namespace).
-pub const SET_ASIDE_DIR: &str = "_set-aside";
+use crate::layout::SET_ASIDE_DIR;
 
 impl Supervisor {
     /// A supervisor that adopts the containers in the state dir when it starts;
@@ -354,20 +354,7 @@ impl Supervisor {
                     wanted.display()
                 ))
             })?;
-            for (name, path) in [
-                ("stdin", &req.stdio.stdin),
-                ("stdout", &req.stdio.stdout),
-                ("stderr", &req.stdio.stderr),
-            ] {
-                if let Some(p) = path {
-                    if !p.is_absolute() {
-                        return Err(Error::InvalidArgument(format!(
-                            "{name} path {} must be absolute",
-                            p.display()
-                        )));
-                    }
-                }
-            }
+            req.stdio.check_absolute("")?;
             let runtime = self.runtime_for(
                 &key.namespace,
                 runtime_bin.clone(),

@@ -112,8 +112,7 @@ impl FakeRuntime {
             .map(|v| v.iter().map(|(_, p)| *p).collect())
             .unwrap_or_default();
         for pid in pids {
-            // SAFETY: kill(2) on a child this fake started and has not reaped yet.
-            unsafe { libc::kill(pid, signal) };
+            signal_pid(pid, signal);
         }
     }
 
@@ -124,6 +123,13 @@ impl FakeRuntime {
             .iter()
             .find(|(p, _)| p == crate::types::INIT_PROCESS)
             .map(|(_, pid)| *pid)
+    }
+}
+
+/// Signals one of this fake's own children (not yet reaped by its watcher thread).
+fn signal_pid(pid: i32, signal: i32) {
+    if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
 
@@ -250,8 +256,7 @@ impl OciRuntime for FakeRuntime {
             if all {
                 me.signal_all(&id2, signal);
             } else if let Some(pid) = me.init_pid(&id2) {
-                // SAFETY: kill(2) on this fake's own child.
-                unsafe { libc::kill(pid, signal) };
+                signal_pid(pid, signal);
             }
         })
     }
@@ -286,8 +291,8 @@ impl OciRuntime for FakeRuntime {
             let _ = std::fs::create_dir_all(&call.image_path);
             if !call.leave_running {
                 if let Some(pid) = me.init_pid(&id2) {
-                    // SAFETY: kill(2) on this fake's own child: a dump with --exit stops it.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // A dump with --exit stops it.
+                    signal_pid(pid, libc::SIGKILL);
                 }
             }
         })

@@ -117,8 +117,11 @@ fn run(start: bool) -> Init {
 }
 
 fn sigkill(pid: u32) {
-    // SAFETY: kill(2) on the fake runtime's own `sleep` child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    // The fake runtime's own `sleep` child.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 fn wrong_state(result: Result<impl std::fmt::Debug>, want: &str) {
