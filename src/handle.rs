@@ -110,6 +110,47 @@ impl Handle {
         self.ask(namespace, id, msg).await?
     }
 
+    /// Stops a container: `req.signal`, then SIGKILL if it has not exited within
+    /// `req.timeout_ms`; returns its exit (at once if it had exited already).
+    pub async fn stop(&self, req: StopRequest) -> Result<ExitStatus> {
+        let (ns, id) = (req.namespace.as_str(), req.id.as_str());
+        self.ask(ns, id, container::HoldRestarts).await?;
+        let state = self.state(ns, id).await?;
+        if state.status.is_live() {
+            self.signal_unless_exited(ns, id, req.signal).await?;
+            let grace = std::time::Duration::from_millis(req.timeout_ms);
+            match tokio::time::timeout(grace, self.wait(ns, id, None)).await {
+                Ok(exit) => return exit,
+                Err(_) => self.signal_unless_exited(ns, id, libc::SIGKILL).await?,
+            }
+        }
+        self.wait(ns, id, None).await
+    }
+
+    /// Stops a container if it is live (as [`Handle::stop`]), then runs its init again
+    /// under the same id, with the same bundle and stdio; the restart policy's count is
+    /// left as it is.
+    pub async fn restart(&self, req: StopRequest) -> Result<ContainerInfo> {
+        let (ns, id) = (req.namespace.clone(), req.id.clone());
+        self.stop(req).await?;
+        self.ask(&ns, &id, container::RestartNow).await?
+    }
+
+    async fn signal_unless_exited(&self, namespace: &str, id: &str, signal: i32) -> Result<()> {
+        let kill = KillRequest {
+            namespace: namespace.to_string(),
+            id: id.to_string(),
+            exec_id: None,
+            signal,
+            all: false,
+        };
+        match self.kill(kill).await {
+            // It exited meanwhile: the wait that follows returns its exit.
+            Err(Error::WrongState(_)) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Deletes a container; a running one only with `force`.
     pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
         let key = ContainerKey::new(namespace_or_default(namespace), id)?;

@@ -286,6 +286,19 @@ pub struct KillRequest {
     pub all: bool,
 }
 
+/// Stop (or restart) a container: its stop signal, then SIGKILL after a grace period.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The first signal (SIGTERM unless the caller says otherwise).
+    pub signal: i32,
+    /// How long the process may take to exit before SIGKILL, in milliseconds.
+    pub timeout_ms: u64,
+}
+
 /// Names one process: a container's init (exec_id `None`) or one of its execs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProcessRef {

@@ -377,6 +377,7 @@ impl Supervisor {
                 restart: req.restart,
                 restarts: 0,
                 stopped_by_user: false,
+                manually_stopped: false,
                 oom_seen: 0,
                 oom_kills: 0,
             };

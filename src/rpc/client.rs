@@ -121,6 +121,16 @@ impl Client {
         expect_reply!(self.call(req)?, Reply::Exit)
     }
 
+    /// Stops a container: its signal, then SIGKILL after `req.timeout_ms`; returns its exit.
+    pub fn stop(&mut self, req: StopRequest) -> Result<ExitStatus> {
+        expect_reply!(self.call(Request::Stop(req))?, Reply::Exit)
+    }
+
+    /// Stops a container if it is live, then runs its init again under the same id.
+    pub fn restart(&mut self, req: StopRequest) -> Result<ContainerInfo> {
+        expect_reply!(self.call(Request::Restart(req))?, Reply::Container)
+    }
+
     /// Deletes a container.
     pub fn delete(&mut self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
         let req = Request::Delete {

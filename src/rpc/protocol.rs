@@ -178,6 +178,10 @@ pub enum Request {
         /// Use this bundle instead of the recorded one.
         bundle: Option<PathBuf>,
     },
+    /// Stop a container: its signal, then SIGKILL after the grace period; replies its exit.
+    Stop(StopRequest),
+    /// Stop a container if it is live, then run its init again under the same id.
+    Restart(StopRequest),
 }
 
 impl Request {
@@ -208,6 +212,8 @@ impl Request {
             Request::CheckpointExport { .. } => "checkpoint_export",
             Request::CheckpointImport { .. } => "checkpoint_import",
             Request::Restore { .. } => "restore",
+            Request::Stop(_) => "stop",
+            Request::Restart(_) => "restart",
         }
     }
 }

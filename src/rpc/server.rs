@@ -221,6 +221,8 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
         }
         Request::Exec(req) => handle.exec(req).await.map(Reply::Process),
         Request::Kill(req) => handle.kill(req).await.map(|()| Reply::Ok),
+        Request::Stop(req) => handle.stop(req).await.map(Reply::Exit),
+        Request::Restart(req) => handle.restart(req).await.map(Reply::Container),
         Request::Wait(p) => handle
             .wait(&p.namespace, &p.id, p.exec_id.as_deref())
             .await

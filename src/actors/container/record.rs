@@ -44,6 +44,10 @@ pub struct ContainerRecord {
     /// Its last exit was asked for by a user (kill): on-failure and unless-stopped leave it.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// A user's `stop` ended its last run: no policy restarts it (not even `always`) until
+    /// a user restarts it.
+    #[serde(default)]
+    pub manually_stopped: bool,
     /// The kernel's OOM-kill count for its cgroup when last looked at.
     #[serde(default)]
     pub oom_seen: u64,
@@ -135,6 +139,7 @@ mod tests {
             restart: RestartPolicy::Always,
             restarts: 2,
             stopped_by_user: true,
+            manually_stopped: false,
             oom_seen: 1,
             oom_kills: 1,
         };

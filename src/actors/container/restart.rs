@@ -5,12 +5,13 @@
 
 use super::state::{Operation, Phase, StopCause, Verb};
 use super::{Container, ProcessSlot};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::shim::Mode;
 use crate::types::*;
 use actix::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// The first restart waits this long; each further one twice as long as the one before.
 pub const RESTART_BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -62,6 +63,9 @@ impl Container {
         if self.life.op != Operation::Idle {
             return; // deleting, or a timer already set
         }
+        if self.record.manually_stopped {
+            return; // a user's stop holds every policy until a user's restart
+        }
         if !wanted(self.record.restart, exit.code, cause, self.record.restarts) {
             return;
         }
@@ -76,15 +80,18 @@ impl Container {
         );
         let timer = ctx.run_later(delay, |act, ctx| {
             act.life.op = Operation::Idle;
-            act.restart(ctx);
+            act.restart(ctx, Restarter::Policy);
         });
         self.life.op = Operation::RestartPending(timer);
     }
 
     /// Runs the init process again under the same id. Holds the mailbox while it runs, so
     /// nothing (a delete, a kill) interleaves with a half-made restart.
-    fn restart(&mut self, ctx: &mut Context<Self>) {
-        if self.life.allows(Verb::Restart).is_err() {
+    fn restart(&mut self, ctx: &mut Context<Self>, by: Restarter) {
+        if let Err(e) = self.guard(Verb::Restart) {
+            if let Restarter::User(done) = by {
+                let _ = done.send(Err(e));
+            }
             return;
         }
         self.life.op = Operation::Restarting;
@@ -125,11 +132,21 @@ impl Container {
             }
             launched.map_err(Error::from)
         };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| {
+        ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
             act.life.op = Operation::Idle;
-            act.record.restarts += 1;
+            let done = match by {
+                Restarter::Policy => {
+                    act.record.restarts += 1;
+                    None
+                }
+                Restarter::User(done) => {
+                    act.backoff_streak = 0;
+                    Some(done)
+                }
+            };
             act.record.stopped_by_user = false;
-            match result {
+            act.record.manually_stopped = false;
+            let answer = match result {
                 Ok(shim) => {
                     act.execs.clear();
                     act.init = ProcessSlot {
@@ -141,20 +158,77 @@ impl Container {
                     act.become_(Phase::Running);
                     act.started_at_ns = now_ns();
                     act.save_record();
-                    act.emit(Topic::TaskStart, INIT_PROCESS, act.init.pid)
-                        .restarts(act.record.restarts)
-                        .send();
+                    let start = act.emit(Topic::TaskStart, INIT_PROCESS, act.init.pid);
+                    match done {
+                        None => start.restarts(act.record.restarts).send(),
+                        Some(_) => start.send(),
+                    }
                     // After the start event: an OOM kill already counted comes after it.
                     act.watch_oom(true, ctx);
+                    Ok(act.info())
                 }
                 Err(e) => {
                     act.save_record();
                     act.become_(Phase::Stopped(StopCause::Exited));
                     tracing::warn!("{}: restart {} failed: {e}", act.key(), act.record.restarts);
                     act.consider_restart(ctx);
+                    Err(e)
                 }
+            };
+            if let Some(done) = done {
+                let _ = done.send(answer);
             }
         }));
+    }
+}
+
+/// Who asked for a restart.
+enum Restarter {
+    /// The restart policy: it counts, and the start event carries the count.
+    Policy,
+    /// A user (`restart`): not counted; the answer goes back here.
+    User(oneshot::Sender<Result<ContainerInfo>>),
+}
+
+/// Runs a stopped container's init again now (a user's `restart`, after `stop`).
+#[derive(Message)]
+#[rtype(result = "Result<ContainerInfo>")]
+pub struct RestartNow;
+
+impl Handler<RestartNow> for Container {
+    type Result = ResponseFuture<Result<ContainerInfo>>;
+
+    fn handle(&mut self, _: RestartNow, ctx: &mut Context<Self>) -> Self::Result {
+        if let Operation::RestartPending(timer) = self.life.op {
+            ctx.cancel_future(timer);
+            self.life.op = Operation::Idle;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.restart(ctx, Restarter::User(tx));
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(Error::Internal("the container went away".into())))
+        })
+    }
+}
+
+/// Holds every restart policy after a user's `stop` (until a user's restart).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HoldRestarts;
+
+impl Handler<HoldRestarts> for Container {
+    type Result = ();
+
+    fn handle(&mut self, _: HoldRestarts, ctx: &mut Context<Self>) {
+        if let Operation::RestartPending(timer) = self.life.op {
+            ctx.cancel_future(timer);
+            self.life.op = Operation::Idle;
+        }
+        if !self.record.manually_stopped {
+            self.record.manually_stopped = true;
+            self.save_record();
+        }
     }
 }
 

@@ -298,7 +298,7 @@ impl Lifecycle {
             },
             Verb::Pids | Verb::CloseStdin => Ok(()),
             Verb::Restart => match (self.phase, self.op) {
-                (P::Stopped(_), O::Idle | O::RestartPending(_)) => Ok(()),
+                (P::Stopped(_) | P::Checkpointed, O::Idle | O::RestartPending(_)) => Ok(()),
                 _ => refuse("only a stopped container is restarted"),
             },
         }
@@ -321,6 +321,8 @@ impl Lifecycle {
             // The init process can exit from every live phase.
             (P::Created | P::Running | P::Pausing | P::Paused, P::Stopped(_)) => true,
             (P::Stopped(_), P::Running | P::Checkpointed) => true,
+            // A user's restart of a container a checkpoint stopped.
+            (P::Checkpointed, P::Running) => true,
             (P::Stopped(_), P::Stopped(_)) => true,
             (_, P::Deleted) => true,
             _ => false,
@@ -408,9 +410,7 @@ mod tests {
             Verb::Update => matches!(phase, P::Created | P::Running | P::Paused) && !deleting,
             Verb::Checkpoint => phase == P::Running && op == O::Idle,
             Verb::Kill | Verb::Stats => !stopped,
-            Verb::Restart => {
-                matches!(phase, P::Stopped(_)) && matches!(op, O::Idle | O::RestartPending(_))
-            }
+            Verb::Restart => stopped && matches!(op, O::Idle | O::RestartPending(_)),
             Verb::Delete { force } => {
                 let busy = phase == P::Creating
                     || matches!(op, O::Deleting | O::Starting | O::Checkpointing { .. });
@@ -504,7 +504,7 @@ mod tests {
             phase: Phase::Checkpointed,
             op: Operation::Idle,
         };
-        assert!(checkpointed.transition(Phase::Running).is_err());
+        assert!(checkpointed.transition(Phase::Paused).is_err());
         assert!(checkpointed.transition(Phase::Deleted).is_ok());
     }
 

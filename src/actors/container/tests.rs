@@ -63,6 +63,7 @@ impl Harness {
             restart,
             restarts: 0,
             stopped_by_user: false,
+            manually_stopped: false,
             oom_seen: 0,
             oom_kills: 0,
         };
@@ -490,5 +491,34 @@ fn a_hanging_runtime_call_stalls_its_own_container_only() {
         fine.send(Pause).await.unwrap().unwrap();
         fine.send(Resume).await.unwrap().unwrap();
         assert_eq!(fine.send(GetInfo).await.unwrap().status, Status::Running);
+    });
+}
+
+#[test]
+fn a_users_stop_holds_even_always_and_a_users_restart_runs_it_again_uncounted() {
+    actix_test(async {
+        let mut h = Harness::new("userrestart").await;
+        let c = h.container("svc", RestartPolicy::Always);
+        let info = c.send(run(true)).await.unwrap().unwrap();
+        h.topics(2).await;
+        wrong_state(c.send(RestartNow).await.unwrap(), "stopped container");
+        c.send(HoldRestarts).await.unwrap();
+        sigkill(info.pid);
+        assert_eq!(h.next().await.0, Topic::TaskExit);
+        h.silent(Duration::from_millis(400)).await;
+        let again = c.send(RestartNow).await.unwrap().unwrap();
+        assert_eq!((again.status, again.restarts), (Status::Running, 0));
+        assert_ne!(again.pid, info.pid);
+        let e = tokio::time::timeout(Duration::from_secs(5), h.stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((e.topic, e.restarts), (Topic::TaskStart, None));
+        // The hold is gone with the user's restart: the policy is back.
+        sigkill(again.pid);
+        assert_eq!(h.next().await.0, Topic::TaskExit);
+        assert_eq!(h.next().await.0, Topic::TaskStart);
+        assert_eq!(c.send(GetInfo).await.unwrap().restarts, 1);
     });
 }
