@@ -219,21 +219,34 @@ impl Handle {
             self.list(namespace, BTreeMap::new())
                 .await?
                 .into_iter()
-                .filter(|c| c.status.is_live())
+                .filter(|c| c.status.is_live() && !c.busy)
                 .map(|c| c.id)
                 .collect()
         } else {
             ids
         };
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.stats(namespace, &id).await {
-                Ok(s) => out.push((id, s)),
-                Err(_) if everyone => {}
-                Err(e) => return Err(e),
+        if !everyone {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let stats = self.stats(namespace, &id).await?;
+                out.push((id, stats));
             }
+            return Ok(out);
         }
-        Ok(out)
+        // Everyone at once, each bounded: one wedged container is left out, not waited for.
+        let asks = ids.into_iter().map(|id| async move {
+            let within = supervisor::LIST_ANSWER_WITHIN;
+            match tokio::time::timeout(within, self.stats(namespace, &id)).await {
+                Ok(Ok(stats)) => Some((id, stats)),
+                // Stopped meanwhile, or busy: skipped when listing everyone.
+                _ => None,
+            }
+        });
+        Ok(futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     fn checkpoints_store(&self) -> checkpoint::CheckpointStore {

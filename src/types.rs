@@ -356,6 +356,33 @@ pub struct ContainerInfo {
     pub oom_kills: u32,
     /// Its last exit followed an OOM kill.
     pub exit_oom_killed: bool,
+    /// It did not answer a list in time (a restart in flight holds it): the other fields
+    /// are its last known state, or only its name if it never answered.
+    #[serde(default)]
+    pub busy: bool,
+}
+
+impl ContainerInfo {
+    /// A container known by name only.
+    pub fn unknown(namespace: &str, id: &str) -> Self {
+        ContainerInfo {
+            namespace: namespace.to_string(),
+            id: id.to_string(),
+            bundle: PathBuf::new(),
+            runtime: PathBuf::new(),
+            labels: BTreeMap::new(),
+            status: Status::Unknown,
+            pid: 0,
+            created_at_ns: 0,
+            exit: None,
+            execs: Vec::new(),
+            restart: RestartPolicy::No,
+            restarts: 0,
+            oom_kills: 0,
+            exit_oom_killed: false,
+            busy: false,
+        }
+    }
 }
 
 /// New resource limits for a running container (containerd v0.2's Resource); `None` leaves

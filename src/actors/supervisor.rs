@@ -42,6 +42,8 @@ pub struct Supervisor {
     state: StateDir,
     events: Addr<Events>,
     containers: HashMap<ContainerKey, Addr<Container>>,
+    /// Each container's state when it last answered a list.
+    summaries: HashMap<ContainerKey, ContainerInfo>,
     /// Exits the journal holds, until the containers in the state dir are adopted.
     journaled_exits: Option<HashSet<ExitKey>>,
     /// The state dir's lock, held for the supervisor's life.
@@ -65,6 +67,7 @@ impl Supervisor {
             settings,
             events,
             containers: HashMap::new(),
+            summaries: HashMap::new(),
             journaled_exits: Some(journaled_exits),
             _lock: lock,
         }
@@ -454,31 +457,19 @@ impl Handler<Remove> for Supervisor {
 }
 
 impl Handler<List> for Supervisor {
-    type Result = ResponseFuture<Vec<ContainerInfo>>;
+    type Result = ResponseActFuture<Self, Vec<ContainerInfo>>;
 
     fn handle(&mut self, msg: List, _: &mut Context<Self>) -> Self::Result {
-        let addrs: Vec<Addr<Container>> = self
-            .containers
-            .iter()
-            .filter(|(k, _)| k.namespace == msg.namespace)
-            .map(|(_, a)| a.clone())
-            .collect();
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(addrs.len());
-            for addr in addrs {
-                if let Ok(info) = addr.send(GetInfo).await {
-                    if msg
-                        .labels
-                        .iter()
-                        .all(|(k, v)| info.labels.get(k) == Some(v))
-                    {
-                        out.push(info);
-                    }
-                }
-            }
+        let asked = self.ask_all(Some(&msg.namespace));
+        Box::pin(asked.map(move |mut out, _, _| {
+            out.retain(|info| {
+                msg.labels
+                    .iter()
+                    .all(|(k, v)| info.labels.get(k) == Some(v))
+            });
             out.sort_by(|a, b| a.id.cmp(&b.id));
             out
-        })
+        }))
     }
 }
 
@@ -488,17 +479,58 @@ impl Handler<List> for Supervisor {
 pub struct All;
 
 impl Handler<All> for Supervisor {
-    type Result = ResponseFuture<Vec<ContainerInfo>>;
+    type Result = ResponseActFuture<Self, Vec<ContainerInfo>>;
 
     fn handle(&mut self, _: All, _: &mut Context<Self>) -> Self::Result {
-        let addrs: Vec<Addr<Container>> = self.containers.values().cloned().collect();
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(addrs.len());
-            for addr in addrs {
-                if let Ok(info) = addr.send(GetInfo).await {
-                    out.push(info);
+        Box::pin(self.ask_all(None))
+    }
+}
+
+/// How long a list waits for one container before it answers with that container's last
+/// known state, marked busy (a restart in flight holds a container's mailbox).
+pub const LIST_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Supervisor {
+    /// Asks every container (of `namespace`, if given) for its state, all at once, each for at most
+    /// [`LIST_ANSWER_WITHIN`]; one that does not answer in time is told from its last known
+    /// state, so one wedged container never holds up a list.
+    fn ask_all(
+        &mut self,
+        namespace: Option<&str>,
+    ) -> impl ActorFuture<Self, Output = Vec<ContainerInfo>> + use<> {
+        let asks: Vec<(ContainerKey, Addr<Container>)> = self
+            .containers
+            .iter()
+            .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .collect();
+        let answers =
+            futures_util::future::join_all(asks.into_iter().map(|(key, addr)| async move {
+                let answer = tokio::time::timeout(LIST_ANSWER_WITHIN, addr.send(GetInfo)).await;
+                (key, answer)
+            }));
+        answers.into_actor(self).map(|answers, act, _| {
+            let mut out = Vec::with_capacity(answers.len());
+            for (key, answer) in answers {
+                match answer {
+                    Ok(Ok(info)) => {
+                        act.summaries.insert(key, info.clone());
+                        out.push(info);
+                    }
+                    // Deleted meanwhile.
+                    Ok(Err(_)) => {}
+                    Err(_) => {
+                        let mut info = act
+                            .summaries
+                            .get(&key)
+                            .cloned()
+                            .unwrap_or_else(|| ContainerInfo::unknown(&key.namespace, &key.id));
+                        info.busy = true;
+                        out.push(info);
+                    }
                 }
             }
+            act.summaries.retain(|k, _| act.containers.contains_key(k));
             out
         })
     }

@@ -202,6 +202,7 @@ impl Container {
             restarts: self.record.restarts,
             oom_kills: self.record.oom_kills,
             exit_oom_killed: exit.is_some() && self.oom.killed_this_run(),
+            busy: false,
         }
     }
 
