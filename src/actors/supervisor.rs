@@ -146,6 +146,8 @@ impl Supervisor {
                     record.runtime_args.clone(),
                 );
                 let init = dir.process(INIT_PROCESS);
+                // A restart the daemon died in: the last run's init/ stands again first.
+                container::take_back_last_run(&dir);
                 // The runtime's bundle: corral's own copy of the spec when it wrote one, which
                 // outlives the user's bundle dir.
                 let runtime_bundle = record.runtime_bundle.as_ref().unwrap_or(&record.bundle);
@@ -381,6 +383,7 @@ impl Supervisor {
                 restarts: 0,
                 stopped_by_user: false,
                 manually_stopped: false,
+                exited_by_checkpoint: false,
                 oom_seen: 0,
                 oom_kills: 0,
             };

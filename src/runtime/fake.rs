@@ -275,7 +275,12 @@ impl OciRuntime for FakeRuntime {
 
     fn resume(&self, id: &str) -> RuntimeFuture<()> {
         let was_paused = std::mem::replace(&mut self.lock().paused, false);
-        if !was_paused && !self.lock().script.contains_key("resume") {
+        let scripted = self
+            .lock()
+            .script
+            .get("resume")
+            .is_some_and(|q| !q.is_empty());
+        if !was_paused && !scripted {
             self.script("resume", Scripted::Fail("container not paused".into()));
         }
         self.answer("resume", id, |_| ())

@@ -149,7 +149,9 @@ pub fn classify(verb: &str, id: &str, stderr: String) -> RuntimeError {
     let lower = stderr.to_lowercase();
     if lower.contains("not paused") {
         RuntimeError::NotPaused { verb, id, stderr }
-    } else if lower.contains("does not exist") || lower.contains("not found") {
+    } else if lower.contains("does not exist")
+        || (lower.contains("container") && lower.contains("not found"))
+    {
         RuntimeError::NotExist { verb, id, stderr }
     } else if lower.contains("already exists") {
         RuntimeError::AlreadyExists { verb, id, stderr }
@@ -241,6 +243,17 @@ mod tests {
             classify("update", "x", "invalid cpuset".into()),
             RuntimeError::Failed { .. }
         ));
+        assert!(
+            matches!(
+                classify(
+                    "delete",
+                    "x",
+                    "exec: \"criu\": executable file not found".into()
+                ),
+                RuntimeError::Failed { .. }
+            ),
+            "only a missing container is NotExist"
+        );
     }
 
     #[test]

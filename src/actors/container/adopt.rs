@@ -3,7 +3,6 @@
 //! the daemon was down are published now, execs' first (by exit time), then the init's.
 
 use super::exit_gate::ExitGate;
-use super::restart::LAST_RUN;
 use super::state::{Phase, StopCause};
 use super::{Container, ProcessSlot};
 use crate::actors::process::{exit_status_of, Process};
@@ -64,21 +63,9 @@ fn adopt_process(dir: &ShimDir) -> Adopted {
 }
 
 impl Container {
-    /// The process ids in the container's directory; a restart the daemon died in the
-    /// middle of gets its last run's `init/` back first.
+    /// The process ids in the container's directory (the Supervisor has already taken back
+    /// the last run of a restart the daemon died in: `take_back_last_run`).
     fn process_dirs(&self) -> Vec<String> {
-        let last = self.dir.path().join(LAST_RUN);
-        if last.is_dir() {
-            let init = self.dir.process(INIT_PROCESS);
-            if init.read_pid().is_some() {
-                let _ = std::fs::remove_dir_all(&last);
-            } else {
-                let _ = std::fs::remove_dir_all(init.path());
-                if let Err(e) = std::fs::rename(&last, init.path()) {
-                    tracing::warn!("{}: cannot take back the last run: {e}", self.key());
-                }
-            }
-        }
         let mut entries: Vec<String> = std::fs::read_dir(self.dir.path())
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
@@ -156,6 +143,10 @@ impl Container {
         }
         self.gate = ExitGate::adopted(self.init.exit, init_published, live_execs);
         match (self.init.exit, self.init.pid) {
+            (Some(_), _) if self.record.exited_by_checkpoint => {
+                self.become_(Phase::Stopped(StopCause::ByUser));
+                self.become_(Phase::Checkpointed);
+            }
             (Some(_), _) => {
                 let cause = if self.record.stopped_by_user {
                     StopCause::ByUser

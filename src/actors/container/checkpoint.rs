@@ -128,6 +128,8 @@ impl Handler<Checkpoint> for Container {
                 Ok(info) => {
                     if exit {
                         act.become_(Phase::Checkpointed);
+                        act.record.exited_by_checkpoint = true;
+                        act.save_record();
                     }
                     act.emit(Topic::TaskCheckpointed, INIT_PROCESS, act.init.pid)
                         .checkpoint(&info.name)

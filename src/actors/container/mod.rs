@@ -41,7 +41,7 @@ pub use io::CloseProcessStdin;
 pub use kill::Kill;
 pub use pause::{Pause, Resume};
 pub use record::ContainerRecord;
-pub use restart::{HoldRestarts, RestartNow};
+pub use restart::{take_back_last_run, HoldRestarts, RestartNow};
 pub use restore::RestoreFrom;
 pub use start::Start;
 pub use update::Update;

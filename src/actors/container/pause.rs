@@ -66,8 +66,11 @@ impl Handler<Resume> for Container {
                     if act.life.phase == Phase::Paused {
                         act.become_(Phase::Running);
                     }
-                    act.emit(Topic::TaskResumed, INIT_PROCESS, act.init.pid)
-                        .send();
+                    // An init that exited meanwhile had its exit published already.
+                    if act.init.exit.is_none() {
+                        act.emit(Topic::TaskResumed, INIT_PROCESS, act.init.pid)
+                            .send();
+                    }
                     Ok(act.info())
                 }),
         )

@@ -44,6 +44,9 @@ pub struct ContainerRecord {
     /// Its last exit was asked for by a user (kill): on-failure and unless-stopped leave it.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// Its last run was stopped by a checkpoint (`--exit`): no policy restarts it.
+    #[serde(default)]
+    pub exited_by_checkpoint: bool,
     /// A user's `stop` ended its last run: no policy restarts it (not even `always`) until
     /// a user restarts it.
     #[serde(default)]
@@ -140,6 +143,7 @@ mod tests {
             restarts: 2,
             stopped_by_user: true,
             manually_stopped: false,
+            exited_by_checkpoint: false,
             oom_seen: 1,
             oom_kills: 1,
         };

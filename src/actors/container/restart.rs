@@ -49,7 +49,28 @@ pub fn backoff(streak: u32, ran_for: Duration) -> (Duration, u32) {
 
 /// Where the last run's `init/` waits while a restart runs (not a valid process id, so
 /// adoption never takes it for an exec).
-pub(super) const LAST_RUN: &str = ".init-last";
+const LAST_RUN: &str = ".init-last";
+
+/// Undoes what a restart the daemon died in left: the last run's `init/` stands again
+/// unless the new run had got as far as a pid.
+pub fn take_back_last_run(dir: &crate::layout::ContainerDir) {
+    let last = dir.path().join(LAST_RUN);
+    if !last.is_dir() {
+        return;
+    }
+    let init = dir.process(INIT_PROCESS);
+    if init.read_pid().is_some() {
+        let _ = std::fs::remove_dir_all(&last);
+        return;
+    }
+    let _ = std::fs::remove_dir_all(init.path());
+    if let Err(e) = std::fs::rename(&last, init.path()) {
+        tracing::warn!(
+            "cannot take back the last run in {}: {e}",
+            dir.path().display()
+        );
+    }
+}
 
 impl Container {
     /// Sets the restart timer if the policy wants one after the init's published exit.
@@ -144,10 +165,11 @@ impl Container {
                     Some(done)
                 }
             };
-            act.record.stopped_by_user = false;
-            act.record.manually_stopped = false;
             let answer = match result {
                 Ok(shim) => {
+                    act.record.stopped_by_user = false;
+                    act.record.manually_stopped = false;
+                    act.record.exited_by_checkpoint = false;
                     act.execs.clear();
                     act.init = ProcessSlot {
                         pid: shim.pid as u32,
@@ -168,8 +190,16 @@ impl Container {
                     Ok(act.info())
                 }
                 Err(e) => {
+                    if done.is_none() {
+                        // A policy's attempt: a user's kill no longer counts against it.
+                        act.record.stopped_by_user = false;
+                    }
+                    // The next backoff counts from this attempt, not from the last run.
+                    act.started_at_ns = now_ns();
                     act.save_record();
-                    act.become_(Phase::Stopped(StopCause::Exited));
+                    if act.life.phase != Phase::Checkpointed {
+                        act.become_(Phase::Stopped(StopCause::Exited));
+                    }
                     tracing::warn!("{}: restart {} failed: {e}", act.key(), act.record.restarts);
                     act.consider_restart(ctx);
                     Err(e)
@@ -260,6 +290,28 @@ mod tests {
             "a user's kill is not a failure"
         );
         assert!(wanted(P::OnFailure { max: None }, 3, Exited, 1000));
+    }
+
+    #[test]
+    fn a_restart_the_daemon_died_in_gives_the_last_run_back() {
+        let root = std::env::temp_dir().join(format!("corral-lastrun-{}", now_ns()));
+        let dir = crate::layout::StateDir::new(&root).container("ns", "c");
+        let init = dir.process(INIT_PROCESS);
+        let last = dir.path().join(LAST_RUN);
+        // Died after the rename, before the new run had a pid.
+        std::fs::create_dir_all(&last).unwrap();
+        std::fs::write(last.join("pid"), "42").unwrap();
+        std::fs::create_dir_all(init.path()).unwrap();
+        take_back_last_run(&dir);
+        assert_eq!(init.read_pid(), Some(42));
+        assert!(!last.exists());
+        // Died after the new run started: the new run stands, the old one goes.
+        std::fs::create_dir_all(&last).unwrap();
+        std::fs::write(init.pid_file(), "43").unwrap();
+        take_back_last_run(&dir);
+        assert_eq!(init.read_pid(), Some(43));
+        assert!(!last.exists());
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

@@ -268,6 +268,7 @@ impl Lifecycle {
             },
             Verb::Pause => match (self.phase, self.op) {
                 (_, O::Deleting) => refuse("it is being deleted"),
+                (_, O::Checkpointing { .. }) => refuse("wait for the checkpoint in flight"),
                 (P::Running, _) => Ok(()),
                 _ => refuse("only a running container can be paused"),
             },
@@ -405,7 +406,9 @@ mod tests {
             Verb::Init => phase == P::Unknown && op == O::Idle,
             Verb::Start => phase == P::Created && op == O::Idle,
             Verb::Exec => phase == P::Running && !deleting,
-            Verb::Pause => phase == P::Running && !deleting,
+            Verb::Pause => {
+                phase == P::Running && !deleting && !matches!(op, O::Checkpointing { .. })
+            }
             Verb::Resume => phase == P::Paused && !deleting,
             Verb::Update => matches!(phase, P::Created | P::Running | P::Paused) && !deleting,
             Verb::Checkpoint => phase == P::Running && op == O::Idle,

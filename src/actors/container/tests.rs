@@ -64,6 +64,7 @@ impl Harness {
             restarts: 0,
             stopped_by_user: false,
             manually_stopped: false,
+            exited_by_checkpoint: false,
             oom_seen: 0,
             oom_kills: 0,
         };
