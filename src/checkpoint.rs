@@ -12,11 +12,10 @@
 
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::oci_layout::{self, Descriptor, Source};
 use crate::types::validate_id;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The directory under the runtime root that holds checkpoints (not a valid namespace).
@@ -172,7 +171,9 @@ impl CheckpointStore {
     }
 
     /// Writes a checkpoint as an OCI image-layout tar: a manifest whose config is
-    /// checkpoint.json and whose layers are the CRIU images (a tar) and the OCI spec.
+    /// checkpoint.json and whose layers are the CRIU images (a tar) and the OCI spec. The
+    /// images are packed into a file beside `file` first (hashed as they are written), then
+    /// streamed into it: memory does not grow with the checkpoint's size.
     pub fn export(&self, namespace: &str, id: &str, name: &str, file: &Path) -> Result<u64> {
         let info = self.get(namespace, id, name)?;
         let dir = self.dir(namespace, id, name)?;
@@ -181,121 +182,77 @@ impl CheckpointStore {
             ..info.clone()
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut images = tar::Builder::new(Vec::new());
-        images.follow_symlinks(false);
-        images
-            .append_dir_all(".", layout::checkpoint_images(&dir))
-            .map_err(|e| Error::io("pack the CRIU images", e))?;
-        let images = images
-            .into_inner()
-            .map_err(|e| Error::io("pack the CRIU images", e))?;
         let spec = fs::read(layout::checkpoint_spec(&dir))
             .map_err(|e| Error::io("read config.json", e))?;
-        let blob = |bytes: &[u8], media: &str| {
-            serde_json::json!({
-                "mediaType": media,
-                "digest": format!("sha256:{}", hex(&Sha256::digest(bytes))),
-                "size": bytes.len(),
-            })
-        };
-        let manifest = serde_json::to_vec_pretty(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_MEDIA_TYPE,
-            "config": blob(&config, CONFIG_MEDIA_TYPE),
-            "layers": [blob(&images, IMAGES_MEDIA_TYPE), blob(&spec, SPEC_MEDIA_TYPE)],
-            "annotations": {"org.opencontainers.image.created": crate::types::format_time(info.created_ns)},
-        }))
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut index_entry = blob(&manifest, MANIFEST_MEDIA_TYPE);
-        index_entry["annotations"] = serde_json::json!({
-            "org.opencontainers.image.ref.name": format!("{namespace}/{id}:{name}"),
-        });
-        let index = serde_json::to_vec_pretty(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [index_entry],
-        }))
-        .map_err(|e| Error::Internal(e.to_string()))?;
-
-        let out = fs::File::create(file)
-            .map_err(|e| Error::io(format!("create {}", file.display()), e))?;
-        let mut tarball = tar::Builder::new(std::io::BufWriter::new(out));
-        let mut add = |path: &str, bytes: &[u8]| {
-            let mut header = tar::Header::new_ustar();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            header.set_mtime(info.created_ns / 1_000_000_000);
-            header.set_cksum();
-            tarball.append_data(&mut header, path, bytes)
-        };
-        let w = |e| Error::io(format!("write {}", file.display()), e);
-        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(w)?;
-        add("index.json", &index).map_err(w)?;
-        for bytes in [&manifest, &config, &images, &spec] {
-            add(
-                &format!("blobs/sha256/{}", hex(&Sha256::digest(bytes))),
-                bytes,
-            )
-            .map_err(w)?;
-        }
-        let mut writer = tarball.into_inner().map_err(w)?;
-        writer.flush().map_err(w)?;
-        Ok(fs::metadata(file).map(|m| m.len()).unwrap_or(0))
+        let mut staged = file.as_os_str().to_owned();
+        staged.push(format!(".images-{}.tar", std::process::id()));
+        let staged = PathBuf::from(staged);
+        let written = (|| {
+            let images = pack_images(&layout::checkpoint_images(&dir), &staged)?;
+            let config_desc = Descriptor::of(CONFIG_MEDIA_TYPE, &config);
+            let spec_desc = Descriptor::of(SPEC_MEDIA_TYPE, &spec);
+            let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_MEDIA_TYPE,
+                "config": config_desc.json(),
+                "layers": [images.json(), spec_desc.json()],
+                "annotations": {"org.opencontainers.image.created": crate::types::format_time(info.created_ns)},
+            }))
+            .map_err(std::io::Error::other)?;
+            let manifest_desc = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest);
+            let mut index_entry = manifest_desc.json();
+            index_entry["annotations"] = serde_json::json!({
+                "org.opencontainers.image.ref.name": format!("{namespace}/{id}:{name}"),
+            });
+            let index = serde_json::json!({"schemaVersion": 2, "manifests": [index_entry]});
+            let blobs = vec![
+                (manifest_desc, Source::Bytes(manifest)),
+                (config_desc, Source::Bytes(config)),
+                (images, Source::File(staged.clone())),
+                (spec_desc, Source::Bytes(spec)),
+            ];
+            oci_layout::write_tar(file, &index, blobs, info.created_ns / 1_000_000_000)
+        })();
+        let _ = fs::remove_file(&staged);
+        written.map_err(|e| Error::io(format!("write {}", file.display()), e))
     }
 
     /// Reads a tar written by [`CheckpointStore::export`] and stores the checkpoint under the
-    /// namespace, container and name it records. Every blob's digest is checked.
+    /// namespace, container and name it records. Every blob streams through a hasher into a
+    /// staging dir and is checked against its digest; the images are unpacked from there.
     pub fn import(&self, file: &Path) -> Result<CheckpointInfo> {
         let bad = |why: String| Error::InvalidArgument(format!("{}: {why}", file.display()));
-        let f = fs::File::open(file).map_err(|e| bad(e.to_string()))?;
-        let mut blobs = std::collections::HashMap::new();
-        let mut index = None;
-        let mut archive = tar::Archive::new(f);
-        for entry in archive
-            .entries()
-            .map_err(|e| bad(format!("not a tar: {e}")))?
-        {
-            let mut entry = entry.map_err(|e| bad(format!("not a tar: {e}")))?;
-            let path = entry
-                .path()
-                .map_err(|e| bad(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| bad(e.to_string()))?;
-            if path == "index.json" {
-                index = Some(bytes);
-            } else if let Some(d) = path.strip_prefix("blobs/sha256/") {
-                if hex(&Sha256::digest(&bytes)) != d {
-                    return Err(bad(format!("blob {d} does not match its digest")));
-                }
-                blobs.insert(format!("sha256:{d}"), bytes);
-            }
+        if let Err(e) = fs::File::open(file) {
+            return Err(bad(e.to_string()));
         }
-        let index: serde_json::Value = serde_json::from_slice(
-            &index.ok_or_else(|| bad("no index.json: not an OCI image layout".into()))?,
-        )
-        .map_err(|e| bad(format!("index.json: {e}")))?;
-        let blob_of = |digest: &serde_json::Value| -> Result<&Vec<u8>> {
-            let d = digest.as_str().unwrap_or_default();
-            blobs.get(d).ok_or_else(|| bad(format!("missing blob {d}")))
-        };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(blob_of(&index["manifests"][0]["digest"])?)
-                .map_err(|e| bad(format!("manifest: {e}")))?;
+        let staging = self.root.join(format!(
+            ".import-{}-{}",
+            std::process::id(),
+            crate::types::now_ns()
+        ));
+        let staged = oci_layout::read_tar(file, &staging).map_err(bad)?;
+        let digest_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let manifest = staged
+            .json(&digest_of(&staged.index["manifests"][0]["digest"]))
+            .map_err(|e| bad(format!("manifest: {e}")))?;
         if manifest["config"]["mediaType"] != CONFIG_MEDIA_TYPE {
             return Err(bad("not a corral checkpoint".into()));
         }
-        let info: CheckpointInfo = serde_json::from_slice(blob_of(&manifest["config"]["digest"])?)
+        let config = staged
+            .json(&digest_of(&manifest["config"]["digest"]))
             .map_err(|e| bad(format!("checkpoint config: {e}")))?;
+        let info: CheckpointInfo =
+            serde_json::from_value(config).map_err(|e| bad(format!("checkpoint config: {e}")))?;
         let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-        let layer = |media: &str| -> Result<&Vec<u8>> {
+        let layer = |media: &str| -> Result<PathBuf> {
             let l = layers
                 .iter()
                 .find(|l| l["mediaType"] == media)
                 .ok_or_else(|| bad(format!("no {media} layer")))?;
-            blob_of(&l["digest"])
+            let digest = digest_of(&l["digest"]);
+            staged
+                .blob(&digest)
+                .ok_or_else(|| bad(format!("missing blob {digest}")))
         };
         let (images, spec) = (layer(IMAGES_MEDIA_TYPE)?, layer(SPEC_MEDIA_TYPE)?);
         let dir = self.dir(&info.namespace, &info.container_id, &info.name)?;
@@ -307,8 +264,8 @@ impl CheckpointStore {
         }
         let unpack = || -> std::io::Result<()> {
             fs::create_dir_all(layout::checkpoint_images(&dir))?;
-            tar::Archive::new(&images[..]).unpack(layout::checkpoint_images(&dir))?;
-            fs::write(layout::checkpoint_spec(&dir), spec)?;
+            tar::Archive::new(fs::File::open(&images)?).unpack(layout::checkpoint_images(&dir))?;
+            fs::copy(&spec, layout::checkpoint_spec(&dir))?;
             fs::write(
                 layout::checkpoint_json(&dir),
                 serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?,
@@ -318,12 +275,23 @@ impl CheckpointStore {
             let _ = fs::remove_dir_all(&dir);
             return Err(Error::io(format!("unpack into {}", dir.display()), e));
         }
+        drop(staged);
         self.get(&info.namespace, &info.container_id, &info.name)
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Packs a checkpoint's CRIU images into the tar `out`, hashing it as it is written.
+fn pack_images(images: &Path, out: &Path) -> std::io::Result<Descriptor> {
+    let sink = oci_layout::Hashing::new(std::io::BufWriter::new(fs::File::create(out)?));
+    let mut tarball = tar::Builder::new(sink);
+    tarball.follow_symlinks(false);
+    tarball.append_dir_all(".", images)?;
+    let (_, digest, size) = tarball.into_inner()?.finish()?;
+    Ok(Descriptor {
+        media_type: IMAGES_MEDIA_TYPE.to_string(),
+        digest,
+        size,
+    })
 }
 
 /// CRIU's version as (major, minor, patch), or why it cannot be used.

@@ -42,6 +42,7 @@ pub(crate) mod launch;
 pub mod layout;
 #[doc(hidden)] // For corrald (the /metrics endpoint), not a stable API.
 pub mod metrics;
+pub(crate) mod oci_layout;
 pub(crate) mod reaper;
 pub mod rpc;
 #[doc(hidden)] // For corral's own binaries and tests (resolve_binary), not a stable API.

@@ -369,3 +369,57 @@ fn a_failed_checkpoint_says_why_and_the_container_runs_on() {
     d.delete("", &id, true).unwrap();
     d.assert_no_leftovers("default", &id);
 }
+
+/// The daemon's peak memory (VmHWM), in KiB.
+fn peak_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Export and import stream: a checkpoint of a container holding about 120 MB moves
+/// through a tar while the daemon's peak memory grows by a few MiB, not by its size.
+#[test]
+fn export_and_import_of_a_large_checkpoint_stream() {
+    let d = Daemon::start("ckpt_large");
+    // A shell holding 120 MB in a variable, then waiting (not as its last command, which
+    // busybox sh would exec in its place).
+    let b = d.bundle(
+        "hog",
+        &[
+            "sh",
+            "-c",
+            "x=$(yes abcdefghijklmnopqrstuvwxyz | head -c 120000000); echo ${#x} > /ready; sleep 1000; echo done",
+        ],
+    );
+    let id = unique_id("ckbig");
+    d.run(&id, &b);
+    let ready = b.join("rootfs/ready");
+    wait_until(LIVENESS, "the hog to fill its memory", || ready.exists());
+    d.ctl_ok(&["checkpoint", &id, "big", "--exit"]);
+    assert_eq!(d.wait_code("", &id, None), 137);
+    let before = peak_kib(d.pid());
+    let tar = d.path("big.tar");
+    d.ctl_ok(&["checkpoint", "export", &id, "big", tar.to_str().unwrap()]);
+    let size = std::fs::metadata(&tar).unwrap().len();
+    assert!(size > 100_000_000, "the tar holds the memory: {size} bytes");
+    d.ctl_ok(&["checkpoint", "rm", &id, "big"]);
+    d.ctl_ok(&["checkpoint", "import", tar.to_str().unwrap()]);
+    let after = peak_kib(d.pid());
+    eprintln!(
+        "corrald VmHWM {before} KiB before, {after} KiB after export and import of {size} bytes"
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "peak memory grew from {before} to {after} KiB for a {size}-byte checkpoint"
+    );
+    let listed = d.client().checkpoints("", &id).unwrap();
+    assert_eq!(listed.len(), 1);
+    d.delete("", &id, false).unwrap();
+    d.client().remove_checkpoint("", &id, "big").unwrap();
+    std::fs::remove_file(&tar).unwrap();
+    d.assert_no_leftovers("default", &id);
+}
