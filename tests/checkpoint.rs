@@ -423,3 +423,52 @@ fn export_and_import_of_a_large_checkpoint_stream() {
     std::fs::remove_file(&tar).unwrap();
     d.assert_no_leftovers("default", &id);
 }
+
+/// A dump that does not finish within the runtime timeout takes the runtime and CRIU with
+/// it (their whole process group), leaves no checkpoint, and the container runs on, thawed.
+#[test]
+fn a_timed_out_checkpoint_kills_runc_and_criu_and_the_container_runs_on() {
+    let dir = std::env::temp_dir().join(format!("corral-hung-criu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let criu = dir.join("criu-that-hangs");
+    std::fs::write(
+        &criu,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'Version: 4.1.1'; exit 0; }\nsleep 617\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&criu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let d = Daemon::start_with(
+        "ckpt_timeout",
+        &["--criu", criu.to_str().unwrap(), "--runtime-timeout", "2"],
+    );
+    let (b, count) = counter_bundle(&d, "counter");
+    let id = unique_id("cktime");
+    d.run(&id, &b);
+    wait_count(&count, 2);
+    let started = std::time::Instant::now();
+    match d
+        .client()
+        .checkpoint("", &id, "never", CheckpointOptions::default())
+    {
+        Err(Error::Timeout(msg)) => assert!(msg.contains("checkpoint"), "{msg}"),
+        other => panic!("a hung dump gave {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| {
+            c.contains("sleep 617") || (c.contains("criu-that-hangs") && !c.contains("corrald"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "left running: {leftovers:?}");
+    assert!(checkpoint_names(&d, &id).is_empty());
+    assert_eq!(d.client().state("", &id).unwrap().status, Status::Running);
+    let now = counter_last(&count);
+    wait_count(&count, now + 3);
+    d.delete("", &id, true).unwrap();
+    d.assert_no_leftovers("default", &id);
+    std::fs::remove_dir_all(dir).unwrap();
+}

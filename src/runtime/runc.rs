@@ -8,6 +8,7 @@ use crate::layout::ShimDir;
 use crate::shim::ShimArgs;
 use crate::types::Status;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -48,7 +49,10 @@ impl Runc {
             .args(&verb_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // A group of its own: on a timeout the runtime goes with every helper it started
+            // (CRIU under `checkpoint`), not just itself.
+            .process_group(0);
         let (mut child, exited) =
             crate::reaper::spawn(&mut cmd).map_err(|source| RuntimeError::Spawn {
                 path: self.path.clone(),
@@ -67,7 +71,7 @@ impl Runc {
         let (code, stdout, stderr) = match tokio::time::timeout(self.timeout, work).await {
             Ok(done) => done,
             Err(_) => {
-                let _ = nix::sys::signal::kill(
+                let _ = nix::sys::signal::killpg(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );

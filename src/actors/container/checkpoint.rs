@@ -9,7 +9,7 @@ use super::Container;
 use crate::checkpoint::{CheckpointInfo, CheckpointOptions, CheckpointStore};
 use crate::error::{Error, Result};
 use crate::layout::write_atomic;
-use crate::runtime::CheckpointCall;
+use crate::runtime::{CheckpointCall, RuntimeError};
 use crate::types::*;
 use actix::prelude::*;
 use std::path::{Path, PathBuf};
@@ -111,10 +111,22 @@ impl Handler<Checkpoint> for Container {
             flags: msg.options.runtime_flags(),
         };
         let dumped = self.env.runtime.checkpoint(&self.record.id, call);
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
         let store = msg.store;
         let work = async move {
-            if let Err(e) = dumped.await {
-                return Err(failed_dump(&dir, e.into()));
+            match dumped.await {
+                Ok(()) => {}
+                Err(e @ RuntimeError::Timeout { .. }) => {
+                    // The runtime and CRIU were killed (their whole process group) mid-dump:
+                    // a cgroup CRIU froze stays frozen, so thaw it; the container runs on.
+                    match runtime.resume(&id).await {
+                        Ok(()) | Err(RuntimeError::NotPaused { .. }) => {}
+                        Err(thaw) => tracing::warn!("{id}: thaw after a timed-out dump: {thaw}"),
+                    }
+                    return Err(failed_dump(&dir, e.into()));
+                }
+                Err(e) => return Err(failed_dump(&dir, e.into())),
             }
             let json =
                 serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
