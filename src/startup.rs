@@ -41,6 +41,7 @@ pub async fn start(config: Config) -> Result<Handle> {
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     }
     let lock = lock_state_dir(&config.state_dir)?;
+    crate::limits::raise_open_files();
     if !on_tmpfs(&config.state_dir) {
         tracing::warn!(
             "state dir {} is not on a tmpfs: every exit then waits on the disk's journal \

@@ -186,3 +186,46 @@ fn a_restarted_daemon_adopts_its_containers() {
     }
     assert!(d.list_ids("default").is_empty());
 }
+
+/// Started with a soft open-files limit of 1024 (systemd's default for a service), corrald
+/// raises it to the hard limit, so it can supervise more than a few hundred containers.
+#[test]
+fn corrald_raises_its_open_files_limit_to_the_hard_one() {
+    use std::os::unix::process::CommandExt;
+    let mut d = Daemon::start("rlimit");
+    d.stop();
+    let mut cmd = d.command();
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let (_, hard) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1024, hard)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(LIVENESS, "corrald to answer", || {
+        corral::rpc::Client::connect(&d.socket).is_ok()
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert!(numbers[0] > 1024, "the soft limit stayed low: {line}");
+    assert_eq!(numbers[0], numbers[1], "soft is not the hard limit: {line}");
+    d.restart();
+}

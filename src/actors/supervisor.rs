@@ -202,6 +202,7 @@ impl Supervisor {
                 "adopted {adopted} container(s) from {}",
                 self.state.path().display()
             );
+            crate::limits::warn_if_short(adopted);
         }
     }
 
