@@ -357,7 +357,8 @@ impl Handle {
             .send(supervisor::Ping)
             .timeout(HEALTH_TIMEOUT);
         let events = self.events.send(SubscriberCounts).timeout(HEALTH_TIMEOUT);
-        supervisor.await.is_ok() && events.await.is_ok()
+        let (supervisor, events) = futures_util::future::join(supervisor, events).await;
+        supervisor.is_ok() && events.is_ok()
     }
 
     /// The daemon's counters (containers, subscribers, lagged subscribers, last event) and
