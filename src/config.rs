@@ -1,7 +1,20 @@
 //! The supervisor's settings and their defaults.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// One named OCI runtime: the binary and the global arguments it always gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeEntry {
+    /// A path, or a name looked up in PATH.
+    pub binary: PathBuf,
+    /// Global arguments placed before a request's own `runtime_args`.
+    pub args: Vec<String>,
+}
+
+/// The name of the runtime every [`Config`] has unless it redefines it.
+pub const DEFAULT_RUNTIME: &str = "runc";
 
 /// The supervisor's settings.
 #[derive(Clone, Debug)]
@@ -10,8 +23,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The runtime's state root; each namespace gets `<root>/<namespace>`.
     pub runtime_root: PathBuf,
-    /// The default runtime binary (a path, or a name looked up in PATH).
+    /// The default runtime: a name in [`Config::runtimes`], a path, or a name looked up
+    /// in PATH.
     pub runtime: PathBuf,
+    /// Named runtimes a create request can ask for by name; `runc` (from PATH, no
+    /// arguments) unless redefined.
+    pub runtimes: BTreeMap<String, RuntimeEntry>,
     /// The corral-shim binary.
     pub shim: PathBuf,
     /// How long one runtime call may take.
@@ -34,13 +51,25 @@ impl Default for Config {
         Config {
             state_dir: DEFAULT_STATE_DIR.into(),
             runtime_root: DEFAULT_RUNTIME_ROOT.into(),
-            runtime: "runc".into(),
+            runtime: DEFAULT_RUNTIME.into(),
+            runtimes: default_runtimes(),
             shim: default_shim_path(),
             runtime_timeout: Duration::from_secs(30),
             shim_timeout: Duration::from_secs(60),
             criu: default_criu_path(),
         }
     }
+}
+
+/// The runtimes table every config starts from: `runc` from PATH, no arguments.
+pub fn default_runtimes() -> BTreeMap<String, RuntimeEntry> {
+    BTreeMap::from([(
+        DEFAULT_RUNTIME.to_string(),
+        RuntimeEntry {
+            binary: DEFAULT_RUNTIME.into(),
+            args: Vec::new(),
+        },
+    )])
 }
 
 /// `corral-shim` beside the current executable (or beside its parent dir, for test and

@@ -19,7 +19,11 @@ pub struct Handle {
     runtime_root: PathBuf,
     events: Addr<Events>,
     _reaper: Addr<Reaper>,
+    features: std::sync::Arc<Features>,
 }
+
+/// How long the supervisor may take to answer a health check before it is not serving.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn mailbox(e: MailboxError) -> Error {
     Error::Internal(format!("the supervisor is gone: {e}"))
@@ -32,12 +36,14 @@ impl Handle {
         runtime_root: PathBuf,
         events: Addr<Events>,
         reaper: Addr<Reaper>,
+        features: std::sync::Arc<Features>,
     ) -> Self {
         Handle {
             supervisor,
             runtime_root,
             events,
             _reaper: reaper,
+            features,
         }
     }
 
@@ -356,7 +362,20 @@ impl Handle {
         self.supervisor.send(supervisor::All).await.map_err(mailbox)
     }
 
-    /// The daemon's counters: containers, subscribers, lagged subscribers, last event.
+    /// Whether the supervisor is serving: its registry and its event bus each answer
+    /// within 5 s (containerd's IsServing).
+    pub async fn health(&self) -> bool {
+        let supervisor = self
+            .supervisor
+            .send(supervisor::Ping)
+            .timeout(HEALTH_TIMEOUT);
+        let events = self.events.send(SubscriberCounts).timeout(HEALTH_TIMEOUT);
+        let (supervisor, events) = futures_util::future::join(supervisor, events).await;
+        supervisor.is_ok() && events.is_ok()
+    }
+
+    /// The daemon's counters (containers, subscribers, lagged subscribers, last event) and
+    /// its features (runtimes, CRIU, cgroup layout, directories).
     pub async fn info(&self) -> Result<DaemonInfo> {
         let (subscribers, lagged_subscribers, last_seq) =
             self.events.send(SubscriberCounts).await.map_err(mailbox)?;
@@ -377,6 +396,7 @@ impl Handle {
             lagged_subscribers,
             last_seq,
             pending_children: reaper::pending(),
+            features: (*self.features).clone(),
         })
     }
 }

@@ -33,6 +33,8 @@ pub mod cgroups;
 #[doc(hidden)] // For corral's own binaries and tests; the public types are re-exported below.
 pub mod checkpoint;
 mod config;
+#[doc(hidden)] // For corrald (its config file and flags), not a stable API.
+pub mod daemon_config;
 mod error;
 mod handle;
 #[doc(hidden)] // For corral's own tests (journal segments), not a stable API.
@@ -60,7 +62,8 @@ pub use actors::EventStream;
 pub use cgroups::stats;
 pub use checkpoint::{CheckpointInfo, CheckpointOptions};
 pub use config::{
-    default_criu_path, default_shim_path, Config, DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
+    default_criu_path, default_runtimes, default_shim_path, Config, RuntimeEntry, DEFAULT_RUNTIME,
+    DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
 };
 pub use error::{Error, Result};
 pub use handle::Handle;

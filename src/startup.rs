@@ -3,10 +3,13 @@
 use crate::actors::events::Events;
 use crate::actors::supervisor::{Supervisor, SupervisorSettings};
 use crate::actors::Reaper;
+use crate::cgroups::Hierarchy;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::layout::JOURNAL_DIR;
+use crate::runtime::resolve_binary;
+use crate::types::{CriuFeature, Features};
 use crate::{checkpoint, journal};
 use actix::prelude::*;
 use nix::errno::Errno;
@@ -67,15 +70,48 @@ pub async fn start(config: Config) -> Result<Handle> {
     }
     let events = Events::new(Some((recovered.journal, journal_dir)), recovered.last_seq).start();
     let runtime_root = config.runtime_root.clone();
-    match checkpoint::check_criu(&config.criu) {
+    let criu_version = checkpoint::criu_version(&config.criu);
+    let criu_usable = checkpoint::check_criu(&config.criu);
+    match &criu_usable {
         Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
         Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
     }
+    let features = Features {
+        runtimes: config
+            .runtimes
+            .iter()
+            .map(|(name, e)| {
+                let found = resolve_binary(&e.binary).unwrap_or_else(|| e.binary.clone());
+                (name.clone(), found)
+            })
+            .collect(),
+        default_runtime: config.runtime.clone(),
+        snapshotters: Vec::new(),
+        criu: CriuFeature {
+            path: config.criu.clone(),
+            version: criu_version
+                .as_ref()
+                .ok()
+                .map(|(a, b, c)| format!("{a}.{b}.{c}")),
+            error: criu_usable.err().map(|e| e.to_string()),
+        },
+        cgroups: match crate::cgroups::host() {
+            Hierarchy::V2 { .. } => "v2",
+            Hierarchy::V1 { unified: None, .. } => "v1",
+            Hierarchy::V1 {
+                unified: Some(_), ..
+            } => "hybrid",
+        }
+        .to_string(),
+        state_dir: config.state_dir.clone(),
+        runtime_root: config.runtime_root.clone(),
+    };
     // Every setting goes to the Supervisor: a new one must be placed here.
     let Config {
         state_dir,
         runtime_root: _,
         runtime,
+        runtimes,
         shim,
         runtime_timeout,
         shim_timeout,
@@ -85,6 +121,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         state_dir,
         runtime_root: runtime_root.clone(),
         default_runtime: runtime,
+        runtimes,
         runtime_timeout,
         shim,
         shim_timeout,
@@ -92,7 +129,13 @@ pub async fn start(config: Config) -> Result<Handle> {
     };
     // The supervisor adopts the containers already in the state dir as it starts.
     let supervisor = Supervisor::new(settings, events.clone(), recovered.exits, lock).start();
-    Ok(Handle::new(supervisor, runtime_root, events, reaper))
+    Ok(Handle::new(
+        supervisor,
+        runtime_root,
+        events,
+        reaper,
+        std::sync::Arc::new(features),
+    ))
 }
 
 /// Whether `dir` is on a tmpfs.

@@ -846,4 +846,38 @@ pub struct DaemonInfo {
     pub last_seq: u64,
     /// Children (shims, runtime calls) registered with the reaper and not yet reaped.
     pub pending_children: usize,
+    /// What this daemon can do and where it keeps things.
+    pub features: Features,
+}
+
+/// A daemon's features (containerd's IntrospectionService, in short).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Features {
+    /// The runtimes a create request can name: name -> binary (as found at start).
+    pub runtimes: BTreeMap<String, PathBuf>,
+    /// The runtime of a create that names none.
+    pub default_runtime: PathBuf,
+    /// Snapshotters: none yet (corral runs bundles, it has no images).
+    pub snapshotters: Vec<String>,
+    /// CRIU, for checkpoint and restore.
+    pub criu: CriuFeature,
+    /// The host's cgroup layout: `v1`, `v2` or `hybrid`.
+    pub cgroups: String,
+    /// Where container state lives.
+    pub state_dir: PathBuf,
+    /// The runtime's state root.
+    pub runtime_root: PathBuf,
+}
+
+/// The CRIU binary and whether it can be used, as found at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CriuFeature {
+    /// The binary.
+    pub path: PathBuf,
+    /// Its version (`4.1.1`), if it answered.
+    pub version: Option<String>,
+    /// Why checkpoint and restore are unavailable, if they are.
+    pub error: Option<String>,
 }

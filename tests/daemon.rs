@@ -229,3 +229,44 @@ fn corrald_raises_its_open_files_limit_to_the_hard_one() {
     assert_eq!(numbers[0], numbers[1], "soft is not the hard limit: {line}");
     d.restart();
 }
+
+/// `Health` answers serving; `Info` lists the daemon's features: runtimes (runc
+/// implicitly), no snapshotters, CRIU, the cgroup layout and its directories.
+#[test]
+fn health_answers_serving_and_info_lists_the_features() {
+    let d = Daemon::start("health_info");
+    let mut client = d.client();
+    assert!(client.health().unwrap());
+    let info = client.info().unwrap();
+    let f = &info.features;
+    assert!(f.runtimes.contains_key("runc"), "{info:?}");
+    assert_eq!(f.default_runtime, runc(), "{info:?}");
+    assert!(f.snapshotters.is_empty(), "{info:?}");
+    assert!(
+        ["v1", "v2", "hybrid"].contains(&f.cgroups.as_str()),
+        "{info:?}"
+    );
+    let layout = match corral::cgroups::host() {
+        corral::cgroups::Hierarchy::V2 { .. } => "v2",
+        corral::cgroups::Hierarchy::V1 { unified: None, .. } => "v1",
+        corral::cgroups::Hierarchy::V1 { .. } => "hybrid",
+    };
+    assert_eq!(f.cgroups, layout);
+    assert_eq!(f.state_dir, d.state_dir);
+    assert_eq!(f.runtime_root, d.root);
+    assert!(!f.criu.path.as_os_str().is_empty());
+    // Usable CRIU has a version and no error; unusable CRIU says why.
+    assert!(
+        f.criu.error.is_some() || f.criu.version.is_some(),
+        "{info:?}"
+    );
+    // The JSON corralctl prints.
+    let json = serde_json::to_value(&info).unwrap();
+    assert!(json["features"]["runtimes"]["runc"].is_string(), "{json}");
+    // Still serving with a container running.
+    let b = d.bundle("sleep", &["sleep", "100"]);
+    let id = unique_id("health");
+    d.run(&id, &b);
+    assert!(client.health().unwrap());
+    d.delete("", &id, true).unwrap();
+}

@@ -24,8 +24,11 @@ pub struct SupervisorSettings {
     pub state_dir: PathBuf,
     /// The runtime's state root; each namespace gets `<root>/<namespace>`.
     pub runtime_root: PathBuf,
-    /// The runtime binary for a create that names none.
+    /// The runtime for a create that names none: a name in `runtimes`, a path, or a name
+    /// in PATH.
     pub default_runtime: PathBuf,
+    /// Named runtimes, looked up before PATH.
+    pub runtimes: BTreeMap<String, crate::config::RuntimeEntry>,
     /// How long one runtime call may take.
     pub runtime_timeout: Duration,
     /// The corral-shim binary.
@@ -321,6 +324,46 @@ impl Handler<Restore> for Supervisor {
 }
 
 impl Supervisor {
+    /// The binary and global arguments for a request's runtime: a name in the runtimes
+    /// table (its arguments first, then the request's), else a path or a name in PATH.
+    fn resolve_runtime(&self, wanted: &Path, args: &[String]) -> Result<(PathBuf, Vec<String>)> {
+        let bare = wanted.components().count() == 1 && !wanted.is_absolute();
+        let entry = bare
+            .then(|| {
+                self.settings
+                    .runtimes
+                    .get(wanted.to_string_lossy().as_ref())
+            })
+            .flatten();
+        let (binary, mut all) = match entry {
+            Some(e) => (e.binary.clone(), e.args.clone()),
+            None => (wanted.to_path_buf(), Vec::new()),
+        };
+        all.extend_from_slice(args);
+        match resolve_binary(&binary) {
+            Some(found) => Ok((found, all)),
+            None if entry.is_some() => Err(Error::InvalidArgument(format!(
+                "runtime {}: its binary {} is not found or not executable",
+                wanted.display(),
+                binary.display()
+            ))),
+            None if bare => Err(Error::InvalidArgument(format!(
+                "runtime {} is neither a configured runtime (known: {}) nor found in PATH",
+                wanted.display(),
+                self.settings
+                    .runtimes
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            None => Err(Error::InvalidArgument(format!(
+                "runtime {} not found or not executable",
+                wanted.display()
+            ))),
+        }
+    }
+
     /// Checks a create request, registers its Container and has it create (or restore) the
     /// container; a failure unregisters it.
     fn create(
@@ -354,18 +397,10 @@ impl Supervisor {
                 .runtime
                 .clone()
                 .unwrap_or_else(|| self.settings.default_runtime.clone());
-            let runtime_bin = resolve_binary(&wanted).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "runtime {} not found or not executable",
-                    wanted.display()
-                ))
-            })?;
+            let (runtime_bin, runtime_args) = self.resolve_runtime(&wanted, &req.runtime_args)?;
             req.stdio.check_absolute("")?;
-            let runtime = self.runtime_for(
-                &key.namespace,
-                runtime_bin.clone(),
-                req.runtime_args.clone(),
-            );
+            let runtime =
+                self.runtime_for(&key.namespace, runtime_bin.clone(), runtime_args.clone());
             let record = ContainerRecord {
                 namespace: key.namespace.clone(),
                 id: key.id.clone(),
@@ -376,7 +411,7 @@ impl Supervisor {
                 runtime_bundle: runtime_spec.as_ref().map(|_| dir.path().to_path_buf()),
                 bundle,
                 runtime: runtime_bin,
-                runtime_args: req.runtime_args.clone(),
+                runtime_args,
                 labels: req.labels.clone(),
                 stdio: req.stdio.clone(),
                 created_at_ns: now_ns(),
@@ -538,4 +573,15 @@ impl Supervisor {
             out
         })
     }
+}
+
+/// Answers at once: the supervisor is serving (its mailbox is read).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+impl Handler<Ping> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
 }

@@ -1,126 +1,153 @@
 //! corrald: the supervisor daemon. Serves the library's Handle over a unix socket.
 
-use corral::rpc::{self, DEFAULT_SOCKET};
-use corral::Config;
+use clap::{Parser, Subcommand, ValueEnum};
+use corral::daemon_config::{self, Flags, LogFormat, Settings, DEFAULT_CONFIG_FILE};
+use corral::rpc;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const USAGE: &str = "usage: corrald [--socket PATH] [--state-dir DIR] [--root DIR] [--runtime PATH]
-               [--shim PATH] [--criu PATH] [--runtime-timeout SECS] [--log-level LEVEL]
-               [--metrics-address ADDR]
-
-  --socket PATH          RPC socket (default /run/corral/corrald.sock)
-  --state-dir DIR        container state (default /run/corral)
-  --root DIR             the runtime's state root (default /run/corral-runc)
-  --runtime PATH         default OCI runtime (default: runc from PATH)
-  --shim PATH            corral-shim binary (default: beside corrald)
-  --runtime-timeout SECS limit for one runtime call (default 30)
-  --log-level LEVEL      error, warn, info, debug or trace (default info; or RUST_LOG)
-  --criu PATH            CRIU for checkpoint/restore (default /usr/local/sbin/criu, else PATH)
-  --metrics-address ADDR serve Prometheus metrics at http://ADDR/metrics (off by default)";
-
-struct Options {
-    config: Config,
-    socket: PathBuf,
-    level: String,
-    metrics: Option<std::net::SocketAddr>,
+/// The supervisor daemon: serves corral's API on a unix socket. Flags override the config
+/// file's keys, which override the defaults.
+#[derive(Parser, Debug)]
+#[command(name = "corrald", version = corral::VERSION, args_override_self = true)]
+struct Cli {
+    /// The config file (TOML; `corrald config default` prints one). A missing default
+    /// file is fine.
+    #[arg(long, value_name = "FILE", env = "CORRAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// RPC socket [default: /run/corral/corrald.sock]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Container state [default: /run/corral]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The runtime's state root [default: /run/corral-runc]
+    #[arg(long = "root", visible_alias = "runtime-root", value_name = "DIR")]
+    runtime_root: Option<PathBuf>,
+    /// Default OCI runtime: a name in the config's runtimes, a path, or a name in PATH
+    /// [default: runc]
+    #[arg(long, value_name = "NAME|PATH")]
+    runtime: Option<PathBuf>,
+    /// corral-shim binary [default: beside corrald, else from PATH]
+    #[arg(long, value_name = "PATH")]
+    shim: Option<PathBuf>,
+    /// CRIU for checkpoint/restore [default: /usr/local/sbin/criu, else from PATH]
+    #[arg(long, value_name = "PATH")]
+    criu: Option<PathBuf>,
+    /// Limit for one runtime call: seconds, or 500ms, 30s, 2m [default: 30]
+    #[arg(long, value_name = "SECS", value_parser = daemon_config::parse_duration)]
+    runtime_timeout: Option<Duration>,
+    /// Limit for a shim to create or exec its process [default: 60]
+    #[arg(long, value_name = "SECS", value_parser = daemon_config::parse_duration)]
+    shim_timeout: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9090 [default: off]
+    #[arg(long, value_name = "ADDR")]
+    metrics_address: Option<SocketAddr>,
+    /// Log line format [default: text]
+    #[arg(long, value_name = "FORMAT", env = "CORRAL_LOG_FORMAT")]
+    log_format: Option<Format>,
+    /// error, warn, info, debug, trace, or tracing filter directives; else CORRAL_LOG,
+    /// else RUST_LOG, else the file's log_level [default: info]
+    #[arg(long, value_name = "LEVEL", env = "CORRAL_LOG")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn parse() -> Result<Options, String> {
-    let mut metrics = None;
-    let mut config = Config::default();
-    let mut socket = PathBuf::from(DEFAULT_SOCKET);
-    let mut level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        if flag == "--version" {
-            println!("corrald {}", corral::VERSION);
-            std::process::exit(0);
-        }
-        let (flag, inline) = match flag.split_once('=') {
-            Some((f, v)) => (f.to_string(), Some(v.to_string())),
-            None => (flag, None),
-        };
-        let value = match inline.or_else(|| args.next()) {
-            Some(v) => v,
-            None => return Err(format!("{flag} needs a value")),
-        };
-        match flag.as_str() {
-            "--socket" => socket = value.into(),
-            "--state-dir" => config.state_dir = value.into(),
-            "--root" => config.runtime_root = value.into(),
-            "--runtime" => config.runtime = value.into(),
-            "--shim" => config.shim = value.into(),
-            "--criu" => config.criu = value.into(),
-            "--runtime-timeout" => {
-                let secs: f64 = value
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0)
-                    .ok_or_else(|| {
-                        format!("--runtime-timeout {value:?} is not a positive number")
-                    })?;
-                config.runtime_timeout = Duration::from_secs_f64(secs);
-            }
-            "--log-level" => level = value,
-            "--metrics-address" => {
-                metrics = Some(value.parse().map_err(|_| {
-                    format!("--metrics-address {value:?} is not an address like 127.0.0.1:9090")
-                })?)
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The config file.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Print a complete, commented config file with every key at its default.
+    Default,
+}
+
+/// Exit code for a bad command line or config file (clap's usage errors exit 2 too).
+const CONFIG_ERROR: i32 = 2;
+
+fn settings(cli: Cli) -> Result<Settings, daemon_config::ConfigError> {
+    let (file, explicit) = match cli.config {
+        Some(f) => (f, true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let loaded = daemon_config::Loaded::read(&file, explicit)?;
+    let flags = Flags {
+        socket: cli.socket,
+        state_dir: cli.state_dir,
+        runtime_root: cli.runtime_root,
+        runtime: cli.runtime,
+        shim: cli.shim,
+        criu: cli.criu,
+        runtime_timeout: cli.runtime_timeout,
+        shim_timeout: cli.shim_timeout,
+        metrics_address: cli.metrics_address,
+        log_format: cli.log_format.map(|f| match f {
+            Format::Text => LogFormat::Text,
+            Format::Json => LogFormat::Json,
+        }),
+        log_level: cli
+            .log_level
+            .or_else(|| std::env::var("RUST_LOG").ok().filter(|l| !l.is_empty())),
+    };
+    daemon_config::resolve(&loaded, flags)
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let (filter, bad) = match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(f) => (f, false),
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), true),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
-    // Shims run in their own directories: every path they are given must be absolute.
-    config.shim = corral::runtime::resolve_binary(&config.shim)
-        .and_then(|p| std::path::absolute(p).ok())
-        .ok_or_else(|| {
-            format!(
-                "corral-shim not found at {} (give --shim PATH)",
-                config.shim.display()
-            )
-        })?;
-    if config.runtime.components().count() > 1 {
-        config.runtime = std::path::absolute(&config.runtime)
-            .map_err(|e| format!("--runtime {}: {e}", config.runtime.display()))?;
+    if bad {
+        tracing::warn!("bad log level {level:?}, using info");
     }
-    for dir in [&mut config.state_dir, &mut config.runtime_root] {
-        *dir = std::path::absolute(&*dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    Ok(Options {
-        config,
-        socket,
-        level,
-        metrics,
-    })
 }
 
 fn main() {
-    let Options {
+    let cli = Cli::parse();
+    if let Some(Command::Config {
+        action: ConfigAction::Default,
+    }) = cli.command
+    {
+        print!("{}", daemon_config::default_text());
+        return;
+    }
+    let Settings {
         config,
         socket,
-        level,
         metrics,
-    } = match parse() {
-        Ok(parsed) => parsed,
+        log_format,
+        log_level,
+    } = match settings(cli) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("corrald: {e}\n{USAGE}");
-            std::process::exit(2);
+            eprintln!("corrald: {e}");
+            std::process::exit(CONFIG_ERROR);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| {
-        eprintln!("corrald: bad log level {level:?}, using info");
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(log_format, &log_level);
 
     let system = actix_rt::System::new();
     let code = system.block_on(async move {

@@ -315,9 +315,17 @@ impl Client {
         expect_reply!(self.call(req)?, Reply::Container)
     }
 
-    /// The daemon's counters.
+    /// The daemon's counters and features.
     pub fn info(&mut self) -> Result<DaemonInfo> {
         expect_reply!(self.call(Request::Info)?, Reply::Info)
+    }
+
+    /// Whether the daemon is serving.
+    pub fn health(&mut self) -> Result<bool> {
+        match self.call(Request::Health)? {
+            Reply::Health { serving } => Ok(serving),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Turns this connection into a stream of events that pass `filter`.

@@ -182,6 +182,8 @@ pub enum Request {
     Stop(StopRequest),
     /// Stop a container if it is live, then run its init again under the same id.
     Restart(StopRequest),
+    /// Whether the daemon is serving (containerd's IsServing).
+    Health,
 }
 
 impl Request {
@@ -214,6 +216,7 @@ impl Request {
             Request::Restore { .. } => "restore",
             Request::Stop(_) => "stop",
             Request::Restart(_) => "restart",
+            Request::Health => "health",
         }
     }
 }
@@ -262,4 +265,9 @@ pub enum Reply {
     Size(u64),
     /// The request failed.
     Error(Error),
+    /// The answer to `Health`.
+    Health {
+        /// The supervisor answers.
+        serving: bool,
+    },
 }

@@ -247,6 +247,9 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
             .await
             .map(|()| Reply::Ok),
         Request::Info => handle.info().await.map(Reply::Info),
+        Request::Health => Ok(Reply::Health {
+            serving: handle.health().await,
+        }),
         Request::Pause { namespace, id } => {
             handle.pause(&namespace, &id).await.map(Reply::Container)
         }

@@ -648,7 +648,11 @@ impl Daemon {
     /// The corrald command line, without the log redirection.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(CORRALD);
-        cmd.arg("--socket")
+        // No host config file (/etc/corral/corrald.toml) reaches a test's daemon; a test's
+        // own `--config FILE` in `extra_args` comes later and wins.
+        cmd.arg("--config")
+            .arg("/dev/null")
+            .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")
             .arg(&self.state_dir)
@@ -662,6 +666,9 @@ impl Daemon {
             .arg("debug")
             .args(&self.extra_args)
             .env_remove("RUST_LOG")
+            .env_remove("CORRAL_CONFIG")
+            .env_remove("CORRAL_LOG")
+            .env_remove("CORRAL_LOG_FORMAT")
             .stdin(Stdio::null());
         cmd
     }
