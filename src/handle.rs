@@ -356,6 +356,24 @@ impl Handle {
         self.supervisor.send(supervisor::All).await.map_err(mailbox)
     }
 
+    /// Event subscribers, lagged subscribers and the last event's sequence number.
+    pub(crate) async fn event_counts(&self) -> Result<(usize, u64, u64)> {
+        self.events.send(SubscriberCounts).await.map_err(mailbox)
+    }
+
+    /// Whether the supervisor answers its mailbox (a lookup of a key no container has).
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let nobody = ContainerKey {
+            namespace: String::new(),
+            id: String::new(),
+        };
+        self.supervisor
+            .send(supervisor::Lookup(nobody))
+            .await
+            .map_err(mailbox)
+            .map(|_| ())
+    }
+
     /// The daemon's counters: containers, subscribers, lagged subscribers, last event.
     pub async fn info(&self) -> Result<DaemonInfo> {
         let (subscribers, lagged_subscribers, last_seq) =
