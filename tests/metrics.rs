@@ -222,6 +222,19 @@ fn a_scrape_parses_and_names_errors_and_health() {
             "no {name} in {samples:#?}"
         );
     }
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    for s in &samples {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|x| s.name.strip_suffix(x))
+            .filter(|f| f.ends_with("_seconds"))
+            .unwrap_or(&s.name);
+        assert!(
+            docs.contains(&format!("| `{family}` |")),
+            "{family} is not in docs/operations.md's metrics table"
+        );
+    }
     let kill_not_found = [("request", "kill"), ("outcome", "not_found")];
     assert!(value(&samples, "corral_rpc_requests_total", &kill_not_found) >= 1.0);
     assert!(
