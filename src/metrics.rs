@@ -172,15 +172,26 @@ impl State {
             tokio::time::timeout(LIST_TIMEOUT, handle.event_counts()),
         )
         .await;
+        self.merge(
+            list.ok().and_then(Result::ok),
+            events.ok().and_then(Result::ok),
+        )
+    }
+
+    /// Keeps what came in time as the last good figures; the rest is the last good one
+    /// (and `true`: stale).
+    fn merge(
+        &self,
+        list: Option<Vec<ContainerInfo>>,
+        events: Option<(usize, u64, u64)>,
+    ) -> (Snapshot, bool) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stale = false;
-        match list {
-            Ok(Ok(containers)) => last.containers = containers,
-            _ => stale = true,
+        let stale = list.is_none() || events.is_none();
+        if let Some(containers) = list {
+            last.containers = containers;
         }
-        match events {
-            Ok(Ok(counts)) => last.events = Some(counts),
-            _ => stale = true,
+        if let Some(counts) = events {
+            last.events = Some(counts);
         }
         (last.clone(), stale)
     }
@@ -351,7 +362,8 @@ fn register_containers(registry: &mut Registry, containers: &[ContainerInfo], an
         };
         ooms.get_or_create(&l).inc_by(u64::from(c.oom_kills));
         restarts.get_or_create(&l).inc_by(u64::from(c.restarts));
-        let timed_out = matches!(answer, Answer::TimedOut);
+        // Busy: the supervisor's list did not hear from it either (its last known state).
+        let timed_out = matches!(answer, Answer::TimedOut) || c.busy;
         if c.status.is_live() || timed_out {
             unresponsive.get_or_create(&l).set(i64::from(timed_out));
         }
@@ -399,7 +411,7 @@ fn register_containers(registry: &mut Registry, containers: &[ContainerInfo], an
     );
     registry.register(
         "corral_container_unresponsive",
-        "1 when the container did not answer this scrape within the per-container timeout",
+        "1 when the container did not answer this scrape within the per-container timeout (or the supervisor's list marks it busy)",
         unresponsive,
     );
 }
@@ -599,6 +611,23 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
         }
+    }
+
+    #[test]
+    fn a_late_list_serves_the_last_good_one_as_stale() {
+        let state = State::default();
+        let one = ContainerInfo::unknown("default", "one");
+        let (s, stale) = state.merge(Some(vec![one]), Some((1, 0, 7)));
+        assert!(!stale);
+        assert_eq!(s.containers.len(), 1);
+        let (s, stale) = state.merge(None, Some((2, 0, 8)));
+        assert!(stale);
+        assert_eq!(s.containers[0].id, "one");
+        assert_eq!(s.events, Some((2, 0, 8)));
+        let (s, stale) = state.merge(Some(vec![]), None);
+        assert!(stale);
+        assert!(s.containers.is_empty());
+        assert_eq!(s.events, Some((2, 0, 8)));
     }
 
     #[test]
