@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Install what corral's tests and demo need on a Debian 12 machine (run as root):
-#   runc, busybox-static (/bin/busybox), procps, iptables, and CRIU 4.1.1 built from Debian's pool
-#   tarball into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on kernels >= 6.13).
+#   runc, busybox-static (/bin/busybox), procps, iptables, and CRIU 4.1.1 built from Debian's
+#   source into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on kernels >= 6.13).
+# CRIU's source comes through apt's own configured sources: a deb-src entry derived from the
+# host's main archive entry (written to /etc/apt/sources.list.d/corral-src.{list,sources} only
+# when the host has no deb-src for it), then `apt-get source`; when the archive's source index
+# has no criu ${CRIU_VERSION}, the upstream tarball from the same archive's pool. Either way the
+# tarball's sha256 is checked. No mirror address is written here: a host with another mirror
+# or a proxy configured for apt works as it is.
 # Idempotent: when everything is present it only runs the final checks (well under 2 s).
 # Env: CORRAL_SKIP_CRIU=1 skips building/checking CRIU.
+#      CORRAL_CRIU_FETCH_ONLY=DIR only fetches and checks CRIU's source tarball into DIR
+#      (installs nothing but the deb-src entry), then exits.
 set -euo pipefail
 
 CRIU_VERSION=4.1.1
@@ -87,6 +95,118 @@ criu_ok() {
   [[ -x $CRIU_BIN ]] && "$CRIU_BIN" --version 2>/dev/null | grep -q "Version: ${CRIU_VERSION}\$"
 }
 
+# apt's index targets: "TARGET_OF RELEASE REPO_URI SOURCESENTRY" (deb or deb-src; the entry
+# is FILE:LINE for a one-line .list, FILE:STANZA for a deb822 .sources file).
+apt_targets() {
+  apt-get indextargets --no-release-info \
+    --format '$(TARGET_OF) $(RELEASE) $(REPO_URI) $(SOURCESENTRY)' 2>/dev/null | sort -u
+}
+
+host_codename() {
+  # shellcheck disable=SC1091
+  (. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}") || true
+}
+
+CORRAL_SRC_PREFIX=/etc/apt/sources.list.d/corral-src
+
+# Makes sure apt has a deb-src entry for the host's main archive (the entry whose suite is
+# the release's codename): derives one from that deb entry when there is none. Returns 1 if
+# no entry could be derived.
+ensure_deb_src() {
+  local codename targets entry file n
+  codename="$(host_codename)"
+  [[ -n $codename ]] || { warn "no VERSION_CODENAME in /etc/os-release"; return 1; }
+  targets="$(apt_targets)"
+  if awk -v c="$codename" '$1 == "deb-src" && $2 == c { found = 1 } END { exit !found }' <<<"$targets"; then
+    log "apt already has a deb-src entry for $codename"
+    return 0
+  fi
+  entry="$(awk -v c="$codename" '$1 == "deb" && $2 == c && $3 ~ /^https?:\/\// { print $4; exit }' <<<"$targets")"
+  [[ -n $entry ]] || { warn "no deb entry for $codename in apt's sources"; return 1; }
+  file="${entry%:*}"
+  n="${entry##*:}"
+  need_root "a deb-src entry in ${CORRAL_SRC_PREFIX}.*"
+  case "$file" in
+    *.sources)
+      # The n-th stanza (comment-only paragraphs do not count), as deb-src of the one suite.
+      awk -v n="$n" -v c="$codename" '
+        BEGIN { RS = ""; FS = "\n" }
+        {
+          out = ""; fields = 0
+          for (i = 1; i <= NF; i++) {
+            line = $i
+            if (line ~ /^#/) continue
+            fields++
+            if (tolower(line) ~ /^types:/) line = "Types: deb-src"
+            else if (tolower(line) ~ /^suites:/) line = "Suites: " c
+            out = out line "\n"
+          }
+          if (fields == 0) next
+          if (++k == n) { printf "%s", out; exit }
+        }' "$file" >"${CORRAL_SRC_PREFIX}.sources.tmp"
+      [[ -s ${CORRAL_SRC_PREFIX}.sources.tmp ]] || { rm -f "${CORRAL_SRC_PREFIX}.sources.tmp"; warn "stanza $n of $file not found"; return 1; }
+      mv "${CORRAL_SRC_PREFIX}.sources.tmp" "${CORRAL_SRC_PREFIX}.sources"
+      log "wrote ${CORRAL_SRC_PREFIX}.sources (deb-src of $file stanza $n)"
+      ;;
+    *)
+      sed -n "${n}p" "$file" | sed -E 's/^[[:space:]]*deb([[:space:]])/deb-src\1/' >"${CORRAL_SRC_PREFIX}.list.tmp"
+      grep -q '^deb-src[[:space:]]' "${CORRAL_SRC_PREFIX}.list.tmp" ||
+        { rm -f "${CORRAL_SRC_PREFIX}.list.tmp"; warn "line $n of $file is not a deb line"; return 1; }
+      mv "${CORRAL_SRC_PREFIX}.list.tmp" "${CORRAL_SRC_PREFIX}.list"
+      log "wrote ${CORRAL_SRC_PREFIX}.list (deb-src of $file line $n)"
+      ;;
+  esac
+  log "apt-get update (source indices)"
+  apt_retry apt-get "${APT_OPTS[@]}" -qq update || die "apt-get update failed"
+  APT_UPDATED=1
+}
+
+tarball_ok() {
+  [[ -f $1 ]] && echo "$CRIU_SHA256  $1" | sha256sum -c --quiet - >/dev/null 2>&1
+}
+
+# Leaves $1/$CRIU_TARBALL, its sha256 checked: through `apt-get source` when the archive's
+# source index has criu $CRIU_VERSION, else from the pool of an archive apt is configured with.
+fetch_criu_source() {
+  local dir=$1 version="" mirror
+  mkdir -p "$dir"
+  if tarball_ok "$dir/$CRIU_TARBALL"; then
+    log "$dir/$CRIU_TARBALL already there, sha256 ok"
+    return 0
+  fi
+  if ensure_deb_src; then
+    version="$(apt-cache showsrc criu 2>/dev/null |
+      awk -v v="$CRIU_VERSION" '$1 == "Version:" && index($2, v "-") == 1 { print $2; exit }')"
+    if [[ -z $version ]]; then
+      log "apt's source index has no criu ${CRIU_VERSION}-* (it has: $(apt-cache showsrc criu 2>/dev/null |
+        awk '$1 == "Version:" { printf "%s ", $2 }')); falling back to the tarball from the archive's pool"
+    else
+      log "apt-get source --download-only criu=$version"
+      if (cd "$dir" && apt-get "${APT_OPTS[@]}" -qq source --download-only "criu=$version" >/dev/null) &&
+         tarball_ok "$dir/$CRIU_TARBALL"; then
+        log "sha256 ok"
+        return 0
+      fi
+      log "apt-get source criu=$version failed or sha256 mismatch; falling back to the tarball from the archive's pool"
+    fi
+  else
+    log "no deb-src entry could be derived; falling back to the tarball from the archive's pool"
+  fi
+  rm -f "$dir/$CRIU_TARBALL"
+  while read -r mirror; do
+    [[ -n $mirror ]] || continue
+    log "downloading $mirror/$CRIU_POOL_PATH"
+    if curl -fsSL --retry 3 --connect-timeout 20 -o "$dir/$CRIU_TARBALL" "$mirror/$CRIU_POOL_PATH" &&
+       tarball_ok "$dir/$CRIU_TARBALL"; then
+      log "sha256 ok"
+      return 0
+    fi
+    warn "download from $mirror failed or sha256 mismatch"
+    rm -f "$dir/$CRIU_TARBALL"
+  done < <(apt_mirrors)
+  die "could not fetch $CRIU_TARBALL with sha256 $CRIU_SHA256 through apt's sources"
+}
+
 install_criu() {
   if criu_ok; then
     log "criu ${CRIU_VERSION} already installed at $CRIU_BIN"
@@ -101,21 +221,7 @@ install_criu() {
   tmp="$(mktemp -d /tmp/corral-criu-build.XXXXXX)"
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" EXIT
-
-  local mirror got=0
-  while read -r mirror; do
-    [[ -n $mirror ]] || continue
-    log "downloading $mirror/$CRIU_POOL_PATH"
-    if curl -fsSL --retry 3 --connect-timeout 20 -o "$tmp/$CRIU_TARBALL" "$mirror/$CRIU_POOL_PATH" &&
-       echo "$CRIU_SHA256  $tmp/$CRIU_TARBALL" | sha256sum -c --quiet - >/dev/null 2>&1; then
-      got=1
-      break
-    fi
-    warn "download from $mirror failed or sha256 mismatch"
-    rm -f "$tmp/$CRIU_TARBALL"
-  done < <(apt_mirrors)
-  [[ $got -eq 1 ]] || die "could not download $CRIU_TARBALL with sha256 $CRIU_SHA256 from the apt mirrors"
-  log "sha256 ok"
+  fetch_criu_source "$tmp"
 
   mkdir "$tmp/src"
   tar -xJf "$tmp/$CRIU_TARBALL" -C "$tmp/src" --strip-components=1
@@ -130,6 +236,13 @@ install_criu() {
   criu_ok || die "$CRIU_BIN does not report version ${CRIU_VERSION} after install"
   log "installed criu ${CRIU_VERSION} to $CRIU_BIN in $((SECONDS - start)) s"
 }
+
+if [[ -n ${CORRAL_CRIU_FETCH_ONLY:-} ]]; then
+  apt_install curl ca-certificates xz-utils
+  fetch_criu_source "$CORRAL_CRIU_FETCH_ONLY"
+  log "CORRAL_CRIU_FETCH_ONLY: $CORRAL_CRIU_FETCH_ONLY/$CRIU_TARBALL fetched and checked; nothing else done"
+  exit 0
+fi
 
 apt_install "${RUNTIME_PKGS[@]}"
 

@@ -374,6 +374,19 @@ impl Handle {
         supervisor.is_ok() && events.is_ok()
     }
 
+    /// Event subscribers, lagged subscribers and the last event's sequence number.
+    pub(crate) async fn event_counts(&self) -> Result<(usize, u64, u64)> {
+        self.events.send(SubscriberCounts).await.map_err(mailbox)
+    }
+
+    /// Whether the supervisor answers its mailbox.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        self.supervisor
+            .send(supervisor::Ping)
+            .await
+            .map_err(mailbox)
+    }
+
     /// The daemon's counters (containers, subscribers, lagged subscribers, last event) and
     /// its features (runtimes, CRIU, cgroup layout, directories).
     pub async fn info(&self) -> Result<DaemonInfo> {

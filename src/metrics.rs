@@ -1,14 +1,31 @@
 //! The opt-in Prometheus endpoint (`corrald --metrics-address 127.0.0.1:PORT`): a minimal
-//! HTTP/1.1 server answering `GET /metrics` with the text exposition format.
+//! HTTP/1.1 server answering `GET /metrics` (the Prometheus text format, version 0.0.4,
+//! encoded by `prometheus-client`), `GET /healthz` and `GET /readyz`.
 //!
-//! Per container: CPU, memory, pids, OOM kills, restarts. Daemon: containers by state,
-//! event subscribers, RPC requests and their latency histogram, live shims.
+//! Per container: CPU, memory, pids, OOM kills, restarts, and whether it answered. Daemon:
+//! containers by state, event subscribers, RPC requests by kind and outcome and their latency
+//! histogram, live shims, build, the process's memory and open fds. Every metric is listed
+//! in `docs/operations.md`.
+//!
+//! A scrape never waits on one slow container: the container list is bounded by
+//! [`LIST_TIMEOUT`] (the last good list is served when it runs out, with
+//! `corral_scrape_stale 1`), and each container's statistics by
+//! [`CONTAINER_STATS_TIMEOUT`], asked of every container at once; one that does not answer
+//! in time is marked `corral_container_unresponsive 1`.
 
-use crate::types::Status;
+use crate::error::Error;
+use crate::stats::Stats;
+use crate::types::{ContainerInfo, Status};
 use crate::Handle;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,61 +35,217 @@ pub const LATENCY_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// How long a scrape waits for one container's statistics; all are asked at once, so a
+/// wedged container costs a scrape this long at most.
+pub const CONTAINER_STATS_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a scrape waits for the supervisor's container list (and the event counters)
+/// before it serves the last good one.
+pub const LIST_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How long `/healthz` and `/readyz` wait for the supervisor to answer.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The `Content-Type` of `/metrics`.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    request: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    request: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabels {
+    namespace: String,
+    id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 /// RPC counters, shared by the server's connection tasks.
-#[derive(Default)]
 pub struct RpcMetrics {
-    by_request: Mutex<std::collections::BTreeMap<&'static str, Histogram>>,
-    errors: AtomicU64,
+    requests: Family<OutcomeLabels, Counter>,
+    errors: Counter,
+    duration: Family<RequestLabels, Histogram>,
+}
+
+impl Default for RpcMetrics {
+    fn default() -> Self {
+        RpcMetrics {
+            requests: Family::default(),
+            errors: Counter::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+/// The `outcome` label of a request answered with `error` (`ok` for none).
+pub fn outcome(error: Option<&Error>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(Error::NotFound(_)) => "not_found",
+        Some(Error::AlreadyExists(_)) => "already_exists",
+        Some(Error::InvalidArgument(_)) => "invalid_argument",
+        Some(Error::PermissionDenied(_)) => "permission_denied",
+        Some(Error::WrongState(_)) => "wrong_state",
+        Some(Error::RuntimeFailed { .. }) => "runtime_failed",
+        Some(Error::Timeout(_)) => "timeout",
+        Some(Error::Lagged { .. }) => "lagged",
+        Some(Error::Protocol(_)) => "protocol",
+        Some(Error::Internal(_)) => "internal",
+    }
 }
 
 impl RpcMetrics {
-    /// Records one request of kind `request` that took `took`.
-    pub fn observe(&self, request: &'static str, took: Duration, failed: bool) {
-        if failed {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+    /// Records one request of kind `request` that took `took` and failed with `error`, if
+    /// it failed.
+    pub fn observe(&self, request: &'static str, took: Duration, error: Option<&Error>) {
+        if error.is_some() {
+            self.errors.inc();
         }
-        let secs = took.as_secs_f64();
-        let mut map = self.by_request.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry(request).or_default();
-        h.count += 1;
-        h.sum += secs;
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.buckets[i] += 1;
-            }
-        }
+        let outcome = outcome(error);
+        self.requests
+            .get_or_create(&OutcomeLabels { request, outcome })
+            .inc();
+        self.duration
+            .get_or_create(&RequestLabels { request })
+            .observe(took.as_secs_f64());
     }
 }
 
 /// The process-wide RPC counters.
 pub fn rpc() -> &'static RpcMetrics {
-    static RPC: std::sync::OnceLock<RpcMetrics> = std::sync::OnceLock::new();
+    static RPC: OnceLock<RpcMetrics> = OnceLock::new();
     RPC.get_or_init(RpcMetrics::default)
 }
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The supervisor's figures a scrape reads through its mailbox, kept for the next scrape
+/// that cannot have them in time.
+#[derive(Clone, Default)]
+struct Snapshot {
+    containers: Vec<ContainerInfo>,
+    /// Subscribers, lagged subscribers, last event sequence number.
+    events: Option<(usize, u64, u64)>,
 }
 
-/// Renders every metric in the Prometheus text format.
-pub async fn render(handle: &Handle) -> String {
-    let mut out = String::new();
-    let containers = handle.all().await.unwrap_or_default();
-    let info = handle.info().await.ok();
+/// What the server shares between its connections: the supervisor once it is there, and the
+/// last good figures.
+#[derive(Default)]
+struct State {
+    handle: OnceLock<Handle>,
+    last: Mutex<Snapshot>,
+}
 
-    let _ = writeln!(
-        out,
-        "# HELP corral_containers Containers by state.\n# TYPE corral_containers gauge"
+/// One container's answer to a scrape.
+enum Answer {
+    Stats(Box<Stats>),
+    /// It answered with an error (it stopped meanwhile, or has no cgroup).
+    Nothing,
+    /// It did not answer within [`CONTAINER_STATS_TIMEOUT`].
+    TimedOut,
+}
+
+impl State {
+    /// The supervisor's figures, or the last good ones (and `true`) if it does not answer
+    /// within [`LIST_TIMEOUT`].
+    async fn snapshot(&self, handle: &Handle) -> (Snapshot, bool) {
+        let (list, events) = futures_util::future::join(
+            tokio::time::timeout(LIST_TIMEOUT, handle.all()),
+            tokio::time::timeout(LIST_TIMEOUT, handle.event_counts()),
+        )
+        .await;
+        self.merge(
+            list.ok().and_then(Result::ok),
+            events.ok().and_then(Result::ok),
+        )
+    }
+
+    /// Keeps what came in time as the last good figures; the rest is the last good one
+    /// (and `true`: stale).
+    fn merge(
+        &self,
+        list: Option<Vec<ContainerInfo>>,
+        events: Option<(usize, u64, u64)>,
+    ) -> (Snapshot, bool) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = list.is_none() || events.is_none();
+        if let Some(containers) = list {
+            last.containers = containers;
+        }
+        if let Some(counts) = events {
+            last.events = Some(counts);
+        }
+        (last.clone(), stale)
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    async fn render(&self, handle: &Handle) -> String {
+        let (snapshot, stale) = self.snapshot(handle).await;
+        let asks = snapshot.containers.iter().map(|c| async move {
+            match tokio::time::timeout(CONTAINER_STATS_TIMEOUT, handle.stats(&c.namespace, &c.id))
+                .await
+            {
+                Ok(Ok(s)) => Answer::Stats(Box::new(s)),
+                Ok(Err(_)) => Answer::Nothing,
+                Err(_) => Answer::TimedOut,
+            }
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut registry = Registry::default();
+        register_daemon(&mut registry, &snapshot, stale);
+        register_containers(&mut registry, &snapshot.containers, &answers);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+            tracing::warn!("metrics: cannot encode: {e}");
+        }
+        out
+    }
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn register_daemon(registry: &mut Registry, snapshot: &Snapshot, stale: bool) {
+    registry.register(
+        "corral_build",
+        "The daemon's release (always 1)",
+        Info::new(BuildLabels {
+            version: crate::VERSION,
+        }),
     );
+    gauge(
+        registry,
+        "corral_scrape_stale",
+        "1 when the supervisor did not answer in time and the container list is the last good one",
+        i64::from(stale),
+    );
+
+    let by_state: Family<StateLabels, Gauge> = Family::default();
     for status in [
         Status::Created,
         Status::Running,
@@ -81,10 +254,21 @@ pub async fn render(handle: &Handle) -> String {
         Status::Stopped,
         Status::Unknown,
     ] {
-        let n = containers.iter().filter(|c| c.status == status).count();
-        let _ = writeln!(out, "corral_containers{{state=\"{status}\"}} {n}");
+        let n = snapshot
+            .containers
+            .iter()
+            .filter(|c| c.status == status)
+            .count();
+        by_state
+            .get_or_create(&StateLabels {
+                state: status.to_string(),
+            })
+            .set(count(n));
     }
-    let shims: usize = containers
+    registry.register("corral_containers", "Containers by state", by_state);
+
+    let shims: usize = snapshot
+        .containers
         .iter()
         .map(|c| {
             usize::from(c.exit.is_none() && c.pid > 0)
@@ -94,152 +278,207 @@ pub async fn render(handle: &Handle) -> String {
                     .count()
         })
         .sum();
-    let _ = writeln!(out, "# HELP corral_shims Live shims (one per running container process).\n# TYPE corral_shims gauge\ncorral_shims {shims}");
-    if let Some(i) = &info {
-        let _ = writeln!(out, "# HELP corral_event_subscribers Connected event subscribers.\n# TYPE corral_event_subscribers gauge\ncorral_event_subscribers {}", i.subscribers);
-        let _ = writeln!(out, "# HELP corral_event_subscribers_lagged_total Subscribers cut off because they could not keep up.\n# TYPE corral_event_subscribers_lagged_total counter\ncorral_event_subscribers_lagged_total {}", i.lagged_subscribers);
-        let _ = writeln!(out, "# HELP corral_events_published_total Events published (the last sequence number).\n# TYPE corral_events_published_total counter\ncorral_events_published_total {}", i.last_seq);
+    gauge(
+        registry,
+        "corral_shims",
+        "Live shims (one per running container process)",
+        count(shims),
+    );
+
+    if let Some((subscribers, lagged, last_seq)) = snapshot.events {
+        gauge(
+            registry,
+            "corral_event_subscribers",
+            "Connected event subscribers",
+            count(subscribers),
+        );
+        let c: Counter = Counter::default();
+        c.inc_by(lagged);
+        registry.register(
+            "corral_event_subscribers_lagged",
+            "Subscribers cut off because they could not keep up",
+            c,
+        );
+        let c: Counter = Counter::default();
+        c.inc_by(last_seq);
+        registry.register(
+            "corral_events_published",
+            "Events published (the last sequence number)",
+            c,
+        );
     }
 
     let rpc = rpc();
-    let map = rpc
-        .by_request
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let _ = writeln!(out, "# HELP corral_rpc_requests_total RPC requests served.\n# TYPE corral_rpc_requests_total counter");
-    for (req, h) in &map {
-        let _ = writeln!(
-            out,
-            "corral_rpc_requests_total{{request=\"{req}\"}} {}",
-            h.count
-        );
-    }
-    let _ = writeln!(out, "# HELP corral_rpc_errors_total RPC requests answered with an error.\n# TYPE corral_rpc_errors_total counter\ncorral_rpc_errors_total {}", rpc.errors.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP corral_rpc_request_duration_seconds RPC request latency.\n# TYPE corral_rpc_request_duration_seconds histogram");
-    for (req, h) in &map {
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "corral_rpc_request_duration_seconds_bucket{{request=\"{req}\",le=\"{le}\"}} {}",
-                h.buckets[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "corral_rpc_request_duration_seconds_bucket{{request=\"{req}\",le=\"+Inf\"}} {}",
-            h.count
-        );
-        let _ = writeln!(
-            out,
-            "corral_rpc_request_duration_seconds_sum{{request=\"{req}\"}} {}",
-            h.sum
-        );
-        let _ = writeln!(
-            out,
-            "corral_rpc_request_duration_seconds_count{{request=\"{req}\"}} {}",
-            h.count
-        );
-    }
+    registry.register(
+        "corral_rpc_requests",
+        "RPC requests served, by request kind and outcome (ok or the error's kind)",
+        rpc.requests.clone(),
+    );
+    registry.register(
+        "corral_rpc_errors",
+        "RPC requests answered with an error",
+        rpc.errors.clone(),
+    );
+    registry.register_with_unit(
+        "corral_rpc_request_duration",
+        "RPC request latency",
+        Unit::Seconds,
+        rpc.duration.clone(),
+    );
 
-    let mut cpu = String::new();
-    let mut mem = String::new();
-    let mut limit = String::new();
-    let mut pids = String::new();
-    let mut ooms = String::new();
-    let mut restarts = String::new();
-    for c in &containers {
-        let l = format!(
-            "namespace=\"{}\",id=\"{}\"",
-            label(&c.namespace),
-            label(&c.id)
+    let own = ProcessFigures::read();
+    if let Some(rss) = own.resident_bytes {
+        let g: Gauge<u64, AtomicU64> = Gauge::default();
+        g.set(rss);
+        registry.register_with_unit(
+            "process_resident_memory",
+            "The daemon's resident memory",
+            Unit::Bytes,
+            g,
         );
-        let _ = writeln!(
-            ooms,
-            "corral_container_oom_kills_total{{{l}}} {}",
-            c.oom_kills
-        );
-        let _ = writeln!(
-            restarts,
-            "corral_container_restarts_total{{{l}}} {}",
-            c.restarts
-        );
-        if !c.status.is_live() {
-            continue;
-        }
-        if let Ok(s) = handle.stats(&c.namespace, &c.id).await {
-            let _ = writeln!(
-                cpu,
-                "corral_container_cpu_seconds_total{{{l}}} {}",
-                s.cpu.usage.total as f64 / 1e9
-            );
-            let _ = writeln!(
-                mem,
-                "corral_container_memory_usage_bytes{{{l}}} {}",
-                s.memory.usage.usage
-            );
-            if s.memory.usage.limit < 1 << 62 {
-                let _ = writeln!(
-                    limit,
-                    "corral_container_memory_limit_bytes{{{l}}} {}",
-                    s.memory.usage.limit
-                );
-            }
-            let _ = writeln!(pids, "corral_container_pids{{{l}}} {}", s.pids.current);
-        }
     }
-    for (name, kind, help, body) in [
-        (
-            "corral_container_cpu_seconds_total",
-            "counter",
-            "CPU time used by the container.",
-            cpu,
-        ),
-        (
-            "corral_container_memory_usage_bytes",
-            "gauge",
-            "Memory used by the container.",
-            mem,
-        ),
-        (
-            "corral_container_memory_limit_bytes",
-            "gauge",
-            "The container's memory limit.",
-            limit,
-        ),
-        (
-            "corral_container_pids",
-            "gauge",
-            "Processes in the container.",
-            pids,
-        ),
-        (
-            "corral_container_oom_kills_total",
-            "counter",
-            "Processes of the container killed by the OOM killer.",
-            ooms,
-        ),
-        (
-            "corral_container_restarts_total",
-            "counter",
-            "Restarts by the container's restart policy.",
-            restarts,
-        ),
-    ] {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{body}");
+    if let Some(fds) = own.open_fds {
+        gauge(
+            registry,
+            "process_open_fds",
+            "File descriptors the daemon has open",
+            count(fds),
+        );
     }
-    out
 }
 
-/// Serves `/metrics` on `listener` until the daemon stops.
+fn register_containers(registry: &mut Registry, containers: &[ContainerInfo], answers: &[Answer]) {
+    let cpu: Family<ContainerLabels, Counter<f64, AtomicU64>> = Family::default();
+    let mem: Family<ContainerLabels, Gauge<u64, AtomicU64>> = Family::default();
+    let limit: Family<ContainerLabels, Gauge<u64, AtomicU64>> = Family::default();
+    let pids: Family<ContainerLabels, Gauge<u64, AtomicU64>> = Family::default();
+    let ooms: Family<ContainerLabels, Counter> = Family::default();
+    let restarts: Family<ContainerLabels, Counter> = Family::default();
+    let unresponsive: Family<ContainerLabels, Gauge> = Family::default();
+    for (c, answer) in containers.iter().zip(answers) {
+        let l = ContainerLabels {
+            namespace: c.namespace.clone(),
+            id: c.id.clone(),
+        };
+        ooms.get_or_create(&l).inc_by(u64::from(c.oom_kills));
+        restarts.get_or_create(&l).inc_by(u64::from(c.restarts));
+        // Busy: the supervisor's list did not hear from it either (its last known state).
+        let timed_out = matches!(answer, Answer::TimedOut) || c.busy;
+        if c.status.is_live() || timed_out {
+            unresponsive.get_or_create(&l).set(i64::from(timed_out));
+        }
+        let Answer::Stats(s) = answer else {
+            continue;
+        };
+        if !c.status.is_live() {
+            continue; // a stopped container's cgroup figures are its last run's, or none
+        }
+        cpu.get_or_create(&l).inc_by(s.cpu.usage.total as f64 / 1e9);
+        mem.get_or_create(&l).set(s.memory.usage.usage);
+        if s.memory.usage.limit < 1 << 62 {
+            limit.get_or_create(&l).set(s.memory.usage.limit);
+        }
+        pids.get_or_create(&l).set(s.pids.current);
+    }
+    registry.register_with_unit(
+        "corral_container_cpu",
+        "CPU time used by the container",
+        Unit::Seconds,
+        cpu,
+    );
+    registry.register_with_unit(
+        "corral_container_memory_usage",
+        "Memory used by the container",
+        Unit::Bytes,
+        mem,
+    );
+    registry.register_with_unit(
+        "corral_container_memory_limit",
+        "The container's memory limit",
+        Unit::Bytes,
+        limit,
+    );
+    registry.register("corral_container_pids", "Processes in the container", pids);
+    registry.register(
+        "corral_container_oom_kills",
+        "Processes of the container killed by the OOM killer",
+        ooms,
+    );
+    registry.register(
+        "corral_container_restarts",
+        "Restarts by the container's restart policy",
+        restarts,
+    );
+    registry.register(
+        "corral_container_unresponsive",
+        "1 when the container did not answer this scrape within the per-container timeout (or the supervisor's list marks it busy)",
+        unresponsive,
+    );
+}
+
+/// The daemon's own figures from /proc/self.
+struct ProcessFigures {
+    resident_bytes: Option<u64>,
+    open_fds: Option<usize>,
+}
+
+impl ProcessFigures {
+    fn read() -> Self {
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|p| u64::try_from(p).ok());
+        let resident_bytes = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .zip(page)
+            .map(|(pages, page)| pages * page);
+        // read_dir's own descriptor is in the listing: one less.
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count().saturating_sub(1));
+        ProcessFigures {
+            resident_bytes,
+            open_fds,
+        }
+    }
+}
+
+/// A metrics server already answering; [`Server::ready`] hands it the supervisor. Until
+/// then `/readyz` and `/metrics` answer 503 and `/healthz` 200 `starting`.
+pub struct Server {
+    state: Arc<State>,
+}
+
+impl Server {
+    /// Starts answering on `listener` (on the current actix runtime).
+    pub fn spawn(listener: TcpListener) -> Self {
+        let state = Arc::new(State::default());
+        actix_rt::spawn(run(state.clone(), listener));
+        Server { state }
+    }
+
+    /// The supervisor has adopted its state dir: serve its figures from now on.
+    pub fn ready(&self, handle: Handle) {
+        let _ = self.state.handle.set(handle);
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the daemon stops.
 pub async fn serve(handle: Handle, listener: TcpListener) {
+    let state = Arc::new(State::default());
+    let _ = state.handle.set(handle);
+    run(state, listener).await
+}
+
+async fn run(state: Arc<State>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let handle = handle.clone();
+                let state = state.clone();
                 actix_rt::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), answer(&handle, stream))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), answer(&state, stream)).await;
                 });
             }
             Err(e) => {
@@ -250,7 +489,44 @@ pub async fn serve(handle: Handle, listener: TcpListener) {
     }
 }
 
-async fn answer(handle: &Handle, mut stream: TcpStream) -> std::io::Result<()> {
+/// Whether the supervisor answers within [`HEALTH_TIMEOUT`].
+async fn answers(handle: &Handle) -> bool {
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, handle.ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+async fn route(state: &State, method: &str, path: &str) -> (&'static str, &'static str, String) {
+    let handle = state.handle.get();
+    let unavailable = |why: &str| ("503 Service Unavailable", TEXT, format!("{why}\n"));
+    match (method, path) {
+        ("GET", "/metrics") => match handle {
+            Some(h) => ("200 OK", CONTENT_TYPE, state.render(h).await),
+            None => unavailable("starting"),
+        },
+        ("GET", "/healthz") => match handle {
+            None => ("200 OK", TEXT, "starting\n".to_string()),
+            Some(h) if answers(h).await => ("200 OK", TEXT, "ok\n".to_string()),
+            Some(_) => unavailable("the supervisor does not answer"),
+        },
+        ("GET", "/readyz") => match handle {
+            None => unavailable("starting: adopting the state dir"),
+            Some(h) if answers(h).await => ("200 OK", TEXT, "ok\n".to_string()),
+            Some(_) => unavailable("the supervisor does not answer"),
+        },
+        ("GET", _) => (
+            "404 Not Found",
+            TEXT,
+            "not found: try /metrics, /healthz or /readyz\n".to_string(),
+        ),
+        _ => ("405 Method Not Allowed", TEXT, "only GET\n".to_string()),
+    }
+}
+
+async fn answer(state: &State, mut stream: TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -263,27 +539,123 @@ async fn answer(handle: &Handle, mut stream: TcpStream) -> std::io::Result<()> {
     let head = String::from_utf8_lossy(&buf);
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(handle).await,
-        ),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "not found: try /metrics\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_string(),
-        ),
-    };
+    let path = path.split('?').next().unwrap_or("");
+    let (status, content_type, body) = route(state, method, path).await;
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_own_outcome() {
+        let errors = [
+            Error::NotFound(String::new()),
+            Error::AlreadyExists(String::new()),
+            Error::InvalidArgument(String::new()),
+            Error::PermissionDenied(String::new()),
+            Error::WrongState(String::new()),
+            Error::RuntimeFailed {
+                op: String::new(),
+                id: String::new(),
+                stderr: String::new(),
+            },
+            Error::Timeout(String::new()),
+            Error::Lagged { first_missed: 0 },
+            Error::Protocol(String::new()),
+            Error::Internal(String::new()),
+        ];
+        let mut seen: Vec<&str> = errors.iter().map(|e| outcome(Some(e))).collect();
+        seen.push(outcome(None));
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "{seen:?}");
+        assert_eq!(outcome(Some(&Error::WrongState("x".into()))), "wrong_state");
+    }
+
+    #[test]
+    fn the_rpc_counters_encode_with_conventional_names() {
+        let rpc = RpcMetrics::default();
+        rpc.observe("kill", Duration::from_millis(1), None);
+        rpc.observe(
+            "kill",
+            Duration::from_millis(3),
+            Some(&Error::WrongState("stopped".into())),
+        );
+        let mut registry = Registry::default();
+        registry.register("corral_rpc_requests", "h", rpc.requests.clone());
+        registry.register("corral_rpc_errors", "h", rpc.errors.clone());
+        registry.register_with_unit(
+            "corral_rpc_request_duration",
+            "h",
+            Unit::Seconds,
+            rpc.duration.clone(),
+        );
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        for line in [
+            "# TYPE corral_rpc_requests_total counter",
+            "corral_rpc_requests_total{request=\"kill\",outcome=\"wrong_state\"} 1",
+            "corral_rpc_requests_total{request=\"kill\",outcome=\"ok\"} 1",
+            "corral_rpc_errors_total 1",
+            "# TYPE corral_rpc_request_duration_seconds histogram",
+            "corral_rpc_request_duration_seconds_count{request=\"kill\"} 2",
+            "corral_rpc_request_duration_seconds_bucket{request=\"kill\",le=\"0.0025\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn a_late_list_serves_the_last_good_one_as_stale() {
+        let state = State::default();
+        let one = ContainerInfo::unknown("default", "one");
+        let (s, stale) = state.merge(Some(vec![one]), Some((1, 0, 7)));
+        assert!(!stale);
+        assert_eq!(s.containers.len(), 1);
+        let (s, stale) = state.merge(None, Some((2, 0, 8)));
+        assert!(stale);
+        assert_eq!(s.containers[0].id, "one");
+        assert_eq!(s.events, Some((2, 0, 8)));
+        let (s, stale) = state.merge(Some(vec![]), None);
+        assert!(stale);
+        assert!(s.containers.is_empty());
+        assert_eq!(s.events, Some((2, 0, 8)));
+    }
+
+    #[test]
+    fn the_process_figures_come_from_proc_self() {
+        let own = ProcessFigures::read();
+        assert!(own.resident_bytes.unwrap() > 0);
+        assert!(own.open_fds.unwrap() >= 3);
+    }
+
+    #[test]
+    fn before_the_supervisor_is_there_readyz_and_metrics_answer_503() {
+        let state = State::default();
+        let rt = actix_rt::System::new();
+        rt.block_on(async {
+            assert_eq!(
+                route(&state, "GET", "/readyz").await.0,
+                "503 Service Unavailable"
+            );
+            assert_eq!(
+                route(&state, "GET", "/metrics").await.0,
+                "503 Service Unavailable"
+            );
+            assert_eq!(route(&state, "GET", "/healthz").await.0, "200 OK");
+            assert_eq!(route(&state, "GET", "/x").await.0, "404 Not Found");
+            assert_eq!(
+                route(&state, "POST", "/metrics").await.0,
+                "405 Method Not Allowed"
+            );
+        });
+    }
 }

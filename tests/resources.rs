@@ -400,8 +400,8 @@ fn the_metrics_endpoint_serves_prometheus_text() {
         value(&of("corral_container_oom_kills_total", &stopped)),
         0.0
     );
-    assert!(value("corral_rpc_requests_total{request=\"create\"}") >= 2.0);
-    assert!(value("corral_rpc_requests_total{request=\"wait\"}") >= 1.0);
+    assert!(value("corral_rpc_requests_total{request=\"create\",outcome=\"ok\"}") >= 2.0);
+    assert!(value("corral_rpc_requests_total{request=\"wait\",outcome=\"ok\"}") >= 1.0);
     assert!(value("corral_rpc_request_duration_seconds_count{request=\"create\"}") >= 2.0);
     assert!(
         body.contains("# TYPE corral_rpc_requests_total counter"),

@@ -155,7 +155,7 @@ fn main() {
         // reaps or restarts anything.
         let metrics = match metrics {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => Some((addr, l)),
+                Ok(l) => Some((addr, corral::metrics::Server::spawn(l))),
                 Err(e) => {
                     tracing::error!("cannot serve metrics on {addr}: {e}");
                     return 1;
@@ -188,7 +188,7 @@ fn main() {
         );
         if let Some((addr, l)) = metrics {
             tracing::info!("metrics at http://{addr}/metrics");
-            actix_rt::spawn(corral::metrics::serve(handle.clone(), l));
+            l.ready(handle.clone());
         }
         let serve = Box::pin(rpc::server::serve(handle, listener));
         let stop = Box::pin(shutdown_signal());

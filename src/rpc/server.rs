@@ -161,8 +161,11 @@ async fn serve_requests(
             let kind = frame.request.kind();
             let started = std::time::Instant::now();
             let reply = dispatch(&handle, frame.request).await;
-            let failed = matches!(reply, Reply::Error(_));
-            crate::metrics::rpc().observe(kind, started.elapsed(), failed);
+            let error = match &reply {
+                Reply::Error(e) => Some(e),
+                _ => None,
+            };
+            crate::metrics::rpc().observe(kind, started.elapsed(), error);
             let _ = tx
                 .send(ServerFrame {
                     id: frame.id,
