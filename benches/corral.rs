@@ -7,8 +7,12 @@
 //!    (no CLI process) and the bare cost of starting each CLI.
 //! 3. Memory: every corral-shim's RSS and PSS with 1 and with 100 running containers, and
 //!    the daemon's RSS at 0 and 100 containers.
-//! 4. `kill -9` of a container's pid until its /tasks/exit reaches a subscriber.
+//! 4. `kill -9` of a container's pid until its /tasks/exit reaches a subscriber, broken
+//!    down at the shim's `exited_at` stamp: the kernel's teardown before it, corral after.
 //! 5. Run to completion of `/bin/true`.
+//! 6. Stats. 7. Checkpoint and restore.
+//! 8. The early OOM kill, soaked: `BENCH_OOM_RUNS` (default 200) runs two at a time, each
+//!    /tasks/oom before its /tasks/exit.
 //!
 //! A private corrald serves it all (its own socket, state dir and runtime root under a temp
 //! dir), and everything is deleted at the end, also on failure or Ctrl-C.
@@ -17,7 +21,7 @@
 //! `BENCH_WARMUP` (untimed rounds first, default 3), `BENCH_RUNC` (default: runc from PATH),
 //! `BENCH_TMP` (default /dev/shm: a tmpfs, as /run is on most hosts; both runc's root and
 //! corral's state go there). Arguments pick sections: `cycle start memory kill run stats
-//! checkpoint`
+//! checkpoint oom`
 //! (`kill` includes starting the containers of `memory`); default all.
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
@@ -57,10 +61,11 @@ enum Section {
     Run,
     Stats,
     Checkpoint,
+    Oom,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Cycle,
         Section::Start,
         Section::Memory,
@@ -68,6 +73,7 @@ impl Section {
         Section::Run,
         Section::Stats,
         Section::Checkpoint,
+        Section::Oom,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -78,6 +84,7 @@ impl Section {
             Section::Run => "run",
             Section::Stats => "stats",
             Section::Checkpoint => "checkpoint",
+            Section::Oom => "oom",
         }
     }
 }
@@ -1073,6 +1080,8 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
 
     let mut kill_samples = Samples::default();
     let mut publish_samples = Samples::default();
+    let mut shim_samples = Samples::default();
+    let mut corral_samples = Samples::default();
     let mut wrong_codes = 0;
     if kill {
         progress(format!(
@@ -1116,6 +1125,15 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
                     Some(Ok(ev)) if ev.topic == Topic::TaskExit && ev.container_id == *id => {
                         kill_samples.push(t0.elapsed());
                         publish_samples.push_ms(ev.timestamp_ns.saturating_sub(wall0) as f64 / 1e6);
+                        // The shim stamps exited_at once it has reaped the process: before it
+                        // is the kernel's teardown (and the reap), after it corral's path.
+                        if let Some(exit) = ev.exit {
+                            shim_samples
+                                .push_ms(exit.exited_at_ns.saturating_sub(wall0) as f64 / 1e6);
+                            corral_samples.push_ms(
+                                ev.timestamp_ns.saturating_sub(exit.exited_at_ns) as f64 / 1e6,
+                            );
+                        }
                         if ev.exit.map(|e| e.code) != Some(137) {
                             wrong_codes += 1;
                         }
@@ -1265,6 +1283,20 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
             ms(publish_samples.min()),
             ms(publish_samples.max()),
         ));
+        rep.line(format!(
+            "| kill → the shim's `exited_at` (the kernel's teardown and the shim's reap) | {} | {} | {} | {} |",
+            ms(shim_samples.median()),
+            ms(shim_samples.pct(90.0)),
+            ms(shim_samples.min()),
+            ms(shim_samples.max()),
+        ));
+        rep.line(format!(
+            "| `exited_at` → published (corral: fifo, Process, Container, Events) | {} | {} | {} | {} |",
+            ms(corral_samples.median()),
+            ms(corral_samples.pct(90.0)),
+            ms(corral_samples.min()),
+            ms(corral_samples.max()),
+        ));
         rep.line("");
         rep.line(format!(
             "{} kills; {wrong_codes} exits with a code other than 137. Reference (anchors): \
@@ -1277,6 +1309,12 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
             "kill -9 → /tasks/exit (median) ≤ 1 ms",
             format!("{} (p90 {})", ms(med), ms(kill_samples.pct(90.0))),
             med <= 1.0,
+        );
+        let ours = corral_samples.median();
+        rep.target(
+            "corral's part, `exited_at` → published (median) ≤ 0.1 ms",
+            format!("{} (p90 {})", ms(ours), ms(corral_samples.pct(90.0))),
+            ours <= 0.1,
         );
     }
     Ok(())
@@ -1567,6 +1605,126 @@ fn bench_checkpoint(b: &mut Bench, rep: &mut Report) -> R<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// 8. The early OOM kill, soaked: every kill reported, before its exit
+
+/// One early-OOM run: a container limited to 16 MiB whose init wants 64 MiB at once (killed
+/// a few ms after start). Ok(None) when create, start, oom, exit 137 came in that order and
+/// the state counts the kill; Ok(Some(what)) describes a miss.
+fn oom_once(socket: &std::path::Path, bundle: &std::path::Path, id: &str) -> R<Option<String>> {
+    let mut client = Client::connect(socket).map_err(|e| e.to_string())?;
+    let mut sub = Client::connect(socket)
+        .map_err(|e| e.to_string())?
+        .subscribe(EventFilter {
+            namespace: Some(DEFAULT_NAMESPACE.into()),
+            container_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    sub.set_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    client
+        .create(CreateRequest {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            start: true,
+            ..CreateRequest::default()
+        })
+        .map_err(|e| e.to_string())?;
+    let mut topics = Vec::new();
+    loop {
+        match sub.next() {
+            Some(Ok(ev)) => {
+                let exit = ev.topic == Topic::TaskExit;
+                let code = ev.exit.map(|e| e.code);
+                topics.push(ev.topic);
+                if exit {
+                    if code != Some(137) {
+                        return Ok(Some(format!("{id}: exit {code:?}, not 137")));
+                    }
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(format!("{id}: events: {e}")),
+            None => return Err(format!("{id}: the event stream ended")),
+        }
+    }
+    let state = client
+        .state(DEFAULT_NAMESPACE, id)
+        .map_err(|e| e.to_string())?;
+    client
+        .delete(DEFAULT_NAMESPACE, id, false)
+        .map_err(|e| e.to_string())?;
+    let want = [
+        Topic::TaskCreate,
+        Topic::TaskStart,
+        Topic::TaskOom,
+        Topic::TaskExit,
+    ];
+    if topics != want || state.oom_kills < 1 || !state.exit_oom_killed {
+        return Ok(Some(format!(
+            "{id}: events {topics:?}, oom_kills {}, exit_oom_killed {}",
+            state.oom_kills, state.exit_oom_killed
+        )));
+    }
+    Ok(None)
+}
+
+fn bench_oom(b: &mut Bench, rep: &mut Report) -> R<()> {
+    let runs = env_usize("BENCH_OOM_RUNS", 200)?;
+    progress(format!("8. early OOM kill, {runs} runs two at a time"));
+    let bundle = b.dir.join("bundle-oom");
+    let dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"].map(String::from);
+    corral::bundle::make_busybox(&bundle, &dd).map_err(|e| e.to_string())?;
+    let config = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": 16 << 20, "swap": 16 << 20});
+    std::fs::write(&config, spec.to_string()).map_err(|e| e.to_string())?;
+    let ids: Vec<String> = (0..runs).map(|_| b.id("oom")).collect();
+    let socket = b.socket.clone();
+    let started = Instant::now();
+    let mut misses = Vec::new();
+    for pair in ids.chunks(2) {
+        b.check_stop()?;
+        let results: Vec<R<Option<String>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pair
+                .iter()
+                .map(|id| scope.spawn(|| oom_once(&socket, &bundle, id)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("a run panicked".into())))
+                .collect()
+        });
+        for r in results {
+            if let Some(miss) = r? {
+                misses.push(miss);
+            }
+        }
+    }
+    rep.line("## 8. The early OOM kill, soaked");
+    rep.line("");
+    rep.line(format!(
+        "{runs} containers limited to 16 MiB whose init asks for 64 MiB at once (killed a few \
+         ms after start), two at a time; each must give /tasks/create, /tasks/start, \
+         /tasks/oom, /tasks/exit (137) in that order, and a state that counts the kill. \
+         {:.1} s in all.",
+        started.elapsed().as_secs_f64()
+    ));
+    rep.line("");
+    for miss in &misses {
+        rep.line(format!("- miss: {miss}"));
+    }
+    rep.target(
+        "early OOM kills reported before their exits: 0 misses",
+        format!("{} misses in {runs} runs", misses.len()),
+        misses.is_empty(),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 
 impl Bench {
     fn run_all(&mut self, rep: &mut Report) -> R<()> {
@@ -1600,6 +1758,9 @@ impl Bench {
         }
         if has(Section::Checkpoint) {
             bench_checkpoint(self, rep)?;
+        }
+        if has(Section::Oom) {
+            bench_oom(self, rep)?;
         }
         Ok(())
     }

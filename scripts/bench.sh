@@ -2,7 +2,7 @@
 # corral's benchmark (benches/corral.rs): corral against bare runc, side by side, as root.
 # Prints the markdown report; with --save (or --save=FILE) also writes it to
 # bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
-# stats checkpoint; or `hygiene` alone for the create/start/wait/delete hygiene check.
+# stats checkpoint oom; or `hygiene` alone for the create/start/wait/delete hygiene check.
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
 # BENCH_RUNC (runc from PATH), BENCH_TMP (/dev/shm, a tmpfs like /run; /tmp for a disk).
 # About two minutes after the release build.
