@@ -27,6 +27,7 @@ mod pause;
 pub mod record;
 pub mod restart;
 mod restore;
+mod slot;
 mod start;
 pub mod state;
 mod update;
@@ -60,12 +61,12 @@ use crate::shim::{Mode, ShimArgs};
 use crate::types::*;
 use actix::prelude::*;
 use exit_gate::{ExitGate, Step};
+use slot::ProcessSlot;
 use state::{Lifecycle, Phase, Verb};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// What a Container needs from the daemon's configuration.
 #[derive(Clone)]
@@ -78,40 +79,6 @@ pub struct ContainerEnv {
     pub events: Addr<Events>,
     /// The CRIU binary, for checkpoint and restore.
     pub criu: PathBuf,
-}
-
-/// One process of the container (init or an exec) as the container sees it.
-#[derive(Default)]
-struct ProcessSlot {
-    addr: Option<Addr<Process>>,
-    pid: u32,
-    exit: Option<ExitStatus>,
-    waiters: Vec<oneshot::Sender<ExitStatus>>,
-}
-
-impl ProcessSlot {
-    fn info(&self, id: &str) -> ProcessInfo {
-        ProcessInfo {
-            id: id.to_string(),
-            pid: self.pid,
-            status: if self.exit.is_some() {
-                Status::Stopped
-            } else if self.pid == 0 {
-                Status::Created
-            } else {
-                Status::Running
-            },
-            exit: self.exit,
-        }
-    }
-
-    fn resolve_waiters(&mut self) {
-        if let Some(exit) = self.exit {
-            for w in self.waiters.drain(..) {
-                let _ = w.send(exit);
-            }
-        }
-    }
 }
 
 /// One container.
