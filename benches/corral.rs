@@ -1579,7 +1579,7 @@ fn bench_checkpoint(b: &mut Bench, rep: &mut Report) -> R<()> {
             Ok(())
         })();
         b.corral_force_delete(&id);
-        let _ = output(&mut b.ctl(&["checkpoint", "rm", &id, &name]), &[0, 1]);
+        let _ = output(&mut b.ctl(&["checkpoint", "rm", &id, &name]), &[0, 125]);
         res?;
     }
     rep.line("## 7. Checkpoint and restore (CRIU)");

@@ -169,31 +169,32 @@ fn state_and_pids_json() {
     d.assert_no_leftovers("default", &id);
 }
 
-/// Failures print one clear line on stderr (nothing on stdout) and exit non-zero: 1 for
-/// what the daemon refused, 2 for a command line that makes no sense.
+/// Failures print a clear error on stderr (nothing on stdout) and exit non-zero: 125 for
+/// what corral or the daemon refused, 2 for a command line that makes no sense (clap's
+/// error, a bad signal or namespace included).
 #[test]
 fn errors_go_to_stderr_with_a_nonzero_exit() {
     let d = Daemon::start("cli_errors");
     let b = d.bundle("true", &["true"]);
     let bs = b.to_str().unwrap();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["state", "no-such-container"], 1, "not found"),
-        (vec!["delete", "no-such-container"], 1, "not found"),
-        (vec!["wait", "no-such-container"], 1, "not found"),
-        (vec!["kill", "no-such-container"], 1, "not found"),
+        (vec!["state", "no-such-container"], 125, "not found"),
+        (vec!["delete", "no-such-container"], 125, "not found"),
+        (vec!["wait", "no-such-container"], 125, "not found"),
+        (vec!["kill", "no-such-container"], 125, "not found"),
         (
             vec!["exec", "no-such-container", "e", "--", "true"],
-            1,
+            125,
             "not found",
         ),
-        (vec!["run", "bad/id", "--bundle", bs], 1, "bad/id"),
+        (vec!["run", "bad/id", "--bundle", bs], 125, "bad/id"),
         (
             vec!["run", "x-missing-bundle", "--bundle", "/nonexistent-bundle"],
-            1,
+            125,
             "/nonexistent-bundle",
         ),
-        (vec!["kill", "whatever", "--signal", "NOPE"], 1, "NOPE"),
-        (vec!["--namespace", "a/b", "list"], 1, "namespace"),
+        (vec!["kill", "whatever", "--signal", "NOPE"], 2, "NOPE"),
+        (vec!["--namespace", "a/b", "list"], 2, "namespace"),
         (vec!["run", "x-no-bundle"], 2, "--bundle"),
         (
             vec!["run", "x-rm-d", "--bundle", bs, "--rm", "-d"],
@@ -203,7 +204,7 @@ fn errors_go_to_stderr_with_a_nonzero_exit() {
         (vec!["exec", "x", "e"], 2, "command"),
         (vec!["frobnicate"], 2, "frobnicate"),
         (vec!["list", "--label", "novalue"], 2, "novalue"),
-        (vec!["state"], 2, "container ID"),
+        (vec!["state"], 2, "<ID>"),
         (vec!["list", "stray"], 2, "stray"),
     ];
     for (args, want, mention) in cases {
@@ -233,7 +234,7 @@ fn errors_go_to_stderr_with_a_nonzero_exit() {
         ]),
         LIVENESS,
     );
-    assert_eq!(code(&out), 1);
+    assert_eq!(code(&out), 125);
     assert!(
         stderr(&out).contains("is corrald running?"),
         "{}",

@@ -1,0 +1,345 @@
+//! The lifecycle commands: create, start, run, exec, kill, stop, restart, wait, delete,
+//! pause, resume, close-stdin.
+
+use crate::cli::{label, restart_policy, signal};
+use crate::pipes::OutputPipes;
+use crate::{each_id, usage, Ctl, Outcome};
+use clap::Args;
+use corral::*;
+use std::path::PathBuf;
+
+/// One container.
+#[derive(Args)]
+pub struct IdArg {
+    /// The container.
+    pub id: String,
+}
+
+/// One or more containers.
+#[derive(Args)]
+pub struct IdsArg {
+    /// The containers, each in turn.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+/// What create and run share.
+#[derive(Args)]
+pub struct Spec {
+    /// The OCI bundle directory.
+    #[arg(short, long, value_name = "DIR")]
+    bundle: String,
+    /// A label (repeatable).
+    #[arg(short, long = "label", value_name = "K=V", value_parser = label)]
+    labels: Vec<(String, String)>,
+    /// The OCI runtime: a name the daemon knows or a path.
+    #[arg(long, value_name = "NAME_OR_PATH")]
+    runtime: Option<PathBuf>,
+    /// Restart policy: no, on-failure[:MAX], always, unless-stopped.
+    #[arg(long, value_name = "POLICY", value_parser = restart_policy, default_value = "no")]
+    restart: RestartPolicy,
+}
+
+/// `create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The new container's id.
+    id: String,
+    #[command(flatten)]
+    spec: Spec,
+    /// The process's stdin (a path on the daemon's host).
+    #[arg(long, value_name = "PATH")]
+    stdin: Option<String>,
+    /// The process's stdout.
+    #[arg(long, value_name = "PATH")]
+    stdout: Option<String>,
+    /// The process's stderr.
+    #[arg(long, value_name = "PATH")]
+    stderr: Option<String>,
+}
+
+/// `run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The new container's id.
+    id: String,
+    #[command(flatten)]
+    spec: Spec,
+    /// Return once it runs; print its pid.
+    #[arg(short, long)]
+    detach: bool,
+    /// Delete the container after it exits.
+    #[arg(long, conflicts_with = "detach")]
+    rm: bool,
+}
+
+/// `exec`.
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The container.
+    id: String,
+    /// The new process's id.
+    exec_id: String,
+    /// Return once it runs; print its pid.
+    #[arg(short, long)]
+    detach: bool,
+    /// The command, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+/// `kill`.
+#[derive(Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    ids: IdsArg,
+    /// The signal: a number, TERM or SIGTERM.
+    #[arg(short, long, default_value = "TERM", value_parser = signal)]
+    signal: i32,
+    /// Signal every process of the container (runc kill --all).
+    #[arg(short, long)]
+    all: bool,
+    /// Signal this exec instead of the init.
+    #[arg(long, value_name = "EXEC_ID")]
+    exec: Option<String>,
+}
+
+/// `stop`.
+#[derive(Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    ids: IdsArg,
+    /// Seconds to wait after the signal before SIGKILL.
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
+    time: u64,
+    /// The first signal.
+    #[arg(short, long, default_value = "TERM", value_parser = signal)]
+    signal: i32,
+}
+
+/// `restart`.
+#[derive(Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    ids: IdsArg,
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
+    time: u64,
+}
+
+/// `wait`.
+#[derive(Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    ids: IdsArg,
+    /// Wait for this exec instead of the init.
+    #[arg(long, value_name = "EXEC_ID")]
+    exec: Option<String>,
+}
+
+/// `delete`.
+#[derive(Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    ids: IdsArg,
+    /// Kill a live container first.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// `close-stdin`.
+#[derive(Args)]
+pub struct CloseStdinArgs {
+    /// The container.
+    id: String,
+    /// This exec's stdin instead of the init's.
+    #[arg(long, value_name = "EXEC_ID")]
+    exec: Option<String>,
+}
+
+fn absolute(p: &str) -> Result<PathBuf, Error> {
+    std::path::absolute(p).map_err(|e| Error::InvalidArgument(format!("path {p:?}: {e}")))
+}
+
+fn create_request(ctl: &Ctl, spec: Spec, id: String) -> Result<CreateRequest, Error> {
+    Ok(CreateRequest {
+        restart: spec.restart,
+        namespace: ctl.namespace.clone(),
+        id,
+        bundle: absolute(&spec.bundle)?,
+        runtime: spec.runtime,
+        runtime_args: Vec::new(),
+        labels: spec.labels.into_iter().collect(),
+        stdio: Stdio::default(),
+        start: false,
+    })
+}
+
+/// `create`.
+pub fn create(ctl: &Ctl, a: CreateArgs) -> Outcome {
+    let path = |p: Option<String>| p.as_deref().map(absolute).transpose();
+    let mut req = create_request(ctl, a.spec, a.id)?;
+    req.stdio = Stdio {
+        stdin: path(a.stdin)?,
+        stdout: path(a.stdout)?,
+        stderr: path(a.stderr)?,
+    };
+    let info = ctl.client()?.create(req)?;
+    println!("{} created (pid {})", info.id, info.pid);
+    Ok(0)
+}
+
+/// `start`.
+pub fn start(ctl: &Ctl, a: IdArg) -> Outcome {
+    let info = ctl.client()?.start(&ctl.namespace, &a.id)?;
+    println!("{} started (pid {})", info.id, info.pid);
+    Ok(0)
+}
+
+/// `run`.
+pub fn run(ctl: &Ctl, a: RunArgs) -> Outcome {
+    let mut req = create_request(ctl, a.spec, a.id.clone())?;
+    req.start = true;
+    let mut client = ctl.client()?;
+    if a.detach {
+        let info = client.create(req)?;
+        println!("{} running (pid {})", info.id, info.pid);
+        return Ok(0);
+    }
+    let mut pipes = OutputPipes::new(&a.id)?;
+    req.stdio = pipes.stdio();
+    client.create(req)?;
+    let copiers = pipes.copy();
+    let exit = client.wait(&ctl.namespace, &a.id, None)?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    if a.rm {
+        client.delete(&ctl.namespace, &a.id, false)?;
+    }
+    Ok(exit.code as i32)
+}
+
+/// `exec`.
+pub fn exec(ctl: &Ctl, a: ExecArgs) -> Outcome {
+    if a.cmd.is_empty() {
+        return Err(usage("exec", "exec needs a command after --"));
+    }
+    let mut req = ExecRequest {
+        namespace: ctl.namespace.clone(),
+        id: a.id.clone(),
+        exec_id: a.exec_id.clone(),
+        process: ExecProcess::Args(a.cmd),
+        stdio: Stdio::default(),
+    };
+    let mut client = ctl.client()?;
+    if a.detach {
+        let p = client.exec(req)?;
+        println!("{} started in {} (pid {})", p.id, a.id, p.pid);
+        return Ok(0);
+    }
+    let mut pipes = OutputPipes::new(&a.exec_id)?;
+    req.stdio = pipes.stdio();
+    client.exec(req)?;
+    let copiers = pipes.copy();
+    let exit = client.wait(&ctl.namespace, &a.id, Some(&a.exec_id))?;
+    for c in copiers {
+        let _ = c.join();
+    }
+    Ok(exit.code as i32)
+}
+
+/// `kill`.
+pub fn kill(ctl: &Ctl, a: KillArgs) -> Outcome {
+    let mut client = ctl.client()?;
+    each_id(&a.ids.ids, |id| {
+        client.kill(KillRequest {
+            namespace: ctl.namespace.clone(),
+            id: id.into(),
+            exec_id: a.exec.clone(),
+            signal: a.signal,
+            all: a.all,
+        })?;
+        Ok(0)
+    })
+}
+
+/// `stop`: prints each exit code; exits 0 when every container stopped.
+pub fn stop(ctl: &Ctl, a: StopArgs) -> Outcome {
+    let mut client = ctl.client()?;
+    each_id(&a.ids.ids, |id| {
+        let exit = client.stop(StopRequest {
+            namespace: ctl.namespace.clone(),
+            id: id.into(),
+            signal: a.signal,
+            timeout_ms: a.time.saturating_mul(1000),
+        })?;
+        println!("{}", exit.code);
+        Ok(0)
+    })
+}
+
+/// `restart`: prints `ID restarted (pid N)` for each.
+pub fn restart(ctl: &Ctl, a: RestartArgs) -> Outcome {
+    let mut client = ctl.client()?;
+    each_id(&a.ids.ids, |id| {
+        let info = client.restart(StopRequest {
+            namespace: ctl.namespace.clone(),
+            id: id.into(),
+            signal: libc::SIGTERM,
+            timeout_ms: a.time.saturating_mul(1000),
+        })?;
+        println!("{} restarted (pid {})", info.id, info.pid);
+        Ok(0)
+    })
+}
+
+/// `wait`: prints each exit code; exits with the first non-zero one.
+pub fn wait(ctl: &Ctl, a: WaitArgs) -> Outcome {
+    let mut client = ctl.client()?;
+    each_id(&a.ids.ids, |id| {
+        let exit = client.wait(&ctl.namespace, id, a.exec.as_deref())?;
+        println!("{}", exit.code);
+        Ok(exit.code as i32)
+    })
+}
+
+/// `delete`.
+pub fn delete(ctl: &Ctl, a: DeleteArgs) -> Outcome {
+    let mut client = ctl.client()?;
+    each_id(&a.ids.ids, |id| {
+        client.delete(&ctl.namespace, id, a.force)?;
+        Ok(0)
+    })
+}
+
+/// `pause` and `resume`: prints `ID <status>` for each.
+pub fn pause_resume(ctl: &Ctl, a: IdsArg, pause: bool) -> Outcome {
+    let mut client = ctl.client()?;
+    each_id(&a.ids, |id| {
+        let info = if pause {
+            client.pause(&ctl.namespace, id)?
+        } else {
+            client.resume(&ctl.namespace, id)?
+        };
+        println!("{} {}", info.id, info.status);
+        Ok(0)
+    })
+}
+
+/// `close-stdin`.
+pub fn close_stdin(ctl: &Ctl, a: CloseStdinArgs) -> Outcome {
+    ctl.client()?
+        .close_stdin(&ctl.namespace, &a.id, a.exec.as_deref())?;
+    Ok(0)
+}
