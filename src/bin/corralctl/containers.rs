@@ -35,8 +35,14 @@ pub struct Spec {
     /// The OCI runtime: a name the daemon knows or a path.
     #[arg(long, value_name = "NAME_OR_PATH")]
     runtime: Option<PathBuf>,
-    /// Restart policy: no, on-failure[:MAX], always, unless-stopped.
-    #[arg(long, value_name = "POLICY", value_parser = restart_policy, default_value = "no")]
+    /// The restart policy.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        value_parser = restart_policy,
+        default_value = "no",
+        help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
+    )]
     restart: RestartPolicy,
 }
 
