@@ -578,3 +578,21 @@ fn inspect_and_top() {
     assert_eq!(code(&d.ctl(&["inspect", "no-such-one"])), 125);
     d.ctl_ok(&["rm", "-f", &id]);
 }
+
+/// `info` prints every field of DaemonInfo, nested ones a leaf a line; `--json` all of it.
+#[test]
+fn info_text_and_json() {
+    let d = Daemon::start("cli_info");
+    let v: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["info", "--json"])).unwrap();
+    assert_eq!(v["version"], corral::VERSION, "{v}");
+    let text = d.ctl_ok(&["info"]);
+    assert!(text.starts_with("version:"), "{text}");
+    for (key, value) in v.as_object().unwrap() {
+        if let Some(inner) = value.as_object() {
+            for k in inner.keys() {
+                let label = format!("{} {}", key.replace('_', " "), k.replace('_', " "));
+                assert!(text.contains(&label), "no {label:?} in {text}");
+            }
+        }
+    }
+}

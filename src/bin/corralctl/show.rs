@@ -276,15 +276,40 @@ pub fn info(ctl: &Ctl, a: InfoArgs) -> Outcome {
     ];
     if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&i) {
         for (k, v) in map.iter().filter(|(k, _)| !known.contains(&k.as_str())) {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let key = format!("{}:", k.replace('_', " "));
-            println!("{key:<19} {text}");
+            print_field(&k.replace('_', " "), v);
         }
     }
     Ok(0)
+}
+
+/// One `info` line per leaf: nested objects as `features runtimes runc: /usr/bin/runc`.
+fn print_field(key: &str, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                print_field(&format!("{key} {}", k.replace('_', " ")), v);
+            }
+        }
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            let text: Vec<String> = items.iter().map(leaf).collect();
+            let text = if text.is_empty() {
+                "-".to_string()
+            } else {
+                text.join(", ")
+            };
+            println!("{:<19} {text}", format!("{key}:"));
+        }
+        other => println!("{:<19} {}", format!("{key}:"), leaf(other)),
+    }
+}
+
+fn leaf(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
 }
 
 /// `version`: always prints corralctl's; fails (125) when the daemon cannot be asked.
