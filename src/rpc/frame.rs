@@ -25,6 +25,19 @@ fn next_chunk(filled: usize, len: usize) -> usize {
     filled.clamp(FIRST_CHUNK, READ_CHUNK).min(len - filled)
 }
 
+/// Makes room for the next read into a payload of `len` bytes: the capacity becomes at most
+/// twice what has arrived plus [`FIRST_CHUNK`], and never more than `len` (a plain
+/// `resize` could reserve up to twice `len`).
+fn grow(payload: &mut Vec<u8>, len: usize) {
+    let filled = payload.len();
+    let want = filled + next_chunk(filled, len);
+    if want > payload.capacity() {
+        let cap = (2 * filled).clamp(want, len);
+        payload.reserve_exact(cap - filled);
+    }
+    payload.resize(want, 0);
+}
+
 fn options() -> impl Options {
     bincode::DefaultOptions::new().with_limit(u64::from(MAX_FRAME))
 }
@@ -83,7 +96,7 @@ pub async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> Result
     let mut payload = Vec::new();
     while payload.len() < len {
         let start = payload.len();
-        payload.resize(start + next_chunk(start, len), 0);
+        grow(&mut payload, len);
         let n = reader
             .read(&mut payload[start..])
             .await
@@ -101,7 +114,7 @@ fn read_body_sync<R: Read>(reader: &mut R, len: u32) -> Result<Vec<u8>> {
     let mut payload = Vec::new();
     while payload.len() < len {
         let start = payload.len();
-        payload.resize(start + next_chunk(start, len), 0);
+        grow(&mut payload, len);
         let n = loop {
             match reader.read(&mut payload[start..]) {
                 Ok(n) => break n,
@@ -180,6 +193,17 @@ mod tests {
         assert_eq!(next_chunk(8192, MAX_FRAME as usize), 8192);
         assert_eq!(next_chunk(1 << 20, MAX_FRAME as usize), READ_CHUNK);
         assert_eq!(next_chunk(100, 150), 50);
+        let len = 3 * 1024 * 1024 + 5;
+        let mut payload = Vec::new();
+        while payload.len() < len {
+            let arrived = payload.len();
+            grow(&mut payload, len);
+            assert!(payload.capacity() <= len);
+            assert!(payload.capacity() <= 2 * arrived + FIRST_CHUNK);
+            // Reads that return less than asked.
+            payload.truncate(arrived + (payload.len() - arrived).div_ceil(3));
+        }
+        assert_eq!(payload.len(), len);
         // A frame of several chunks, read in small pieces, comes back whole both ways.
         let frame = ClientFrame {
             id: 9,
