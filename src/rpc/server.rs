@@ -2,7 +2,7 @@
 //! concurrently on each connection. A bad frame closes that connection with a clear error;
 //! the daemon itself never goes down for a client's mistake.
 
-use super::frame::{decode, encode, read_body, write_frame};
+use super::frame::{check_len, decode, encode, read_body, write_frame, MAX_FRAME};
 use super::protocol::*;
 use crate::error::{Error, Result};
 use crate::Handle;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
 /// Binds the socket (mode 0600), refusing if another daemon already listens on it.
 pub fn bind(path: &Path) -> Result<UnixListener> {
@@ -52,6 +52,11 @@ pub const REPLY_QUEUE: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A frame started but not finished within this long closes its connection.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames longer than this are large: their bytes count against [`LARGE_FRAME_BUDGET`].
+pub const SMALL_FRAME: u32 = 64 * 1024;
+/// Bytes of large frames being read or decoded, at most, across all connections (two
+/// frames of the 4 MiB limit); a large frame waits for its share before it is read.
+pub const LARGE_FRAME_BUDGET: usize = 2 * MAX_FRAME as usize;
 /// Connections refused over the cap that are given a moment to send their Hello and read
 /// the refusal, at most; past it they are closed at once (the refusal still written).
 const MAX_REFUSING: usize = 64;
@@ -74,6 +79,8 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// See [`FRAME_TIMEOUT`].
     pub frame_timeout: Duration,
+    /// See [`LARGE_FRAME_BUDGET`] (raised to [`MAX_FRAME`] if lower).
+    pub large_frame_budget: usize,
 }
 
 impl Default for ServerLimits {
@@ -85,6 +92,7 @@ impl Default for ServerLimits {
             reply_queue: REPLY_QUEUE,
             idle_timeout: IDLE_TIMEOUT,
             frame_timeout: FRAME_TIMEOUT,
+            large_frame_budget: LARGE_FRAME_BUDGET,
         }
     }
 }
@@ -143,6 +151,9 @@ pub async fn serve_with(handle: Handle, listener: UnixListener, limits: ServerLi
     tracing::debug!(?limits, cap, "serving the RPC");
     let connections = Arc::new(Semaphore::new(cap));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let large = Arc::new(Semaphore::new(
+        limits.large_frame_budget.max(MAX_FRAME as usize),
+    ));
     let limits = Arc::new(limits);
     let mut last_warning: Option<Instant> = None;
     let mut suppressed = 0u64;
@@ -155,8 +166,9 @@ pub async fn serve_with(handle: Handle, listener: UnixListener, limits: ServerLi
                 };
                 let handle = handle.clone();
                 let limits = limits.clone();
+                let large = large.clone();
                 actix_rt::spawn(async move {
-                    if let Err(e) = connection(handle, stream, &limits).await {
+                    if let Err(e) = connection(handle, stream, &limits, &large).await {
                         tracing::debug!("connection closed: {e}");
                     }
                     drop(slot);
@@ -227,7 +239,12 @@ fn peer_allowed(stream: &UnixStream) -> Result<()> {
     }
 }
 
-async fn connection(handle: Handle, stream: UnixStream, limits: &ServerLimits) -> Result<()> {
+async fn connection(
+    handle: Handle,
+    stream: UnixStream,
+    limits: &ServerLimits,
+    large: &Semaphore,
+) -> Result<()> {
     let allowed = peer_allowed(&stream);
     let (mut reader, mut writer) = stream.into_split();
     if let Err(e) = allowed {
@@ -251,7 +268,7 @@ async fn connection(handle: Handle, stream: UnixStream, limits: &ServerLimits) -
             }
         }
     });
-    let result = serve_requests(handle, &mut reader, &tx, limits).await;
+    let result = serve_requests(handle, &mut reader, &tx, limits, large).await;
     if let Err(e) = &result {
         // Best effort: a writer that is stuck does not hold the connection open.
         let _ = tx.try_send(encode_reply(error_frame(0, e.clone())));
@@ -281,15 +298,20 @@ async fn reply(tx: &mpsc::Sender<Vec<u8>>, frame: ServerFrame) -> bool {
     tx.send(encode_reply(frame)).await.is_ok()
 }
 
+/// A frame's payload, with its share of the large-frame budget (held until decoded).
+type Payload<'a> = (Vec<u8>, Option<SemaphorePermit<'a>>);
+
 /// Reads the next frame's payload within the limits: waits up to the idle timeout for its
 /// first byte (longer while the connection is busy), then up to the frame timeout for
-/// the rest. `Ok(None)` on a clean end of stream between frames.
-async fn next_payload(
+/// the rest, a large frame's wait for its share of the budget included.
+/// `Ok(None)` on a clean end of stream between frames.
+async fn next_payload<'a>(
     reader: &mut tokio::net::unix::OwnedReadHalf,
     tx: &mpsc::Sender<Vec<u8>>,
     limits: &ServerLimits,
+    large: &'a Semaphore,
     busy: impl Fn() -> bool,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<Payload<'a>>> {
     let mut len = [0u8; 4];
     let got = loop {
         // One `read` is cancel-safe: a timeout loses no byte.
@@ -311,15 +333,29 @@ async fn next_payload(
             }
         }
     };
+    // From its first byte, the whole frame (its share of the budget included) has the frame
+    // timeout: a frame waiting for the budget behind stalled ones is closed with them.
     let rest = async {
         reader
             .read_exact(&mut len[got..])
             .await
             .map_err(|e| Error::Protocol(format!("frame cut short: {e}")))?;
-        read_body(reader, u32::from_be_bytes(len)).await
+        let len = u32::from_be_bytes(len);
+        check_len(len)?;
+        let share = if len > SMALL_FRAME {
+            Some(
+                large
+                    .acquire_many(len)
+                    .await
+                    .map_err(|_| Error::Internal("the large-frame budget is gone".into()))?,
+            )
+        } else {
+            None
+        };
+        read_body(reader, len).await.map(|p| Some((p, share)))
     };
     match tokio::time::timeout(limits.frame_timeout, rest).await {
-        Ok(payload) => payload.map(Some),
+        Ok(payload) => payload,
         Err(_) => Err(Error::Protocol(format!(
             "frame not finished within {} ms: closed",
             limits.frame_timeout.as_millis()
@@ -332,11 +368,13 @@ async fn serve_requests(
     reader: &mut tokio::net::unix::OwnedReadHalf,
     tx: &mpsc::Sender<Vec<u8>>,
     limits: &ServerLimits,
+    large: &Semaphore,
 ) -> Result<()> {
-    let first = next_payload(reader, tx, limits, || false)
+    let (first, share) = next_payload(reader, tx, limits, large, || false)
         .await?
         .ok_or_else(|| Error::Protocol("connection closed before the handshake".into()))?;
     let hello: ClientFrame = decode(&first)?;
+    drop((first, share));
     match hello.request {
         Request::Hello { version, .. } if version == PROTOCOL_VERSION => {
             let reply = Reply::Hello {
@@ -372,7 +410,7 @@ async fn serve_requests(
             in_flight.available_permits() + 1 < max_requests
                 || streams.iter().any(|t| !t.is_finished())
         };
-        let payload = match next_payload(reader, tx, limits, busy).await {
+        let (payload, share) = match next_payload(reader, tx, limits, large, busy).await {
             Ok(Some(p)) => p,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -381,7 +419,7 @@ async fn serve_requests(
             Ok(f) => f,
             Err(e) => break Err(e),
         };
-        drop(payload);
+        drop((payload, share));
         let handle = handle.clone();
         let tx = tx.clone();
         if matches!(frame.request, Request::Subscribe(_) | Request::Wait(_)) {
