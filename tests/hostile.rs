@@ -164,6 +164,37 @@ fn half_written_frames_are_closed_and_cost_no_memory() {
     answers(&d, "after the half frames");
 }
 
+/// Twenty clients each sending 2.5 MiB of a 4 MiB frame and stalling: only two large
+/// frames are read at once (the large-frame budget), so the daemon holds about 5 MiB for
+/// them, not 50, and a small request is answered meanwhile.
+#[test]
+fn large_frames_share_a_budget() {
+    let d = Daemon::start("hostile_large_frames");
+    let before = warm_rss(&d);
+    let mut senders = Vec::new();
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut s = raw(&d);
+        handshake(&mut s);
+        let mut w = s.try_clone().unwrap();
+        senders.push(std::thread::spawn(move || {
+            let _ = w.write_all(&MAX_FRAME.to_be_bytes());
+            let _ = w.write_all(&vec![0x5a; 5 * 512 * 1024]);
+        }));
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    answers(&d, "with 20 large frames stalled");
+    check_growth(&d, "20 stalled 4 MiB frames (2.5 MiB sent each)", before);
+    for s in &conns {
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    for t in senders {
+        t.join().unwrap();
+    }
+    answers(&d, "after the large frames");
+}
+
 /// An idle connection is closed after the idle timeout; one with a subscription is not.
 #[test]
 fn idle_connections_are_closed_but_streams_are_kept() {
