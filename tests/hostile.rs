@@ -337,6 +337,15 @@ fn connections_over_the_cap_get_a_clear_error() {
     wait_until(LIVENESS, "a slot to come free", || {
         corral::rpc::Client::connect(&d.socket).is_ok()
     });
+    // All of them go: their slots come back. Seven are checked, so that one is surely free
+    // for the fixture's cleanup while those seven are let go.
+    drop(held);
+    wait_until(LIVENESS, "the slots to come free", || {
+        let clients: Vec<_> = (0..7)
+            .map(|_| corral::rpc::Client::connect(&d.socket))
+            .collect();
+        clients.iter().all(|c| c.is_ok())
+    });
 }
 
 /// Past the stream cap on one connection, a new Subscribe gets an error reply with its
