@@ -1,4 +1,9 @@
 //! Framing: `u32` big-endian length, then a bincode payload of at most [`MAX_FRAME`] bytes.
+//!
+//! The length is checked before anything is read, and a payload's buffer grows as its bytes
+//! arrive: it starts at [`FIRST_CHUNK`] and doubles up to [`READ_CHUNK`] more per read, so it
+//! is never more than twice what has arrived plus 4 KiB. A peer that announces 4 MiB and
+//! sends 10 bytes costs 4 KiB, not 4 MiB.
 
 use crate::error::{Error, Result};
 use bincode::Options;
@@ -9,6 +14,29 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest payload accepted, checked before allocating.
 pub const MAX_FRAME: u32 = 4 * 1024 * 1024;
+
+/// How much a payload's buffer grows by per read, at most.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// A payload buffer's first size (then it doubles, by at most [`READ_CHUNK`] at a time).
+pub const FIRST_CHUNK: usize = 4 * 1024;
+
+/// By how much a payload buffer holding `filled` of `len` bytes grows for the next read.
+fn next_chunk(filled: usize, len: usize) -> usize {
+    filled.clamp(FIRST_CHUNK, READ_CHUNK).min(len - filled)
+}
+
+/// Makes room for the next read into a payload of `len` bytes: the capacity becomes at most
+/// twice what has arrived plus [`FIRST_CHUNK`], and never more than `len` (a plain
+/// `resize` could reserve up to twice `len`).
+fn grow(payload: &mut Vec<u8>, len: usize) {
+    let filled = payload.len();
+    let want = filled + next_chunk(filled, len);
+    if want > payload.capacity() {
+        let cap = (2 * filled).clamp(want, len);
+        payload.reserve_exact(cap - filled);
+    }
+    payload.resize(want, 0);
+}
 
 fn options() -> impl Options {
     bincode::DefaultOptions::new().with_limit(u64::from(MAX_FRAME))
@@ -32,7 +60,8 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
         .map_err(|e| Error::Protocol(format!("malformed frame: {e}")))
 }
 
-fn check_len(len: u32) -> Result<usize> {
+/// Checks an announced payload length against [`MAX_FRAME`].
+pub fn check_len(len: u32) -> Result<usize> {
     if len > MAX_FRAME {
         return Err(Error::Protocol(format!(
             "frame of {len} bytes is over the {MAX_FRAME}-byte limit"
@@ -49,13 +78,56 @@ pub async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(Error::io("read frame", e)),
     }
-    let len = check_len(u32::from_be_bytes(len))?;
-    let mut payload = vec![0u8; len];
-    reader
-        .read_exact(&mut payload)
-        .await
-        .map_err(|e| Error::Protocol(format!("frame cut short: {e}")))?;
-    Ok(Some(payload))
+    read_body(reader, u32::from_be_bytes(len)).await.map(Some)
+}
+
+fn cut_short(e: std::io::Error) -> Error {
+    Error::Protocol(format!("frame cut short: {e}"))
+}
+
+fn eof() -> std::io::Error {
+    std::io::Error::from(std::io::ErrorKind::UnexpectedEof)
+}
+
+/// Reads a payload of the announced length `len` (checked first), growing its buffer as
+/// the bytes arrive (see the module's documentation).
+pub async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> Result<Vec<u8>> {
+    let len = check_len(len)?;
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let start = payload.len();
+        grow(&mut payload, len);
+        let n = reader
+            .read(&mut payload[start..])
+            .await
+            .map_err(cut_short)?;
+        if n == 0 {
+            return Err(cut_short(eof()));
+        }
+        payload.truncate(start + n);
+    }
+    Ok(payload)
+}
+
+fn read_body_sync<R: Read>(reader: &mut R, len: u32) -> Result<Vec<u8>> {
+    let len = check_len(len)?;
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let start = payload.len();
+        grow(&mut payload, len);
+        let n = loop {
+            match reader.read(&mut payload[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(cut_short(e)),
+            }
+        };
+        if n == 0 {
+            return Err(cut_short(eof()));
+        }
+        payload.truncate(start + n);
+    }
+    Ok(payload)
 }
 
 /// Writes one frame.
@@ -78,11 +150,7 @@ pub fn read_frame_sync<R: Read, T: DeserializeOwned>(reader: &mut R) -> Result<O
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(Error::io("read frame", e)),
     }
-    let len = check_len(u32::from_be_bytes(len))?;
-    let mut payload = vec![0u8; len];
-    reader
-        .read_exact(&mut payload)
-        .map_err(|e| Error::Protocol(format!("frame cut short: {e}")))?;
+    let payload = read_body_sync(reader, u32::from_be_bytes(len))?;
     decode(&payload).map(Some)
 }
 
@@ -115,5 +183,59 @@ mod tests {
         // Garbage inside a frame is a protocol error, not a panic.
         let garbage = [0, 0, 0, 3, 0xff, 0xff, 0xff];
         assert!(read_frame_sync::<_, ClientFrame>(&mut &garbage[..]).is_err());
+    }
+
+    #[test]
+    fn buffers_grow_as_bytes_arrive() {
+        // Doubling from 4 KiB, by 64 KiB at most, never past the announced length.
+        assert_eq!(next_chunk(0, 10), 10);
+        assert_eq!(next_chunk(0, MAX_FRAME as usize), FIRST_CHUNK);
+        assert_eq!(next_chunk(8192, MAX_FRAME as usize), 8192);
+        assert_eq!(next_chunk(1 << 20, MAX_FRAME as usize), READ_CHUNK);
+        assert_eq!(next_chunk(100, 150), 50);
+        let len = 3 * 1024 * 1024 + 5;
+        let mut payload = Vec::new();
+        while payload.len() < len {
+            let arrived = payload.len();
+            grow(&mut payload, len);
+            assert!(payload.capacity() <= len);
+            assert!(payload.capacity() <= 2 * arrived + FIRST_CHUNK);
+            // Reads that return less than asked.
+            payload.truncate(arrived + (payload.len() - arrived).div_ceil(3));
+        }
+        assert_eq!(payload.len(), len);
+        // A frame of several chunks, read in small pieces, comes back whole both ways.
+        let frame = ClientFrame {
+            id: 9,
+            request: Request::Hello {
+                version: 1,
+                client: "x".repeat(300_000),
+            },
+        };
+        let bytes = encode(&frame).unwrap();
+        let back: ClientFrame = read_frame_sync(&mut Trickle(&bytes[..])).unwrap().unwrap();
+        assert!(matches!(back.request, Request::Hello { client, .. } if client.len() == 300_000));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let payload = rt.block_on(read_payload(&mut &bytes[..])).unwrap().unwrap();
+        assert_eq!(payload.len(), bytes.len() - 4);
+        // Announced long, cut short: a protocol error, with a buffer of what came.
+        let mut short = MAX_FRAME.to_be_bytes().to_vec();
+        short.extend_from_slice(&[0u8; 10]);
+        let err = rt.block_on(read_payload(&mut &short[..])).unwrap_err();
+        assert!(matches!(err, Error::Protocol(m) if m.contains("cut short")));
+    }
+
+    /// A reader that hands out at most 1000 bytes per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(1000).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
     }
 }

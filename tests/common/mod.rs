@@ -602,6 +602,8 @@ pub struct Daemon {
     namespaces: Mutex<BTreeSet<String>>,
     /// Extra corrald flags (e.g. `--metrics-address`), kept across restarts.
     extra_args: Vec<String>,
+    /// Extra environment variables for corrald, kept across restarts.
+    envs: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -612,6 +614,12 @@ impl Daemon {
 
     /// Starts a daemon with extra corrald flags (kept by [`Daemon::restart`]).
     pub fn start_with(name: &str, extra_args: &[&str]) -> Daemon {
+        Daemon::start_with_env(name, extra_args, &[])
+    }
+
+    /// Starts a daemon with extra corrald flags and environment variables (both kept by
+    /// [`Daemon::restart`]).
+    pub fn start_with_env(name: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         runc();
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
@@ -633,6 +641,10 @@ impl Daemon {
             pid: 0,
             namespaces: Mutex::new(BTreeSet::from(["default".to_string()])),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         daemon.spawn();
         daemon
@@ -665,6 +677,7 @@ impl Daemon {
             .arg("--log-level")
             .arg("debug")
             .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .env_remove("CORRAL_CONFIG")
             .env_remove("CORRAL_LOG")
