@@ -13,6 +13,10 @@
 //! 6. Stats. 7. Checkpoint and restore.
 //! 8. The early OOM kill, soaked: `BENCH_OOM_RUNS` (default 200) runs two at a time, each
 //!    /tasks/oom before its /tasks/exit.
+//! 9. Scale (only when asked for: `scale`): `BENCH_SCALE` (default 1000) containers started
+//!    4 at a time; the daemon's RSS and fds per container, shim PSS, `list` latency, `kill -9`
+//!    of corrald and a restart until all are listed running again, fds after it, 100
+//!    simultaneous exits, and deleting them all leaving nothing behind.
 //!
 //! A private corrald serves it all (its own socket, state dir and runtime root under a temp
 //! dir), and everything is deleted at the end, also on failure or Ctrl-C.
@@ -21,8 +25,8 @@
 //! `BENCH_WARMUP` (untimed rounds first, default 3), `BENCH_RUNC` (default: runc from PATH),
 //! `BENCH_TMP` (default /dev/shm: a tmpfs, as /run is on most hosts; both runc's root and
 //! corral's state go there). Arguments pick sections: `cycle start memory kill run stats
-//! checkpoint oom`
-//! (`kill` includes starting the containers of `memory`); default all.
+//! checkpoint oom scale`
+//! (`kill` includes starting the containers of `memory`); default all but `scale`.
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
 use corral::layout::{proc_starttime, StateDir};
@@ -62,10 +66,11 @@ enum Section {
     Stats,
     Checkpoint,
     Oom,
+    Scale,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Cycle,
         Section::Start,
         Section::Memory,
@@ -74,7 +79,15 @@ impl Section {
         Section::Stats,
         Section::Checkpoint,
         Section::Oom,
+        Section::Scale,
     ];
+    /// What runs without arguments: all but `scale` (a thousand containers, asked by name).
+    fn defaults() -> Vec<Section> {
+        Section::ALL
+            .into_iter()
+            .filter(|s| *s != Section::Scale)
+            .collect()
+    }
     fn name(self) -> &'static str {
         match self {
             Section::Cycle => "cycle",
@@ -85,6 +98,7 @@ impl Section {
             Section::Stats => "stats",
             Section::Checkpoint => "checkpoint",
             Section::Oom => "oom",
+            Section::Scale => "scale",
         }
     }
 }
@@ -125,7 +139,7 @@ impl Settings {
             sections.push(s);
         }
         if sections.is_empty() {
-            sections = Section::ALL.to_vec();
+            sections = Section::defaults();
         }
         Ok(Settings {
             n: env_usize("BENCH_N", 40)?.max(1),
@@ -1725,6 +1739,450 @@ fn bench_oom(b: &mut Bench, rep: &mut Report) -> R<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// 9. Scale: a thousand containers
+
+/// Open descriptors of `pid` (entries of /proc/PID/fd).
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// How many of the listed containers are running and answered (not busy), and how many are
+/// listed at all.
+fn listed_running(client: &mut Client) -> R<(usize, usize)> {
+    let list = client
+        .list(DEFAULT_NAMESPACE, BTreeMap::new())
+        .map_err(|e| e.to_string())?;
+    let running = list
+        .iter()
+        .filter(|c| c.status == corral::Status::Running && !c.busy)
+        .count();
+    Ok((running, list.len()))
+}
+
+/// Runs `work` on every id, `parallel` at a time (each worker with its own connection);
+/// returns each call's latency.
+fn four_at_a_time(
+    b: &Bench,
+    ids: &[String],
+    parallel: usize,
+    work: impl Fn(&mut Client, &str) -> R<()> + Sync,
+) -> R<Samples> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let socket = b.socket.clone();
+    let results: Vec<R<Vec<f64>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..parallel)
+            .map(|_| {
+                scope.spawn(|| -> R<Vec<f64>> {
+                    let mut client = Client::connect(&socket).map_err(|e| e.to_string())?;
+                    let mut took = Vec::new();
+                    loop {
+                        if STOP.load(Ordering::SeqCst) {
+                            return Err("interrupted".into());
+                        }
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(id) = ids.get(i) else {
+                            return Ok(took);
+                        };
+                        let t = Instant::now();
+                        work(&mut client, id)?;
+                        took.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a worker panicked".into())))
+            .collect()
+    });
+    let mut all = Samples::default();
+    for r in results {
+        all.0.extend(r?);
+    }
+    Ok(all)
+}
+
+/// The cgroup directories under /sys/fs/cgroup named after one of `ids`.
+fn cgroups_named(ids: &std::collections::HashSet<String>) -> Vec<PathBuf> {
+    fn walk(
+        dir: &Path,
+        ids: &std::collections::HashSet<String>,
+        depth: usize,
+        out: &mut Vec<PathBuf>,
+    ) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_str().is_some_and(|n| ids.contains(n)) {
+                out.push(e.path());
+            }
+            if depth > 0 {
+                walk(&e.path(), ids, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), ids, 6, &mut out);
+    out
+}
+
+/// Processes whose working directory is under `dir` (shims work in their state dirs).
+fn processes_under(dir: &Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
+fn bench_scale(b: &mut Bench, rep: &mut Report) -> R<()> {
+    let total = env_usize("BENCH_SCALE", 1000)?.max(1);
+    let exits = total.min(100);
+    let list_calls = 200;
+    progress(format!(
+        "9. scale: starting {total} containers, 4 at a time"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let pid0 = b.daemon_pid().ok_or("no daemon")?;
+    let fds0 = fd_count(pid0);
+    let rss0 = b.daemon_rss();
+    let ids: Vec<String> = (0..total).map(|_| b.id("s")).collect();
+    let bundle = b.bundle.clone();
+    let started = Instant::now();
+    let starts = four_at_a_time(b, &ids, 4, |c, id| {
+        c.create(CreateRequest {
+            id: id.to_string(),
+            bundle: bundle.clone(),
+            start: true,
+            ..CreateRequest::default()
+        })
+        .map(|_| ())
+        .map_err(|e| format!("create {id}: {e}"))
+    })?;
+    let start_all = started.elapsed();
+    b.check_stop()?;
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut client = b.client()?;
+    let (running, listed) = listed_running(&mut client)?;
+    let shims = shim_memory(b, &ids)?;
+    let rss = b.daemon_rss();
+    let fds = fd_count(pid0);
+    let fds_per = fds.saturating_sub(fds0) as f64 / total as f64;
+
+    progress(format!("list latency, {list_calls} calls of each kind"));
+    let mut api = Samples::default();
+    for _ in 0..list_calls {
+        b.check_stop()?;
+        let t = Instant::now();
+        let n = client
+            .list(DEFAULT_NAMESPACE, BTreeMap::new())
+            .map_err(|e| e.to_string())?
+            .len();
+        api.push(t.elapsed());
+        if n != total {
+            return Err(format!("list gave {n} containers, not {total}"));
+        }
+    }
+    let mut cli = Samples::default();
+    for _ in 0..list_calls {
+        b.check_stop()?;
+        let (took, _) = output(&mut b.ctl(&["list", "--json"]), &[0])?;
+        cli.push(took);
+    }
+
+    progress("kill -9 of corrald, and a new one");
+    if let Some(mut child) = b.daemon.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let restarted = Instant::now();
+    b.start_daemon()?;
+    let answering = restarted.elapsed();
+    let mut client = b.client()?;
+    let mut polls = 0;
+    let adopted_in = loop {
+        b.check_stop()?;
+        polls += 1;
+        let (running, _) = listed_running(&mut client)?;
+        if running == total {
+            break restarted.elapsed();
+        }
+        if restarted.elapsed() > Duration::from_secs(60) {
+            return Err(format!(
+                "60 s after the restart only {running} of {total} are listed running"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid1 = b.daemon_pid().ok_or("no daemon")?;
+    let rss_restart = b.daemon_rss();
+    let fds_restart = fd_count(pid1);
+    let fds_per_restart = fds_restart.saturating_sub(fds0) as f64 / total as f64;
+    let mut api_restart = Samples::default();
+    for _ in 0..list_calls {
+        let t = Instant::now();
+        listed_running(&mut client)?;
+        api_restart.push(t.elapsed());
+    }
+
+    progress(format!(
+        "{exits} simultaneous exits (kill -9 of their init pids)"
+    ));
+    let infos = client
+        .list(DEFAULT_NAMESPACE, BTreeMap::new())
+        .map_err(|e| e.to_string())?;
+    let pids: BTreeMap<String, u32> = infos.into_iter().map(|c| (c.id, c.pid)).collect();
+    let victims: Vec<(String, i32)> = ids
+        .iter()
+        .take(exits)
+        .map(|id| {
+            let pid = pids.get(id).copied().unwrap_or(0) as i32;
+            (id.clone(), pid)
+        })
+        .collect();
+    if let Some((id, _)) = victims.iter().find(|(_, p)| *p <= 0) {
+        return Err(format!("{id} has no pid"));
+    }
+    let mut sub = b
+        .client()?
+        .subscribe(EventFilter {
+            namespace: Some(DEFAULT_NAMESPACE.into()),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    sub.set_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    for (_, pid) in &victims {
+        // SAFETY: SIGKILL to a container's init pid, which the daemon just listed.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let wanted: std::collections::HashSet<&str> = victims.iter().map(|(i, _)| i.as_str()).collect();
+    let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut last_exit = Duration::ZERO;
+    let mut reported = 0;
+    let mut others = 0;
+    while reported < exits {
+        match sub.next() {
+            Some(Ok(ev)) if ev.topic == Topic::TaskExit => {
+                if wanted.contains(ev.container_id.as_str()) {
+                    let codes = seen.entry(ev.container_id.clone()).or_default();
+                    if codes.is_empty() {
+                        reported += 1;
+                        last_exit = killed.elapsed();
+                    }
+                    codes.push(ev.exit.map_or(u32::MAX, |e| e.code));
+                } else {
+                    others += 1;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    // Anything more (a duplicate) within a second after the last.
+    sub.set_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    while let Some(Ok(ev)) = sub.next() {
+        if ev.topic != Topic::TaskExit {
+            continue;
+        }
+        match seen.get_mut(&ev.container_id) {
+            Some(codes) => codes.push(ev.exit.map_or(u32::MAX, |e| e.code)),
+            None => others += 1,
+        }
+    }
+    drop(sub);
+    let exactly_once_137 = seen.values().filter(|c| c.as_slice() == [137]).count();
+    let wrong: Vec<String> = seen
+        .iter()
+        .filter(|(_, c)| c.as_slice() != [137])
+        .map(|(id, c)| format!("{id}: {c:?}"))
+        .take(5)
+        .collect();
+    let after = client
+        .list(DEFAULT_NAMESPACE, BTreeMap::new())
+        .map_err(|e| e.to_string())?;
+    let stopped_137 = after
+        .iter()
+        .filter(|c| wanted.contains(c.id.as_str()))
+        .filter(|c| c.status == corral::Status::Stopped && c.exit.map(|e| e.code) == Some(137))
+        .count();
+
+    progress(format!("deleting the {total} containers, 4 at a time"));
+    let deleted = Instant::now();
+    four_at_a_time(b, &ids, 4, |c, id| {
+        c.delete(DEFAULT_NAMESPACE, id, true)
+            .map(|_| ())
+            .map_err(|e| format!("delete {id}: {e}"))
+    })?;
+    let delete_all = deleted.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let left_listed = client
+        .list(DEFAULT_NAMESPACE, BTreeMap::new())
+        .map_err(|e| e.to_string())?
+        .len();
+    let entries = |p: PathBuf| std::fs::read_dir(p).map_or(0, |d| d.count());
+    let left_state = entries(b.state_dir.join(DEFAULT_NAMESPACE));
+    let left_runtime = entries(b.corral_root.join(DEFAULT_NAMESPACE));
+    let id_set: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    let left_cgroups = cgroups_named(&id_set);
+    let left_procs = processes_under(&b.state_dir.join(DEFAULT_NAMESPACE));
+    let fds_end = fd_count(pid1);
+    let rss_end = b.daemon_rss();
+
+    rep.line(format!("## 9. Scale: {total} containers"));
+    rep.line("");
+    rep.line(format!(
+        "busybox `sleep 100000` containers created and started through the Client API, 4 at a \
+         time; fds counted in /proc/PID/fd of corrald, minus the {fds0} it held before; RSS is \
+         VmRSS. After `kill -9` of corrald a new one is started on the same state and asked \
+         (`Client::list`, every 5 ms) until all {total} are listed running and not busy."
+    ));
+    rep.line("");
+    rep.line("| what | value | target |");
+    rep.line("|---|---|---|");
+    rep.line(format!(
+        "| **start {total}, 4 at a time** | **{:.2} s** (each: median {}, p99 {}) | |",
+        start_all.as_secs_f64(),
+        ms(starts.median()),
+        ms(starts.pct(99.0))
+    ));
+    rep.line(format!(
+        "| listed after starting | {listed} listed, {running} running | all {total} |"
+    ));
+    rep.line(format!(
+        "| **daemon VmRSS** | **{}** (before: {}; per container {:.1} KiB) | ≤ 10 MiB |",
+        kib(rss),
+        kib(rss0),
+        rss.saturating_sub(rss0) as f64 / total as f64
+    ));
+    rep.line(format!(
+        "| **daemon fds per container** | **{fds_per:.2}** ({fds} open) | ≤ 3 |"
+    ));
+    rep.line(format!(
+        "| shim PSS (median) | {} (max {}); RSS {} | |",
+        kib(median_u64(&shims.pss)),
+        kib(shims.pss.iter().copied().max().unwrap_or(0)),
+        kib(median_u64(&shims.rss))
+    ));
+    rep.line(format!(
+        "| **`Client::list`, {list_calls} calls** | **p50 {} p99 {}** (max {}) | p99 ≤ 5 ms |",
+        ms(api.median()),
+        ms(api.pct(99.0)),
+        ms(api.max())
+    ));
+    rep.line(format!(
+        "| `corralctl list --json`, {list_calls} calls (a process each) | p50 {} p99 {} | |",
+        ms(cli.median()),
+        ms(cli.pct(99.0))
+    ));
+    rep.line(format!(
+        "| after `kill -9` of corrald: the new one answers | {} | |",
+        ms(answering.as_secs_f64() * 1e3)
+    ));
+    rep.line(format!(
+        "| **… all {total} listed running** | **{}** ({polls} lists) | ≤ 1 s |",
+        ms(adopted_in.as_secs_f64() * 1e3)
+    ));
+    rep.line(format!(
+        "| **daemon fds per container after the restart** | **{fds_per_restart:.2}** ({fds_restart} open) | ≤ 3 |"
+    ));
+    rep.line(format!(
+        "| daemon VmRSS after the restart | {} | ≤ 10 MiB |",
+        kib(rss_restart)
+    ));
+    rep.line(format!(
+        "| `Client::list` after the restart | p50 {} p99 {} | p99 ≤ 5 ms |",
+        ms(api_restart.median()),
+        ms(api_restart.pct(99.0))
+    ));
+    rep.line(format!(
+        "| **{exits} simultaneous `kill -9`s** | **{exactly_once_137} reported exactly once with 137**, \
+         {stopped_137} listed stopped with 137, last exit after {} | all {exits} |",
+        ms(last_exit.as_secs_f64() * 1e3)
+    ));
+    rep.line(format!(
+        "| delete all {total}, 4 at a time | {:.2} s | |",
+        delete_all.as_secs_f64()
+    ));
+    rep.line(format!(
+        "| **left after deleting all** | {left_listed} listed, {left_state} state dirs, \
+         {left_runtime} runtime dirs, {} cgroups, {} processes | nothing |",
+        left_cgroups.len(),
+        left_procs.len()
+    ));
+    rep.line(format!(
+        "| daemon after deleting all | {fds_end} fds, VmRSS {} | |",
+        kib(rss_end)
+    ));
+    rep.line("");
+    for w in &wrong {
+        rep.line(format!("- exit not reported exactly once with 137: {w}"));
+    }
+    if others > 0 {
+        rep.line(format!(
+            "- {others} /tasks/exit events of containers that were not killed"
+        ));
+    }
+    for c in left_cgroups.iter().take(5) {
+        rep.line(format!("- cgroup left: {}", c.display()));
+    }
+    if !wrong.is_empty() || others > 0 || !left_cgroups.is_empty() {
+        rep.line("");
+    }
+    rep.target(
+        &format!("scale: all {total} supervised and listed running"),
+        format!("{running} of {total} running, {} shims", shims.pss.len()),
+        running == total && listed == total && shims.pss.len() == total,
+    );
+    rep.target(
+        &format!("scale: `Client::list` of {total} p99 ≤ 5 ms"),
+        format!("p50 {} p99 {}", ms(api.median()), ms(api.pct(99.0))),
+        api.pct(99.0) <= 5.0,
+    );
+    rep.target(
+        &format!("scale: daemon RSS at {total} ≤ 10 MiB"),
+        format!("{} (after the restart {})", kib(rss), kib(rss_restart)),
+        rss <= 10 * 1024 && rss_restart <= 10 * 1024,
+    );
+    rep.target(
+        "scale: daemon fds per container ≤ 3, after a restart too",
+        format!("{fds_per:.2}, after the restart {fds_per_restart:.2}"),
+        fds_per <= 3.0 && fds_per_restart <= 3.0,
+    );
+    rep.target(
+        &format!("scale: kill -9 of corrald + restart: all {total} listed running ≤ 1 s"),
+        ms(adopted_in.as_secs_f64() * 1e3),
+        adopted_in <= Duration::from_secs(1),
+    );
+    rep.target(
+        &format!("scale: {exits} simultaneous exits each reported once with 137"),
+        format!("{exactly_once_137} of {exits}"),
+        exactly_once_137 == exits && others == 0 && stopped_137 == exits,
+    );
+    rep.target(
+        "scale: deleting all leaves nothing",
+        format!(
+            "{} things left",
+            left_listed + left_state + left_runtime + left_cgroups.len() + left_procs.len()
+        ),
+        left_listed + left_state + left_runtime + left_cgroups.len() + left_procs.len() == 0,
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 
 impl Bench {
     fn run_all(&mut self, rep: &mut Report) -> R<()> {
@@ -1761,6 +2219,9 @@ impl Bench {
         }
         if has(Section::Oom) {
             bench_oom(self, rep)?;
+        }
+        if has(Section::Scale) {
+            bench_scale(self, rep)?;
         }
         Ok(())
     }

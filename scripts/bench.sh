@@ -2,14 +2,16 @@
 # corral's benchmark (benches/corral.rs): corral against bare runc, side by side, as root.
 # Prints the markdown report; with --save (or --save=FILE) also writes it to
 # bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
-# stats checkpoint oom; or `hygiene` alone for the create/start/wait/delete hygiene check.
+# stats checkpoint oom (the default: all of these), scale (only when named: BENCH_SCALE
+# containers, default 1000, about two minutes); or `hygiene` alone for the
+# create/start/wait/delete hygiene check.
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
 # BENCH_RUNC (runc from PATH), BENCH_TMP (/dev/shm, a tmpfs like /run; /tmp for a disk).
 # About two minutes after the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 save=""
 sections=()
