@@ -215,6 +215,12 @@ pub trait OciRuntime {
     fn state(&self, id: &str) -> RuntimeFuture<Status>;
     /// Whether the runtime still has state for `id` under its root.
     fn has_state(&self, id: &str) -> bool;
+    /// Whether a live container `id` is created but not started, read from the runtime's
+    /// own files without running it; `None` when the runtime's layout is not known (then
+    /// only [`OciRuntime::state`] can tell).
+    fn created_from_files(&self, _id: &str) -> Option<bool> {
+        None
+    }
 }
 
 #[cfg(test)]

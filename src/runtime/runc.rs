@@ -234,6 +234,15 @@ impl OciRuntime for Runc {
     fn has_state(&self, id: &str) -> bool {
         self.root.join(id).exists()
     }
+
+    /// runc's layout (`<root>/<id>/state.json`): a container stays created while runc's
+    /// `exec.fifo` is there (runc's own test; `runc start` removes it).
+    fn created_from_files(&self, id: &str) -> Option<bool> {
+        let dir = self.root.join(id);
+        dir.join("state.json")
+            .is_file()
+            .then(|| dir.join("exec.fifo").exists())
+    }
 }
 
 /// The useful part of a runtime's stderr: runc prints logrus lines (`level=error msg="..."`)

@@ -28,8 +28,12 @@ enum Adopted {
 }
 
 /// Reads a process directory. The exit fifo is opened before the shim's liveness is
-/// checked: a shim alive at the check is seen to hang up later; one dead by then is
-/// handled now, by its exitStatus or by the rules for a shim that died without one.
+/// checked, and read at once: a writer there (the shim, which holds it for its whole life)
+/// is seen to hang up later, so the fifo alone watches it. With no writer left the shim has
+/// closed it on its way out: one still alive is watched through a pidfd until it is gone
+/// (it writes `exitStatus` after closing the fifo); one dead by then is handled now, by its
+/// exitStatus or by the rules for a shim that died without one. So an adopted process holds
+/// one descriptor, like a launched one, except in that short window.
 fn adopt_process(dir: &ShimDir) -> Adopted {
     let Some(pid) = dir.read_pid() else {
         return Adopted::NeverStarted;
@@ -43,23 +47,102 @@ fn adopt_process(dir: &ShimDir) -> Adopted {
         return Adopted::Exited { pid, status };
     }
     let exit_fd = launch::open_exit_fifo(dir).ok();
+    let writer = exit_fd.as_ref().map(fifo_has_writer);
     // The pidfd is opened before the start time is checked, so it is the shim's if the check
-    // passes. It covers a shim that closed its fifo before we opened it and has yet to exit.
+    // passes; it is kept only when the fifo cannot tell the shim's end (no writer left).
     let shim = dir.read_shim_pid();
-    let shim_pidfd = shim.and_then(|(spid, _)| launch::pidfd(spid));
+    let shim_pidfd = match writer {
+        Some(Writer::Gone) => shim.and_then(|(spid, _)| launch::pidfd(spid)),
+        _ => None,
+    };
     let shim_alive = shim.is_some_and(|(spid, start)| crate::layout::still_running(spid, start));
-    match exit_fd {
-        Some(exit_fd) if shim_alive => Adopted::Running {
+    match (exit_fd, writer) {
+        (Some(exit_fd), Some(Writer::There)) if shim_alive => Adopted::Running {
             pid,
             starttime,
             exit_fd,
-            shim_pidfd,
+            shim_pidfd: None,
+        },
+        (Some(exit_fd), Some(Writer::Gone)) if shim_alive && shim_pidfd.is_some() => {
+            Adopted::Running {
+                pid,
+                starttime,
+                exit_fd,
+                shim_pidfd,
+            }
+        }
+        (_, Some(Writer::Said(message))) => match crate::layout::parse_exit_message(&message) {
+            Some((code, exited_at_ns)) => Adopted::Exited {
+                pid,
+                status: ExitStatus { code, exited_at_ns },
+            },
+            None => Adopted::Exited {
+                pid,
+                status: exit_status_of(dir, pid, starttime),
+            },
         },
         _ => Adopted::Exited {
             pid,
             status: exit_status_of(dir, pid, starttime),
         },
     }
+}
+
+/// What a freshly opened (non-blocking) exit fifo says.
+enum Writer {
+    /// Someone holds its write end (the shim): its hang-up will come.
+    There,
+    /// No writer: end-of-file at once, and no hang-up would ever be reported.
+    Gone,
+    /// The shim's exit message was there (then end-of-file, or not yet).
+    Said(Vec<u8>),
+}
+
+fn fifo_has_writer(fd: &std::os::fd::OwnedFd) -> Writer {
+    use std::os::fd::AsRawFd;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) if got.is_empty() => return Writer::Gone,
+            Ok(0) => return Writer::Said(got),
+            Ok(n) if got.len() < 256 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) if got.is_empty() => return Writer::There,
+            Err(nix::errno::Errno::EAGAIN) => return Writer::Said(got),
+            Err(_) if got.is_empty() => return Writer::Gone,
+            Err(_) => return Writer::Said(got),
+        }
+    }
+}
+
+/// Whether the container's cgroup is frozen (paused), from the freezer's own file; `None`
+/// when it cannot be read.
+fn frozen(cgroups: &crate::cgroups::CgroupPaths) -> Option<bool> {
+    let h = crate::cgroups::host();
+    match h {
+        crate::cgroups::Hierarchy::V1 { .. } => {
+            let file = h
+                .dir("freezer", cgroups.get("freezer"))
+                .join("freezer.state");
+            let state = std::fs::read_to_string(file).ok()?;
+            Some(matches!(state.trim(), "FROZEN" | "FREEZING"))
+        }
+        crate::cgroups::Hierarchy::V2 { .. } => {
+            let file = h.dir("", cgroups.get("")).join("cgroup.freeze");
+            Some(std::fs::read_to_string(file).ok()?.trim() == "1")
+        }
+    }
+}
+
+/// At most this many `runtime state` calls at once while adopting (a runtime whose files
+/// corral cannot read): a thousand at once would starve the daemon of its two cores.
+const STATE_CALLS_AT_ONCE: usize = 4;
+
+fn state_calls() -> &'static tokio::sync::Semaphore {
+    static CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STATE_CALLS_AT_ONCE);
+    &CALLS
 }
 
 impl Container {
@@ -189,9 +272,26 @@ impl Container {
         );
     }
 
-    /// Asks the runtime whether an adopted container is created, running or paused.
+    /// Tells whether an adopted container is created, running or paused: from the runtime's
+    /// and the freezer's files when the runtime's layout is known (no process to start),
+    /// else by asking the runtime, a few containers at a time.
     fn refresh_status(&mut self, ctx: &mut Context<Self>) {
-        let asked = self.env.runtime.state(&self.record.id);
+        if let Some(created) = self.env.runtime.created_from_files(&self.record.id) {
+            if let Some(paused) = frozen(&self.record.cgroups) {
+                if paused {
+                    self.become_(Phase::Paused);
+                } else if created {
+                    self.become_(Phase::Created);
+                }
+                return;
+            }
+        }
+        let runtime = self.env.runtime.clone();
+        let id = self.record.id.clone();
+        let asked = async move {
+            let _turn = state_calls().acquire().await;
+            runtime.state(&id).await
+        };
         ctx.spawn(asked.into_actor(self).map(|result, act, _| match result {
             // Stopped: its exit is on its way through the shim's fifo.
             Ok(status) if act.init.exit.is_none() && act.life.phase == Phase::Running => {
