@@ -159,12 +159,11 @@ pub async fn readable(fd: &OwnedFd) -> bool {
     }) else {
         return false;
     };
-    let mut buf = [0u8; 4096];
     loop {
         let Ok(mut guard) = afd.readable().await else {
             return false;
         };
-        match nix::unistd::read(raw, &mut buf) {
+        match read_once(raw) {
             Ok(n) if n > 0 => return true,
             Ok(_) => return false,
             Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
@@ -172,6 +171,14 @@ pub async fn readable(fd: &OwnedFd) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// One read of an eventfd or inotify fd. Its buffer (room for inotify events) lives on
+/// this call's stack: one kept in the waiting future would cost every watched container
+/// 4 KiB of the daemon's heap.
+fn read_once(raw: std::os::fd::RawFd) -> nix::Result<usize> {
+    let mut buf = [0u8; 4096];
+    nix::unistd::read(raw, &mut buf)
 }
 
 /// A pidfd for `pid` (readable once that process has exited), if the kernel has them.
