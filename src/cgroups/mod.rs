@@ -55,7 +55,10 @@ impl CgroupPaths {
         CgroupPaths(BTreeMap::from([(String::new(), path.to_string())]))
     }
 
-    /// Parses `/proc/<pid>/cgroup` text: `N:ctrl1,ctrl2:/path` and `0::/path`.
+    /// Parses `/proc/<pid>/cgroup` text: `N:ctrl1,ctrl2:/path` and `0::/path`. A
+    /// controller whose path is the unified one is not kept ([`CgroupPaths::get`] falls
+    /// back to it): a container usually has one path everywhere, and the daemon holds one
+    /// of these per container.
     pub fn parse(text: &str) -> Self {
         let mut map = BTreeMap::new();
         for line in text.lines() {
@@ -70,6 +73,9 @@ impl CgroupPaths {
             for c in ctrls.split(',').filter(|c| !c.is_empty()) {
                 map.insert(c.trim_start_matches("name=").to_string(), path.to_string());
             }
+        }
+        if let Some(unified) = map.get("").cloned() {
+            map.retain(|c, p| c.is_empty() || *p != unified);
         }
         CgroupPaths(map)
     }
@@ -182,6 +188,11 @@ mod tests {
         assert_eq!(p.get("cpuacct"), "/p2");
         assert_eq!(p.get("systemd"), "/p2");
         assert_eq!(p.get("pids"), "/p2", "falls back to the unified path");
+        assert_eq!(
+            p.0.len(),
+            2,
+            "{p:?}: only what differs from the unified path"
+        );
     }
 
     #[test]
