@@ -47,6 +47,8 @@ pub struct Supervisor {
     containers: HashMap<ContainerKey, Addr<Container>>,
     /// Each container's state when it last answered a list.
     summaries: HashMap<ContainerKey, ContainerInfo>,
+    /// The runtimes in use, by (root, binary, arguments): one per namespace and runtime.
+    runtimes: HashMap<(PathBuf, PathBuf, Vec<String>), std::sync::Arc<dyn OciRuntime>>,
     /// Exits the journal holds, until the containers in the state dir are adopted.
     journaled_exits: Option<HashSet<ExitKey>>,
     /// The state dir's lock, held for the supervisor's life.
@@ -71,14 +73,27 @@ impl Supervisor {
             events,
             containers: HashMap::new(),
             summaries: HashMap::new(),
+            runtimes: HashMap::new(),
             journaled_exits: Some(journaled_exits),
             _lock: lock,
         }
     }
 
-    fn env(&self, runtime: Runc) -> ContainerEnv {
+    /// A container's environment. Its runtime is shared with every container of the same
+    /// namespace and runtime (a `Runc` holds no per-container state).
+    fn env(&mut self, runtime: Runc) -> ContainerEnv {
+        let key = (
+            runtime.root.clone(),
+            runtime.path.clone(),
+            runtime.args.clone(),
+        );
+        let runtime = self
+            .runtimes
+            .entry(key)
+            .or_insert_with(|| std::sync::Arc::new(runtime))
+            .clone();
         ContainerEnv {
-            runtime: std::sync::Arc::new(runtime),
+            runtime,
             shim_timeout: self.settings.shim_timeout,
             events: self.events.clone(),
             criu: self.settings.criu.clone(),
@@ -488,6 +503,7 @@ impl Handler<Remove> for Supervisor {
             .map(move |result, act, _| {
                 if result.is_ok() {
                     act.containers.remove(&key);
+                    act.summaries.remove(&key);
                 }
                 result
             }),
@@ -530,35 +546,58 @@ impl Handler<All> for Supervisor {
 pub const LIST_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Supervisor {
-    /// Asks every container (of `namespace`, if given) for its state, all at once, each for at most
-    /// [`LIST_ANSWER_WITHIN`]; one that does not answer in time is told from its last known
-    /// state, so one wedged container never holds up a list.
+    /// Asks every container (of `namespace`, if given) for its state, all at once, for at
+    /// most [`LIST_ANSWER_WITHIN`] in all; one that does not answer in time is told from its
+    /// last known state, so one wedged container never holds up a list. One deadline for
+    /// the whole list (not a timer per container), and a summary is copied only when it
+    /// changed: a list of a thousand containers costs their answers and little else.
     fn ask_all(
         &mut self,
         namespace: Option<&str>,
     ) -> impl ActorFuture<Self, Output = Vec<ContainerInfo>> + use<> {
-        let asks: Vec<(ContainerKey, Addr<Container>)> = self
+        let (keys, addrs): (Vec<ContainerKey>, Vec<Addr<Container>>) = self
             .containers
             .iter()
             .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
             .map(|(k, a)| (k.clone(), a.clone()))
-            .collect();
-        let answers =
-            futures_util::future::join_all(asks.into_iter().map(|(key, addr)| async move {
-                let answer = tokio::time::timeout(LIST_ANSWER_WITHIN, addr.send(GetInfo)).await;
-                (key, answer)
-            }));
-        answers.into_actor(self).map(|answers, act, _| {
+            .unzip();
+        let answers = async move {
+            use futures_util::stream::{FuturesUnordered, StreamExt};
+            let mut pending: FuturesUnordered<_> = addrs
+                .into_iter()
+                .enumerate()
+                .map(|(i, addr)| async move { (i, addr.send(GetInfo).await) })
+                .collect();
+            let mut answers: Vec<Option<Option<ContainerInfo>>> = vec![None; keys.len()];
+            let deadline = tokio::time::sleep(LIST_ANSWER_WITHIN);
+            let mut deadline = std::pin::pin!(deadline);
+            loop {
+                match futures_util::future::select(pending.next(), deadline.as_mut()).await {
+                    futures_util::future::Either::Left((Some((i, answer)), _)) => {
+                        // `Some(None)`: deleted meanwhile.
+                        answers[i] = Some(answer.ok());
+                    }
+                    _ => break,
+                }
+            }
+            (keys, answers)
+        };
+        answers.into_actor(self).map(|(keys, answers), act, _| {
             let mut out = Vec::with_capacity(answers.len());
-            for (key, answer) in answers {
+            for (key, answer) in keys.into_iter().zip(answers) {
                 match answer {
-                    Ok(Ok(info)) => {
-                        act.summaries.insert(key, info.clone());
+                    Some(Some(info)) => {
+                        match act.summaries.get_mut(&key) {
+                            Some(known) if *known == info => {}
+                            Some(known) => known.clone_from(&info),
+                            None => {
+                                act.summaries.insert(key, info.clone());
+                            }
+                        }
                         out.push(info);
                     }
-                    // Deleted meanwhile.
-                    Ok(Err(_)) => {}
-                    Err(_) => {
+                    Some(None) => {}
+                    None => {
                         let mut info = act
                             .summaries
                             .get(&key)
@@ -569,7 +608,9 @@ impl Supervisor {
                     }
                 }
             }
-            act.summaries.retain(|k, _| act.containers.contains_key(k));
+            if act.summaries.len() > act.containers.len() {
+                act.summaries.retain(|k, _| act.containers.contains_key(k));
+            }
             out
         })
     }
