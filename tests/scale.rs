@@ -274,3 +274,45 @@ fn two_hundred_containers_through_a_daemon_crash() {
         d.assert_no_leftovers("default", id);
     }
 }
+
+/// A restarted daemon tells a created and a paused container from the runtime's and the
+/// freezer's files (no runtime call): each comes back in its state, and works from it.
+#[test]
+fn created_and_paused_containers_are_adopted_as_such() {
+    let mut d = Daemon::start("adopt_created_paused");
+    let sleep = d.bundle("sleep", &["sleep", "100000"]);
+    let (created, paused, running) = (
+        unique_id("created"),
+        unique_id("paused"),
+        unique_id("running"),
+    );
+    let mut req = run_req(&created, &sleep);
+    req.start = false;
+    d.create(req).unwrap();
+    d.run(&paused, &sleep);
+    d.run(&running, &sleep);
+    assert_eq!(
+        d.client().pause("", &paused).unwrap().status,
+        Status::Paused
+    );
+
+    d.kill9();
+    d.restart();
+    let status = |id: &str| d.client().state("", id).unwrap().status;
+    assert_eq!(status(&created), Status::Created);
+    assert_eq!(status(&paused), Status::Paused);
+    assert_eq!(status(&running), Status::Running);
+
+    assert_eq!(
+        d.client().resume("", &paused).unwrap().status,
+        Status::Running
+    );
+    assert_eq!(
+        d.client().start("", &created).unwrap().status,
+        Status::Running
+    );
+    for id in [&created, &paused, &running] {
+        d.delete("", id, true).unwrap();
+        d.assert_no_leftovers("default", id);
+    }
+}
