@@ -1,5 +1,5 @@
 //! The daemon's open-files limit: every supervised container costs the daemon a few file
-//! descriptors (its exit fifo, a pidfd, the OOM watch), and services often start with a
+//! descriptors (its exit fifo and the OOM watch's two), and services often start with a
 //! soft limit of 1024. The soft limit is raised to the hard one at start.
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
