@@ -345,11 +345,22 @@ fn a_scrape_answers_at_once_while_a_container_is_wedged() {
     );
     let wedged_l = [("namespace", "default"), ("id", wedged.as_str())];
     let healthy_l = [("namespace", "default"), ("id", healthy.as_str())];
-    // The restart in flight no longer holds the container: it answers, as stopped, and is
-    // not counted unresponsive (a container that did not answer in time would be, with 1).
+    // The restart in flight no longer holds the container: it answers, as stopped, is not
+    // counted unresponsive (a container that did not answer in time would be, with 1), and
+    // the scrape names it by the operation it is stuck in.
     assert_ne!(
         find(&samples, "corral_container_unresponsive", &wedged_l),
         Some(1.0),
+        "{body}"
+    );
+    let restarting = [
+        ("namespace", "default"),
+        ("id", wedged.as_str()),
+        ("operation", "restarting"),
+    ];
+    assert_eq!(
+        value(&samples, "corral_container_operation", &restarting),
+        1.0,
         "{body}"
     );
     assert_eq!(

@@ -174,6 +174,7 @@ impl Container {
             oom_kills: self.record.oom_kills,
             exit_oom_killed: exit.is_some() && self.oom.killed_this_run(),
             busy: false,
+            operation: self.life.op.name().to_string(),
         }
     }
 
