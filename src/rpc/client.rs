@@ -488,17 +488,18 @@ impl ResumingSubscription {
             }
         }
         Err(Error::Internal(format!(
-            "corrald went away after {} and did not come back within {:?} ({last_error})",
-            after(self.last_seq),
+            "{} and did not come back within {:?} ({last_error})",
+            went_away(self.last_seq),
             self.reconnect
         )))
     }
 }
 
-fn after(last_seq: Option<u64>) -> String {
+/// "corrald went away after event N" (or "before any event").
+pub fn went_away(last_seq: Option<u64>) -> String {
     match last_seq {
-        Some(seq) => format!("event {seq}"),
-        None => "no event".into(),
+        Some(seq) => format!("corrald went away after event {seq}"),
+        None => "corrald went away before any event".into(),
     }
 }
 
@@ -534,10 +535,7 @@ impl Iterator for ResumingSubscription {
                     self.current = None;
                     if self.reconnect.is_zero() {
                         self.done = true;
-                        return Some(Err(Error::Internal(format!(
-                            "corrald went away after {}",
-                            after(self.last_seq)
-                        ))));
+                        return Some(Err(Error::Internal(went_away(self.last_seq))));
                     }
                     return Some(Ok(Resumed::Lost {
                         last_seq: self.last_seq,

@@ -237,9 +237,9 @@ pub fn events(ctl: &Ctl, a: EventsArgs) -> Outcome {
                 continue;
             }
             Resumed::Lost { last_seq, error } => {
-                let after = last_seq.map_or("no event".into(), |n| format!("event {n}"));
                 eprintln!(
-                    "corralctl: corrald went away after {after} ({error}); reconnecting for up to {:?}",
+                    "corralctl: {} ({error}); reconnecting for up to {:?}",
+                    corral::rpc::went_away(last_seq),
                     a.reconnect_timeout
                 );
                 lost = true;
