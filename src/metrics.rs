@@ -118,6 +118,7 @@ pub fn outcome(error: Option<&Error>) -> &'static str {
         Some(Error::Lagged { .. }) => "lagged",
         Some(Error::Protocol(_)) => "protocol",
         Some(Error::Internal(_)) => "internal",
+        Some(Error::Truncated { .. }) => "truncated",
     }
 }
 
@@ -591,6 +592,10 @@ mod tests {
             Error::Lagged { first_missed: 0 },
             Error::Protocol(String::new()),
             Error::Internal(String::new()),
+            Error::Truncated {
+                first_kept: 0,
+                asked: crate::types::Since::Seq(0),
+            },
         ];
         let mut seen: Vec<&str> = errors.iter().map(|e| outcome(Some(e))).collect();
         seen.push(outcome(None));
