@@ -20,8 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A tmpfs mounted for the test; lazily unmounted when dropped (also on failure).
-struct Mount(PathBuf);
+/// A tmpfs mounted for the test; lazily unmounted when dropped (also on failure), and then
+/// the dir it was in removed (the daemon's temp dir, which the daemon's own cleanup could
+/// not remove while the mount was there).
+struct Mount(PathBuf, Option<PathBuf>);
 
 impl Mount {
     fn tmpfs(at: &Path, size: &str) -> Mount {
@@ -41,7 +43,7 @@ impl Mount {
             at.display(),
             stderr(&out)
         );
-        Mount(at.to_path_buf())
+        Mount(at.to_path_buf(), None)
     }
 }
 
@@ -49,6 +51,9 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(dir) = &self.1 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -71,7 +76,9 @@ impl Fixture {
         fx.d.stop();
         let at = dir(&fx.d);
         std::fs::remove_dir_all(&at).unwrap();
-        fx.mount = Some(Mount::tmpfs(&at, size));
+        let mut mount = Mount::tmpfs(&at, size);
+        mount.1 = Some(fx.d.dir.clone());
+        fx.mount = Some(mount);
         fx.d.restart();
         fx
     }
