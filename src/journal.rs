@@ -169,11 +169,20 @@ impl Journal {
             .as_mut()
             .ok_or_else(|| io::Error::other("no segment"))?;
         if let Err(e) = file.write_all(&line) {
-            // A part of the line may be in the file: never append after it.
-            self.current = None;
+            // A part of the line may be in the file: never append after it. A segment that
+            // held nothing else (a disk full since it was started) is emptied and kept for
+            // the next event, so that failing appends do not start (and rotate away) one
+            // segment each.
+            if self.current_count > 0 || file.set_len(0).is_err() {
+                self.current = None;
+            }
             return Err(e);
         }
         self.current_count += 1;
+        if self.current_count == 1 {
+            // Old segments go only once the new one holds an event.
+            self.prune();
+        }
         Ok(())
     }
 
@@ -192,6 +201,10 @@ impl Journal {
             .open(&path)?;
         self.current = Some(file);
         self.current_count = 0;
+        Ok(())
+    }
+
+    fn prune(&self) {
         let files = segments(&self.dir);
         if files.len() > KEEP_SEGMENTS {
             for old in &files[..files.len() - KEEP_SEGMENTS] {
@@ -200,7 +213,6 @@ impl Journal {
                 }
             }
         }
-        Ok(())
     }
 }
 
