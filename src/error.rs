@@ -46,6 +46,16 @@ pub enum Error {
     /// Anything else: I/O on the state dir, a daemon that went away.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Not a failure: a subscription's `since` asked for events the journal no longer keeps
+    /// (rotated away). Told once, before the replay, which starts at `first_kept`; the
+    /// stream goes on.
+    #[error("events before {first_kept} are no longer kept; replaying from {first_kept}")]
+    Truncated {
+        /// The oldest sequence number the journal still holds.
+        first_kept: u64,
+        /// What the subscriber asked for.
+        asked: crate::types::Since,
+    },
 }
 
 impl Error {

@@ -120,8 +120,8 @@ impl Handle {
     /// `req.timeout_ms`; returns its exit (at once if it had exited already).
     pub async fn stop(&self, req: StopRequest) -> Result<ExitStatus> {
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
-        self.ask(ns, id, container::HoldRestarts).await?;
-        let state = self.state(ns, id).await?;
+        // The state after any restart in flight: a stop never races one.
+        let state = self.ask(ns, id, container::HoldRestarts).await??;
         if state.status.is_live() {
             self.signal_unless_exited(ns, id, req.signal).await?;
             let grace = std::time::Duration::from_millis(req.timeout_ms);

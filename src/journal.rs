@@ -13,8 +13,23 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// Events per segment before a new one is started.
+/// Events per segment before a new one is started (unless [`SEGMENT_EVENTS_ENV`] says).
 pub const SEGMENT_EVENTS: u64 = 10_000;
+/// An environment variable that overrides [`SEGMENT_EVENTS`], read once per process: for
+/// tests that need a journal that rotates after a few events. Not for production.
+pub const SEGMENT_EVENTS_ENV: &str = "CORRAL_JOURNAL_SEGMENT_EVENTS";
+
+/// Events per segment: [`SEGMENT_EVENTS`], or a positive [`SEGMENT_EVENTS_ENV`].
+pub fn segment_events() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var(SEGMENT_EVENTS_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(SEGMENT_EVENTS)
+    })
+}
 /// Segments kept; older ones are removed whole.
 pub const KEEP_SEGMENTS: usize = 4;
 
@@ -144,7 +159,7 @@ impl Journal {
 
     /// Appends one event (one `write`); rotates first when the segment is full.
     pub fn append(&mut self, event: &Event) -> io::Result<()> {
-        if self.current.is_none() || self.current_count >= SEGMENT_EVENTS {
+        if self.current.is_none() || self.current_count >= segment_events() {
             self.rotate(event.seq)?;
         }
         let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
@@ -154,11 +169,20 @@ impl Journal {
             .as_mut()
             .ok_or_else(|| io::Error::other("no segment"))?;
         if let Err(e) = file.write_all(&line) {
-            // A part of the line may be in the file: never append after it.
-            self.current = None;
+            // A part of the line may be in the file: never append after it. A segment that
+            // held nothing else (a disk full since it was started) is emptied and kept for
+            // the next event, so that failing appends do not start (and rotate away) one
+            // segment each.
+            if self.current_count > 0 || file.set_len(0).is_err() {
+                self.current = None;
+            }
             return Err(e);
         }
         self.current_count += 1;
+        if self.current_count == 1 {
+            // Old segments go only once the new one holds an event.
+            self.prune();
+        }
         Ok(())
     }
 
@@ -177,6 +201,10 @@ impl Journal {
             .open(&path)?;
         self.current = Some(file);
         self.current_count = 0;
+        Ok(())
+    }
+
+    fn prune(&self) {
         let files = segments(&self.dir);
         if files.len() > KEEP_SEGMENTS {
             for old in &files[..files.len() - KEEP_SEGMENTS] {
@@ -185,14 +213,33 @@ impl Journal {
                 }
             }
         }
-        Ok(())
     }
 }
 
 /// The journal's events admitted by `since` with a sequence number below `until`, in order.
 pub fn replay(dir: &Path, since: Since, until: u64) -> Vec<Event> {
+    replay_told(dir, since, until).events
+}
+
+/// A replay, and whether it starts later than asked.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The events, in order.
+    pub events: Vec<Event>,
+    /// The first kept sequence number when `since` asked for events older than the oldest
+    /// kept segment (removed by rotation); `None` when nothing asked for is gone.
+    pub truncated: Option<u64>,
+}
+
+/// Like [`replay`], and tells when events that `since` asks for were rotated away: a
+/// `Since::Seq` below the oldest kept segment's first sequence number, or a `Since::Time`
+/// before the oldest kept event, once the journal has rotated (its oldest segment does not
+/// start at 1).
+pub fn replay_told(dir: &Path, since: Since, until: u64) -> Replay {
     let files = segments(dir);
     let mut out = Vec::new();
+    let first_kept = files.first().and_then(|p| first_seq_of(p));
+    let mut first_time = None;
     for (i, path) in files.iter().enumerate() {
         // Skip a segment whose successor starts at or before the wanted seq.
         if let (Since::Seq(s), Some(next)) = (since, files.get(i + 1)) {
@@ -201,6 +248,9 @@ pub fn replay(dir: &Path, since: Since, until: u64) -> Vec<Event> {
             }
         }
         read_segment(path, |e| {
+            if i == 0 && first_time.is_none() {
+                first_time = Some(e.timestamp_ns);
+            }
             if since.admits(&e) && e.seq < until {
                 out.push(e);
             }
@@ -208,7 +258,17 @@ pub fn replay(dir: &Path, since: Since, until: u64) -> Vec<Event> {
     }
     out.sort_by_key(|e| e.seq);
     out.dedup_by_key(|e| e.seq);
-    out
+    let truncated = first_kept.filter(|&first| {
+        first > 1
+            && match since {
+                Since::Seq(s) => s < first,
+                Since::Time(t) => first_time.is_some_and(|ft| t < ft),
+            }
+    });
+    Replay {
+        events: out,
+        truncated,
+    }
 }
 
 fn first_seq_of(path: &Path) -> Option<u64> {
@@ -273,6 +333,9 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, vec![4, 5]);
+        // Nothing was rotated away: asking from 0 is not told of a truncation.
+        assert_eq!(replay_told(&dir, Since::Seq(0), u64::MAX).truncated, None);
+        assert_eq!(replay_told(&dir, Since::Time(0), u64::MAX).truncated, None);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -335,6 +398,11 @@ mod tests {
         let dir = tmp("rotate");
         let mut r = Journal::open(&dir).unwrap();
         let total = SEGMENT_EVENTS * (KEEP_SEGMENTS as u64 + 1) + 1;
+        assert_eq!(
+            segment_events(),
+            SEGMENT_EVENTS,
+            "unset {SEGMENT_EVENTS_ENV}"
+        );
         for s in 1..=total {
             r.journal.append(&event(s)).unwrap();
         }
@@ -345,6 +413,26 @@ mod tests {
             events.len() as u64,
             SEGMENT_EVENTS * (KEEP_SEGMENTS as u64 - 1) + 1
         );
+        // Asking for what rotation removed is told, with the first kept sequence number.
+        let first = SEGMENT_EVENTS * 2 + 1;
+        assert_eq!(first_seq_of(&segments(&dir)[0]), Some(first));
+        for (since, told) in [
+            (Since::Seq(0), Some(first)),
+            (Since::Seq(first - 1), Some(first)),
+            (Since::Seq(first), None),
+            (Since::Seq(total), None),
+            (Since::Time(0), Some(first)),
+            (Since::Time(first * 10 - 1), Some(first)),
+            (Since::Time(first * 10), None),
+        ] {
+            let r = replay_told(&dir, since, u64::MAX);
+            assert_eq!(r.truncated, told, "{since:?}");
+            let from = match since {
+                Since::Seq(s) => s.max(first),
+                Since::Time(t) => t.div_ceil(10).max(first),
+            };
+            assert_eq!(r.events.first().map(|e| e.seq), Some(from), "{since:?}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -67,6 +67,13 @@ struct ContainerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    namespace: String,
+    id: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -111,6 +118,7 @@ pub fn outcome(error: Option<&Error>) -> &'static str {
         Some(Error::Lagged { .. }) => "lagged",
         Some(Error::Protocol(_)) => "protocol",
         Some(Error::Internal(_)) => "internal",
+        Some(Error::Truncated { .. }) => "truncated",
     }
 }
 
@@ -355,7 +363,16 @@ fn register_containers(registry: &mut Registry, containers: &[ContainerInfo], an
     let ooms: Family<ContainerLabels, Counter> = Family::default();
     let restarts: Family<ContainerLabels, Counter> = Family::default();
     let unresponsive: Family<ContainerLabels, Gauge> = Family::default();
+    let operations: Family<OperationLabels, Gauge> = Family::default();
     for (c, answer) in containers.iter().zip(answers) {
+        if !c.operation.is_empty() {
+            let l = OperationLabels {
+                namespace: c.namespace.clone(),
+                id: c.id.clone(),
+                operation: c.operation.clone(),
+            };
+            operations.get_or_create(&l).set(1);
+        }
         let l = ContainerLabels {
             namespace: c.namespace.clone(),
             id: c.id.clone(),
@@ -408,6 +425,11 @@ fn register_containers(registry: &mut Registry, containers: &[ContainerInfo], an
         "corral_container_restarts",
         "Restarts by the container's restart policy",
         restarts,
+    );
+    registry.register(
+        "corral_container_operation",
+        "1 for each container with an operation in flight (starting, checkpointing, restart-pending, restarting, deleting): a long-lived series names a container stuck in one",
+        operations,
     );
     registry.register(
         "corral_container_unresponsive",
@@ -570,6 +592,10 @@ mod tests {
             Error::Lagged { first_missed: 0 },
             Error::Protocol(String::new()),
             Error::Internal(String::new()),
+            Error::Truncated {
+                first_kept: 0,
+                asked: crate::types::Since::Seq(0),
+            },
         ];
         let mut seen: Vec<&str> = errors.iter().map(|e| outcome(Some(e))).collect();
         seen.push(outcome(None));

@@ -360,6 +360,10 @@ pub struct ContainerInfo {
     /// are its last known state, or only its name if it never answered.
     #[serde(default)]
     pub busy: bool,
+    /// The operation in flight, if any: `starting`, `checkpointing`, `restart-pending`,
+    /// `restarting` or `deleting`; empty when idle.
+    #[serde(default)]
+    pub operation: String,
 }
 
 impl ContainerInfo {
@@ -381,6 +385,7 @@ impl ContainerInfo {
             oom_kills: 0,
             exit_oom_killed: false,
             busy: false,
+            operation: String::new(),
         }
     }
 }

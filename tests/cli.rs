@@ -344,3 +344,146 @@ fn events_follow_as_json_lines() {
         .all(|e| e.container_id == id && e.namespace == "default"));
     assert_eq!(events[2].exit.map(|e| e.code), Some(2));
 }
+
+/// `corralctl events ARGS...` on `d`'s socket, with its stdout lines sent on a channel.
+fn follow_events(
+    d: &Daemon,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<std::io::Result<String>>,
+) {
+    let mut follower = Command::new(CORRALCTL)
+        .env_remove("CORRAL_NAMESPACE")
+        .args(["--socket", d.socket.to_str().unwrap(), "events"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start corralctl events");
+    let lines = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(lines).lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (follower, rx)
+}
+
+/// Runs a container of `/bin/true` to its end: 4 events (create, start, exit, delete).
+fn run_true(d: &Daemon, id: &str) {
+    let b = d.bundle("true", &["true"]);
+    d.run(id, &b);
+    assert_eq!(d.wait_code("", id, None), 0);
+    d.delete("", id, false).unwrap();
+}
+
+/// Reads `n` JSON event lines.
+fn read_events(rx: &std::sync::mpsc::Receiver<std::io::Result<String>>, n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let line = rx
+                .recv_timeout(LIVENESS)
+                .unwrap_or_else(|_| panic!("corralctl events stopped after {i} events"))
+                .expect("read corralctl events");
+            parse(&line, "an event line")
+        })
+        .collect()
+}
+
+fn wait_output(follower: std::process::Child) -> std::process::Output {
+    within(LIVENESS, "corralctl events to exit", move || {
+        follower.wait_with_output()
+    })
+    .expect("wait for corralctl events")
+}
+
+/// A follower whose daemon dies is told, with the last event it saw, and exits 125: a
+/// crash is not the end of the stream.
+#[test]
+fn events_fail_with_125_when_corrald_goes_away() {
+    let mut d = Daemon::start("cli_events_gone");
+    let from = d.info().last_seq + 1;
+    let (follower, rx) = follow_events(&d, &["--json", "--since", &from.to_string()]);
+    let id = unique_id("cligone");
+    run_true(&d, &id);
+    let seen = read_events(&rx, 4);
+    let last = seen[3].seq;
+    assert_eq!(seen[3].topic, Topic::TaskDelete);
+    d.kill9();
+    let out = wait_output(follower);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("corrald went away after event {last}")),
+        "{}",
+        stderr(&out)
+    );
+    d.restart();
+}
+
+/// With --reconnect, a follower outlives a kill -9 of corrald: it connects to the next
+/// daemon and resumes after the last event it saw, so every event of the containers run
+/// before and after is printed exactly once, in order; --until ends it with 0.
+#[test]
+fn events_reconnect_and_resume_across_a_kill_9() {
+    let mut d = Daemon::start("cli_events_reconnect");
+    let from = d.info().last_seq + 1;
+    // Two runs of 4 events each; the restart itself publishes none (no containers).
+    let until = from + 7;
+    let (follower, rx) = follow_events(
+        &d,
+        &[
+            "--json",
+            "--reconnect",
+            "--reconnect-timeout",
+            "30s",
+            "--since",
+            &from.to_string(),
+            "--until",
+            &until.to_string(),
+        ],
+    );
+    let first = unique_id("clirec1");
+    run_true(&d, &first);
+    let mut seen = read_events(&rx, 4);
+    d.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    d.restart();
+    let second = unique_id("clirec2");
+    run_true(&d, &second);
+    let next = rx.recv_timeout(LIVENESS);
+    if !matches!(next, Ok(Ok(_))) {
+        let out = wait_output(follower);
+        panic!(
+            "corralctl events stopped after the restart: {}",
+            stderr(&out)
+        );
+    }
+    seen.push(parse(&next.unwrap().unwrap(), "an event line"));
+    seen.extend(read_events(&rx, 3));
+    let out = wait_output(follower);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).trim().is_empty(),
+        "events past --until: {}",
+        stdout(&out)
+    );
+    let seqs: Vec<u64> = seen.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (from..=until).collect::<Vec<_>>(), "{seen:#?}");
+    let ids: Vec<&str> = seen.iter().map(|e| e.container_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [[first.as_str(); 4], [second.as_str(); 4]].concat(),
+        "{seen:#?}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("corrald went away after event {}", from + 3)),
+        "{err}"
+    );
+    assert!(err.contains("reconnected"), "{err}");
+}

@@ -535,3 +535,117 @@ fn a_slow_subscriber_is_told_it_lagged() {
         }
     }
 }
+
+/// A `since` older than the journal keeps (rotated away) is told, with the first kept
+/// sequence number, before the replay; the replay then runs from there with no gap. The
+/// library's subscription sees `Err(Truncated)`, and `corralctl events` says so on stderr.
+#[test]
+fn a_since_older_than_the_kept_journal_is_told() {
+    let d = Daemon::start_with_env(
+        "journal_truncated",
+        &[],
+        &[(corral::journal::SEGMENT_EVENTS_ENV, "5")],
+    );
+    let b = d.bundle("true", &["true"]);
+    // 7 runs of 4 events: 28 events in segments of 5, 4 kept: the oldest ones are gone.
+    for n in 0..7 {
+        let id = unique_id(&format!("trunc{n}"));
+        d.run(&id, &b);
+        assert_eq!(d.wait_code("", &id, None), 0);
+        d.delete("", &id, false).unwrap();
+    }
+    let last = d.info().last_seq;
+    let segments = corral::journal::segments(&d.journal_dir());
+    assert_eq!(
+        segments.len(),
+        corral::journal::KEEP_SEGMENTS,
+        "{segments:?}"
+    );
+    let first_kept: u64 = segments[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| {
+            n.strip_prefix("events-")?
+                .strip_suffix(".jsonl")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert!(
+        first_kept > 1 && first_kept <= last,
+        "{first_kept} of {last}"
+    );
+
+    // The library: the notice once, then the kept events from first_kept on.
+    let mut sub = d
+        .client()
+        .subscribe(EventFilter {
+            since: Some(Since::Seq(0)),
+            ..Default::default()
+        })
+        .unwrap();
+    sub.set_timeout(Some(LIVENESS)).unwrap();
+    match sub.next() {
+        Some(Err(Error::Truncated {
+            first_kept: f,
+            asked,
+        })) => {
+            assert_eq!((f, asked), (first_kept, Since::Seq(0)));
+        }
+        other => panic!("expected Truncated first, got {other:?}"),
+    }
+    let seqs: Vec<u64> = sub
+        .by_ref()
+        .map(|item| item.unwrap().seq)
+        .take_while(|&s| s < last)
+        .collect();
+    assert_eq!(seqs, (first_kept..last).collect::<Vec<_>>());
+
+    // Asking from the first kept one, or later, is not told anything.
+    let mut sub = d
+        .client()
+        .subscribe(EventFilter {
+            since: Some(Since::Seq(first_kept)),
+            ..Default::default()
+        })
+        .unwrap();
+    sub.set_timeout(Some(LIVENESS)).unwrap();
+    assert_eq!(sub.next().unwrap().unwrap().seq, first_kept);
+
+    // A time before the oldest kept event is told too.
+    let mut sub = d
+        .client()
+        .subscribe(EventFilter {
+            since: Some(Since::Time(1)),
+            ..Default::default()
+        })
+        .unwrap();
+    sub.set_timeout(Some(LIVENESS)).unwrap();
+    assert!(
+        matches!(sub.next(), Some(Err(Error::Truncated { first_kept: f, .. })) if f == first_kept)
+    );
+    assert_eq!(sub.next().unwrap().unwrap().seq, first_kept);
+
+    // The CLI: the notice on stderr, then every kept event, in order, once.
+    let out = d.ctl(&[
+        "events",
+        "--json",
+        "--since",
+        "0",
+        "--until",
+        &last.to_string(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "events before {first_kept} are no longer kept; replaying from {first_kept}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let seqs: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Event>(l).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (first_kept..=last).collect::<Vec<_>>());
+}

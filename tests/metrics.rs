@@ -345,8 +345,21 @@ fn a_scrape_answers_at_once_while_a_container_is_wedged() {
     );
     let wedged_l = [("namespace", "default"), ("id", wedged.as_str())];
     let healthy_l = [("namespace", "default"), ("id", healthy.as_str())];
+    // The restart in flight no longer holds the container: it answers, as stopped, is not
+    // counted unresponsive (a container that did not answer in time would be, with 1), and
+    // the scrape names it by the operation it is stuck in.
+    assert_ne!(
+        find(&samples, "corral_container_unresponsive", &wedged_l),
+        Some(1.0),
+        "{body}"
+    );
+    let restarting = [
+        ("namespace", "default"),
+        ("id", wedged.as_str()),
+        ("operation", "restarting"),
+    ];
     assert_eq!(
-        value(&samples, "corral_container_unresponsive", &wedged_l),
+        value(&samples, "corral_container_operation", &restarting),
         1.0,
         "{body}"
     );
@@ -356,8 +369,8 @@ fn a_scrape_answers_at_once_while_a_container_is_wedged() {
     );
     assert!(value(&samples, "corral_container_memory_usage_bytes", &healthy_l) > 0.0);
     assert_eq!(value(&samples, "corral_container_pids", &healthy_l), 1.0);
-    // The supervisor's list gives up on the wedged one itself (busy); were it late, the
-    // last good list would be served with corral_scrape_stale 1.
+    // Were the list itself late, the last good one would be served with
+    // corral_scrape_stale 1.
     assert!(find(&samples, "corral_scrape_stale", &[]).is_some());
     // The supervisor itself answers.
     assert_eq!(get(&addr, "/healthz").0, 200);

@@ -2,7 +2,8 @@
 //! subscribers. A subscriber may first replay the journal (`since`), then follows live
 //! events with no gap and no duplicate. A subscriber that cannot keep up is cut off and
 //! told the first sequence number it missed ([`Error::Lagged`]), so it can resume from
-//! there; nothing is dropped silently, and the daemon counts such subscribers.
+//! there; nothing is dropped silently, and the daemon counts such subscribers. A `since`
+//! older than the journal keeps is told too ([`Error::Truncated`], before the replay).
 
 use crate::error::{Error, Result};
 use crate::journal::{self, Journal};
@@ -91,7 +92,8 @@ pub struct Subscribe(pub EventFilter);
 #[rtype(result = "(usize, u64, u64)")]
 pub struct SubscriberCounts;
 
-/// A subscriber's end: replayed events, then live ones, then `Err(Lagged)` if it fell behind.
+/// A subscriber's end: `Err(Truncated)` if the journal no longer holds what `since` asked
+/// for, replayed events, then live ones, then `Err(Lagged)` if it fell behind.
 pub struct EventStream {
     replay: Option<(PathBuf, Since, u64)>,
     replayed: VecDeque<Event>,
@@ -101,15 +103,25 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// The next event; `None` when the daemon is gone, `Err(Lagged)` once if it fell behind.
+    /// The next event; `None` when the daemon is gone, `Err(Lagged)` once if it fell behind
+    /// (the end). First, `Err(Truncated)` once if `since` asked for events rotated out of
+    /// the journal: not an end, the replay follows.
     pub async fn next(&mut self) -> Option<Result<Event>> {
         if let Some((dir, since, until)) = self.replay.take() {
-            let read = actix_rt::task::spawn_blocking(move || journal::replay(&dir, since, until));
-            let events = read.await.unwrap_or_default();
-            self.replayed = events
+            let read =
+                actix_rt::task::spawn_blocking(move || journal::replay_told(&dir, since, until));
+            let replay = read.await.unwrap_or_default();
+            self.replayed = replay
+                .events
                 .into_iter()
                 .filter(|e| self.filter.matches(e))
                 .collect();
+            if let Some(first_kept) = replay.truncated {
+                return Some(Err(Error::Truncated {
+                    first_kept,
+                    asked: since,
+                }));
+            }
         }
         if let Some(e) = self.replayed.pop_front() {
             return Some(Ok(e));

@@ -181,10 +181,14 @@ impl Supervisor {
                     None
                 };
                 if let Some(why) = broken {
-                    // Stop whatever is left of it; keep its files for a person to read.
+                    // Stop whatever is left of it; keep its files for a person to read. The
+                    // shim's whole process group (it is a session leader): a runtime call
+                    // still running under it would otherwise go on to create the container
+                    // after the delete below, and write its pid file into a new container
+                    // of the same id.
                     if let Some((shim, start)) = init.read_shim_pid() {
                         if crate::layout::same_process(shim, start) {
-                            let _ = nix::sys::signal::kill(
+                            let _ = nix::sys::signal::killpg(
                                 nix::unistd::Pid::from_raw(shim),
                                 nix::sys::signal::Signal::SIGKILL,
                             );
@@ -192,7 +196,9 @@ impl Supervisor {
                     }
                     self.set_aside(dir.path(), &why);
                     let cgroup = record.cgroups.clone();
-                    ctx.spawn(
+                    // Held (`wait`): no create of the same id may run before this delete,
+                    // which would otherwise fail on the leftover, or be deleted by it.
+                    ctx.wait(
                         async move {
                             if let Err(e) = runtime.delete(&record.id, true).await {
                                 tracing::warn!("removing {}: {e}", record.id);

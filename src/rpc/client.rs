@@ -1,5 +1,6 @@
 //! A blocking client for the RPC, used by corralctl and the tests. One request at a time;
-//! [`Client::subscribe`] turns the connection into an event stream.
+//! [`Client::subscribe`] turns the connection into an event stream, and
+//! [`Client::subscribe_resuming`] follows events across daemon restarts.
 
 use super::frame::{read_frame_sync, write_frame_sync};
 use super::protocol::*;
@@ -7,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::types::*;
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The reply's payload if it is the expected variant, else a protocol error.
 macro_rules! expect_reply {
@@ -333,13 +335,45 @@ impl Client {
         let id = self.send(Request::Subscribe(filter))?;
         Ok(Subscription { client: self, id })
     }
+
+    /// Follows the events that pass `filter` on `socket`, across lost connections: when
+    /// the daemon goes away (or the subscription lags), connects again, retrying every
+    /// 100 to 500 ms for up to `reconnect` after the loss, and resumes from the sequence
+    /// number after the last event it yielded (`since: Seq(last + 1)`), skipping any event
+    /// at or below it: no gap and no duplicate, as far as the journal keeps them.
+    /// `Duration::ZERO` never reconnects after a loss of the daemon (lagging is still
+    /// resumed). Without `filter.since`, the stream starts at the daemon's next event.
+    pub fn subscribe_resuming(
+        socket: &Path,
+        filter: EventFilter,
+        reconnect: Duration,
+    ) -> Result<ResumingSubscription> {
+        let mut client = Client::connect(socket)?;
+        let mut filter = filter;
+        if filter.since.is_none() {
+            // A fixed starting point, so that a loss before the first event loses nothing.
+            let last = client.info()?.last_seq;
+            filter.since = Some(Since::Seq(last + 1));
+        }
+        let current = Some(client.subscribe(filter.clone())?);
+        Ok(ResumingSubscription {
+            socket: socket.to_path_buf(),
+            filter,
+            reconnect,
+            current,
+            last_seq: None,
+            done: false,
+        })
+    }
 }
 
 fn unexpected(reply: &Reply) -> Error {
     Error::Protocol(format!("unexpected reply {reply:?}"))
 }
 
-/// Events from a subscription, in order; ends with `Err(Lagged)` if it fell behind.
+/// Events from a subscription, in order; `Err(Truncated)` first if the journal no longer
+/// holds what `since` asked for (the stream goes on); ends with `Err(Lagged)` if it fell
+/// behind.
 pub struct Subscription {
     client: Client,
     id: u64,
@@ -364,6 +398,185 @@ impl Iterator for Subscription {
             Ok(other) => Some(Err(unexpected(&other))),
             Err(Error::Internal(m)) if m.contains("closed the connection") => None,
             Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// What a [`ResumingSubscription`] yields.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Resumed {
+    /// An event, each exactly once, in increasing sequence order.
+    Event(Event),
+    /// The journal no longer holds the events asked for; the replay starts at `first_kept`.
+    Truncated {
+        /// The oldest sequence number kept.
+        first_kept: u64,
+    },
+    /// The subscription fell behind and is resumed from `first_missed` on a new connection.
+    Lagged {
+        /// The first sequence number not delivered on the old connection.
+        first_missed: u64,
+    },
+    /// The daemon went away after the event `last_seq` (`None`: before any event);
+    /// reconnecting.
+    Lost {
+        /// The last sequence number yielded.
+        last_seq: Option<u64>,
+        /// How the connection ended.
+        error: Error,
+    },
+    /// Connected again; events resume from `since`.
+    Reconnected {
+        /// Where the new subscription starts.
+        since: Since,
+    },
+}
+
+/// A subscription that reconnects and resumes by sequence number
+/// ([`Client::subscribe_resuming`]). `Err` ends it: the daemon did not come back in time
+/// (or reconnecting is off), or it answered with an error.
+pub struct ResumingSubscription {
+    socket: PathBuf,
+    filter: EventFilter,
+    reconnect: Duration,
+    current: Option<Subscription>,
+    last_seq: Option<u64>,
+    done: bool,
+}
+
+/// How often a lost subscription tries to connect again, at first and at most.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+impl ResumingSubscription {
+    /// The last sequence number yielded, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Where a new subscription starts: after the last event yielded, or where this one
+    /// started.
+    fn resume_point(&self) -> Option<Since> {
+        match self.last_seq {
+            Some(seq) => Some(Since::Seq(seq + 1)),
+            None => self.filter.since,
+        }
+    }
+
+    fn resubscribe(&mut self, since: Option<Since>) -> Result<()> {
+        let filter = EventFilter {
+            since,
+            ..self.filter.clone()
+        };
+        self.current = Some(Client::connect(&self.socket)?.subscribe(filter)?);
+        Ok(())
+    }
+
+    /// Connects again within the reconnect timeout; the error is the last attempt's.
+    fn reconnect(&mut self, lost: &Error) -> Result<Since> {
+        let since = self.resume_point().unwrap_or(Since::Seq(0));
+        let deadline = Instant::now() + self.reconnect;
+        let mut pause = RETRY_FIRST;
+        let mut last_error = lost.clone();
+        while Instant::now() < deadline {
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            pause = (pause * 2).min(RETRY_MAX);
+            match self.resubscribe(Some(since)) {
+                Ok(()) => return Ok(since),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(Error::Internal(format!(
+            "{} and did not come back within {:?} ({last_error})",
+            went_away(self.last_seq),
+            self.reconnect
+        )))
+    }
+}
+
+/// "corrald went away after event N" (or "before any event").
+pub fn went_away(last_seq: Option<u64>) -> String {
+    match last_seq {
+        Some(seq) => format!("corrald went away after event {seq}"),
+        None => "corrald went away before any event".into(),
+    }
+}
+
+impl Iterator for ResumingSubscription {
+    type Item = Result<Resumed>;
+
+    fn next(&mut self) -> Option<Result<Resumed>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let Some(sub) = self.current.as_mut() else {
+                // Lost on the previous call: connect again (or give up).
+                let lost = Error::Internal("corrald closed the connection".into());
+                return Some(match self.reconnect(&lost) {
+                    Ok(since) => Ok(Resumed::Reconnected { since }),
+                    Err(e) => {
+                        self.done = true;
+                        Err(e)
+                    }
+                });
+            };
+            let frame: Result<Option<ServerFrame>> = read_frame_sync(&mut sub.client.stream);
+            let reply = match frame {
+                Ok(Some(frame)) if frame.id == sub.id || frame.id == 0 => frame.reply,
+                Ok(Some(_)) => continue,
+                // The connection ended or broke: the daemon went away.
+                Ok(None) | Err(Error::Internal(_)) => {
+                    let error = match frame {
+                        Err(e) => e,
+                        _ => Error::Internal("corrald closed the connection".into()),
+                    };
+                    self.current = None;
+                    if self.reconnect.is_zero() {
+                        self.done = true;
+                        return Some(Err(Error::Internal(went_away(self.last_seq))));
+                    }
+                    return Some(Ok(Resumed::Lost {
+                        last_seq: self.last_seq,
+                        error,
+                    }));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            match reply {
+                Reply::Event(e) if self.last_seq.is_some_and(|last| e.seq <= last) => continue,
+                Reply::Event(e) => {
+                    self.last_seq = Some(e.seq);
+                    return Some(Ok(Resumed::Event(e)));
+                }
+                Reply::Error(Error::Truncated { first_kept, .. }) => {
+                    return Some(Ok(Resumed::Truncated { first_kept }));
+                }
+                Reply::Error(Error::Lagged { first_missed }) => {
+                    self.current = None;
+                    return Some(match self.resubscribe(Some(Since::Seq(first_missed))) {
+                        Ok(()) => Ok(Resumed::Lagged { first_missed }),
+                        // The daemon went away meanwhile: the next call reconnects.
+                        Err(_) if !self.reconnect.is_zero() => Ok(Resumed::Lagged { first_missed }),
+                        Err(e) => {
+                            self.done = true;
+                            Err(e)
+                        }
+                    });
+                }
+                Reply::Error(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                other => {
+                    self.done = true;
+                    return Some(Err(unexpected(&other)));
+                }
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ mod protocol;
 #[doc(hidden)] // For corrald, not a stable API.
 pub mod server;
 
-pub use client::{Client, Subscription};
+pub use client::{went_away, Client, Resumed, ResumingSubscription, Subscription};
 pub use frame::MAX_FRAME;
 pub use protocol::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 

@@ -88,7 +88,8 @@ pub enum Request {
     },
     /// Close a process's stdin.
     CloseStdin(ProcessRef),
-    /// Stream events (replies: `Event`... until the connection closes, or `Error(Lagged)`).
+    /// Stream events (replies: `Error(Truncated)` first if `since` is older than the journal
+    /// keeps, then `Event`... until the connection closes, or `Error(Lagged)`).
     Subscribe(EventFilter),
     /// The daemon's counters.
     Info,
@@ -270,4 +271,33 @@ pub enum Reply {
         /// The supervisor answers.
         serving: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// bincode is positional: the truncation notice is appended, so every earlier reply and
+    /// error keeps its index and protocol 2 peers still read each other.
+    #[test]
+    fn the_truncation_notice_is_appended_on_the_wire() {
+        let frame = ServerFrame {
+            id: 1,
+            reply: Reply::Error(Error::Truncated {
+                first_kept: 11,
+                asked: Since::Seq(0),
+            }),
+        };
+        let bytes = crate::rpc::frame::encode(&frame).unwrap();
+        // Length prefix, then id 1, Reply::Error (14), Error::Truncated (10), 11, Seq(0).
+        assert_eq!(bytes[4..], [1, 14, 10, 11, 0, 0]);
+        let lagged = ServerFrame {
+            id: 1,
+            reply: Reply::Error(Error::Lagged { first_missed: 7 }),
+        };
+        assert_eq!(
+            crate::rpc::frame::encode(&lagged).unwrap()[4..],
+            [1, 14, 7, 7]
+        );
+    }
 }

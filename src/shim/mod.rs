@@ -56,6 +56,17 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
 
+    // Our own pid file, before the runtime runs. The daemon writes it too, right after
+    // spawning us; a daemon killed in between would leave a live shim without one, which
+    // the next daemon takes for dead (and kills its container's process as an orphan).
+    let me = std::process::id() as i32;
+    if let Some(start) = proc_starttime(me) {
+        let tmp = dir.path().join("shim.pid.own");
+        if std::fs::write(&tmp, format!("{me} {start}")).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.shim_pid_file());
+        }
+    }
+
     // Our own directory, held open: the late exitStatus write goes into it or nowhere, never
     // into a new directory of the same name (a new container with the same id, a restart).
     let own_dir =

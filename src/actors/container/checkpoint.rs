@@ -78,7 +78,10 @@ fn failed_dump(dir: &Path, e: Error) -> Error {
 impl Handler<Checkpoint> for Container {
     type Result = ResponseActFuture<Self, Result<CheckpointInfo>>;
 
-    fn handle(&mut self, msg: Checkpoint, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Checkpoint, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         let dir = match self.prepare_checkpoint(&msg) {
             Ok(dir) => dir,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),

@@ -27,6 +27,9 @@ impl Handler<Delete> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
     fn handle(&mut self, Delete { force }: Delete, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(Delete { force }, ctx);
+        }
         if let Err(e) = self.guard(Verb::Delete { force }) {
             return Box::pin(actix::fut::ready(Err(e)));
         }

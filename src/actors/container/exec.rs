@@ -85,7 +85,10 @@ impl Container {
 impl Handler<Exec> for Container {
     type Result = ResponseActFuture<Self, Result<ProcessInfo>>;
 
-    fn handle(&mut self, mut msg: Exec, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: Exec, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         let dir = match self.prepare_exec(&mut msg) {
             Ok(dir) => dir,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),

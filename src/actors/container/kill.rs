@@ -55,7 +55,10 @@ impl Container {
 impl Handler<Kill> for Container {
     type Result = ResponseActFuture<Self, Result<()>>;
 
-    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         let addr = match self.kill_target(&msg) {
             Ok(addr) => addr,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),

@@ -67,6 +67,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// What a Container needs from the daemon's configuration.
 #[derive(Clone)]
@@ -95,6 +96,8 @@ pub struct Container {
     started_at_ns: u64,
     backoff_streak: u32,
     oom: oom::OomWatch,
+    /// Verbs that came while a restart ran, handled again once it is over.
+    after_restart: Vec<oneshot::Sender<()>>,
 }
 
 impl Container {
@@ -112,6 +115,7 @@ impl Container {
             started_at_ns: now_ns(),
             backoff_streak: 0,
             oom: oom::OomWatch::default(),
+            after_restart: Vec::new(),
         }
     }
 
@@ -170,6 +174,7 @@ impl Container {
             oom_kills: self.record.oom_kills,
             exit_oom_killed: exit.is_some() && self.oom.killed_this_run(),
             busy: false,
+            operation: self.life.op.name().to_string(),
         }
     }
 
@@ -262,6 +267,37 @@ impl Container {
             ctx.address().recipient(),
         )
         .start()
+    }
+
+    /// Whether a restart is running: verbs that would change the container wait for it
+    /// ([`Container::after_restart`]), reads are answered at once.
+    fn restarting(&self) -> bool {
+        self.life.op == state::Operation::Restarting
+    }
+
+    /// A verb that came during a restart, handled once the restart is over, so it never
+    /// interleaves with a half-made restart (the mailbox, and so lists and state, keep
+    /// moving meanwhile). It is handled inside the same actor future, so its answer is
+    /// delivered even when it stops the actor (a delete).
+    fn after_restart<M, T>(
+        &mut self,
+        msg: M,
+        _: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<T>>
+    where
+        M: Message<Result = Result<T>> + 'static,
+        T: 'static,
+        Container: Handler<M, Result = ResponseActFuture<Self, Result<T>>>,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.after_restart.push(tx);
+        Box::pin(
+            async move {
+                let _ = rx.await;
+            }
+            .into_actor(self)
+            .then(move |(), act, ctx| <Container as Handler<M>>::handle(act, msg, ctx)),
+        )
     }
 
     fn slot(&self, exec_id: Option<&str>) -> Result<&ProcessSlot> {

@@ -20,7 +20,10 @@ pub struct Resume;
 impl Handler<Pause> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, _: Pause, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Pause, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         if let Err(e) = self.guard(Verb::Pause) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
@@ -53,7 +56,10 @@ impl Handler<Pause> for Container {
 impl Handler<Resume> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, _: Resume, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         if let Err(e) = self.guard(Verb::Resume) {
             return Box::pin(actix::fut::ready(Err(e)));
         }

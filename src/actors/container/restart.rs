@@ -106,8 +106,9 @@ impl Container {
         self.life.op = Operation::RestartPending(timer);
     }
 
-    /// Runs the init process again under the same id. Holds the mailbox while it runs, so
-    /// nothing (a delete, a kill) interleaves with a half-made restart.
+    /// Runs the init process again under the same id. The mailbox keeps moving (state and
+    /// lists are answered), and every verb that would change the container waits until the
+    /// restart is over (`after_restart`), so nothing interleaves with a half-made restart.
     fn restart(&mut self, ctx: &mut Context<Self>, by: Restarter) {
         if let Err(e) = self.guard(Verb::Restart) {
             if let Restarter::User(done) = by {
@@ -153,7 +154,7 @@ impl Container {
             }
             launched.map_err(Error::from)
         };
-        ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.life.op = Operation::Idle;
             let done = match by {
                 Restarter::Policy => {
@@ -168,7 +169,11 @@ impl Container {
             let answer = match result {
                 Ok(shim) => {
                     act.record.stopped_by_user = false;
-                    act.record.manually_stopped = false;
+                    if done.is_some() {
+                        // A user's restart lifts a user's stop (a policy restart never
+                        // clears one that came while it ran).
+                        act.record.manually_stopped = false;
+                    }
                     act.record.exited_by_checkpoint = false;
                     act.execs.clear();
                     act.init = ProcessSlot {
@@ -208,6 +213,10 @@ impl Container {
             if let Some(done) = done {
                 let _ = done.send(answer);
             }
+            // The verbs that came meanwhile, in the order they came.
+            for waiting in act.after_restart.drain(..) {
+                let _ = waiting.send(());
+            }
         }));
     }
 }
@@ -226,31 +235,41 @@ enum Restarter {
 pub struct RestartNow;
 
 impl Handler<RestartNow> for Container {
-    type Result = ResponseFuture<Result<ContainerInfo>>;
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, _: RestartNow, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RestartNow, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         if let Operation::RestartPending(timer) = self.life.op {
             ctx.cancel_future(timer);
             self.life.op = Operation::Idle;
         }
         let (tx, rx) = oneshot::channel();
         self.restart(ctx, Restarter::User(tx));
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(Error::Internal("the container went away".into())))
-        })
+        Box::pin(
+            async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(Error::Internal("the container went away".into())))
+            }
+            .into_actor(self),
+        )
     }
 }
 
-/// Holds every restart policy after a user's `stop` (until a user's restart).
+/// Holds every restart policy after a user's `stop` (until a user's restart), and answers
+/// the container's state as it is then (after a restart in flight is over).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<ContainerInfo>")]
 pub struct HoldRestarts;
 
 impl Handler<HoldRestarts> for Container {
-    type Result = ();
+    type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, _: HoldRestarts, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: HoldRestarts, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         if let Operation::RestartPending(timer) = self.life.op {
             ctx.cancel_future(timer);
             self.life.op = Operation::Idle;
@@ -259,6 +278,7 @@ impl Handler<HoldRestarts> for Container {
             self.record.manually_stopped = true;
             self.save_record();
         }
+        Box::pin(actix::fut::ready(Ok(self.info())))
     }
 }
 

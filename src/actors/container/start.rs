@@ -16,7 +16,10 @@ pub struct Start;
 impl Handler<Start> for Container {
     type Result = ResponseActFuture<Self, Result<ContainerInfo>>;
 
-    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Start, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(msg, ctx);
+        }
         if let Err(e) = self.guard(Verb::Start) {
             return Box::pin(actix::fut::ready(Err(e)));
         }

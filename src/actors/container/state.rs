@@ -85,6 +85,20 @@ pub enum Operation {
     Deleting,
 }
 
+impl Operation {
+    /// Its short name on the wire (`ContainerInfo::operation`); empty when idle.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Idle => "",
+            Operation::Starting => "starting",
+            Operation::Checkpointing { .. } => "checkpointing",
+            Operation::RestartPending(_) => "restart-pending",
+            Operation::Restarting => "restarting",
+            Operation::Deleting => "deleting",
+        }
+    }
+}
+
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

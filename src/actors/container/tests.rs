@@ -503,7 +503,7 @@ fn a_users_stop_holds_even_always_and_a_users_restart_runs_it_again_uncounted() 
         let info = c.send(run(true)).await.unwrap().unwrap();
         h.topics(2).await;
         wrong_state(c.send(RestartNow).await.unwrap(), "stopped container");
-        c.send(HoldRestarts).await.unwrap();
+        c.send(HoldRestarts).await.unwrap().unwrap();
         sigkill(info.pid);
         assert_eq!(h.next().await.0, Topic::TaskExit);
         h.silent(Duration::from_millis(400)).await;
@@ -521,5 +521,33 @@ fn a_users_stop_holds_even_always_and_a_users_restart_runs_it_again_uncounted() 
         assert_eq!(h.next().await.0, Topic::TaskExit);
         assert_eq!(h.next().await.0, Topic::TaskStart);
         assert_eq!(c.send(GetInfo).await.unwrap().restarts, 1);
+    });
+}
+
+#[test]
+fn a_restart_in_flight_answers_state_and_holds_other_verbs_until_it_is_over() {
+    actix_test(async {
+        let mut h = Harness::new("restarting").await;
+        let c = h.container("r", RestartPolicy::Always);
+        let info = c.send(run(true)).await.unwrap().unwrap();
+        h.topics(2).await;
+        // The policy's restart launches slowly.
+        h.fake
+            .script("run", Scripted::Delay(Duration::from_millis(600)));
+        sigkill(info.pid);
+        assert_eq!(h.next().await.0, Topic::TaskExit);
+        // Inside the restart (the timer is 100 ms, the launch 600 ms).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = std::time::Instant::now();
+        let during = c.send(GetInfo).await.unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_millis(200),
+            "state waited for the restart"
+        );
+        assert_eq!(during.status, Status::Stopped);
+        // A forced delete waits for the restart, then kills and deletes the new run.
+        c.send(Delete { force: true }).await.unwrap().unwrap();
+        let rest = h.topics(3).await;
+        assert_eq!(rest, [Topic::TaskStart, Topic::TaskExit, Topic::TaskDelete]);
     });
 }

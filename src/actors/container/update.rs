@@ -39,7 +39,10 @@ pub(super) fn refusal(id: &str, fields: &[Field], err: RuntimeError) -> Error {
 impl Handler<Update> for Container {
     type Result = ResponseActFuture<Self, Result<()>>;
 
-    fn handle(&mut self, Update(resources): Update, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Update(resources): Update, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting() {
+            return self.after_restart(Update(resources), ctx);
+        }
         let fields = resources.fields();
         let refuse = if fields.is_empty() {
             Err(Error::InvalidArgument(

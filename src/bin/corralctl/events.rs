@@ -2,7 +2,7 @@
 
 use crate::{Ctl, Outcome};
 use clap::Args;
-use corral::rpc::Client;
+use corral::rpc::{Client, Resumed};
 use corral::*;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -28,6 +28,30 @@ pub struct EventsArgs {
     /// One JSON event per line.
     #[arg(long)]
     json: bool,
+    /// When corrald goes away, connect again and resume after the last event seen (no gap,
+    /// no duplicate) instead of failing with exit 125.
+    #[arg(long)]
+    reconnect: bool,
+    /// With --reconnect: how long to keep trying after corrald went away (500ms, 90s, 10m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    reconnect_timeout: Duration,
+}
+
+/// `500ms`, `90s`, `10m`, `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1),
+        None => match s.char_indices().last() {
+            Some((i, 's')) => (&s[..i], 1000),
+            Some((i, 'm')) => (&s[..i], 60_000),
+            Some((i, 'h')) => (&s[..i], 3_600_000),
+            _ => ("", 0),
+        },
+    };
+    match n.parse::<u64>() {
+        Ok(n) if unit > 0 => Ok(Duration::from_millis(n.saturating_mul(unit))),
+        _ => Err(format!("{s:?} is not a duration (500ms, 90s, 10m, 2h)")),
+    }
 }
 
 /// One `--filter`.
@@ -95,9 +119,13 @@ pub fn parse_point(s: &str) -> Result<Since, String> {
 /// How long the stream must be quiet, once `--until` has passed, for the command to end.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// Reads a subscription on a thread, so that the caller can wait with a timeout.
-fn follow(ctl: &Ctl, filter: EventFilter) -> Result<Receiver<Result<Event>>> {
-    let subscription = Client::connect(&ctl.socket)?.subscribe(filter)?;
+/// Reads a resuming subscription on a thread, so that the caller can wait with a timeout.
+fn follow(
+    ctl: &Ctl,
+    filter: EventFilter,
+    reconnect: Duration,
+) -> Result<Receiver<Result<Resumed>>> {
+    let subscription = Client::subscribe_resuming(&ctl.socket, filter, reconnect)?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for item in subscription {
@@ -110,11 +138,15 @@ fn follow(ctl: &Ctl, filter: EventFilter) -> Result<Receiver<Result<Event>>> {
 }
 
 /// Whether the daemon's stream has passed `until` (by the clock, or its last sequence).
-fn passed(ctl: &Ctl, until: Since) -> Result<bool> {
-    Ok(match until {
+/// A daemon that cannot be asked has not: the stream itself tells when it went away.
+fn passed(ctl: &Ctl, until: Since) -> bool {
+    match until {
         Since::Time(t) => now_ns() > t,
-        Since::Seq(n) => ctl.client()?.info()?.last_seq >= n,
-    })
+        Since::Seq(n) => ctl
+            .client()
+            .and_then(|mut c| c.info())
+            .is_ok_and(|i| i.last_seq >= n),
+    }
 }
 
 fn line_of(event: &Event) -> String {
@@ -154,7 +186,7 @@ pub fn events(ctl: &Ctl, a: EventsArgs) -> Outcome {
             EventMatch::Id(id) => ids.push(id),
         }
     }
-    let mut filter = EventFilter {
+    let filter = EventFilter {
         namespace: Some(ctl.namespace.clone()),
         // One id is filtered by the daemon; several here.
         container_id: if ids.len() == 1 {
@@ -169,7 +201,15 @@ pub fn events(ctl: &Ctl, a: EventsArgs) -> Outcome {
             && (ids.is_empty() || ids.contains(&e.container_id))
     };
     let mut out = std::io::stdout().lock();
-    let mut rx = follow(ctl, filter.clone())?;
+    let reconnect = if a.reconnect {
+        a.reconnect_timeout
+    } else {
+        Duration::ZERO
+    };
+    let rx = follow(ctl, filter, reconnect)?;
+    // Between a lost connection and the next one, the daemon may pass `until` before this
+    // stream has caught up: only a connected stream can end by the quiet rule.
+    let mut lost = false;
     loop {
         let item = match a.until {
             None => match rx.recv() {
@@ -178,20 +218,45 @@ pub fn events(ctl: &Ctl, a: EventsArgs) -> Outcome {
             },
             Some(until) => match rx.recv_timeout(QUIET) {
                 Ok(item) => item,
-                Err(RecvTimeoutError::Timeout) if passed(ctl, until)? => break,
+                Err(RecvTimeoutError::Timeout) if !lost && passed(ctl, until) => break,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             },
         };
-        let event = match item {
-            Ok(event) => event,
-            Err(Error::Lagged { first_missed }) => {
-                eprintln!("corralctl: fell behind; resuming from event {first_missed}");
-                filter.since = Some(Since::Seq(first_missed));
-                rx = follow(ctl, filter.clone())?;
+        let event = match item? {
+            Resumed::Event(event) => event,
+            Resumed::Truncated { first_kept } => {
+                eprintln!(
+                    "corralctl: events before {first_kept} are no longer kept; \
+                     replaying from {first_kept}"
+                );
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Resumed::Lagged { first_missed } => {
+                eprintln!("corralctl: fell behind; resuming from event {first_missed}");
+                continue;
+            }
+            Resumed::Lost { last_seq, error } => {
+                eprintln!(
+                    "corralctl: {} ({error}); reconnecting for up to {:?}",
+                    corral::rpc::went_away(last_seq),
+                    a.reconnect_timeout
+                );
+                lost = true;
+                continue;
+            }
+            Resumed::Reconnected { since } => {
+                let from = match since {
+                    Since::Seq(n) => format!("event {n}"),
+                    Since::Time(t) => format_time(t),
+                };
+                eprintln!("corralctl: reconnected to corrald; resuming from {from}");
+                lost = false;
+                continue;
+            }
+            other => {
+                return Err(Error::Internal(format!("unexpected stream item {other:?}")).into())
+            }
         };
         let (past, last) = match a.until {
             Some(Since::Seq(n)) => (event.seq > n, event.seq == n),
