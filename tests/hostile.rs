@@ -6,55 +6,17 @@
 
 mod common;
 
+use common::raw::*;
 use common::*;
-use corral::rpc::frame::{encode, read_frame_sync, MAX_FRAME};
+use corral::rpc::frame::{encode, MAX_FRAME};
 use corral::rpc::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 use corral::{Error, EventFilter};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// The most a test's attack may grow the daemon's RSS by.
 const RSS_BUDGET_KIB: u64 = 8 * 1024;
-
-fn raw(d: &Daemon) -> UnixStream {
-    let s = UnixStream::connect(&d.socket).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-fn send(s: &mut UnixStream, id: u64, request: Request) {
-    s.write_all(&encode(&ClientFrame { id, request }).unwrap())
-        .expect("write a frame");
-}
-
-fn hello() -> Request {
-    Request::Hello {
-        version: PROTOCOL_VERSION,
-        client: "hostile test client".into(),
-    }
-}
-
-/// The next frame from the daemon; `None` when it closed the connection.
-fn next_frame(s: &mut UnixStream) -> Option<ServerFrame> {
-    match read_frame_sync::<_, ServerFrame>(s) {
-        Ok(f) => f,
-        Err(Error::Internal(m)) if m.contains("Connection reset") => None,
-        Err(e) => panic!("reading the daemon's reply: {e}"),
-    }
-}
-
-fn handshake(s: &mut UnixStream) {
-    send(s, 1, hello());
-    match next_frame(s) {
-        Some(ServerFrame {
-            id: 1,
-            reply: Reply::Hello { .. },
-        }) => {}
-        other => panic!("handshake answered {other:?}"),
-    }
-}
 
 /// The connection-level error (id 0) the daemon sends before it closes the connection.
 fn connection_error(s: &mut UnixStream, what: &str) -> Error {
@@ -67,16 +29,6 @@ fn connection_error(s: &mut UnixStream, what: &str) -> Error {
     };
     expect_closed(s, what);
     e
-}
-
-fn expect_closed(s: &mut UnixStream, what: &str) {
-    let mut buf = [0u8; 64];
-    match s.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(n) => panic!("{what}: the connection is still open and sent {n} more bytes"),
-        Err(e) => panic!("{what}: the connection was not closed: {e}"),
-    }
 }
 
 /// Another client is answered, within a second.
@@ -312,7 +264,7 @@ fn connections_over_the_cap_get_a_clear_error() {
     while held.len() < 8 {
         assert!(Instant::now() < deadline, "could not open 8 connections");
         let mut s = raw(&d);
-        send(&mut s, 1, hello());
+        send(&mut s, 1, hello(PROTOCOL_VERSION));
         match next_frame(&mut s) {
             Some(ServerFrame {
                 reply: Reply::Hello { .. },

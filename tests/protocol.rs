@@ -4,52 +4,13 @@
 
 mod common;
 
+use common::raw::*;
 use common::*;
-use corral::rpc::frame::{encode, read_frame_sync, MAX_FRAME};
-use corral::rpc::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+use corral::rpc::frame::MAX_FRAME;
+use corral::rpc::{Reply, Request, ServerFrame, PROTOCOL_VERSION};
 use corral::{Error, EventFilter, Topic};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
-
-fn raw(d: &Daemon) -> UnixStream {
-    let s = UnixStream::connect(&d.socket).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-fn send(s: &mut UnixStream, id: u64, request: Request) {
-    s.write_all(&encode(&ClientFrame { id, request }).unwrap())
-        .expect("write a frame");
-}
-
-fn hello(version: u32) -> Request {
-    Request::Hello {
-        version,
-        client: "raw test client".into(),
-    }
-}
-
-/// The next frame from the daemon; `None` when it closed the connection.
-fn next_frame(s: &mut UnixStream) -> Option<ServerFrame> {
-    match read_frame_sync::<_, ServerFrame>(s) {
-        Ok(f) => f,
-        Err(Error::Internal(m)) if m.contains("Connection reset") => None,
-        Err(e) => panic!("reading the daemon's reply: {e}"),
-    }
-}
-
-fn handshake(s: &mut UnixStream) {
-    send(s, 1, hello(PROTOCOL_VERSION));
-    match next_frame(s) {
-        Some(ServerFrame {
-            id: 1,
-            reply: Reply::Hello { version, .. },
-        }) => assert_eq!(version, PROTOCOL_VERSION),
-        other => panic!("handshake answered {other:?}"),
-    }
-}
 
 /// Asserts the daemon answers with a protocol error (id 0) and then closes the connection.
 fn expect_protocol_error_then_close(s: &mut UnixStream, what: &str) -> String {
@@ -62,16 +23,6 @@ fn expect_protocol_error_then_close(s: &mut UnixStream, what: &str) -> String {
     };
     expect_closed(s, what);
     msg
-}
-
-fn expect_closed(s: &mut UnixStream, what: &str) {
-    let mut buf = [0u8; 64];
-    match s.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(n) => panic!("{what}: the connection is still open and sent {n} more bytes"),
-        Err(e) => panic!("{what}: the connection was not closed: {e}"),
-    }
 }
 
 /// Junk inside a well-formed length prefix, before or after the handshake, is a protocol

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use corral::rpc::Client;
 use corral::{ContainerInfo, CreateRequest, ExecProcess, ExecRequest, ExitStatus, KillRequest};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
