@@ -18,7 +18,7 @@ work=$(mktemp -d /tmp/corral-demo.XXXXXX)
 sock=$work/corrald.sock
 ctl() { "$bin/corralctl" --socket "$sock" "$@"; }
 cleanup() {
-  [ -n "${events_pid:-}" ] && kill "$events_pid" 2>/dev/null || true
+  [ -n "${events_pid:-}" ] && kill "$events_pid" 2>/dev/null && wait "$events_pid" 2>/dev/null || true
   [ -n "${daemon_pid:-}" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -33,7 +33,7 @@ daemon_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 ctl version
 
-ctl events >"$work/events.txt" &
+"$bin/corralctl" --socket "$sock" events >"$work/events.txt" &  # not through ctl(): $! is corralctl itself
 events_pid=$!
 sleep 0.2
 

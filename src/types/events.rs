@@ -1,0 +1,163 @@
+//! Events: the topics, the event itself, and which events a subscriber wants.
+
+use super::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// Event topics: the public contract of what happened, in containerd's vocabulary.
+/// Serialized as the topic path (`"/tasks/exit"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+#[non_exhaustive]
+pub enum Topic {
+    /// A container was created.
+    TaskCreate,
+    /// Its init process started.
+    TaskStart,
+    /// An exec was added.
+    TaskExecAdded,
+    /// An exec started.
+    TaskExecStarted,
+    /// A process exited.
+    TaskExit,
+    /// A container was deleted.
+    TaskDelete,
+    /// The kernel's OOM killer killed a process of the container.
+    TaskOom,
+    /// The container was frozen.
+    TaskPaused,
+    /// The container was thawed.
+    TaskResumed,
+    /// A checkpoint of the container was taken.
+    TaskCheckpointed,
+}
+
+impl Topic {
+    /// The topic's path, e.g. `/tasks/exit`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Topic::TaskCreate => "/tasks/create",
+            Topic::TaskStart => "/tasks/start",
+            Topic::TaskExecAdded => "/tasks/exec-added",
+            Topic::TaskExecStarted => "/tasks/exec-started",
+            Topic::TaskExit => "/tasks/exit",
+            Topic::TaskDelete => "/tasks/delete",
+            Topic::TaskOom => "/tasks/oom",
+            Topic::TaskPaused => "/tasks/paused",
+            Topic::TaskResumed => "/tasks/resumed",
+            Topic::TaskCheckpointed => "/tasks/checkpointed",
+        }
+    }
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 10] = [
+        Topic::TaskCreate,
+        Topic::TaskStart,
+        Topic::TaskExecAdded,
+        Topic::TaskExecStarted,
+        Topic::TaskExit,
+        Topic::TaskDelete,
+        Topic::TaskOom,
+        Topic::TaskPaused,
+        Topic::TaskResumed,
+        Topic::TaskCheckpointed,
+    ];
+}
+
+impl From<Topic> for String {
+    fn from(t: Topic) -> String {
+        t.as_str().to_string()
+    }
+}
+
+impl TryFrom<String> for Topic {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Topic, String> {
+        Topic::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown topic {s:?}"))
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event, as published to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Event {
+    /// Monotonic sequence number, daemon-wide.
+    pub seq: u64,
+    /// When it was published, nanoseconds since the epoch.
+    pub timestamp_ns: u64,
+    /// The container's namespace.
+    pub namespace: String,
+    /// What happened.
+    pub topic: Topic,
+    /// The container.
+    pub container_id: String,
+    /// `init` or the exec id, for process events.
+    pub process_id: Option<String>,
+    /// The process's host pid, when there is one.
+    pub pid: Option<u32>,
+    /// The exit, for /tasks/exit and /tasks/delete.
+    pub exit: Option<ExitStatus>,
+    /// The bundle, for /tasks/create.
+    pub bundle: Option<PathBuf>,
+    /// For /tasks/start after a restart by policy: how many restarts so far.
+    pub restarts: Option<u32>,
+    /// For /tasks/checkpointed: the checkpoint's name.
+    pub checkpoint: Option<String>,
+}
+
+/// Which events a subscriber wants.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only this namespace; `None` for all.
+    pub namespace: Option<String>,
+    /// Only this container; `None` for all.
+    pub container_id: Option<String>,
+    /// Replay from the journal first, from here on; `None` for new events only.
+    pub since: Option<Since>,
+}
+
+/// Where an event replay starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Since {
+    /// Events with this sequence number and later.
+    Seq(u64),
+    /// Events published at or after this time (nanoseconds since the epoch).
+    Time(u64),
+}
+
+impl Since {
+    /// Whether `event` is at or after this point.
+    pub fn admits(&self, event: &Event) -> bool {
+        match *self {
+            Since::Seq(s) => event.seq >= s,
+            Since::Time(t) => event.timestamp_ns >= t,
+        }
+    }
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.since.is_none_or(|s| s.admits(event))
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| *n == event.namespace)
+            && self
+                .container_id
+                .as_ref()
+                .is_none_or(|c| *c == event.container_id)
+    }
+}

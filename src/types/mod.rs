@@ -1,0 +1,18 @@
+//! The vocabulary shared by the library, the RPC and the CLI: ids, states, requests, events.
+
+mod events;
+mod ids;
+mod info;
+mod policy;
+mod requests;
+mod time;
+
+pub use events::*;
+pub use ids::*;
+pub use info::*;
+pub use policy::*;
+pub use requests::*;
+pub use time::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! What clients ask for: creates, execs, signals, stops, resources, stdio.
+
+use super::*;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a process's stdio goes: a path each (file or fifo), `None` for /dev/null.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stdio {
+    /// Read as the process's stdin.
+    pub stdin: Option<PathBuf>,
+    /// Written with the process's stdout.
+    pub stdout: Option<PathBuf>,
+    /// Written with the process's stderr.
+    pub stderr: Option<PathBuf>,
+}
+
+impl Stdio {
+    /// Checks that every path given is absolute; `what` starts the error ("exec ", or "").
+    pub fn check_absolute(&self, what: &str) -> Result<()> {
+        for (name, path) in [
+            ("stdin", &self.stdin),
+            ("stdout", &self.stdout),
+            ("stderr", &self.stderr),
+        ] {
+            if let Some(p) = path.as_ref().filter(|p| !p.is_absolute()) {
+                return Err(Error::InvalidArgument(format!(
+                    "{what}{name} path {} must be absolute",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a client asks for to create a container.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The OCI bundle: a directory with config.json and its rootfs.
+    pub bundle: PathBuf,
+    /// The runtime binary; `None` for the daemon's default.
+    pub runtime: Option<PathBuf>,
+    /// Extra global arguments for the runtime (before the verb).
+    pub runtime_args: Vec<String>,
+    /// Free-form labels, filterable in `list`.
+    pub labels: BTreeMap<String, String>,
+    /// The init process's stdio.
+    pub stdio: Stdio,
+    /// Start it too, in one runtime call (`runc run --detach`).
+    pub start: bool,
+    /// When to restart it after its process exits.
+    pub restart: RestartPolicy,
+}
+
+/// The process an exec runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ExecProcess {
+    /// Run these arguments with the container's own process settings (env, cwd, user).
+    Args(Vec<String>),
+    /// A full OCI process spec, as JSON.
+    SpecJson(String),
+}
+
+/// What a client asks for to run another process in a running container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The new process's id, unique within the container.
+    pub exec_id: String,
+    /// What to run.
+    pub process: ExecProcess,
+    /// Its stdio.
+    pub stdio: Stdio,
+}
+
+/// A signal for one process, or for all of a container's processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KillRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The exec to signal; `None` for the init process.
+    pub exec_id: Option<String>,
+    /// The signal number.
+    pub signal: i32,
+    /// Every process of the container (init only).
+    pub all: bool,
+}
+
+/// Stop (or restart) a container: its stop signal, then SIGKILL after a grace period.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The first signal (SIGTERM unless the caller says otherwise).
+    pub signal: i32,
+    /// How long the process may take to exit before SIGKILL, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// Names one process: a container's init (exec_id `None`) or one of its execs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessRef {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The exec; `None` for the init process.
+    pub exec_id: Option<String>,
+}
+
+/// New resource limits for a running container (containerd v0.2's Resource); `None` leaves
+/// a value as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU shares (relative weight).
+    pub cpu_shares: Option<u64>,
+    /// Block I/O weight, 10-1000.
+    pub blkio_weight: Option<u16>,
+    /// CFS period in microseconds.
+    pub cpu_period: Option<u64>,
+    /// CFS quota in microseconds (-1 for none).
+    pub cpu_quota: Option<i64>,
+    /// CPUs allowed, e.g. "0-1".
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes allowed, e.g. "0".
+    pub cpuset_mems: Option<String>,
+    /// Kernel memory limit in bytes.
+    pub kernel_memory: Option<i64>,
+    /// Kernel TCP buffer limit in bytes.
+    pub kernel_tcp_memory: Option<i64>,
+    /// Memory limit in bytes (-1 for none).
+    pub memory: Option<i64>,
+    /// Memory soft limit in bytes.
+    pub memory_reservation: Option<i64>,
+    /// Memory + swap limit in bytes (-1 for none).
+    pub memory_swap: Option<i64>,
+    /// Most processes (-1 for none).
+    pub pids_limit: Option<i64>,
+}
+
+impl Resources {
+    /// Each field that is set: (seed name, runtime flag, value).
+    pub fn fields(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut out = Vec::new();
+        let mut push = |name, flag, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((name, flag, v));
+            }
+        };
+        push(
+            "CPUShares",
+            "--cpu-share",
+            self.cpu_shares.map(|v| v.to_string()),
+        );
+        push(
+            "BlkioWeight",
+            "--blkio-weight",
+            self.blkio_weight.map(|v| v.to_string()),
+        );
+        push(
+            "CPUPeriod",
+            "--cpu-period",
+            self.cpu_period.map(|v| v.to_string()),
+        );
+        push(
+            "CPUQuota",
+            "--cpu-quota",
+            self.cpu_quota.map(|v| v.to_string()),
+        );
+        push("CpusetCpus", "--cpuset-cpus", self.cpuset_cpus.clone());
+        push("CpusetMems", "--cpuset-mems", self.cpuset_mems.clone());
+        push(
+            "KernelMemory",
+            "--kernel-memory",
+            self.kernel_memory.map(|v| v.to_string()),
+        );
+        push(
+            "KernelTCPMemory",
+            "--kernel-memory-tcp",
+            self.kernel_tcp_memory.map(|v| v.to_string()),
+        );
+        push("Memory", "--memory", self.memory.map(|v| v.to_string()));
+        push(
+            "MemoryReservation",
+            "--memory-reservation",
+            self.memory_reservation.map(|v| v.to_string()),
+        );
+        push(
+            "MemorySwap",
+            "--memory-swap",
+            self.memory_swap.map(|v| v.to_string()),
+        );
+        push(
+            "PidsLimit",
+            "--pids-limit",
+            self.pids_limit.map(|v| v.to_string()),
+        );
+        out
+    }
+}
+
+/// Which seed field a cgroup file (or a runtime's wording) belongs to.
+pub fn resource_field_of(text: &str) -> Option<&'static str> {
+    const FILES: &[(&str, &str)] = &[
+        ("memory.kmem.tcp.limit_in_bytes", "KernelTCPMemory"),
+        ("memory.kmem.limit_in_bytes", "KernelMemory"),
+        ("memory.memsw.limit_in_bytes", "MemorySwap"),
+        ("memory.soft_limit_in_bytes", "MemoryReservation"),
+        ("memory.limit_in_bytes", "Memory"),
+        ("memory.swap.max", "MemorySwap"),
+        ("memory.low", "MemoryReservation"),
+        ("memory.max", "Memory"),
+        ("cpu.shares", "CPUShares"),
+        ("cpu.weight", "CPUShares"),
+        ("cpu.cfs_period_us", "CPUPeriod"),
+        ("cpu.cfs_quota_us", "CPUQuota"),
+        ("cpu.max", "CPUQuota"),
+        ("cpuset.cpus", "CpusetCpus"),
+        ("cpuset.mems", "CpusetMems"),
+        ("blkio.weight", "BlkioWeight"),
+        ("io.weight", "BlkioWeight"),
+        ("pids.max", "PidsLimit"),
+        ("memory+swap", "MemorySwap"),
+        ("memory limit", "Memory"),
+        ("kernel memory", "KernelMemory"),
+        ("cpu-quota", "CPUQuota"),
+        ("cpu-period", "CPUPeriod"),
+    ];
+    FILES
+        .iter()
+        .find(|(f, _)| text.contains(f))
+        .map(|(_, n)| *n)
+}
+
+/// Parses a signal given as a number, `TERM` or `SIGTERM`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::InvalidArgument(format!(
+            "signal {n} is out of range 1-64"
+        )));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::InvalidArgument(format!("unknown signal {s:?}")))
+}
