@@ -110,11 +110,9 @@ pub struct KillArgs {
     exec: Option<String>,
 }
 
-/// `stop`.
+/// How long `stop` and `restart` wait after the first signal.
 #[derive(Args)]
-pub struct StopArgs {
-    #[command(flatten)]
-    ids: IdsArg,
+pub struct GraceArg {
     /// Seconds to wait after the signal before SIGKILL.
     #[arg(
         short = 't',
@@ -123,24 +121,27 @@ pub struct StopArgs {
         default_value_t = 10
     )]
     time: u64,
+}
+
+/// `stop`.
+#[derive(Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    ids: IdsArg,
+    #[command(flatten)]
+    grace: GraceArg,
     /// The first signal.
     #[arg(short, long, default_value = "TERM", value_parser = signal)]
     signal: i32,
 }
 
-/// `restart`.
+/// `restart` (SIGTERM first).
 #[derive(Args)]
 pub struct RestartArgs {
     #[command(flatten)]
     ids: IdsArg,
-    /// Seconds to wait after SIGTERM before SIGKILL.
-    #[arg(
-        short = 't',
-        long = "time",
-        visible_alias = "timeout",
-        default_value_t = 10
-    )]
-    time: u64,
+    #[command(flatten)]
+    grace: GraceArg,
 }
 
 /// `wait`.
@@ -280,16 +281,20 @@ pub fn kill(ctl: &Ctl, a: KillArgs) -> Outcome {
     })
 }
 
+fn stop_request(ctl: &Ctl, id: &str, signal: i32, grace: &GraceArg) -> StopRequest {
+    StopRequest {
+        namespace: ctl.namespace.clone(),
+        id: id.into(),
+        signal,
+        timeout_ms: grace.time.saturating_mul(1000),
+    }
+}
+
 /// `stop`: prints each exit code; exits 0 when every container stopped.
 pub fn stop(ctl: &Ctl, a: StopArgs) -> Outcome {
     let mut client = ctl.client()?;
     each_id(&a.ids.ids, |id| {
-        let exit = client.stop(StopRequest {
-            namespace: ctl.namespace.clone(),
-            id: id.into(),
-            signal: a.signal,
-            timeout_ms: a.time.saturating_mul(1000),
-        })?;
+        let exit = client.stop(stop_request(ctl, id, a.signal, &a.grace))?;
         println!("{}", exit.code);
         Ok(0)
     })
@@ -299,12 +304,7 @@ pub fn stop(ctl: &Ctl, a: StopArgs) -> Outcome {
 pub fn restart(ctl: &Ctl, a: RestartArgs) -> Outcome {
     let mut client = ctl.client()?;
     each_id(&a.ids.ids, |id| {
-        let info = client.restart(StopRequest {
-            namespace: ctl.namespace.clone(),
-            id: id.into(),
-            signal: libc::SIGTERM,
-            timeout_ms: a.time.saturating_mul(1000),
-        })?;
+        let info = client.restart(stop_request(ctl, id, libc::SIGTERM, &a.grace))?;
         println!("{} restarted (pid {})", info.id, info.pid);
         Ok(0)
     })
