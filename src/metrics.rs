@@ -254,14 +254,7 @@ fn register_daemon(registry: &mut Registry, snapshot: &Snapshot, stale: bool) {
     );
 
     let by_state: Family<StateLabels, Gauge> = Family::default();
-    for status in [
-        Status::Created,
-        Status::Running,
-        Status::Pausing,
-        Status::Paused,
-        Status::Stopped,
-        Status::Unknown,
-    ] {
+    for status in Status::ALL {
         let n = snapshot
             .containers
             .iter()

@@ -26,6 +26,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every state, in lifecycle order (for tables and per-state counts).
+    pub const ALL: [Status; 6] = [
+        Status::Created,
+        Status::Running,
+        Status::Pausing,
+        Status::Paused,
+        Status::Stopped,
+        Status::Unknown,
+    ];
+
     /// Whether a container in this state still has its process and cgroup: created,
     /// running, pausing or paused (not stopped, not unknown).
     pub fn is_live(self) -> bool {

@@ -16,17 +16,7 @@ fn ids_are_checked() {
 
 #[test]
 fn live_states() {
-    let live: Vec<Status> = [
-        Status::Created,
-        Status::Running,
-        Status::Pausing,
-        Status::Paused,
-        Status::Stopped,
-        Status::Unknown,
-    ]
-    .into_iter()
-    .filter(|s| s.is_live())
-    .collect();
+    let live: Vec<Status> = Status::ALL.into_iter().filter(|s| s.is_live()).collect();
     assert_eq!(
         live,
         [
