@@ -98,6 +98,30 @@ impl From<RecordError> for Error {
 }
 
 impl ContainerRecord {
+    /// A new container's record, created now: no labels, stdio, cgroups or restart policy
+    /// yet, and every counter of its runs at zero.
+    pub fn new(namespace: &str, id: &str, bundle: PathBuf, runtime: PathBuf) -> Self {
+        ContainerRecord {
+            namespace: namespace.to_string(),
+            id: id.to_string(),
+            bundle,
+            runtime_bundle: None,
+            runtime,
+            runtime_args: Vec::new(),
+            labels: BTreeMap::new(),
+            stdio: Stdio::default(),
+            created_at_ns: crate::types::now_ns(),
+            cgroups: CgroupPaths::default(),
+            restart: RestartPolicy::No,
+            restarts: 0,
+            stopped_by_user: false,
+            manually_stopped: false,
+            exited_by_checkpoint: false,
+            oom_seen: 0,
+            oom_kills: 0,
+        }
+    }
+
     /// Reads `<dir>/state.json`.
     pub fn load(dir: &ContainerDir) -> Result<Self, RecordError> {
         let path = dir.state_json();

@@ -50,23 +50,8 @@ impl Harness {
     fn container(&self, id: &str, restart: RestartPolicy) -> Addr<Container> {
         let dir = crate::layout::StateDir::new(self.root.join("state")).container("ns", id);
         let record = ContainerRecord {
-            namespace: "ns".into(),
-            id: id.into(),
-            bundle: self.root.join("bundle"),
-            runtime_bundle: None,
-            runtime: "fake-runtime".into(),
-            runtime_args: vec![],
-            labels: Default::default(),
-            stdio: Stdio::default(),
-            created_at_ns: now_ns(),
-            cgroups: Default::default(),
             restart,
-            restarts: 0,
-            stopped_by_user: false,
-            manually_stopped: false,
-            exited_by_checkpoint: false,
-            oom_seen: 0,
-            oom_kills: 0,
+            ..ContainerRecord::new("ns", id, self.root.join("bundle"), "fake-runtime".into())
         };
         let env = ContainerEnv {
             runtime: Arc::new(self.fake.clone()),
