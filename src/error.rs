@@ -56,12 +56,25 @@ pub enum Error {
         /// What the subscriber asked for.
         asked: crate::types::Since,
     },
+    /// A remote (a registry) could not be reached or answered with a server error.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Data is not what it claims to be: a digest or size that does not match, a broken
+    /// manifest or tar.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// The disk is full (ENOSPC or EDQUOT) while writing what is named.
+    #[error("no space left: {0}")]
+    NoSpace(String),
 }
 
 impl Error {
     /// Shorthand for an I/O failure with what was being done.
     pub fn io(what: impl std::fmt::Display, err: std::io::Error) -> Self {
-        Error::Internal(format!("{what}: {err}"))
+        match err.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace(format!("{what}: {err}")),
+            _ => Error::Internal(format!("{what}: {err}")),
+        }
     }
 }
 

@@ -119,6 +119,9 @@ pub fn outcome(error: Option<&Error>) -> &'static str {
         Some(Error::Protocol(_)) => "protocol",
         Some(Error::Internal(_)) => "internal",
         Some(Error::Truncated { .. }) => "truncated",
+        Some(Error::Unavailable(_)) => "unavailable",
+        Some(Error::Corrupt(_)) => "corrupt",
+        Some(Error::NoSpace(_)) => "no_space",
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod events;
 mod ids;
+mod images;
 mod info;
 mod policy;
 mod requests;
@@ -9,6 +10,7 @@ mod time;
 
 pub use events::*;
 pub use ids::*;
+pub use images::*;
 pub use info::*;
 pub use policy::*;
 pub use requests::*;

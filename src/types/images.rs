@@ -1,0 +1,313 @@
+//! Images, content, leases and namespaces: what the image service stores and answers.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// OCI image index.
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image manifest.
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image config.
+pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI layer, uncompressed.
+pub const MEDIA_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI layer, gzip.
+pub const MEDIA_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI layer, zstd.
+pub const MEDIA_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Docker schema 2 manifest list.
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker schema 2 manifest.
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker image config.
+pub const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker layer, gzip.
+pub const MEDIA_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker layer, uncompressed (docker save).
+pub const MEDIA_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Docker foreign layer (never fetched).
+pub const MEDIA_DOCKER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// The annotation naming an image in an OCI image layout's index.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Whether `media_type` is an index (OCI index or Docker manifest list).
+pub fn is_index(media_type: &str) -> bool {
+    media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST
+}
+
+/// Whether `media_type` is an image manifest (OCI or Docker schema 2).
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == MEDIA_OCI_MANIFEST || media_type == MEDIA_DOCKER_MANIFEST
+}
+
+/// A platform: what an index entry runs on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`...
+    pub architecture: String,
+    /// `v8`, `v7`... or empty.
+    #[serde(default)]
+    pub variant: String,
+}
+
+impl Platform {
+    /// This host's platform, in OCI's words (`linux/amd64`).
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "arm" => "arm",
+            "powerpc64" => "ppc64le",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            other => other,
+        };
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            architecture: architecture.to_string(),
+            variant: if architecture == "arm64" {
+                "v8".into()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    /// Parses `os/arch[/variant]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts[..] {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(Platform {
+                    os: os.into(),
+                    architecture: arch.into(),
+                    variant: variant.into(),
+                })
+            }
+            _ => Err(format!(
+                "bad platform {s:?}: expected os/architecture[/variant], e.g. linux/amd64"
+            )),
+        }
+    }
+
+    /// Whether an index entry's platform is this one (an empty variant here matches any
+    /// variant there, except that arm64 prefers v8).
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_empty()
+                || other.variant.is_empty()
+                || self.variant == other.variant)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
+/// A blob by content: media type, `sha256:<hex>` digest and size (OCI's descriptor).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// Its media type.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An image: a name in a namespace pointing at a manifest or index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// The full reference, e.g. `127.0.0.1:5000/busybox:1.36` or `docker.io/library/alpine:3`.
+    pub name: String,
+    /// What it points at.
+    pub target: Descriptor,
+    /// Free labels.
+    pub labels: BTreeMap<String, String>,
+    /// Nanoseconds since the epoch.
+    pub created_ns: u64,
+    /// Nanoseconds since the epoch.
+    pub updated_ns: u64,
+    /// The bytes of every blob it reaches that is in the content store (index, manifests,
+    /// configs, layers), each counted once.
+    pub size: u64,
+}
+
+/// A blob in the content store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentInfo {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was committed, nanoseconds since the epoch.
+    pub created_ns: u64,
+}
+
+/// A download not yet committed to the content store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestInfo {
+    /// The ingest's key (`<digest>`).
+    pub key: String,
+    /// The digest it is to have.
+    pub expected: String,
+    /// Bytes written so far.
+    pub offset: u64,
+    /// Bytes expected.
+    pub total: u64,
+    /// Last written, nanoseconds since the epoch.
+    pub updated_ns: u64,
+}
+
+/// A lease: while it lives, GC keeps what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Its id.
+    pub id: String,
+    /// Free labels.
+    pub labels: BTreeMap<String, String>,
+    /// Nanoseconds since the epoch.
+    pub created_ns: u64,
+    /// When it stops holding anything, nanoseconds since the epoch; `None`: never.
+    pub expires_ns: Option<u64>,
+    /// The blobs (digests) it holds.
+    pub content: Vec<String>,
+    /// The ingests (keys) it holds.
+    pub ingests: Vec<String>,
+}
+
+/// A namespace record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceInfo {
+    /// Its name.
+    pub name: String,
+    /// Free labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Credentials for a registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credentials {
+    /// Whatever the daemon's docker `config.json` holds for the registry, else none.
+    #[default]
+    FromConfig,
+    /// No credentials at all.
+    Anonymous,
+    /// A user and a password (or token), for basic auth or a bearer-token exchange.
+    Basic {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+}
+
+/// How to reach a registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteOptions {
+    /// Plain HTTP instead of HTTPS (a loopback registry).
+    pub plain_http: bool,
+    /// Who to be.
+    pub credentials: Credentials,
+}
+
+/// Pull an image from a registry.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// Namespace the image is recorded in (empty: `default`).
+    pub namespace: String,
+    /// `[registry/]repository[:tag|@digest]`; docker.io and `latest` by default.
+    pub reference: String,
+    /// Which platform to pick from an index; `None`: the host's.
+    pub platform: Option<Platform>,
+    /// Pull every platform of an index, not only the one picked.
+    pub all_platforms: bool,
+    /// Labels for the image record.
+    pub labels: BTreeMap<String, String>,
+    /// How to reach the registry.
+    pub remote: RemoteOptions,
+}
+
+/// Push an image to a registry.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// Namespace of the image.
+    pub namespace: String,
+    /// The image's name in the store.
+    pub image: String,
+    /// Push under this reference instead of the image's name.
+    pub reference: Option<String>,
+    /// How to reach the registry.
+    pub remote: RemoteOptions,
+}
+
+/// What a layer (or any blob) of a pull or push is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BlobState {
+    /// Asking the registry what the reference is.
+    Resolving,
+    /// Another pull is downloading it; waiting for that one.
+    Waiting,
+    /// Bytes are arriving (or leaving, for push).
+    Downloading,
+    /// Checking its digest and size.
+    Verifying,
+    /// Unpacking into a snapshot.
+    Extracting,
+    /// Was already there.
+    Exists,
+    /// Committed.
+    Done,
+    /// Failed (the pull's error says why).
+    Failed,
+}
+
+impl fmt::Display for BlobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlobState::Resolving => "resolving",
+            BlobState::Waiting => "waiting",
+            BlobState::Downloading => "downloading",
+            BlobState::Verifying => "verifying",
+            BlobState::Extracting => "extracting",
+            BlobState::Exists => "exists",
+            BlobState::Done => "done",
+            BlobState::Failed => "failed",
+        })
+    }
+}
+
+/// One step of a pull's or a push's progress: a blob's state and bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The blob (or the reference, while resolving).
+    pub digest: String,
+    /// Its media type (empty while resolving).
+    pub media_type: String,
+    /// What it is doing.
+    pub state: BlobState,
+    /// Bytes so far.
+    pub offset: u64,
+    /// Bytes in all.
+    pub total: u64,
+}
