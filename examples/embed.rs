@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         state_dir: work.join("state"),
         runtime_root: work.join("runc"),
+        data_dir: work.join("data"),
         ..Config::default()
     };
     let bundle = work.join("bundle");

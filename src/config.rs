@@ -37,10 +37,15 @@ pub struct Config {
     pub shim_timeout: Duration,
     /// The CRIU binary for checkpoint and restore.
     pub criu: PathBuf,
+    /// Images, content, leases and namespaces: persistent, apart from the volatile
+    /// state dir. One daemon per data dir (it is locked).
+    pub data_dir: PathBuf,
 }
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/corral";
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/corral";
 /// The default runtime root.
 pub const DEFAULT_RUNTIME_ROOT: &str = "/run/corral-runc";
 /// The version of this library and its binaries.
@@ -57,6 +62,7 @@ impl Default for Config {
             runtime_timeout: Duration::from_secs(30),
             shim_timeout: Duration::from_secs(60),
             criu: default_criu_path(),
+            data_dir: DEFAULT_DATA_DIR.into(),
         }
     }
 }

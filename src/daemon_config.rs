@@ -177,6 +177,8 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     /// The runtime's state root.
     pub runtime_root: Option<PathBuf>,
+    /// Images, content, leases and namespaces (persistent).
+    pub data_dir: Option<PathBuf>,
     /// The RPC socket.
     pub socket: Option<PathBuf>,
     /// The default runtime: a name in `runtimes`, a path, or a name in PATH.
@@ -323,6 +325,8 @@ pub struct Flags {
     pub state_dir: Option<PathBuf>,
     /// `--root`.
     pub runtime_root: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
     /// `--runtime`.
     pub runtime: Option<PathBuf>,
     /// `--shim`.
@@ -454,6 +458,13 @@ pub fn resolve(file: &Loaded, flags: Flags) -> Result<Settings> {
                 .unwrap_or(defaults.runtime_root),
             "runtime_root",
         )?,
+        data_dir: absolute(
+            flags
+                .data_dir
+                .or_else(|| f.data_dir.clone())
+                .unwrap_or(defaults.data_dir),
+            "data_dir",
+        )?,
         runtime,
         runtimes,
         shim: absolute(shim, "shim")?,
@@ -509,6 +520,8 @@ pub fn default_text() -> String {
 state_dir = {state_dir}
 # The runtime's state root: each namespace uses <runtime_root>/<namespace>.
 runtime_root = {runtime_root}
+# Images, content, leases and namespaces: kept across reboots (not a tmpfs).
+data_dir = {data_dir}
 # The RPC socket.
 socket = {socket}
 # The default OCI runtime: a name in [runtimes], a path, or a name looked up in PATH.
@@ -541,6 +554,7 @@ options = {{}}
 "#,
         state_dir = q(&c.state_dir),
         runtime_root = q(&c.runtime_root),
+        data_dir = q(&c.data_dir),
         socket = toml_string(crate::rpc::DEFAULT_SOCKET),
         runtime = q(&c.runtime),
         shim = q(&c.shim),

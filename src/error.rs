@@ -69,6 +69,30 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same error, its message prefixed with what was being done (`pull X: ...`).
+    pub fn context(self, what: &str) -> Self {
+        let f = |m: String| {
+            if m.starts_with(what) {
+                m
+            } else {
+                format!("{what}: {m}")
+            }
+        };
+        match self {
+            Error::NotFound(m) => Error::NotFound(f(m)),
+            Error::AlreadyExists(m) => Error::AlreadyExists(f(m)),
+            Error::InvalidArgument(m) => Error::InvalidArgument(f(m)),
+            Error::PermissionDenied(m) => Error::PermissionDenied(f(m)),
+            Error::WrongState(m) => Error::WrongState(f(m)),
+            Error::Timeout(m) => Error::Timeout(f(m)),
+            Error::Internal(m) => Error::Internal(f(m)),
+            Error::Unavailable(m) => Error::Unavailable(f(m)),
+            Error::Corrupt(m) => Error::Corrupt(f(m)),
+            Error::NoSpace(m) => Error::NoSpace(f(m)),
+            other => other,
+        }
+    }
+
     /// Shorthand for an I/O failure with what was being done.
     pub fn io(what: impl std::fmt::Display, err: std::io::Error) -> Self {
         match err.raw_os_error() {

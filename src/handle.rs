@@ -20,6 +20,7 @@ pub struct Handle {
     events: Addr<Events>,
     _reaper: Addr<Reaper>,
     features: std::sync::Arc<Features>,
+    images: crate::images::Images,
 }
 
 /// How long the supervisor may take to answer a health check before it is not serving.
@@ -37,6 +38,7 @@ impl Handle {
         events: Addr<Events>,
         reaper: Addr<Reaper>,
         features: std::sync::Arc<Features>,
+        images: crate::images::Images,
     ) -> Self {
         Handle {
             supervisor,
@@ -44,7 +46,35 @@ impl Handle {
             events,
             _reaper: reaper,
             features,
+            images,
         }
+    }
+
+    /// The image service: images, content, leases, namespace records, pull and push,
+    /// import and export, GC.
+    pub fn images(&self) -> &crate::images::Images {
+        &self.images
+    }
+
+    /// Every namespace: the recorded ones and those that hold containers.
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        let mut with_containers: Vec<String> =
+            self.all().await?.into_iter().map(|c| c.namespace).collect();
+        with_containers.sort();
+        with_containers.dedup();
+        self.images.namespace_list(with_containers).await
+    }
+
+    /// Removes a namespace record; refused while it holds containers, images or leases.
+    pub async fn remove_namespace(&self, name: &str) -> Result<()> {
+        let containers: Vec<String> = self
+            .all()
+            .await?
+            .into_iter()
+            .filter(|c| c.namespace == name)
+            .map(|c| c.id)
+            .collect();
+        self.images.namespace_remove(name, containers).await
     }
 
     async fn container(&self, namespace: &str, id: &str) -> Result<Addr<Container>> {
@@ -72,6 +102,9 @@ impl Handle {
 
     /// Creates a container (and starts it when `req.start`).
     pub async fn create(&self, req: CreateRequest) -> Result<ContainerInfo> {
+        if validate_id("namespace", namespace_or_default(&req.namespace)).is_ok() {
+            self.images.namespace_ensure(&req.namespace).await?;
+        }
         self.supervisor
             .send(supervisor::Create(req))
             .await

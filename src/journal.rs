@@ -301,6 +301,7 @@ mod tests {
             bundle: None,
             restarts: None,
             checkpoint: None,
+            image: None,
         }
     }
 

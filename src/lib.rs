@@ -33,10 +33,13 @@ pub mod cgroups;
 #[doc(hidden)] // For corral's own binaries and tests; the public types are re-exported below.
 pub mod checkpoint;
 mod config;
+#[doc(hidden)] // For corral's own tests and benches (the content store on disk), not a stable API.
+pub mod content;
 #[doc(hidden)] // For corrald (its config file and flags), not a stable API.
 pub mod daemon_config;
 mod error;
 mod handle;
+mod images;
 #[doc(hidden)] // For corral's own tests (journal segments), not a stable API.
 pub mod journal;
 pub(crate) mod launch;
@@ -47,6 +50,8 @@ pub(crate) mod limits;
 pub mod metrics;
 pub(crate) mod oci_layout;
 pub(crate) mod reaper;
+#[doc(hidden)] // For corral's own tests (the distribution client), not a stable API.
+pub mod registry;
 pub mod rpc;
 #[doc(hidden)] // For corral's own binaries and tests (resolve_binary), not a stable API.
 pub mod runtime;
@@ -62,11 +67,12 @@ pub use actors::EventStream;
 pub use cgroups::stats;
 pub use checkpoint::{CheckpointInfo, CheckpointOptions};
 pub use config::{
-    default_criu_path, default_runtimes, default_shim_path, Config, RuntimeEntry, DEFAULT_RUNTIME,
-    DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
+    default_criu_path, default_runtimes, default_shim_path, Config, RuntimeEntry, DEFAULT_DATA_DIR,
+    DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
 };
 pub use error::{Error, Result};
 pub use handle::Handle;
+pub use images::{Images, ProgressSender, PULL_LEASE};
 pub use layout::JOURNAL_DIR;
 pub use startup::{start, Corral};
 pub use stats::{

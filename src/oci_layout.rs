@@ -10,16 +10,8 @@ use std::path::{Path, PathBuf};
 /// The largest JSON document (index, manifest, config) read into memory.
 pub const MAX_JSON: u64 = 1 << 20;
 
-/// A blob: its media type, `sha256:<hex>` digest and size.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Descriptor {
-    /// Its media type.
-    pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
+/// A blob: its media type, `sha256:<hex>` digest and size (the one descriptor type).
+pub use crate::types::Descriptor;
 
 impl Descriptor {
     /// The descriptor of bytes in memory.

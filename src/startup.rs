@@ -116,7 +116,9 @@ pub async fn start(config: Config) -> Result<Handle> {
         runtime_timeout,
         shim_timeout,
         criu,
+        data_dir,
     } = config;
+    let images = crate::images::Images::open(&data_dir, Some(events.clone()))?;
     let settings = SupervisorSettings {
         state_dir,
         runtime_root: runtime_root.clone(),
@@ -135,6 +137,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         events,
         reaper,
         std::sync::Arc::new(features),
+        images,
     ))
 }
 

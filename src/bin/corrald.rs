@@ -25,6 +25,9 @@ struct Cli {
     /// The runtime's state root [default: /run/corral-runc]
     #[arg(long = "root", visible_alias = "runtime-root", value_name = "DIR")]
     runtime_root: Option<PathBuf>,
+    /// Images, content, leases and namespaces [default: /var/lib/corral]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Default OCI runtime: a name in the config's runtimes, a path, or a name in PATH
     /// [default: runc]
     #[arg(long, value_name = "NAME|PATH")]
@@ -89,6 +92,7 @@ fn settings(cli: Cli) -> Result<Settings, daemon_config::ConfigError> {
         socket: cli.socket,
         state_dir: cli.state_dir,
         runtime_root: cli.runtime_root,
+        data_dir: cli.data_dir,
         runtime: cli.runtime,
         shim: cli.shim,
         criu: cli.criu,
@@ -182,6 +186,7 @@ fn main() {
             socket = %socket.display(),
             state = %config.state_dir.display(),
             root = %config.runtime_root.display(),
+            data = %config.data_dir.display(),
             runtime = %config.runtime.display(),
             "corrald {} ready",
             corral::VERSION

@@ -64,14 +64,14 @@ impl Client {
         &self.daemon
     }
 
-    fn send(&mut self, request: Request) -> Result<u64> {
+    pub(super) fn send(&mut self, request: Request) -> Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
         write_frame_sync(&mut self.stream, &ClientFrame { id, request })?;
         Ok(id)
     }
 
-    fn receive(&mut self, id: u64) -> Result<Reply> {
+    pub(super) fn receive(&mut self, id: u64) -> Result<Reply> {
         loop {
             let frame: ServerFrame = read_frame_sync(&mut self.stream)?
                 .ok_or_else(|| Error::Internal("corrald closed the connection".into()))?;
@@ -367,7 +367,7 @@ impl Client {
     }
 }
 
-fn unexpected(reply: &Reply) -> Error {
+pub(super) fn unexpected(reply: &Reply) -> Error {
     Error::Protocol(format!("unexpected reply {reply:?}"))
 }
 

@@ -5,6 +5,7 @@
 //! replies repeat; `Subscribe` and `Wait` replies come later, as streams.
 
 mod client;
+mod client_images;
 #[doc(hidden)] // For corral's own tests (raw frames), not a stable API.
 pub mod frame;
 mod protocol;

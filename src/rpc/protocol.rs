@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The wire protocol's version; client and daemon must agree.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A request with its id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -185,6 +185,106 @@ pub enum Request {
     Restart(StopRequest),
     /// Whether the daemon is serving (containerd's IsServing).
     Health,
+    /// Pull an image: a stream of `Progress` replies, then `Image` (or `Error`).
+    ImagePull(PullRequest),
+    /// Push an image: a stream of `Progress` replies, then `Descriptor` (or `Error`).
+    ImagePush(PushRequest),
+    /// The images of a namespace.
+    ImageList {
+        /// Namespace.
+        namespace: String,
+    },
+    /// One image with its index, manifest and config.
+    ImageInspect {
+        /// Namespace.
+        namespace: String,
+        /// Its name (a short name is normalized: `busybox` is
+        /// `docker.io/library/busybox:latest`).
+        name: String,
+        /// Which manifest of an index to show; `None`: the host's.
+        platform: Option<Platform>,
+    },
+    /// Remove images, then collect garbage unless `no_gc`.
+    ImageRemove {
+        /// Namespace.
+        namespace: String,
+        /// Their names.
+        names: Vec<String>,
+        /// Leave the blobs for a later `Prune`.
+        no_gc: bool,
+    },
+    /// Give an image another name.
+    ImageTag {
+        /// Namespace.
+        namespace: String,
+        /// The image.
+        source: String,
+        /// The new name.
+        target: String,
+        /// Replace what `target` names.
+        force: bool,
+    },
+    /// Import images from a tar on the daemon's host.
+    ImageImport(ImportRequest),
+    /// Export images to a tar on the daemon's host; replies `Size`.
+    ImageExport(ExportRequest),
+    /// Every blob of the content store.
+    ContentList,
+    /// The downloads not yet committed.
+    ContentIngests,
+    /// Remove blobs no image or lease holds.
+    ContentRemove {
+        /// Their digests.
+        digests: Vec<String>,
+    },
+    /// Create a lease.
+    LeaseCreate {
+        /// Namespace.
+        namespace: String,
+        /// Its id (empty: made up).
+        id: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+        /// Seconds until it lapses; `None`: never.
+        expires_secs: Option<u64>,
+    },
+    /// The leases of a namespace.
+    LeaseList {
+        /// Namespace.
+        namespace: String,
+    },
+    /// Remove a lease, then collect garbage unless `no_gc`.
+    LeaseRemove {
+        /// Namespace.
+        namespace: String,
+        /// Its id.
+        id: String,
+        /// Leave the blobs for a later `Prune`.
+        no_gc: bool,
+    },
+    /// Collect garbage now.
+    Prune,
+    /// Record a namespace.
+    NamespaceCreate {
+        /// Its name.
+        name: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Every namespace.
+    NamespaceList,
+    /// Set (or, with an empty value, remove) labels of a namespace.
+    NamespaceLabel {
+        /// Its name.
+        name: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Remove a namespace that holds nothing.
+    NamespaceRemove {
+        /// Its name.
+        name: String,
+    },
 }
 
 impl Request {
@@ -218,6 +318,25 @@ impl Request {
             Request::Stop(_) => "stop",
             Request::Restart(_) => "restart",
             Request::Health => "health",
+            Request::ImagePull(_) => "image_pull",
+            Request::ImagePush(_) => "image_push",
+            Request::ImageList { .. } => "image_list",
+            Request::ImageInspect { .. } => "image_inspect",
+            Request::ImageRemove { .. } => "image_remove",
+            Request::ImageTag { .. } => "image_tag",
+            Request::ImageImport(_) => "image_import",
+            Request::ImageExport(_) => "image_export",
+            Request::ContentList => "content_list",
+            Request::ContentIngests => "content_ingests",
+            Request::ContentRemove { .. } => "content_remove",
+            Request::LeaseCreate { .. } => "lease_create",
+            Request::LeaseList { .. } => "lease_list",
+            Request::LeaseRemove { .. } => "lease_remove",
+            Request::Prune => "prune",
+            Request::NamespaceCreate { .. } => "namespace_create",
+            Request::NamespaceList => "namespace_list",
+            Request::NamespaceLabel { .. } => "namespace_label",
+            Request::NamespaceRemove { .. } => "namespace_remove",
         }
     }
 }
@@ -271,6 +390,30 @@ pub enum Reply {
         /// The supervisor answers.
         serving: bool,
     },
+    /// One step of a pull or a push.
+    Progress(Progress),
+    /// One image.
+    Image(ImageInfo),
+    /// Images.
+    Images(Vec<ImageInfo>),
+    /// An image with its documents.
+    ImageDetail(Box<ImageDetail>),
+    /// What was pushed.
+    Descriptor(Descriptor),
+    /// Blobs.
+    Contents(Vec<ContentInfo>),
+    /// Ingests.
+    Ingests(Vec<IngestInfo>),
+    /// One lease.
+    Lease(LeaseInfo),
+    /// Leases.
+    Leases(Vec<LeaseInfo>),
+    /// What GC removed.
+    Pruned(PruneReport),
+    /// One namespace.
+    Namespace(NamespaceInfo),
+    /// Namespaces.
+    Namespaces(Vec<NamespaceInfo>),
 }
 
 #[cfg(test)]

@@ -31,6 +31,18 @@ pub enum Topic {
     TaskResumed,
     /// A checkpoint of the container was taken.
     TaskCheckpointed,
+    /// An image was recorded (pulled, imported, tagged).
+    ImageCreate,
+    /// An image's target or labels changed.
+    ImageUpdate,
+    /// An image was removed.
+    ImageDelete,
+    /// A namespace was recorded.
+    NamespaceCreate,
+    /// A namespace's labels changed.
+    NamespaceUpdate,
+    /// A namespace was removed.
+    NamespaceDelete,
 }
 
 impl Topic {
@@ -47,13 +59,19 @@ impl Topic {
             Topic::TaskPaused => "/tasks/paused",
             Topic::TaskResumed => "/tasks/resumed",
             Topic::TaskCheckpointed => "/tasks/checkpointed",
+            Topic::ImageCreate => "/images/create",
+            Topic::ImageUpdate => "/images/update",
+            Topic::ImageDelete => "/images/delete",
+            Topic::NamespaceCreate => "/namespaces/create",
+            Topic::NamespaceUpdate => "/namespaces/update",
+            Topic::NamespaceDelete => "/namespaces/delete",
         }
     }
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 16] = [
         Topic::TaskCreate,
         Topic::TaskStart,
         Topic::TaskExecAdded,
@@ -64,6 +82,12 @@ impl Topic {
         Topic::TaskPaused,
         Topic::TaskResumed,
         Topic::TaskCheckpointed,
+        Topic::ImageCreate,
+        Topic::ImageUpdate,
+        Topic::ImageDelete,
+        Topic::NamespaceCreate,
+        Topic::NamespaceUpdate,
+        Topic::NamespaceDelete,
     ];
 }
 
@@ -115,6 +139,30 @@ pub struct Event {
     pub restarts: Option<u32>,
     /// For /tasks/checkpointed: the checkpoint's name.
     pub checkpoint: Option<String>,
+    /// For /images/...: the image's name; for /namespaces/...: the namespace's.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+impl Event {
+    /// An event about no container (an image's, a namespace's); numbered and stamped when
+    /// published.
+    pub fn about(namespace: &str, topic: Topic, name: &str) -> Event {
+        Event {
+            seq: 0,
+            timestamp_ns: 0,
+            namespace: namespace.to_string(),
+            topic,
+            container_id: String::new(),
+            process_id: None,
+            pid: None,
+            exit: None,
+            bundle: None,
+            restarts: None,
+            checkpoint: None,
+            image: Some(name.to_string()),
+        }
+    }
 }
 
 /// Which events a subscriber wants.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 /// OCI image index.
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -310,4 +311,57 @@ pub struct Progress {
     pub offset: u64,
     /// Bytes in all.
     pub total: u64,
+}
+
+/// An image with its documents as JSON text (`image inspect`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageDetail {
+    /// The record.
+    pub info: ImageInfo,
+    /// The index, when the image is one.
+    pub index: Option<String>,
+    /// The manifest picked for the platform.
+    pub manifest: String,
+    /// Its config.
+    pub config: String,
+    /// The platform picked (from the index, or the config's).
+    pub platform: Option<Platform>,
+}
+
+/// Read images from a tar on the daemon's host.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// Namespace the images are recorded in.
+    pub namespace: String,
+    /// An OCI image layout tar or a `docker save` tar (absolute path).
+    pub file: PathBuf,
+    /// For index entries whose `org.opencontainers.image.ref.name` is only a tag: the
+    /// repository to put before it (`example.com/app` makes `example.com/app:TAG`).
+    pub base_name: Option<String>,
+    /// Labels for the image records.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Write images to an OCI image layout tar on the daemon's host.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ExportRequest {
+    /// Namespace of the images.
+    pub namespace: String,
+    /// Their names.
+    pub names: Vec<String>,
+    /// The tar to write (absolute path; replaced only when complete).
+    pub file: PathBuf,
+}
+
+/// What a garbage collection removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Blobs removed.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Ingests removed.
+    pub ingests: u64,
+    /// Expired leases removed.
+    pub leases: u64,
 }

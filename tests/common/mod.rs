@@ -672,6 +672,8 @@ impl Daemon {
             .arg(&self.state_dir)
             .arg("--root")
             .arg(&self.root)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
             .arg("--runtime")
             .arg(runc())
             .arg("--shim")

@@ -194,6 +194,7 @@ impl Container {
                 bundle: (topic == Topic::TaskCreate).then(|| self.record.bundle.clone()),
                 restarts: None,
                 checkpoint: None,
+                image: None,
             },
             mark: None,
         }

@@ -1,0 +1,726 @@
+//! The image service: the content store, images, leases and namespaces of the data dir,
+//! pull and push, import and export, and garbage collection.
+//!
+//! It runs on a tokio runtime of its own (two worker threads and a blocking pool), not on
+//! the actors' thread: HTTP, hashing and disk writes of a pull never delay an exit event,
+//! a `list` or a `kill`. Every public method may be awaited from any runtime (it spawns
+//! onto the service's and awaits the join handle).
+
+mod archive;
+mod gc;
+mod pull;
+mod push;
+pub(crate) mod store;
+pub(crate) mod walk;
+
+use crate::actors::events::{Events, Publish};
+use crate::content::ContentStore;
+use crate::error::{Error, Result};
+use crate::types::*;
+use actix::Addr;
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use store::{image_info, ImageRecord, LeaseRecord, Metadata};
+
+/// How long a pull's lease holds what it downloaded if the pull does not finish.
+pub const PULL_LEASE: Duration = Duration::from_secs(24 * 3600);
+
+/// The label naming the reference a pull's lease is for.
+pub const LEASE_LABEL_PULL: &str = "corral.pull";
+
+/// Progress of a pull or a push, as it happens.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
+
+/// The image service (cheap to clone).
+#[derive(Clone)]
+pub struct Images {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) content: ContentStore,
+    meta: Mutex<Metadata>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Blobs being downloaded now, by digest: later pulls of the same blob wait for it.
+    downloads: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    events: Option<Addr<Events>>,
+    docker_config: Option<PathBuf>,
+    _lock: Flock<std::fs::File>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // May be dropped on another runtime's thread, where a blocking shutdown panics.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn poisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Checks a name for a lease, namespace or label key.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "bad {what} {name:?}: letters, digits, '.', '_' and '-', starting with a letter or \
+             digit, at most 255"
+        )))
+    }
+}
+
+fn ns_or_default(ns: &str) -> String {
+    namespace_or_default(ns).to_string()
+}
+
+impl Images {
+    /// Opens the data dir (creating it), locks it for this process alone, and starts the
+    /// service's runtime. `events` receives `/images/...` and `/namespaces/...` events.
+    pub fn open(data_dir: &Path, events: Option<Addr<Events>>) -> Result<Images> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("create {}", data_dir.display()), e))?;
+        let lock_path = data_dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+            Error::AlreadyExists(format!(
+                "data dir {} is in use by another corrald ({e}); give each daemon its own \
+                 --data-dir",
+                data_dir.display()
+            ))
+        })?;
+        let content = ContentStore::open(&data_dir.join("content"))?;
+        let meta = Metadata::open(data_dir)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(8)
+            .thread_name("corral-images")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the image service's runtime", e))?;
+        Ok(Images {
+            inner: Arc::new(Inner {
+                content,
+                meta: Mutex::new(meta),
+                runtime: Some(runtime),
+                downloads: Mutex::new(HashMap::new()),
+                events,
+                docker_config: None,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Runs `f` on the service's runtime and waits for it.
+    async fn run<T, F>(&self, f: impl FnOnce(Arc<Inner>) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(rt) = self.inner.runtime.as_ref() else {
+            return Err(Error::Internal("the image service is shut down".into()));
+        };
+        rt.spawn(f(self.inner.clone()))
+            .await
+            .map_err(|e| Error::Internal(format!("image service task failed: {e}")))?
+    }
+
+    /// Runs blocking `f` on the service's blocking pool and waits for it.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run(|inner| async move {
+            tokio::task::spawn_blocking(move || f(&inner))
+                .await
+                .map_err(|e| Error::Internal(format!("image service task failed: {e}")))?
+        })
+        .await
+    }
+
+    // ---- images ----
+
+    /// The images of a namespace, by name.
+    pub async fn list(&self, namespace: &str) -> Result<Vec<ImageInfo>> {
+        let ns = ns_or_default(namespace);
+        self.blocking(move |inner| {
+            let records: Vec<(String, ImageRecord)> = poisoned(&inner.meta)
+                .db
+                .images
+                .get(&ns)
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            Ok(records
+                .iter()
+                .map(|(name, r)| image_info(name, r, walk::size(&inner.content, &r.target)))
+                .collect())
+        })
+        .await
+    }
+
+    /// One image, by its name (or a short name that normalizes to it).
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageInfo> {
+        let ns = ns_or_default(namespace);
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let (name, r) = inner.find_image(&ns, &name)?;
+            Ok(image_info(&name, &r, walk::size(&inner.content, &r.target)))
+        })
+        .await
+    }
+
+    /// An image with its documents: the index (if any), the manifest picked for
+    /// `platform` (the host's by default) and its config, as JSON text.
+    pub async fn inspect(
+        &self,
+        namespace: &str,
+        name: &str,
+        platform: Option<Platform>,
+    ) -> Result<ImageDetail> {
+        let ns = ns_or_default(namespace);
+        let name = name.to_string();
+        self.blocking(move |inner| inner.inspect(&ns, &name, platform))
+            .await
+    }
+
+    /// Removes images; then runs GC unless `no_gc`.
+    pub async fn remove(&self, namespace: &str, names: Vec<String>, no_gc: bool) -> Result<()> {
+        let ns = ns_or_default(namespace);
+        self.blocking(move |inner| {
+            for name in &names {
+                let (full, _) = inner.find_image(&ns, name)?;
+                inner.change(|db| {
+                    if let Some(m) = db.images.get_mut(&ns) {
+                        m.remove(&full);
+                    }
+                    Ok(())
+                })?;
+                inner.publish(&ns, Topic::ImageDelete, &full);
+            }
+            if !no_gc {
+                gc::collect(inner)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Gives the image `source` a second name `target` (replacing what `target` named when
+    /// `force`).
+    pub async fn tag(
+        &self,
+        namespace: &str,
+        source: &str,
+        target: &str,
+        force: bool,
+    ) -> Result<ImageInfo> {
+        let ns = ns_or_default(namespace);
+        let (source, target) = (source.to_string(), crate::registry::normalize(target)?);
+        self.blocking(move |inner| {
+            let (_, r) = inner.find_image(&ns, &source)?;
+            let exists = inner.image_exists(&ns, &target);
+            if exists && !force {
+                return Err(Error::AlreadyExists(format!(
+                    "image {target} in namespace {ns} (--force replaces it)"
+                )));
+            }
+            let record = inner.put_image(&ns, &target, r.target.clone(), r.labels.clone())?;
+            Ok(image_info(
+                &target,
+                &record,
+                walk::size(&inner.content, &record.target),
+            ))
+        })
+        .await
+    }
+
+    /// Pulls an image; `progress` hears about every blob as it goes. The pull goes on if
+    /// the caller stops waiting for it.
+    pub async fn pull(
+        &self,
+        req: PullRequest,
+        progress: Option<ProgressSender>,
+    ) -> Result<ImageInfo> {
+        let docker_config = self.inner.docker_config.clone();
+        self.run(move |inner| pull::pull(inner, req, progress, docker_config))
+            .await
+    }
+
+    /// Pushes an image to a registry; answers the descriptor pushed.
+    pub async fn push(
+        &self,
+        req: PushRequest,
+        progress: Option<ProgressSender>,
+    ) -> Result<Descriptor> {
+        let docker_config = self.inner.docker_config.clone();
+        self.run(move |inner| push::push(inner, req, progress, docker_config))
+            .await
+    }
+
+    /// Reads an OCI image layout tar or a `docker save` tar and records its images.
+    pub async fn import(&self, req: ImportRequest) -> Result<Vec<ImageInfo>> {
+        self.blocking(move |inner| archive::import(inner, req))
+            .await
+    }
+
+    /// Writes images to an OCI image layout tar; answers its size.
+    pub async fn export(&self, req: ExportRequest) -> Result<u64> {
+        self.blocking(move |inner| archive::export(inner, req))
+            .await
+    }
+
+    // ---- content ----
+
+    /// Every blob.
+    pub async fn content_list(&self) -> Result<Vec<ContentInfo>> {
+        self.blocking(|inner| inner.content.list()).await
+    }
+
+    /// The downloads not yet committed.
+    pub async fn ingests(&self) -> Result<Vec<IngestInfo>> {
+        self.blocking(|inner| inner.content.ingests()).await
+    }
+
+    /// Removes blobs nothing refers to; a blob an image or a live lease holds is refused,
+    /// naming who holds it.
+    pub async fn content_remove(&self, digests: Vec<String>) -> Result<()> {
+        self.blocking(move |inner| gc::remove_content(inner, &digests))
+            .await
+    }
+
+    // ---- leases ----
+
+    /// Creates a lease (`id` empty: one is made up).
+    pub async fn lease_create(
+        &self,
+        namespace: &str,
+        id: &str,
+        labels: BTreeMap<String, String>,
+        expires: Option<Duration>,
+    ) -> Result<LeaseInfo> {
+        let ns = ns_or_default(namespace);
+        let id = if id.is_empty() {
+            format!("lease-{}", now_ns())
+        } else {
+            id.to_string()
+        };
+        check_name("lease id", &id)?;
+        self.blocking(move |inner| inner.create_lease(&ns, &id, labels, expires))
+            .await
+    }
+
+    /// The leases of a namespace.
+    pub async fn lease_list(&self, namespace: &str) -> Result<Vec<LeaseInfo>> {
+        let ns = ns_or_default(namespace);
+        self.blocking(move |inner| {
+            let meta = poisoned(&inner.meta);
+            Ok(meta
+                .db
+                .leases
+                .get(&ns)
+                .map(|m| m.iter().map(|(id, l)| l.info(id)).collect())
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Removes a lease; then runs GC unless `no_gc`.
+    pub async fn lease_remove(&self, namespace: &str, id: &str, no_gc: bool) -> Result<()> {
+        let ns = ns_or_default(namespace);
+        let id = id.to_string();
+        self.blocking(move |inner| {
+            inner.change(|db| {
+                db.leases
+                    .get_mut(&ns)
+                    .and_then(|m| m.remove(&id))
+                    .map(|_| ())
+                    .ok_or_else(|| Error::NotFound(format!("lease {id} in namespace {ns}")))
+            })?;
+            if !no_gc {
+                gc::collect(inner)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs GC now.
+    pub async fn prune(&self) -> Result<PruneReport> {
+        self.blocking(gc::collect).await
+    }
+
+    // ---- namespaces ----
+
+    /// Records a namespace (refused if it exists).
+    pub async fn namespace_create(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<NamespaceInfo> {
+        crate::types::validate_id("namespace", name)?;
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            inner.change(|db| {
+                if !db.ensure_namespace(&name) {
+                    return Err(Error::AlreadyExists(format!("namespace {name}")));
+                }
+                if let Some(r) = db.namespaces.get_mut(&name) {
+                    r.labels = labels;
+                }
+                Ok(())
+            })?;
+            inner.publish(&name, Topic::NamespaceCreate, &name);
+            Ok(poisoned(&inner.meta)
+                .db
+                .namespace_info(&name)
+                .unwrap_or(NamespaceInfo {
+                    name,
+                    labels: BTreeMap::new(),
+                }))
+        })
+        .await
+    }
+
+    /// Records a namespace if it is not yet (a container, image or lease is made in it).
+    pub async fn namespace_ensure(&self, name: &str) -> Result<()> {
+        let name = ns_or_default(name);
+        if poisoned(&self.inner.meta).db.namespaces.contains_key(&name) {
+            return Ok(());
+        }
+        self.blocking(move |inner| inner.ensure_namespace(&name))
+            .await
+    }
+
+    /// The recorded namespaces, with those in `also` (namespaces with containers).
+    pub async fn namespace_list(&self, also: Vec<String>) -> Result<Vec<NamespaceInfo>> {
+        self.blocking(move |inner| {
+            let meta = poisoned(&inner.meta);
+            let mut out: BTreeMap<String, NamespaceInfo> = meta
+                .db
+                .namespaces
+                .keys()
+                .filter_map(|n| meta.db.namespace_info(n))
+                .map(|i| (i.name.clone(), i))
+                .collect();
+            for n in also {
+                out.entry(n.clone()).or_insert(NamespaceInfo {
+                    name: n,
+                    labels: BTreeMap::new(),
+                });
+            }
+            Ok(out.into_values().collect())
+        })
+        .await
+    }
+
+    /// Sets labels of a namespace (an empty value removes the label).
+    pub async fn namespace_label(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<NamespaceInfo> {
+        crate::types::validate_id("namespace", name)?;
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            let info = inner.change(|db| {
+                db.ensure_namespace(&name);
+                let r = db
+                    .namespaces
+                    .get_mut(&name)
+                    .ok_or_else(|| Error::Internal("namespace vanished".into()))?;
+                for (k, v) in labels {
+                    if v.is_empty() {
+                        r.labels.remove(&k);
+                    } else {
+                        r.labels.insert(k, v);
+                    }
+                }
+                Ok(db.namespace_info(&name))
+            })?;
+            inner.publish(&name, Topic::NamespaceUpdate, &name);
+            info.ok_or_else(|| Error::Internal("namespace vanished".into()))
+        })
+        .await
+    }
+
+    /// Removes a namespace record; refused while it holds images, leases or `containers`
+    /// (named in the refusal).
+    pub async fn namespace_remove(&self, name: &str, containers: Vec<String>) -> Result<()> {
+        let name = name.to_string();
+        self.blocking(move |inner| {
+            inner.change(|db| {
+                let images: Vec<String> = db
+                    .images
+                    .get(&name)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                let leases: Vec<String> = db
+                    .leases
+                    .get(&name)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                let mut held = Vec::new();
+                for (what, list) in [
+                    ("containers", &containers),
+                    ("images", &images),
+                    ("leases", &leases),
+                ] {
+                    if !list.is_empty() {
+                        let shown: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
+                        let more = if list.len() > 5 { ", ..." } else { "" };
+                        held.push(format!(
+                            "{} {what} ({}{more})",
+                            list.len(),
+                            shown.join(", ")
+                        ));
+                    }
+                }
+                if !held.is_empty() {
+                    return Err(Error::WrongState(format!(
+                        "namespace {name} still holds {}: remove them first",
+                        held.join(", ")
+                    )));
+                }
+                if db.namespaces.remove(&name).is_none() {
+                    return Err(Error::NotFound(format!("namespace {name}")));
+                }
+                db.images.remove(&name);
+                db.leases.remove(&name);
+                Ok(())
+            })?;
+            inner.publish(&name, Topic::NamespaceDelete, &name);
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Inner {
+    pub(crate) fn change<T>(&self, f: impl FnOnce(&mut store::Db) -> Result<T>) -> Result<T> {
+        poisoned(&self.meta).change(f)
+    }
+
+    pub(crate) fn with_meta<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&poisoned(&self.meta))
+    }
+
+    pub(crate) fn publish(&self, namespace: &str, topic: Topic, name: &str) {
+        if let Some(events) = &self.events {
+            events.do_send(Publish {
+                event: Event::about(namespace, topic, name),
+                mark: None,
+            });
+        }
+    }
+
+    fn ensure_namespace(&self, ns: &str) -> Result<()> {
+        if self.change(|db| Ok(db.ensure_namespace(ns)))? {
+            self.publish(ns, Topic::NamespaceCreate, ns);
+        }
+        Ok(())
+    }
+
+    fn image_exists(&self, ns: &str, name: &str) -> bool {
+        self.with_meta(|m| m.db.images.get(ns).is_some_and(|i| i.contains_key(name)))
+    }
+
+    /// The image `name` names in `ns`: the exact name, else its normalized form
+    /// (`busybox` is `docker.io/library/busybox:latest`).
+    pub(crate) fn find_image(&self, ns: &str, name: &str) -> Result<(String, ImageRecord)> {
+        let normalized = crate::registry::normalize(name).ok();
+        self.with_meta(|m| {
+            let images = m.db.images.get(ns);
+            let exact = images
+                .and_then(|i| i.get(name))
+                .map(|r| (name.to_string(), r.clone()));
+            exact
+                .or_else(|| {
+                    let n = normalized.as_ref()?;
+                    images
+                        .and_then(|i| i.get(n))
+                        .map(|r| (n.clone(), r.clone()))
+                })
+                .ok_or_else(|| Error::NotFound(format!("image {name} in namespace {ns}")))
+        })
+    }
+
+    /// Records (or repoints) an image and tells subscribers.
+    pub(crate) fn put_image(
+        &self,
+        ns: &str,
+        name: &str,
+        target: Descriptor,
+        labels: BTreeMap<String, String>,
+    ) -> Result<ImageRecord> {
+        let (record, topic) = self.change(|db| {
+            db.ensure_namespace(ns);
+            let now = now_ns();
+            let images = db.images.entry(ns.to_string()).or_default();
+            let (record, topic) = match images.get(name) {
+                Some(old) if old.target == target && old.labels == labels => (old.clone(), None),
+                Some(old) => (
+                    ImageRecord {
+                        target,
+                        labels,
+                        created_ns: old.created_ns,
+                        updated_ns: now,
+                    },
+                    Some(Topic::ImageUpdate),
+                ),
+                None => (
+                    ImageRecord {
+                        target,
+                        labels,
+                        created_ns: now,
+                        updated_ns: now,
+                    },
+                    Some(Topic::ImageCreate),
+                ),
+            };
+            images.insert(name.to_string(), record.clone());
+            Ok((record, topic))
+        })?;
+        if let Some(topic) = topic {
+            self.publish(ns, topic, name);
+        }
+        Ok(record)
+    }
+
+    fn create_lease(
+        &self,
+        ns: &str,
+        id: &str,
+        labels: BTreeMap<String, String>,
+        expires: Option<Duration>,
+    ) -> Result<LeaseInfo> {
+        let now = now_ns();
+        let record = LeaseRecord {
+            labels,
+            created_ns: now,
+            expires_ns: expires.map(|d| now.saturating_add(d.as_nanos() as u64)),
+            ..LeaseRecord::default()
+        };
+        self.change(|db| {
+            db.ensure_namespace(ns);
+            let leases = db.leases.entry(ns.to_string()).or_default();
+            if leases.contains_key(id) {
+                return Err(Error::AlreadyExists(format!(
+                    "lease {id} in namespace {ns}"
+                )));
+            }
+            leases.insert(id.to_string(), record.clone());
+            Ok(())
+        })?;
+        Ok(record.info(id))
+    }
+
+    /// Adds a blob (and its ingest) to a lease, before its first byte is written: GC then
+    /// keeps both.
+    pub(crate) fn lease_hold(&self, ns: &str, lease: &str, digest: &str) -> Result<()> {
+        self.change(|db| {
+            let l = db
+                .leases
+                .get_mut(ns)
+                .and_then(|m| m.get_mut(lease))
+                .ok_or_else(|| Error::NotFound(format!("lease {lease} in namespace {ns}")))?;
+            l.content.insert(digest.to_string());
+            l.ingests.insert(digest.to_string());
+            Ok(())
+        })
+    }
+
+    /// Adds an ingest alone to a lease (an import's, whose digest is not known yet).
+    pub(crate) fn lease_hold_ingest(&self, ns: &str, lease: &str, key: &str) -> Result<()> {
+        self.change(|db| {
+            db.leases
+                .get_mut(ns)
+                .and_then(|m| m.get_mut(lease))
+                .ok_or_else(|| Error::NotFound(format!("lease {lease} in namespace {ns}")))?
+                .ingests
+                .insert(key.to_string());
+            Ok(())
+        })
+    }
+
+    /// Ends a lease (its holdings are then up to images and GC).
+    pub(crate) fn lease_drop(&self, ns: &str, lease: &str) {
+        let _ = self.change(|db| {
+            if let Some(m) = db.leases.get_mut(ns) {
+                m.remove(lease);
+            }
+            Ok(())
+        });
+    }
+
+    fn inspect(&self, ns: &str, name: &str, platform: Option<Platform>) -> Result<ImageDetail> {
+        let (name, r) = self.find_image(ns, name)?;
+        let info = image_info(&name, &r, walk::size(&self.content, &r.target));
+        let top = self.content.read_document(&r.target.digest)?;
+        let want = platform.unwrap_or_else(Platform::host);
+        let (index, manifest_desc, picked) = if is_index(&r.target.media_type) {
+            let entries = walk::children(&r.target.media_type, &top, &name)?;
+            let entry = entries
+                .iter()
+                .find(|e| {
+                    e.platform.as_ref().is_some_and(|p| want.matches(p))
+                        && self.content.contains(&e.digest)
+                })
+                .or_else(|| entries.iter().find(|e| self.content.contains(&e.digest)))
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no manifest of image {name} is in the content store"
+                    ))
+                })?;
+            (
+                Some(String::from_utf8_lossy(&top).into_owned()),
+                entry.descriptor(),
+                entry.platform.clone(),
+            )
+        } else {
+            (None, r.target.clone(), None)
+        };
+        let manifest = self.content.read_document(&manifest_desc.digest)?;
+        let kids = walk::children(&manifest_desc.media_type, &manifest, &name)?;
+        let config_desc = kids
+            .first()
+            .ok_or_else(|| Error::Corrupt(format!("manifest of {name} has no config")))?;
+        let config = self.content.read_document(&config_desc.digest)?;
+        let platform = picked.or_else(|| {
+            let v: serde_json::Value = serde_json::from_slice(&config).ok()?;
+            Some(Platform {
+                os: v.get("os")?.as_str()?.to_string(),
+                architecture: v.get("architecture")?.as_str()?.to_string(),
+                variant: v
+                    .get("variant")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        });
+        Ok(ImageDetail {
+            info,
+            index,
+            manifest: String::from_utf8_lossy(&manifest).into_owned(),
+            config: String::from_utf8_lossy(&config).into_owned(),
+            platform,
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! Push: every blob an image reaches (that the store has), children before parents, each
+//! streamed from its file; then the manifests by digest and the top one under the tag.
+
+use super::pull::report;
+use super::{Inner, ProgressSender};
+use crate::error::{Error, Result};
+use crate::registry::Remote;
+use crate::types::*;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::task::block_in_place;
+
+/// Bytes read from a blob's file per chunk sent.
+const CHUNK: usize = 256 * 1024;
+
+pub(crate) async fn push(
+    inner: Arc<Inner>,
+    req: PushRequest,
+    progress: Option<ProgressSender>,
+    docker_config: Option<PathBuf>,
+) -> Result<Descriptor> {
+    let ns = namespace_or_default(&req.namespace).to_string();
+    let (name, record) = block_in_place(|| inner.find_image(&ns, &req.image))?;
+    let reference = req.reference.clone().unwrap_or_else(|| name.clone());
+    let remote = Remote::new_with_config(&reference, &req.remote, docker_config.as_deref())?;
+    let top = record.target.clone();
+    let pushed = push_tree(&inner, &remote, &top, true, &progress)
+        .await
+        .map_err(|e| e.context(&format!("push {}", remote.name())));
+    pushed.map(|()| top)
+}
+
+/// Pushes `desc` and what it reaches; `tagged` puts it under the remote's reference
+/// (the top), else by digest.
+async fn push_tree(
+    inner: &Inner,
+    remote: &Remote,
+    desc: &Descriptor,
+    tagged: bool,
+    progress: &Option<ProgressSender>,
+) -> Result<()> {
+    let bytes = block_in_place(|| inner.content.read_document(&desc.digest))?;
+    let kids = super::walk::children(&desc.media_type, &bytes, &desc.digest)?;
+    if is_index(&desc.media_type) {
+        let mut any = false;
+        for k in kids.iter().filter(|k| inner.content.contains(&k.digest)) {
+            any = true;
+            Box::pin(push_tree(inner, remote, &k.descriptor(), false, progress)).await?;
+        }
+        if !any {
+            return Err(Error::NotFound(format!(
+                "none of the manifests of index {} is in the content store",
+                desc.digest
+            )));
+        }
+    } else {
+        for k in kids.iter().filter(|k| !k.foreign()) {
+            push_blob(inner, remote, &k.descriptor(), progress).await?;
+        }
+    }
+    let target = if tagged {
+        remote.clone()
+    } else {
+        remote.at_digest(&desc.digest)?
+    };
+    target.push_manifest(&desc.media_type, bytes).await?;
+    report(progress, desc, BlobState::Done, desc.size);
+    Ok(())
+}
+
+async fn push_blob(
+    inner: &Inner,
+    remote: &Remote,
+    desc: &Descriptor,
+    progress: &Option<ProgressSender>,
+) -> Result<()> {
+    let file = block_in_place(|| inner.content.open_blob(&desc.digest))?;
+    report(progress, desc, BlobState::Downloading, 0);
+    let digest = desc.digest.clone();
+    let body = futures_util::stream::unfold(Some(file), move |file| {
+        let digest = digest.clone();
+        async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; CHUNK];
+            match block_in_place(|| file.read(&mut buf)) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(buf.into()), Some(file)))
+                }
+                Err(e) => Some((
+                    Err(std::io::Error::new(
+                        e.kind(),
+                        format!("read blob {digest}: {e}"),
+                    )),
+                    None,
+                )),
+            }
+        }
+    });
+    let sent = remote.push_blob(desc, body).await?;
+    report(
+        progress,
+        desc,
+        if sent {
+            BlobState::Done
+        } else {
+            BlobState::Exists
+        },
+        desc.size,
+    );
+    Ok(())
+}

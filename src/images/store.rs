@@ -1,0 +1,191 @@
+//! The metadata of the data dir: namespaces, images and leases, in one JSON file
+//! (`<data>/metadata.json`) rewritten atomically (temporary file, fsync, rename, fsync of the
+//! directory) on every change, so a crash leaves either the old or the new file.
+
+use crate::error::{Error, Result};
+use crate::types::{now_ns, Descriptor, ImageInfo, LeaseInfo, NamespaceInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One namespace's record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NamespaceRecord {
+    /// Free labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Nanoseconds since the epoch.
+    #[serde(default)]
+    pub created_ns: u64,
+}
+
+/// One image's record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// What it points at.
+    pub target: Descriptor,
+    /// Free labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Nanoseconds since the epoch.
+    pub created_ns: u64,
+    /// Nanoseconds since the epoch.
+    pub updated_ns: u64,
+}
+
+/// One lease's record.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Free labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Nanoseconds since the epoch.
+    pub created_ns: u64,
+    /// When it lapses; `None`: never.
+    pub expires_ns: Option<u64>,
+    /// Blobs it holds.
+    #[serde(default)]
+    pub content: BTreeSet<String>,
+    /// Ingests it holds.
+    #[serde(default)]
+    pub ingests: BTreeSet<String>,
+}
+
+impl LeaseRecord {
+    /// Whether it still holds what it names at `now`.
+    pub fn live(&self, now: u64) -> bool {
+        self.expires_ns.is_none_or(|t| t > now)
+    }
+
+    /// As answered.
+    pub fn info(&self, id: &str) -> LeaseInfo {
+        LeaseInfo {
+            id: id.to_string(),
+            labels: self.labels.clone(),
+            created_ns: self.created_ns,
+            expires_ns: self.expires_ns,
+            content: self.content.iter().cloned().collect(),
+            ingests: self.ingests.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Everything in `metadata.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Db {
+    /// The file's format version.
+    #[serde(default)]
+    pub version: u32,
+    /// Namespaces by name.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, NamespaceRecord>,
+    /// Images by namespace, then name.
+    #[serde(default)]
+    pub images: BTreeMap<String, BTreeMap<String, ImageRecord>>,
+    /// Leases by namespace, then id.
+    #[serde(default)]
+    pub leases: BTreeMap<String, BTreeMap<String, LeaseRecord>>,
+}
+
+/// The metadata file and what it holds.
+pub struct Metadata {
+    path: PathBuf,
+    /// What the file holds (the caller saves after changing it).
+    pub db: Db,
+}
+
+impl Metadata {
+    /// Reads `<dir>/metadata.json` (an absent file is an empty store).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("metadata.json");
+        let db = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Db {
+                version: 1,
+                ..Db::default()
+            },
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        Ok(Metadata { path, db })
+    }
+
+    /// Writes the file anew, atomically.
+    pub fn save(&self) -> Result<()> {
+        let bytes =
+            serde_json::to_vec_pretty(&self.db).map_err(|e| Error::Internal(e.to_string()))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| Error::io(format!("write {}", self.path.display()), e))
+    }
+
+    /// Changes the store and saves it; on a failed save the change is undone, so memory
+    /// and disk agree.
+    pub fn change<T>(&mut self, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+        let before = self.db.clone();
+        let out = f(&mut self.db)?;
+        if let Err(e) = self.save() {
+            self.db = before;
+            return Err(e);
+        }
+        Ok(out)
+    }
+}
+
+impl Db {
+    /// Records the namespace if it is not yet (images, leases and containers create it).
+    pub fn ensure_namespace(&mut self, name: &str) -> bool {
+        if self.namespaces.contains_key(name) {
+            return false;
+        }
+        self.namespaces.insert(
+            name.to_string(),
+            NamespaceRecord {
+                labels: BTreeMap::new(),
+                created_ns: now_ns(),
+            },
+        );
+        true
+    }
+
+    /// One namespace as answered.
+    pub fn namespace_info(&self, name: &str) -> Option<NamespaceInfo> {
+        self.namespaces.get(name).map(|r| NamespaceInfo {
+            name: name.to_string(),
+            labels: r.labels.clone(),
+        })
+    }
+
+    /// Every lease at `now` that still holds, with its namespace.
+    pub fn live_leases(&self, now: u64) -> impl Iterator<Item = (&str, &str, &LeaseRecord)> {
+        self.leases.iter().flat_map(move |(ns, leases)| {
+            leases
+                .iter()
+                .filter(move |(_, l)| l.live(now))
+                .map(move |(id, l)| (ns.as_str(), id.as_str(), l))
+        })
+    }
+}
+
+/// An image record as answered (`size` filled in by the caller).
+pub fn image_info(name: &str, r: &ImageRecord, size: u64) -> ImageInfo {
+    ImageInfo {
+        name: name.to_string(),
+        target: r.target.clone(),
+        labels: r.labels.clone(),
+        created_ns: r.created_ns,
+        updated_ns: r.updated_ns,
+        size,
+    }
+}
