@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install what corral's tests and demo need on a Debian 12 machine (run as root):
 #   runc, busybox-static (/bin/busybox), procps, iptables, and CRIU 4.1.1 built from Debian's
-#   source into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on kernels >= 6.13).
+#   source into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on kernels >= 6.13);
+#   for the image tests: docker-registry (distribution 2.8, started privately by each test),
+#   skopeo, zstd, apache2-utils (htpasswd), and containerd (started privately by a benchmark).
+# docker-registry and containerd are installed with a policy-rc.d that forbids starting
+# services, and are then stopped (if running anyway) and disabled: neither runs as a service.
 # CRIU's source comes through apt's own configured sources: a deb-src entry derived from the
 # host's main archive entry (written to /etc/apt/sources.list.d/corral-src.{list,sources} only
 # when the host has no deb-src for it), then `apt-get source`; when the archive's source index
@@ -23,6 +27,10 @@ CRIU_BIN=/usr/local/sbin/criu
 # iptables: CRIU locks a container's network with iptables-restore while it dumps.
 # strace and curl: the tests use them (a syscall delayed to hold a race open; a real HTTP client).
 RUNTIME_PKGS=(runc busybox-static procps iptables strace curl)
+# The image tests: a local registry, a reference client, zstd layers, bcrypt htpasswd files.
+IMAGE_PKGS=(skopeo zstd apache2-utils)
+# Packages whose maintainer scripts would start a system service: see apt_install_no_services.
+SERVICE_PKGS=(docker-registry containerd)
 CRIU_BUILD_PKGS=(build-essential pkg-config curl ca-certificates xz-utils
   libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libnl-3-dev libcap-dev libnet1-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev)
@@ -75,6 +83,79 @@ apt_install() {
   log "apt-get install ${missing[*]}"
   apt_retry apt-get "${APT_OPTS[@]}" -y -qq --no-install-recommends install "${missing[@]}" \
     >/dev/null || die "apt-get install ${missing[*]} failed"
+}
+
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_RC_SAVED=""
+POLICY_RC_OURS=0
+
+# Puts back the policy-rc.d that was there before apt_install_no_services (or none).
+restore_policy_rc() {
+  [[ $POLICY_RC_OURS -eq 1 ]] || return 0
+  if [[ -n $POLICY_RC_SAVED ]]; then
+    mv -f "$POLICY_RC_SAVED" "$POLICY_RC"
+  else
+    rm -f "$POLICY_RC"
+  fi
+  POLICY_RC_SAVED=""
+  POLICY_RC_OURS=0
+}
+
+# The pids of docker-registry or containerd processes run as the system service would run
+# them: docker-registry on the package's /etc/docker/registry config, containerd with no
+# arguments. Private ones (a test's registry on its own config, a benchmark's containerd with
+# its own --config/--address) are not the service's and are left alone.
+service_pids() {
+  local pid argv
+  for pid in $(pgrep -x docker-registry 2>/dev/null) $(pgrep -x containerd 2>/dev/null); do
+    argv="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || continue
+    case "$argv" in
+      *docker-registry*/etc/docker/registry/*) echo "$pid" ;;
+      containerd\ | /usr/bin/containerd\ | /usr/sbin/containerd\ ) echo "$pid" ;;
+    esac
+  done
+}
+
+# Stops and disables the docker-registry and containerd services if their packages started
+# them anyway (a host whose init ignores policy-rc.d).
+stop_services() {
+  local pids
+  systemctl disable docker-registry containerd >/dev/null 2>&1 || true
+  mapfile -t pids < <(service_pids)
+  [[ ${#pids[@]} -gt 0 ]] || return 0
+  warn "service processes running after install (pids ${pids[*]}): stopping them"
+  systemctl stop docker-registry containerd >/dev/null 2>&1 || true
+  mapfile -t pids < <(service_pids)
+  [[ ${#pids[@]} -gt 0 ]] || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  sleep 1
+  mapfile -t pids < <(service_pids)
+  [[ ${#pids[@]} -gt 0 ]] || return 0
+  kill -9 "${pids[@]}" 2>/dev/null || true
+}
+
+# apt_install for packages that start a system service on install: a policy-rc.d that
+# exits 101 (no service may start) exists only for the duration of the apt-get install,
+# then the previous one (if any) is put back; services are then stopped and disabled.
+apt_install_no_services() {
+  local missing
+  mapfile -t missing < <(missing_pkgs "$@")
+  [[ ${#missing[@]} -gt 0 ]] || return 0
+  need_root "${missing[*]}"
+  if [[ -e $POLICY_RC || -L $POLICY_RC ]]; then
+    POLICY_RC_SAVED="$(mktemp "${POLICY_RC}.corral-saved.XXXXXX")"
+    cp -a "$POLICY_RC" "$POLICY_RC_SAVED"
+  fi
+  POLICY_RC_OURS=1
+  trap restore_policy_rc EXIT
+  printf '#!/bin/sh\n# written by corral install-deps.sh for one apt-get install\nexit 101\n' \
+    >"${POLICY_RC}.corral-tmp"
+  chmod 0755 "${POLICY_RC}.corral-tmp"
+  mv -f "${POLICY_RC}.corral-tmp" "$POLICY_RC"
+  apt_install "${missing[@]}"
+  restore_policy_rc
+  trap - EXIT
+  stop_services
 }
 
 # Base URLs of the archives apt is configured with (http/https only), main archive
@@ -244,7 +325,8 @@ if [[ -n ${CORRAL_CRIU_FETCH_ONLY:-} ]]; then
   exit 0
 fi
 
-apt_install "${RUNTIME_PKGS[@]}"
+apt_install "${RUNTIME_PKGS[@]}" "${IMAGE_PKGS[@]}"
+apt_install_no_services "${SERVICE_PKGS[@]}"
 
 if [[ ${CORRAL_SKIP_CRIU:-0} == 1 ]]; then
   log "CORRAL_SKIP_CRIU=1: skipping criu"
@@ -257,6 +339,12 @@ runc_version="$(runc --version 2>/dev/null | head -n1)" || die "runc --version f
 log "$runc_version"
 [[ -x /bin/busybox ]] || die "/bin/busybox missing (busybox-static)"
 log "/bin/busybox present"
+for tool in docker-registry skopeo zstd gzip htpasswd containerd; do
+  command -v "$tool" >/dev/null || die "$tool missing"
+done
+log "$(skopeo --version), docker-registry $(docker-registry --version 2>/dev/null | awk '{ print $NF }')"
+mapfile -t left < <(service_pids)
+[[ ${#left[@]} -eq 0 ]] || die "docker-registry or containerd running as a service (pids ${left[*]})"
 if [[ ${CORRAL_SKIP_CRIU:-0} != 1 ]]; then
   [[ -x $CRIU_BIN ]] || die "$CRIU_BIN missing"
   if check_out="$("$CRIU_BIN" check 2>&1)" && grep -q "Looks good" <<<"$check_out"; then

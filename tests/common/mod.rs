@@ -11,7 +11,9 @@
 
 #![allow(dead_code)]
 
+pub mod images;
 pub mod raw;
+pub mod registry;
 
 use corral::rpc::Client;
 use corral::{ContainerInfo, CreateRequest, ExecProcess, ExecRequest, ExitStatus, KillRequest};
