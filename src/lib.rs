@@ -47,6 +47,7 @@ pub(crate) mod limits;
 pub mod metrics;
 pub(crate) mod oci_layout;
 pub(crate) mod reaper;
+pub mod registry;
 pub mod rpc;
 #[doc(hidden)] // For corral's own binaries and tests (resolve_binary), not a stable API.
 pub mod runtime;
