@@ -209,7 +209,11 @@ fn a_docker_save_tar_imports_under_its_repo_tags() {
             .collect::<Vec<_>>()
     );
     let config: serde_json::Value = serde_json::from_str(&detail.config).unwrap();
-    assert!(config["config"]["Env"].as_array().unwrap().iter().any(|e| e == "A=1"));
+    assert!(config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "A=1"));
     c.remove_images(
         "default",
         vec!["myapp:1.0".into(), "example.com/x/y:2".into()],
