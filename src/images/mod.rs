@@ -13,6 +13,9 @@ mod push;
 pub(crate) mod store;
 pub(crate) mod walk;
 
+#[cfg(test)]
+mod tests;
+
 use crate::actors::events::{Events, Publish};
 use crate::content::ContentStore;
 use crate::error::{Error, Result};
