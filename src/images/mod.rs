@@ -297,6 +297,13 @@ impl Images {
         self.blocking(|inner| inner.content.list()).await
     }
 
+    /// One blob.
+    pub async fn content_info(&self, digest: &str) -> Result<ContentInfo> {
+        let digest = digest.to_string();
+        self.blocking(move |inner| inner.content.info(&digest))
+            .await
+    }
+
     /// The downloads not yet committed.
     pub async fn ingests(&self) -> Result<Vec<IngestInfo>> {
         self.blocking(|inner| inner.content.ingests()).await
