@@ -39,5 +39,11 @@ if pgrep -x corrald >/dev/null; then
   pgrep -a -x corrald >&2
   fail=1
 fi
-[ "$fail" = 0 ] && echo "test.sh: no zombies, no leftover shims or daemons"
+# The tests' private registries (docker-registry serve <their temp config>), not a system one.
+if pgrep -f "docker-registry serve /tmp/" >/dev/null; then
+  echo "test.sh: test registries still running after the suite:" >&2
+  pgrep -a -f "docker-registry serve /tmp/" >&2
+  fail=1
+fi
+[ "$fail" = 0 ] && echo "test.sh: no zombies, no leftover shims, daemons or registries"
 exit "$fail"

@@ -297,6 +297,13 @@ impl Images {
         self.blocking(|inner| inner.content.list()).await
     }
 
+    /// One blob.
+    pub async fn content_info(&self, digest: &str) -> Result<ContentInfo> {
+        let digest = digest.to_string();
+        self.blocking(move |inner| inner.content.info(&digest))
+            .await
+    }
+
     /// The downloads not yet committed.
     pub async fn ingests(&self) -> Result<Vec<IngestInfo>> {
         self.blocking(|inner| inner.content.ingests()).await
@@ -534,11 +541,10 @@ impl Inner {
         }
     }
 
+    /// Records a namespace implicitly (a container, image or lease was made in it); only
+    /// an explicit `namespace create` publishes `/namespaces/create`, as in containerd.
     fn ensure_namespace(&self, ns: &str) -> Result<()> {
-        if self.change(|db| Ok(db.ensure_namespace(ns)))? {
-            self.publish(ns, Topic::NamespaceCreate, ns);
-        }
-        Ok(())
+        self.change(|db| Ok(db.ensure_namespace(ns))).map(|_| ())
     }
 
     fn image_exists(&self, ns: &str, name: &str) -> bool {
@@ -573,8 +579,8 @@ impl Inner {
         target: Descriptor,
         labels: BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
-        let (record, topic, new_ns) = self.change(|db| {
-            let new_ns = db.ensure_namespace(ns);
+        let (record, topic) = self.change(|db| {
+            db.ensure_namespace(ns);
             let now = now_ns();
             let images = db.images.entry(ns.to_string()).or_default();
             let (record, topic) = match images.get(name) {
@@ -599,11 +605,8 @@ impl Inner {
                 ),
             };
             images.insert(name.to_string(), record.clone());
-            Ok((record, topic, new_ns))
+            Ok((record, topic))
         })?;
-        if new_ns {
-            self.publish(ns, Topic::NamespaceCreate, ns);
-        }
         if let Some(topic) = topic {
             self.publish(ns, topic, name);
         }
@@ -624,7 +627,7 @@ impl Inner {
             expires_ns: expires.map(|d| now.saturating_add(d.as_nanos() as u64)),
             ..LeaseRecord::default()
         };
-        let new_ns = self.change(|db| {
+        self.change(|db| {
             let leases = db.leases.entry(ns.to_string()).or_default();
             if leases.contains_key(id) {
                 return Err(Error::AlreadyExists(format!(
@@ -632,11 +635,9 @@ impl Inner {
                 )));
             }
             leases.insert(id.to_string(), record.clone());
-            Ok(db.ensure_namespace(ns))
+            db.ensure_namespace(ns);
+            Ok(())
         })?;
-        if new_ns {
-            self.publish(ns, Topic::NamespaceCreate, ns);
-        }
         Ok(record.info(id))
     }
 
