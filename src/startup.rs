@@ -105,6 +105,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         .to_string(),
         state_dir: config.state_dir.clone(),
         runtime_root: config.runtime_root.clone(),
+        data_dir: config.data_dir.clone(),
     };
     // Every setting goes to the Supervisor: a new one must be placed here.
     let Config {

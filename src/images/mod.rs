@@ -13,6 +13,9 @@ mod push;
 pub(crate) mod store;
 pub(crate) mod walk;
 
+#[cfg(test)]
+mod tests;
+
 use crate::actors::events::{Events, Publish};
 use crate::content::ContentStore;
 use crate::error::{Error, Result};
@@ -294,6 +297,13 @@ impl Images {
         self.blocking(|inner| inner.content.list()).await
     }
 
+    /// One blob.
+    pub async fn content_info(&self, digest: &str) -> Result<ContentInfo> {
+        let digest = digest.to_string();
+        self.blocking(move |inner| inner.content.info(&digest))
+            .await
+    }
+
     /// The downloads not yet committed.
     pub async fn ingests(&self) -> Result<Vec<IngestInfo>> {
         self.blocking(|inner| inner.content.ingests()).await
@@ -570,8 +580,8 @@ impl Inner {
         target: Descriptor,
         labels: BTreeMap<String, String>,
     ) -> Result<ImageRecord> {
-        let (record, topic) = self.change(|db| {
-            db.ensure_namespace(ns);
+        let (record, topic, new_ns) = self.change(|db| {
+            let new_ns = db.ensure_namespace(ns);
             let now = now_ns();
             let images = db.images.entry(ns.to_string()).or_default();
             let (record, topic) = match images.get(name) {
@@ -596,8 +606,11 @@ impl Inner {
                 ),
             };
             images.insert(name.to_string(), record.clone());
-            Ok((record, topic))
+            Ok((record, topic, new_ns))
         })?;
+        if new_ns {
+            self.publish(ns, Topic::NamespaceCreate, ns);
+        }
         if let Some(topic) = topic {
             self.publish(ns, topic, name);
         }
@@ -618,8 +631,7 @@ impl Inner {
             expires_ns: expires.map(|d| now.saturating_add(d.as_nanos() as u64)),
             ..LeaseRecord::default()
         };
-        self.change(|db| {
-            db.ensure_namespace(ns);
+        let new_ns = self.change(|db| {
             let leases = db.leases.entry(ns.to_string()).or_default();
             if leases.contains_key(id) {
                 return Err(Error::AlreadyExists(format!(
@@ -627,8 +639,11 @@ impl Inner {
                 )));
             }
             leases.insert(id.to_string(), record.clone());
-            Ok(())
+            Ok(db.ensure_namespace(ns))
         })?;
+        if new_ns {
+            self.publish(ns, Topic::NamespaceCreate, ns);
+        }
         Ok(record.info(id))
     }
 

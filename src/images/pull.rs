@@ -319,7 +319,15 @@ async fn download(
     let mut stream = body.stream;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| e.context(&what()))?;
-        block_in_place(|| ingest.write(&chunk))?;
+        if let Err(e) = block_in_place(|| ingest.write(&chunk)) {
+            if matches!(e, Error::NoSpace(_)) {
+                // The partial blob is what filled the disk: it goes, or nothing else could
+                // be written (not even the removal of the pull's lease).
+                drop(ingest);
+                let _ = block_in_place(|| inner.content.remove_ingest(&desc.digest));
+            }
+            return Err(e);
+        }
         if last.elapsed() >= PROGRESS_EVERY {
             last = Instant::now();
             report(progress, desc, BlobState::Downloading, ingest.offset());

@@ -62,7 +62,12 @@ async fn push_tree(
     let target = if tagged {
         remote.clone()
     } else {
-        remote.at_digest(&desc.digest)?
+        remote.with_reference(&format!(
+            "{}/{}@{}",
+            remote.registry(),
+            remote.repository(),
+            desc.digest
+        ))?
     };
     target.push_manifest(&desc.media_type, bytes).await?;
     report(progress, desc, BlobState::Done, desc.size);

@@ -1,53 +1,25 @@
-//! PLACEHOLDER until the registry branch lands: the API the image service codes against.
-#![allow(missing_docs, dead_code, unused_variables)]
-use crate::error::{Error, Result};
-use crate::types::{Descriptor, Platform, RemoteOptions};
-use std::path::Path;
-use std::pin::Pin;
+//! Registries: resolving, pulling and pushing images over the OCI distribution API.
+//!
+//! The one module of corral that uses `oci-client` (its API changes often): everything
+//! else sees [`Remote`], [`BlobBody`] and corral's own [`Error`](crate::Error)s, mapped in
+//! one place (`errors.rs`) so that every message names the registry and the reference.
+//! [`manifest`] reads indexes and manifests and knows nothing of the network; import,
+//! export and GC use it too.
 
-pub fn normalize(reference: &str) -> Result<String> {
-    Ok(reference.to_string())
-}
+mod auth;
+mod errors;
+pub mod manifest;
+pub mod reference;
+mod remote;
 
-pub fn select_platform(index: &[u8], platform: &Platform, name: &str) -> Result<Descriptor> {
-    Err(Error::Internal("placeholder".into()))
-}
+pub use manifest::{
+    check_digest, check_media_type, media_type_of, parse_index, parse_manifest, select_platform,
+    sha256_digest, IndexEntry, ManifestLayer, ManifestRefs, MAX_MANIFEST,
+};
+pub use reference::ImageRef;
+pub use remote::{BlobBody, ByteStream, Remote};
 
-pub struct BlobBody {
-    pub restarted: bool,
-    pub stream: Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>>> + Send>>,
-}
-
-#[derive(Clone)]
-pub struct Remote;
-
-impl Remote {
-    pub fn new_with_config(r: &str, o: &RemoteOptions, c: Option<&Path>) -> Result<Remote> {
-        Err(Error::Internal("placeholder".into()))
-    }
-    pub fn name(&self) -> String {
-        String::new()
-    }
-    pub fn at_digest(&self, d: &str) -> Result<Remote> {
-        Ok(Remote)
-    }
-    pub async fn resolve(&self) -> Result<(Descriptor, Vec<u8>)> {
-        Err(Error::Internal("placeholder".into()))
-    }
-    pub async fn fetch_manifest(&self, d: &Descriptor) -> Result<Vec<u8>> {
-        Err(Error::Internal("placeholder".into()))
-    }
-    pub async fn blob(&self, d: &Descriptor, offset: u64) -> Result<BlobBody> {
-        Err(Error::Internal("placeholder".into()))
-    }
-    pub async fn push_blob(
-        &self,
-        d: &Descriptor,
-        body: impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static,
-    ) -> Result<bool> {
-        Err(Error::Internal("placeholder".into()))
-    }
-    pub async fn push_manifest(&self, media_type: &str, bytes: Vec<u8>) -> Result<()> {
-        Err(Error::Internal("placeholder".into()))
-    }
+/// The full, normalized name of a reference: `busybox` is `docker.io/library/busybox:latest`.
+pub fn normalize(reference: &str) -> crate::Result<String> {
+    ImageRef::parse(reference).map(|r| r.to_string())
 }

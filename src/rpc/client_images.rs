@@ -122,6 +122,12 @@ impl Client {
         want!(self.call(Request::ContentList)?, Reply::Contents)
     }
 
+    /// One blob.
+    pub fn content_info(&mut self, digest: &str) -> Result<ContentInfo> {
+        let digest = digest.to_string();
+        want!(self.call(Request::ContentInfo { digest })?, Reply::Content)
+    }
+
     /// The downloads not yet committed.
     pub fn ingests(&mut self) -> Result<Vec<IngestInfo>> {
         want!(self.call(Request::ContentIngests)?, Reply::Ingests)

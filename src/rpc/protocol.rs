@@ -285,6 +285,11 @@ pub enum Request {
         /// Its name.
         name: String,
     },
+    /// One blob.
+    ContentInfo {
+        /// Its digest.
+        digest: String,
+    },
 }
 
 impl Request {
@@ -337,6 +342,7 @@ impl Request {
             Request::NamespaceList => "namespace_list",
             Request::NamespaceLabel { .. } => "namespace_label",
             Request::NamespaceRemove { .. } => "namespace_remove",
+            Request::ContentInfo { .. } => "content_info",
         }
     }
 }
@@ -414,6 +420,8 @@ pub enum Reply {
     Namespace(NamespaceInfo),
     /// Namespaces.
     Namespaces(Vec<NamespaceInfo>),
+    /// One blob.
+    Content(ContentInfo),
 }
 
 #[cfg(test)]

@@ -687,6 +687,7 @@ async fn dispatch_images(handle: &Handle, request: Request) -> Result<Reply> {
         Request::ImageImport(req) => images.import(req).await.map(Reply::Images),
         Request::ImageExport(req) => images.export(req).await.map(Reply::Size),
         Request::ContentList => images.content_list().await.map(Reply::Contents),
+        Request::ContentInfo { digest } => images.content_info(&digest).await.map(Reply::Content),
         Request::ContentIngests => images.ingests().await.map(Reply::Ingests),
         Request::ContentRemove { digests } => {
             images.content_remove(digests).await.map(|()| Reply::Ok)

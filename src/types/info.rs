@@ -202,6 +202,9 @@ pub struct Features {
     pub state_dir: PathBuf,
     /// The runtime's state root.
     pub runtime_root: PathBuf,
+    /// Images, content, leases and namespace records.
+    #[serde(default)]
+    pub data_dir: PathBuf,
 }
 
 /// The CRIU binary and whether it can be used, as found at start.

@@ -674,8 +674,13 @@ impl Daemon {
             .arg(&self.state_dir)
             .arg("--root")
             .arg(&self.root)
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
+            .args(
+                // A test's own --data-dir (in extra_args) replaces the temp dir's.
+                (!self.extra_args.iter().any(|a| a == "--data-dir"))
+                    .then(|| ["--data-dir".into(), self.dir.join("data").into_os_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--runtime")
             .arg(runc())
             .arg("--shim")
