@@ -564,6 +564,14 @@ fn pull_with_credentials() {
     );
     assert!(err.starts_with("corralctl: "), "{err}");
 
+    // `--user U` with nothing on stdin: refused before anything is sent.
+    let err = fails(
+        &d,
+        &["image", "pull", "--plain-http", "-u", user, &reference],
+        125,
+    );
+    assert!(err.contains("no password on stdin"), "{err}");
+
     let both = format!("{user}:{password}");
     let out = d.ctl_ok(&["image", "pull", "--plain-http", "-u", &both, &reference]);
     assert_eq!(out.lines().last(), Some(want.as_str()), "{out}");
@@ -578,4 +586,46 @@ fn pull_with_credentials() {
         assert_eq!(stdout(&out).lines().last(), Some(want.as_str()));
         d.ctl_ok(&["image", "rm", &reference]);
     }
+}
+
+/// An index: TYPE `index` in the table; inspect picks the host's manifest, or the one
+/// `--platform` names, and shows the index too.
+#[test]
+fn index_inspect_by_platform() {
+    let d = Daemon::start("cli_img_index");
+    let work = TestDir::new("cli-index");
+    let layout = work.join("layout");
+    let name = "example.com/test/multi:1";
+    let index = write_index_layout(
+        &layout,
+        name,
+        &[ImageSpec::busybox(), ImageSpec::tiny(other_arch())],
+    );
+    let tar = work.join("multi.tar");
+    tar_dir(&layout, &tar);
+    d.ctl_ok(&["image", "import", tar.to_str().unwrap()]);
+    let table = d.ctl_ok(&["image", "ls"]);
+    let row = table.lines().find(|l| l.starts_with(name)).unwrap();
+    assert!(row.contains(" index "), "{row}");
+
+    let host: serde_json::Value = parse(&d.ctl_ok(&["image", "inspect", name]), "inspect");
+    assert_eq!(host["platform"]["architecture"], host_arch(), "{host}");
+    assert_eq!(
+        host["manifest"]["config"]["digest"].as_str(),
+        Some(index.image(host_arch()).config_digest())
+    );
+    assert!(host["index"]["manifests"].is_array(), "{host}");
+    let platform = format!("linux/{}", other_arch());
+    let other: serde_json::Value = parse(
+        &d.ctl_ok(&["image", "inspect", name, "--platform", &platform]),
+        "inspect --platform",
+    );
+    assert_eq!(other["platform"]["architecture"], other_arch(), "{other}");
+    assert_eq!(other["config"]["architecture"], other_arch(), "{other}");
+    let err = fails(
+        &d,
+        &["image", "inspect", name, "--platform", "linux/s390x"],
+        125,
+    );
+    assert!(err.contains("s390x"), "{err}");
 }

@@ -175,13 +175,18 @@ pub fn image(ctl: &Ctl, a: ImageArgs) -> Outcome {
     }
 }
 
-/// Reads one line from stdin, without its line end.
+/// Reads one line from stdin, without its line end (an error at the end of input).
 fn read_line() -> Result<String, Error> {
     let mut line = String::new();
-    std::io::stdin()
+    let n = std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| Error::io("read the password from stdin", e))?;
+    if n == 0 {
+        return Err(Error::InvalidArgument(
+            "no password on stdin: give --user USER:PASSWORD, or the password on stdin".into(),
+        ));
+    }
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -330,13 +335,37 @@ fn document(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
+/// The platforms an index's JSON lists.
+fn index_platforms(index: &serde_json::Value) -> Vec<String> {
+    index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| serde_json::from_value::<Platform>(m.get("platform")?.clone()).ok())
+        .map(|p| p.to_string())
+        .collect()
+}
+
 fn inspect(ctl: &Ctl, a: InspectArgs) -> Outcome {
     let d = ctl
         .client()?
-        .inspect_image(&ctl.namespace, &a.name, a.platform)?;
+        .inspect_image(&ctl.namespace, &a.name, a.platform.clone())?;
+    let index = d.index.as_deref().map(document);
+    // The daemon falls back to any manifest it has when the index has none for the
+    // platform: one asked for by name must be the one shown.
+    if let (Some(want), Some(index)) = (&a.platform, &index) {
+        if !d.platform.as_ref().is_some_and(|got| want.matches(got)) {
+            return Err(Error::NotFound(format!(
+                "no {want} manifest in {} (it has: {})",
+                d.info.name,
+                index_platforms(index).join(", ")
+            ))
+            .into());
+        }
+    }
     json(&serde_json::json!({
         "info": d.info,
-        "index": d.index.as_deref().map(document),
+        "index": index,
         "manifest": document(&d.manifest),
         "config": document(&d.config),
         "platform": d.platform,
