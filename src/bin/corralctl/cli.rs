@@ -1,6 +1,6 @@
 //! The command line: global options, the commands, and the value parsers they share.
 
-use crate::{checkpoints, containers, events, resources, show, tools};
+use crate::{checkpoints, containers, content, events, images, resources, show, tools};
 use clap::{Parser, Subcommand};
 use corral::rpc::DEFAULT_SOCKET;
 use corral::{RestartPolicy, DEFAULT_NAMESPACE};
@@ -97,6 +97,21 @@ pub enum Cmd {
     Restore(checkpoints::RestoreArgs),
     /// Replay events from the journal, then follow them.
     Events(events::EventsArgs),
+    /// Pull, push, list, inspect, remove, tag, import and export images.
+    #[command(visible_alias = "i")]
+    Image(images::ImageArgs),
+    /// List the namespace's images (as `image ls`).
+    Images(images::LsArgs),
+    /// List and remove the content store's blobs; list the downloads in progress.
+    Content(content::ContentArgs),
+    /// Create, list and remove leases (while one lives, GC keeps what it holds).
+    #[command(visible_alias = "leases")]
+    Lease(content::LeaseArgs),
+    /// Create, list, label and remove namespaces.
+    #[command(visible_alias = "ns")]
+    Namespace(content::NamespaceArgs),
+    /// Collect garbage now: blobs no image or lease holds, stale ingests, expired leases.
+    Prune(content::PruneArgs),
     /// Make a runnable bundle.
     Bundle(tools::BundleArgs),
     /// Print a shell completion script.
@@ -126,6 +141,11 @@ pub fn label(kv: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("label {kv:?} is not KEY=VALUE")),
     }
+}
+
+/// A path made absolute against the current directory (the daemon reads or writes it).
+pub fn absolute(p: &str) -> Result<PathBuf, corral::Error> {
+    std::path::absolute(p).map_err(|e| corral::Error::InvalidArgument(format!("path {p:?}: {e}")))
 }
 
 /// A signal: a number, `TERM` or `SIGTERM`.

@@ -38,7 +38,7 @@ pub struct EventsArgs {
 }
 
 /// `500ms`, `90s`, `10m`, `2h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = match s.strip_suffix("ms") {
         Some(n) => (n, 1),
         None => match s.char_indices().last() {

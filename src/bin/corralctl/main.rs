@@ -8,9 +8,12 @@
 mod checkpoints;
 mod cli;
 mod containers;
+mod content;
 mod events;
+mod images;
 mod output;
 mod pipes;
+mod progress;
 mod resources;
 mod show;
 mod tools;
@@ -179,6 +182,12 @@ fn dispatch(cli: Cli) -> Outcome {
         Cmd::Checkpoints(a) => checkpoints::checkpoints(&ctl, a),
         Cmd::Restore(a) => checkpoints::restore(&ctl, a),
         Cmd::Events(a) => events::events(&ctl, a),
+        Cmd::Image(a) => images::image(&ctl, a),
+        Cmd::Images(a) => images::ls(&ctl, a),
+        Cmd::Content(a) => content::content(&ctl, a),
+        Cmd::Lease(a) => content::lease(&ctl, a),
+        Cmd::Namespace(a) => content::namespaces(&ctl, a),
+        Cmd::Prune(a) => content::prune(&ctl, a),
         Cmd::Bundle(a) => tools::bundle(a),
         Cmd::Completion(a) => tools::completion(a),
         Cmd::Man(a) => tools::man(a),
