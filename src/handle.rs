@@ -102,13 +102,16 @@ impl Handle {
 
     /// Creates a container (and starts it when `req.start`).
     pub async fn create(&self, req: CreateRequest) -> Result<ContainerInfo> {
-        if validate_id("namespace", namespace_or_default(&req.namespace)).is_ok() {
-            self.images.namespace_ensure(&req.namespace).await?;
-        }
-        self.supervisor
+        let info = self
+            .supervisor
             .send(supervisor::Create(req))
             .await
-            .map_err(mailbox)?
+            .map_err(mailbox)??;
+        // The namespace is recorded once something lives in it.
+        if let Err(e) = self.images.namespace_ensure(&info.namespace).await {
+            tracing::warn!("cannot record namespace {}: {e}", info.namespace);
+        }
+        Ok(info)
     }
 
     /// Starts a created container.

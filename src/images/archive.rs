@@ -74,8 +74,13 @@ fn read_small(file: &Path, name: &str, entry: impl Read) -> Result<Vec<u8>> {
 
 /// Streams the tar's files into the store, each held by `lease` before its first byte.
 fn stream_in(inner: &Inner, ns: &str, lease: &str, file: &Path) -> Result<Read_> {
-    let f =
-        std::fs::File::open(file).map_err(|e| Error::io(format!("open {}", file.display()), e))?;
+    let f = std::fs::File::open(file).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound(format!("import file {}", file.display()))
+        } else {
+            Error::io(format!("open {}", file.display()), e)
+        }
+    })?;
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(256 * 1024, f));
     let mut out = Read_::default();
     let entries = archive
@@ -358,7 +363,7 @@ fn check_complete(store: &ContentStore, name: &str, target: &Descriptor) -> Resu
     let kids = walk::children(&target.media_type, &bytes, name)?;
     if is_index(&target.media_type) {
         let mut any = false;
-        for k in kids.iter().filter(|k| store.contains(&k.digest)) {
+        for k in kids.iter().filter(|k| store.contains(&k.desc.digest)) {
             any = true;
             check_complete(store, name, &k.descriptor())?;
         }
@@ -369,9 +374,9 @@ fn check_complete(store: &ContentStore, name: &str, target: &Descriptor) -> Resu
         }
         return Ok(());
     }
-    for k in kids.iter().filter(|k| !k.foreign()) {
-        if !store.contains(&k.digest) {
-            return Err(missing(&k.digest));
+    for k in kids.iter().filter(|k| !k.foreign) {
+        if !store.contains(&k.desc.digest) {
+            return Err(missing(&k.desc.digest));
         }
     }
     Ok(())
@@ -410,10 +415,11 @@ pub(crate) fn import(inner: &Inner, req: ImportRequest) -> Result<Vec<ImageInfo>
         }
         Ok(out)
     })();
-    // Success: the images hold it all now. Failure: GC takes what was written.
+    // Success: the images hold what they need. Either way GC then takes the rest (the
+    // files of a docker save tar that are no blob of an image, or a failed import's).
     inner.lease_drop(&ns, &lease);
-    if result.is_err() {
-        let _ = super::gc::collect(inner);
+    if let Err(e) = super::gc::collect(inner) {
+        tracing::warn!("GC after the import of {}: {e}", req.file.display());
     }
     result
 }
@@ -432,10 +438,24 @@ pub(crate) fn export(inner: &Inner, req: ExportRequest) -> Result<u64> {
             "export: name at least one image".into(),
         ));
     }
+    // The export's lease keeps GC off its blobs while they are written.
+    let lease = format!("export-{}", now_ns());
+    inner.create_lease(
+        &ns,
+        &lease,
+        BTreeMap::from([("corral.export".to_string(), req.file.display().to_string())]),
+        Some(IMPORT_LEASE),
+    )?;
+    let result = export_held(inner, &ns, &lease, &req);
+    inner.lease_drop(&ns, &lease);
+    result
+}
+
+fn export_held(inner: &Inner, ns: &str, lease: &str, req: &ExportRequest) -> Result<u64> {
     let mut manifests = Vec::new();
     let mut digests = BTreeSet::new();
     for name in &req.names {
-        let (full, r) = inner.find_image(&ns, name)?;
+        let (full, r) = inner.find_image(ns, name)?;
         walk::reachable(&inner.content, &r.target, &mut digests);
         let mut entry =
             serde_json::to_value(&r.target).map_err(|e| Error::Internal(e.to_string()))?;
@@ -450,6 +470,9 @@ pub(crate) fn export(inner: &Inner, req: ExportRequest) -> Result<u64> {
         "mediaType": MEDIA_OCI_INDEX,
         "manifests": manifests,
     });
+    for d in &digests {
+        inner.lease_hold(ns, lease, d)?;
+    }
     let mut blobs = Vec::new();
     for d in digests {
         let info = inner.content.info(&d)?;
@@ -462,8 +485,11 @@ pub(crate) fn export(inner: &Inner, req: ExportRequest) -> Result<u64> {
             Source::File(inner.content.blob_path(&d)?),
         ));
     }
-    let tmp = req.file.with_extension("partial");
+    let mut tmp = req.file.clone().into_os_string();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
     let written = oci_layout::write_tar(&tmp, &index, blobs, 0)
+        .and_then(|n| std::fs::File::open(&tmp)?.sync_all().map(|()| n))
         .and_then(|n| std::fs::rename(&tmp, &req.file).map(|()| n));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -35,7 +35,9 @@ pub(crate) fn collect(inner: &Inner) -> Result<PruneReport> {
     let mut keep_ingests = BTreeSet::new();
     for images in meta.db.images.values() {
         for image in images.values() {
-            walk::reachable(&inner.content, &image.target, &mut keep);
+            // A document that cannot be read stops the collection: what it refers to
+            // would otherwise be swept as unreachable.
+            walk::reachable_strict(&inner.content, &image.target, &mut keep)?;
         }
     }
     for (_, _, lease) in meta.db.live_leases(now) {
@@ -79,6 +81,8 @@ pub(crate) fn remove_content(inner: &Inner, digests: &[String]) -> Result<()> {
     let now = now_ns();
     for digest in digests {
         crate::content::digest_hex(digest)?;
+    }
+    for digest in digests {
         for (ns, images) in &meta.db.images {
             for (name, image) in images {
                 let mut reached = BTreeSet::new();

@@ -24,7 +24,7 @@ use actix::Addr;
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::{image_info, ImageRecord, LeaseRecord, Metadata};
@@ -50,8 +50,9 @@ pub(crate) struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     /// Blobs being downloaded now, by digest: later pulls of the same blob wait for it.
     downloads: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// Namespaces known to be recorded (a cache that never waits for the metadata lock).
+    known_namespaces: Mutex<std::collections::HashSet<String>>,
     events: Option<Addr<Events>>,
-    docker_config: Option<PathBuf>,
     _lock: Flock<std::fs::File>,
 }
 
@@ -86,8 +87,11 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-fn ns_or_default(ns: &str) -> String {
-    namespace_or_default(ns).to_string()
+/// The namespace a request names (empty: `default`), checked.
+fn ns_or_default(ns: &str) -> Result<String> {
+    let ns = namespace_or_default(ns);
+    validate_id("namespace", ns)?;
+    Ok(ns.to_string())
 }
 
 impl Images {
@@ -112,6 +116,7 @@ impl Images {
         })?;
         let content = ContentStore::open(&data_dir.join("content"))?;
         let meta = Metadata::open(data_dir)?;
+        let known_namespaces = Mutex::new(meta.db.namespaces.keys().cloned().collect());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(8)
@@ -125,8 +130,8 @@ impl Images {
                 meta: Mutex::new(meta),
                 runtime: Some(runtime),
                 downloads: Mutex::new(HashMap::new()),
+                known_namespaces,
                 events,
-                docker_config: None,
                 _lock: lock,
             }),
         })
@@ -163,7 +168,7 @@ impl Images {
 
     /// The images of a namespace, by name.
     pub async fn list(&self, namespace: &str) -> Result<Vec<ImageInfo>> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         self.blocking(move |inner| {
             let records: Vec<(String, ImageRecord)> = poisoned(&inner.meta)
                 .db
@@ -181,7 +186,7 @@ impl Images {
 
     /// One image, by its name (or a short name that normalizes to it).
     pub async fn get(&self, namespace: &str, name: &str) -> Result<ImageInfo> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         let name = name.to_string();
         self.blocking(move |inner| {
             let (name, r) = inner.find_image(&ns, &name)?;
@@ -198,7 +203,7 @@ impl Images {
         name: &str,
         platform: Option<Platform>,
     ) -> Result<ImageDetail> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         let name = name.to_string();
         self.blocking(move |inner| inner.inspect(&ns, &name, platform))
             .await
@@ -206,17 +211,23 @@ impl Images {
 
     /// Removes images; then runs GC unless `no_gc`.
     pub async fn remove(&self, namespace: &str, names: Vec<String>, no_gc: bool) -> Result<()> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         self.blocking(move |inner| {
-            for name in &names {
-                let (full, _) = inner.find_image(&ns, name)?;
-                inner.change(|db| {
-                    if let Some(m) = db.images.get_mut(&ns) {
-                        m.remove(&full);
+            // All or nothing: every name must name an image before any goes.
+            let full = names
+                .iter()
+                .map(|n| inner.find_image(&ns, n).map(|(full, _)| full))
+                .collect::<Result<Vec<String>>>()?;
+            inner.change(|db| {
+                if let Some(m) = db.images.get_mut(&ns) {
+                    for name in &full {
+                        m.remove(name);
                     }
-                    Ok(())
-                })?;
-                inner.publish(&ns, Topic::ImageDelete, &full);
+                }
+                Ok(())
+            })?;
+            for name in &full {
+                inner.publish(&ns, Topic::ImageDelete, name);
             }
             if !no_gc {
                 gc::collect(inner)?;
@@ -235,7 +246,7 @@ impl Images {
         target: &str,
         force: bool,
     ) -> Result<ImageInfo> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         let (source, target) = (source.to_string(), crate::registry::normalize(target)?);
         self.blocking(move |inner| {
             let (_, r) = inner.find_image(&ns, &source)?;
@@ -262,8 +273,8 @@ impl Images {
         req: PullRequest,
         progress: Option<ProgressSender>,
     ) -> Result<ImageInfo> {
-        let docker_config = self.inner.docker_config.clone();
-        self.run(move |inner| pull::pull(inner, req, progress, docker_config))
+        ns_or_default(&req.namespace)?;
+        self.run(move |inner| pull::pull(inner, req, progress))
             .await
     }
 
@@ -273,19 +284,21 @@ impl Images {
         req: PushRequest,
         progress: Option<ProgressSender>,
     ) -> Result<Descriptor> {
-        let docker_config = self.inner.docker_config.clone();
-        self.run(move |inner| push::push(inner, req, progress, docker_config))
+        ns_or_default(&req.namespace)?;
+        self.run(move |inner| push::push(inner, req, progress))
             .await
     }
 
     /// Reads an OCI image layout tar or a `docker save` tar and records its images.
     pub async fn import(&self, req: ImportRequest) -> Result<Vec<ImageInfo>> {
+        ns_or_default(&req.namespace)?;
         self.blocking(move |inner| archive::import(inner, req))
             .await
     }
 
     /// Writes images to an OCI image layout tar; answers its size.
     pub async fn export(&self, req: ExportRequest) -> Result<u64> {
+        ns_or_default(&req.namespace)?;
         self.blocking(move |inner| archive::export(inner, req))
             .await
     }
@@ -326,7 +339,7 @@ impl Images {
         labels: BTreeMap<String, String>,
         expires: Option<Duration>,
     ) -> Result<LeaseInfo> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         let id = if id.is_empty() {
             format!("lease-{}", now_ns())
         } else {
@@ -339,7 +352,7 @@ impl Images {
 
     /// The leases of a namespace.
     pub async fn lease_list(&self, namespace: &str) -> Result<Vec<LeaseInfo>> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         self.blocking(move |inner| {
             let meta = poisoned(&inner.meta);
             Ok(meta
@@ -354,7 +367,7 @@ impl Images {
 
     /// Removes a lease; then runs GC unless `no_gc`.
     pub async fn lease_remove(&self, namespace: &str, id: &str, no_gc: bool) -> Result<()> {
-        let ns = ns_or_default(namespace);
+        let ns = ns_or_default(namespace)?;
         let id = id.to_string();
         self.blocking(move |inner| {
             inner.change(|db| {
@@ -411,8 +424,10 @@ impl Images {
 
     /// Records a namespace if it is not yet (a container, image or lease is made in it).
     pub async fn namespace_ensure(&self, name: &str) -> Result<()> {
-        let name = ns_or_default(name);
-        if poisoned(&self.inner.meta).db.namespaces.contains_key(&name) {
+        let name = ns_or_default(name)?;
+        // Checked without the metadata lock, which GC holds from mark to sweep: a create
+        // on the actors' thread never waits for a GC.
+        if poisoned(&self.inner.known_namespaces).contains(&name) {
             return Ok(());
         }
         self.blocking(move |inner| inner.ensure_namespace(&name))
@@ -451,11 +466,10 @@ impl Images {
         let name = name.to_string();
         self.blocking(move |inner| {
             let info = inner.change(|db| {
-                db.ensure_namespace(&name);
                 let r = db
                     .namespaces
                     .get_mut(&name)
-                    .ok_or_else(|| Error::Internal("namespace vanished".into()))?;
+                    .ok_or_else(|| Error::NotFound(format!("namespace {name}")))?;
                 for (k, v) in labels {
                     if v.is_empty() {
                         r.labels.remove(&k);
@@ -544,7 +558,9 @@ impl Inner {
     /// Records a namespace implicitly (a container, image or lease was made in it); only
     /// an explicit `namespace create` publishes `/namespaces/create`, as in containerd.
     fn ensure_namespace(&self, ns: &str) -> Result<()> {
-        self.change(|db| Ok(db.ensure_namespace(ns))).map(|_| ())
+        self.change(|db| Ok(db.ensure_namespace(ns)))?;
+        poisoned(&self.known_namespaces).insert(ns.to_string());
+        Ok(())
     }
 
     fn image_exists(&self, ns: &str, name: &str) -> bool {
@@ -683,16 +699,22 @@ impl Inner {
         let (name, r) = self.find_image(ns, name)?;
         let info = image_info(&name, &r, walk::size(&self.content, &r.target));
         let top = self.content.read_document(&r.target.digest)?;
+        let explicit = platform.is_some();
         let want = platform.unwrap_or_else(Platform::host);
         let (index, manifest_desc, picked) = if is_index(&r.target.media_type) {
             let entries = walk::children(&r.target.media_type, &top, &name)?;
-            let entry = entries
+            let stored = |e: &&walk::Child| self.content.contains(&e.desc.digest);
+            let matching = entries
                 .iter()
-                .find(|e| {
-                    e.platform.as_ref().is_some_and(|p| want.matches(p))
-                        && self.content.contains(&e.digest)
-                })
-                .or_else(|| entries.iter().find(|e| self.content.contains(&e.digest)))
+                .filter(stored)
+                .find(|e| e.platform.as_ref().is_some_and(|p| want.matches(p)));
+            if explicit && matching.is_none() {
+                return Err(Error::NotFound(format!(
+                    "no {want} manifest of image {name} is in the content store"
+                )));
+            }
+            let entry = matching
+                .or_else(|| entries.iter().find(stored))
                 .ok_or_else(|| {
                     Error::NotFound(format!(
                         "no manifest of image {name} is in the content store"
@@ -711,7 +733,7 @@ impl Inner {
         let config_desc = kids
             .first()
             .ok_or_else(|| Error::Corrupt(format!("manifest of {name} has no config")))?;
-        let config = self.content.read_document(&config_desc.digest)?;
+        let config = self.content.read_document(config_desc.digest())?;
         let platform = picked.or_else(|| {
             let v: serde_json::Value = serde_json::from_slice(&config).ok()?;
             Some(Platform {

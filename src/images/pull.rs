@@ -12,7 +12,6 @@ use crate::registry::Remote;
 use crate::types::*;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::block_in_place;
@@ -44,10 +43,9 @@ pub(crate) async fn pull(
     inner: Arc<Inner>,
     req: PullRequest,
     progress: Option<ProgressSender>,
-    docker_config: Option<PathBuf>,
 ) -> Result<ImageInfo> {
     let ns = namespace_or_default(&req.namespace).to_string();
-    let remote = Remote::new_with_config(&req.reference, &req.remote, docker_config.as_deref())?;
+    let remote = Remote::new(&req.reference, &req.remote)?;
     let name = remote.name();
     let resolving = Descriptor {
         media_type: String::new(),
@@ -122,8 +120,8 @@ fn complete(inner: &Inner, top: &Descriptor, platform: &Platform, all: bool) -> 
                 .and_then(|b| super::walk::children(&m.media_type, &b, &m.digest))
                 .is_ok_and(|kids| {
                     kids.iter()
-                        .filter(|k| !k.foreign())
-                        .all(|k| inner.content.contains(&k.digest))
+                        .filter(|k| !k.foreign)
+                        .all(|k| inner.content.contains(&k.desc.digest))
                 })
     })
 }
@@ -153,7 +151,7 @@ fn pick(
         let kids = super::walk::children(&top.media_type, bytes, name)?;
         return Ok(kids
             .iter()
-            .filter(|k| is_manifest(&k.media_type))
+            .filter(|k| is_manifest(&k.desc.media_type))
             .map(|k| k.descriptor())
             .collect());
     }
@@ -201,7 +199,7 @@ async fn fetch_all(
             bytes
         };
         for k in super::walk::children(&m.media_type, &bytes, &m.digest)? {
-            if k.foreign() {
+            if k.foreign {
                 continue;
             }
             if !is_manifest(&m.media_type) {
@@ -210,7 +208,7 @@ async fn fetch_all(
                     m.media_type, m.digest
                 )));
             }
-            if seen.insert(k.digest.clone()) {
+            if seen.insert(k.desc.digest.clone()) {
                 blobs.push(k.descriptor());
             }
         }

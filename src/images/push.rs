@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::registry::Remote;
 use crate::types::*;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::task::block_in_place;
 
@@ -18,12 +17,11 @@ pub(crate) async fn push(
     inner: Arc<Inner>,
     req: PushRequest,
     progress: Option<ProgressSender>,
-    docker_config: Option<PathBuf>,
 ) -> Result<Descriptor> {
     let ns = namespace_or_default(&req.namespace).to_string();
     let (name, record) = block_in_place(|| inner.find_image(&ns, &req.image))?;
     let reference = req.reference.clone().unwrap_or_else(|| name.clone());
-    let remote = Remote::new_with_config(&reference, &req.remote, docker_config.as_deref())?;
+    let remote = Remote::new(&reference, &req.remote)?;
     let top = record.target.clone();
     let pushed = push_tree(&inner, &remote, &top, true, &progress)
         .await
@@ -44,7 +42,10 @@ async fn push_tree(
     let kids = super::walk::children(&desc.media_type, &bytes, &desc.digest)?;
     if is_index(&desc.media_type) {
         let mut any = false;
-        for k in kids.iter().filter(|k| inner.content.contains(&k.digest)) {
+        for k in kids
+            .iter()
+            .filter(|k| inner.content.contains(&k.desc.digest))
+        {
             any = true;
             Box::pin(push_tree(inner, remote, &k.descriptor(), false, progress)).await?;
         }
@@ -55,7 +56,7 @@ async fn push_tree(
             )));
         }
     } else {
-        for k in kids.iter().filter(|k| !k.foreign()) {
+        for k in kids.iter().filter(|k| !k.foreign) {
             push_blob(inner, remote, &k.descriptor(), progress).await?;
         }
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::content::digest_of;
+use std::path::PathBuf;
 
 fn service(name: &str) -> (Images, PathBuf) {
     let dir = std::env::temp_dir().join(format!("corral-images-{name}-{}", std::process::id()));
@@ -99,7 +100,7 @@ fn gc_keeps_what_images_and_live_leases_reach_and_sweeps_the_rest() {
         .collect();
     assert_eq!(ingests, vec![partial.digest.clone()]);
     // Removing a blob an image reaches by hand is refused, naming the image.
-    let e = gc::remove_content(inner, &[kept.digest.clone()]).unwrap_err();
+    let e = gc::remove_content(inner, std::slice::from_ref(&kept.digest)).unwrap_err();
     assert!(
         matches!(&e, Error::WrongState(m) if m.contains("example.com/a:1")),
         "{e}"

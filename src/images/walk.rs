@@ -3,89 +3,101 @@
 
 use crate::content::ContentStore;
 use crate::error::{Error, Result};
-use crate::types::{is_index, is_manifest, Descriptor, Platform, MEDIA_DOCKER_FOREIGN};
-use serde::Deserialize;
+use crate::types::{is_index, is_manifest, Descriptor, Platform};
 use std::collections::BTreeSet;
 
-/// An entry of an index, or a layer or config of a manifest.
-#[derive(Clone, Debug, Deserialize)]
+/// An entry of an index, or the config or a layer of a manifest.
+#[derive(Clone, Debug)]
 pub struct Child {
-    /// Media type.
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    /// Digest.
-    pub digest: String,
-    /// Size.
-    pub size: u64,
+    /// Media type, digest and size.
+    pub desc: Descriptor,
     /// For index entries.
-    #[serde(default)]
     pub platform: Option<Platform>,
-    /// Foreign layers carry where to get them; corral never does.
-    #[serde(default)]
-    pub urls: Vec<String>,
+    /// A layer that lives elsewhere (Windows base layers, nondistributable ones): never
+    /// fetched, pushed or exported.
+    pub foreign: bool,
 }
 
 impl Child {
     /// As a plain descriptor.
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            media_type: self.media_type.clone(),
-            digest: self.digest.clone(),
-            size: self.size,
-        }
+        self.desc.clone()
     }
 
-    /// A layer that lives elsewhere (Windows base layers) and is never fetched.
-    pub fn foreign(&self) -> bool {
-        self.media_type == MEDIA_DOCKER_FOREIGN || !self.urls.is_empty()
+    /// Its digest.
+    pub fn digest(&self) -> &str {
+        &self.desc.digest
     }
 }
 
-#[derive(Deserialize)]
-struct Doc {
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    manifests: Option<Vec<Child>>,
-    #[serde(default)]
-    config: Option<Child>,
-    #[serde(default)]
-    layers: Option<Vec<Child>>,
-}
-
-/// The children of the document `bytes` of media type `media_type`: an index's manifests,
-/// a manifest's config then layers; nothing for any other blob.
+/// The children of the document `bytes` of media type `media_type` (parsed by
+/// [`crate::registry::manifest`]): an index's manifests, a manifest's config then layers;
+/// nothing for any other blob. A document that says it is another type than its
+/// descriptor does is [`Error::Corrupt`].
 pub fn children(media_type: &str, bytes: &[u8], name: &str) -> Result<Vec<Child>> {
-    if !is_index(media_type) && !is_manifest(media_type) {
+    let named = |e: Error| e.context(name);
+    if is_index(media_type) {
+        check_declared(media_type, bytes, name)?;
+        return Ok(crate::registry::parse_index(bytes)
+            .map_err(named)?
+            .into_iter()
+            .map(|e| Child {
+                desc: e.descriptor,
+                platform: e.platform,
+                foreign: false,
+            })
+            .collect());
+    }
+    if !is_manifest(media_type) {
         return Ok(Vec::new());
     }
-    let doc: Doc = serde_json::from_slice(bytes)
-        .map_err(|e| Error::Corrupt(format!("{media_type} {name}: {e}")))?;
-    if let Some(declared) = &doc.media_type {
-        if declared != media_type {
-            return Err(Error::Corrupt(format!(
-                "{name}: described as {media_type} but says it is {declared}"
-            )));
-        }
-    }
-    if is_index(media_type) {
-        return doc
-            .manifests
-            .ok_or_else(|| Error::Corrupt(format!("index {name} has no manifests")));
-    }
-    let config = doc
-        .config
-        .ok_or_else(|| Error::Corrupt(format!("manifest {name} has no config")))?;
-    let mut out = vec![config];
-    out.extend(doc.layers.unwrap_or_default());
+    check_declared(media_type, bytes, name)?;
+    let m = crate::registry::parse_manifest(bytes).map_err(named)?;
+    let mut out = vec![Child {
+        desc: m.config,
+        platform: None,
+        foreign: false,
+    }];
+    out.extend(m.layers.into_iter().map(|l| Child {
+        desc: l.descriptor,
+        platform: None,
+        foreign: l.foreign,
+    }));
     Ok(out)
 }
 
+fn check_declared(media_type: &str, bytes: &[u8], name: &str) -> Result<()> {
+    match crate::registry::media_type_of(bytes) {
+        Ok(declared) if declared != media_type => Err(Error::Corrupt(format!(
+            "{name}: described as {media_type} but says it is {declared}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Every digest reachable from `root` that is in the store (root included), each once:
-/// what GC keeps and export writes. Missing children are skipped (a single-platform pull
-/// of an index leaves the other platforms out).
+/// what export writes and sizes count. Missing children are skipped (a single-platform
+/// pull of an index leaves the other platforms out); a document that cannot be read is
+/// logged and its children skipped.
 pub fn reachable(store: &ContentStore, root: &Descriptor, out: &mut BTreeSet<String>) {
+    if let Err(e) = walk(store, root, out) {
+        tracing::warn!("cannot walk {}: {e}", root.digest);
+    }
+}
+
+/// [`reachable`] for GC: a document that is there but cannot be read or parsed is an
+/// error, not a gap (its children would be swept).
+pub fn reachable_strict(
+    store: &ContentStore,
+    root: &Descriptor,
+    out: &mut BTreeSet<String>,
+) -> Result<()> {
+    walk(store, root, out)
+}
+
+fn walk(store: &ContentStore, root: &Descriptor, out: &mut BTreeSet<String>) -> Result<()> {
     let mut stack = vec![root.clone()];
+    let mut first_error = None;
     while let Some(desc) = stack.pop() {
         if !store.contains(&desc.digest) || !out.insert(desc.digest.clone()) {
             continue;
@@ -98,9 +110,12 @@ pub fn reachable(store: &ContentStore, root: &Descriptor, out: &mut BTreeSet<Str
             .and_then(|b| children(&desc.media_type, &b, &desc.digest))
         {
             Ok(kids) => stack.extend(kids.iter().map(Child::descriptor)),
-            Err(e) => tracing::warn!("cannot walk {}: {e}", desc.digest),
+            Err(e) => {
+                first_error.get_or_insert(e.context(&format!("walk {}", desc.digest)));
+            }
         }
     }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The bytes of what [`reachable`] finds.
