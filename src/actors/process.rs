@@ -46,7 +46,14 @@ pub struct Process {
     shim_pidfd: Option<OwnedFd>,
     owner: Recipient<ProcessExited>,
     done: bool,
+    /// The exit fifo is watched: its hangup carries the shim's word on the exit.
+    fifo_watched: bool,
 }
+
+/// How long a shim's death seen by the reaper or a pidfd waits for the exit fifo's hangup
+/// (which comes at once, the shim being dead, but may be polled a moment later on a busy
+/// machine): the fifo carries the exit code even when the state dir is full.
+const FIFO_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Process {
     /// A process whose shim is running; `shim_exited` is set when the shim is our child.
@@ -69,6 +76,7 @@ impl Process {
             shim_pidfd: None,
             owner,
             done: false,
+            fifo_watched: false,
         }
     }
 
@@ -77,6 +85,16 @@ impl Process {
     pub fn with_shim_pidfd(mut self, pidfd: Option<OwnedFd>) -> Self {
         self.shim_pidfd = pidfd;
         self
+    }
+
+    /// The shim is dead (reaper or pidfd): the fifo's hangup, if it is watched, has the
+    /// exit code, so it gets a moment to be read first.
+    fn shim_died(&mut self, ctx: &mut Context<Self>) {
+        if self.fifo_watched {
+            ctx.run_later(FIFO_GRACE, |act, ctx| act.shim_gone(&[], ctx));
+        } else {
+            self.shim_gone(&[], ctx);
+        }
     }
 
     /// Called once the shim is gone, whichever way we learnt it.
@@ -172,6 +190,7 @@ impl Actor for Process {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(fd) = self.exit_fd.take() {
+            self.fifo_watched = true;
             ctx.spawn(
                 wait_hangup(fd)
                     .into_actor(self)
@@ -182,14 +201,11 @@ impl Actor for Process {
             ctx.spawn(
                 crate::launch::exited(pidfd)
                     .into_actor(self)
-                    .map(|_, act, ctx| act.shim_gone(&[], ctx)),
+                    .map(|_, act, ctx| act.shim_died(ctx)),
             );
         }
         if let Some(rx) = self.shim_exited.take() {
-            ctx.spawn(
-                rx.into_actor(self)
-                    .map(|_, act, ctx| act.shim_gone(&[], ctx)),
-            );
+            ctx.spawn(rx.into_actor(self).map(|_, act, ctx| act.shim_died(ctx)));
         }
     }
 }
