@@ -19,7 +19,7 @@ use tokio::task::block_in_place;
 /// Blobs downloaded at once by one pull.
 const PARALLEL: usize = 3;
 /// How often a downloading blob reports its bytes.
-const PROGRESS_EVERY: Duration = Duration::from_millis(150);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(150);
 
 /// Reports one blob's progress (a client that went away is not an error).
 pub(crate) fn report(
@@ -176,6 +176,7 @@ async fn fetch_all(
         inner.lease_hold(ns, lease, &top.digest)?;
         inner.content.write_blob(top, top_bytes)
     })?;
+    report(progress, top, BlobState::Done, top.size);
     let manifests = if is_index(&top.media_type) {
         pick(top_bytes, top, platform, req.all_platforms, &remote.name())?
     } else {

@@ -82,23 +82,40 @@ async fn push_blob(
     progress: &Option<ProgressSender>,
 ) -> Result<()> {
     let file = block_in_place(|| inner.content.open_blob(&desc.digest))?;
-    report(progress, desc, BlobState::Downloading, 0);
-    let digest = desc.digest.clone();
-    let body = futures_util::stream::unfold(Some(file), move |file| {
-        let digest = digest.clone();
+    report(progress, desc, BlobState::Uploading, 0);
+    // The bytes read so far, reported at most every PROGRESS_EVERY (what the registry has
+    // taken, give or take a chunk).
+    struct Reading {
+        file: std::fs::File,
+        offset: u64,
+        last: std::time::Instant,
+    }
+    let (d, tell) = (desc.clone(), progress.clone());
+    let start = Reading {
+        file,
+        offset: 0,
+        last: std::time::Instant::now(),
+    };
+    let body = futures_util::stream::unfold(Some(start), move |state| {
+        let (d, tell) = (d.clone(), tell.clone());
         async move {
-            let mut file = file?;
+            let mut r = state?;
             let mut buf = vec![0u8; CHUNK];
-            match block_in_place(|| file.read(&mut buf)) {
+            match block_in_place(|| r.file.read(&mut buf)) {
                 Ok(0) => None,
                 Ok(n) => {
                     buf.truncate(n);
-                    Some((Ok(buf.into()), Some(file)))
+                    r.offset += n as u64;
+                    if r.last.elapsed() >= super::pull::PROGRESS_EVERY {
+                        r.last = std::time::Instant::now();
+                        report(&tell, &d, BlobState::Uploading, r.offset);
+                    }
+                    Some((Ok(buf.into()), Some(r)))
                 }
                 Err(e) => Some((
                     Err(std::io::Error::new(
                         e.kind(),
-                        format!("read blob {digest}: {e}"),
+                        format!("read blob {}: {e}", d.digest),
                     )),
                     None,
                 )),

@@ -269,7 +269,7 @@ pub enum BlobState {
     Resolving,
     /// Another pull is downloading it; waiting for that one.
     Waiting,
-    /// Bytes are arriving (or leaving, for push).
+    /// Bytes are arriving.
     Downloading,
     /// Checking its digest and size.
     Verifying,
@@ -281,6 +281,8 @@ pub enum BlobState {
     Done,
     /// Failed (the pull's error says why).
     Failed,
+    /// Bytes are leaving (a push).
+    Uploading,
 }
 
 impl fmt::Display for BlobState {
@@ -294,6 +296,7 @@ impl fmt::Display for BlobState {
             BlobState::Exists => "exists",
             BlobState::Done => "done",
             BlobState::Failed => "failed",
+            BlobState::Uploading => "uploading",
         })
     }
 }

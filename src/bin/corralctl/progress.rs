@@ -48,7 +48,7 @@ fn state_text(p: &Progress) -> String {
         BlobState::Done | BlobState::Exists if p.total > 0 => {
             format!("{} {}", p.state, human_bytes(p.total))
         }
-        BlobState::Downloading if p.total > 0 => format!(
+        BlobState::Downloading | BlobState::Uploading if p.total > 0 => format!(
             "{} {} of {}",
             p.state,
             human_bytes(p.offset),
@@ -121,7 +121,9 @@ impl Plain {
             return None;
         }
         self.last.insert(p.digest.clone(), p.state);
-        if p.state == BlobState::Downloading && !self.downloading.insert(p.digest.clone()) {
+        if matches!(p.state, BlobState::Downloading | BlobState::Uploading)
+            && !self.downloading.insert(p.digest.clone())
+        {
             return None;
         }
         Some(if p.state == BlobState::Resolving {
@@ -193,7 +195,7 @@ impl Live {
         let entering = *last != p.state;
         *last = p.state;
         match p.state {
-            BlobState::Downloading => {
+            BlobState::Downloading | BlobState::Uploading => {
                 if entering {
                     bar.set_style(bar_style);
                     bar.set_length(p.total);
