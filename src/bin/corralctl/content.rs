@@ -3,21 +3,12 @@
 
 use crate::cli::{label, namespace};
 use crate::events::parse_duration;
-use crate::output::{json, table};
+use crate::output::{json, labels_text, listing, table};
 use crate::resources::human_bytes;
 use crate::{each_id, Ctl, Outcome};
 use clap::{Args, Subcommand};
 use corral::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 // ---- content ----
 
@@ -69,27 +60,20 @@ pub fn content(ctl: &Ctl, a: ContentArgs) -> Outcome {
     match a.cmd {
         ContentCmd::Ls(a) => {
             let blobs = client.content()?;
-            if a.json {
-                return json(&blobs);
-            }
-            if a.quiet {
-                for b in &blobs {
-                    println!("{}", b.digest);
-                }
-                return Ok(0);
-            }
-            let rows: Vec<Vec<String>> = blobs
-                .iter()
-                .map(|b| {
+            listing(
+                &blobs,
+                a.json,
+                a.quiet,
+                |b| b.digest.clone(),
+                &["DIGEST", "SIZE", "CREATED"],
+                |b| {
                     vec![
                         b.digest.clone(),
                         human_bytes(b.size),
                         format_time(b.created_ns),
                     ]
-                })
-                .collect();
-            table(&["DIGEST", "SIZE", "CREATED"], &rows);
-            Ok(0)
+                },
+            )
         }
         ContentCmd::Ingests(a) => {
             let ingests = client.ingests()?;
@@ -197,18 +181,13 @@ pub fn lease(ctl: &Ctl, a: LeaseArgs) -> Outcome {
         }
         LeaseCmd::Ls(a) => {
             let leases = client.leases(&ctl.namespace)?;
-            if a.json {
-                return json(&leases);
-            }
-            if a.quiet {
-                for l in &leases {
-                    println!("{}", l.id);
-                }
-                return Ok(0);
-            }
-            let rows: Vec<Vec<String>> = leases
-                .iter()
-                .map(|l| {
+            listing(
+                &leases,
+                a.json,
+                a.quiet,
+                |l| l.id.clone(),
+                &["ID", "CREATED", "EXPIRES", "RESOURCES", "LABELS"],
+                |l| {
                     vec![
                         l.id.clone(),
                         format_time(l.created_ns),
@@ -218,10 +197,8 @@ pub fn lease(ctl: &Ctl, a: LeaseArgs) -> Outcome {
                         (l.content.len() + l.ingests.len()).to_string(),
                         labels_text(&l.labels),
                     ]
-                })
-                .collect();
-            table(&["ID", "CREATED", "EXPIRES", "RESOURCES", "LABELS"], &rows);
-            Ok(0)
+                },
+            )
         }
         LeaseCmd::Rm { ids, no_gc } => {
             let mut removed = 0;
@@ -291,21 +268,14 @@ pub fn namespaces(ctl: &Ctl, a: NamespaceArgs) -> Outcome {
         }
         NamespaceCmd::Ls(a) => {
             let list = client.namespaces()?;
-            if a.json {
-                return json(&list);
-            }
-            if a.quiet {
-                for n in &list {
-                    println!("{}", n.name);
-                }
-                return Ok(0);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|n| vec![n.name.clone(), labels_text(&n.labels)])
-                .collect();
-            table(&["NAME", "LABELS"], &rows);
-            Ok(0)
+            listing(
+                &list,
+                a.json,
+                a.quiet,
+                |n| n.name.clone(),
+                &["NAME", "LABELS"],
+                |n| vec![n.name.clone(), labels_text(&n.labels)],
+            )
         }
         NamespaceCmd::Label { name, labels } => {
             let ns = client.label_namespace(&name, labels.into_iter().collect())?;

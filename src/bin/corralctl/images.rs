@@ -1,7 +1,7 @@
 //! `image` (alias `i`): pull, push, ls, inspect, rm, tag, import, export; and `images`.
 
 use crate::cli::{absolute, label};
-use crate::output::{json, table};
+use crate::output::{json, labels_text, listing};
 use crate::progress::{kind, short_digest, Display};
 use crate::resources::human_bytes;
 use crate::{each_id, usage, Ctl, Failure, Outcome};
@@ -290,29 +290,16 @@ fn push(ctl: &Ctl, a: PushArgs) -> Outcome {
     Ok(0)
 }
 
-fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// `image ls` / `images`: columns `NAME TYPE DIGEST SIZE CREATED LABELS`.
 pub fn ls(ctl: &Ctl, a: LsArgs) -> Outcome {
     let images = ctl.client()?.images(&ctl.namespace)?;
-    if a.json {
-        return json(&images);
-    }
-    if a.quiet {
-        for i in &images {
-            println!("{}", i.name);
-        }
-        return Ok(0);
-    }
-    let rows: Vec<Vec<String>> = images
-        .iter()
-        .map(|i| {
+    listing(
+        &images,
+        a.json,
+        a.quiet,
+        |i| i.name.clone(),
+        &["NAME", "TYPE", "DIGEST", "SIZE", "CREATED", "LABELS"],
+        |i| {
             vec![
                 i.name.clone(),
                 kind(&i.target.media_type).to_string(),
@@ -321,13 +308,8 @@ pub fn ls(ctl: &Ctl, a: LsArgs) -> Outcome {
                 format_time(i.created_ns),
                 labels_text(&i.labels),
             ]
-        })
-        .collect();
-    table(
-        &["NAME", "TYPE", "DIGEST", "SIZE", "CREATED", "LABELS"],
-        &rows,
-    );
-    Ok(0)
+        },
+    )
 }
 
 /// A document's JSON text as JSON (as a string if it does not parse).

@@ -65,12 +65,7 @@ fn field(c: &ContainerInfo, name: &str) -> String {
         "EXIT" => exit_text(c.exit),
         "RESTARTS" => c.restarts.to_string(),
         "CREATED" => format_time(c.created_at_ns),
-        "LABELS" => c
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
+        "LABELS" => labels_text(&c.labels),
         "NAMESPACE" => c.namespace.clone(),
         "BUNDLE" => c.bundle.display().to_string(),
         "RUNTIME" => c.runtime.display().to_string(),
@@ -176,4 +171,37 @@ pub fn print_formatted(format: &Format, containers: &[ContainerInfo]) {
             }
         }
     }
+}
+
+/// Labels as `k=v,k2=v2`.
+pub fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A list the way every store's `ls` prints it: `--json` as JSON, `-q` one key a line,
+/// else a table of `header` with a `row` per item.
+pub fn listing<T: serde::Serialize>(
+    items: &[T],
+    as_json: bool,
+    quiet: bool,
+    key: impl Fn(&T) -> String,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> Result<i32, Failure> {
+    if as_json {
+        return json(&items);
+    }
+    if quiet {
+        for item in items {
+            println!("{}", key(item));
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    table(header, &rows);
+    Ok(0)
 }
