@@ -24,6 +24,14 @@ enum ContentCmd {
     /// List the blobs of the content store: columns `DIGEST SIZE CREATED`.
     #[command(visible_alias = "list")]
     Ls(ListArgs),
+    /// Show one blob: `DIGEST SIZE CREATED`, or JSON.
+    Info {
+        /// The blob's digest (`sha256:<hex>`).
+        digest: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the downloads not yet committed: columns `DIGEST OFFSET TOTAL UPDATED`.
     Ingests(JsonArg),
     /// Remove blobs that no image or live lease holds (each in turn).
@@ -66,13 +74,7 @@ pub fn content(ctl: &Ctl, a: ContentArgs) -> Outcome {
                 a.quiet,
                 |b| b.digest.clone(),
                 &["DIGEST", "SIZE", "CREATED"],
-                |b| {
-                    vec![
-                        b.digest.clone(),
-                        human_bytes(b.size),
-                        format_time(b.created_ns),
-                    ]
-                },
+                blob_row,
             )
         }
         ContentCmd::Ingests(a) => {
@@ -94,12 +96,34 @@ pub fn content(ctl: &Ctl, a: ContentArgs) -> Outcome {
             table(&["DIGEST", "OFFSET", "TOTAL", "UPDATED"], &rows);
             Ok(0)
         }
+        ContentCmd::Info {
+            digest,
+            json: as_json,
+        } => {
+            let b = client.content_info(&digest)?;
+            listing(
+                &[b],
+                as_json,
+                false,
+                |b| b.digest.clone(),
+                &["DIGEST", "SIZE", "CREATED"],
+                blob_row,
+            )
+        }
         ContentCmd::Rm { digests } => each_id(&digests, |digest| {
             client.remove_content(vec![digest.to_string()])?;
             println!("{digest}");
             Ok(0)
         }),
     }
+}
+
+fn blob_row(b: &ContentInfo) -> Vec<String> {
+    vec![
+        b.digest.clone(),
+        human_bytes(b.size),
+        format_time(b.created_ns),
+    ]
 }
 
 // ---- leases ----
