@@ -78,6 +78,13 @@ fn an_oci_layout_imports_exports_and_imports_back_byte_identical() {
     for digest in written[0].blob_digests() {
         assert!(blobs.contains(&digest), "{digest} not in the store");
     }
+    let info = c.content_info(written[0].config_digest()).unwrap();
+    assert_eq!(info.size, written[0].config.size);
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let e = c.content_info(&absent).unwrap_err();
+    assert!(matches!(&e, Error::NotFound(m) if m.contains(&absent)), "{e}");
+    let e = c.content_info("sha256:../../etc/passwd").unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
     assert_eq!(
         imported[0].size,
         written[0].manifest.size
