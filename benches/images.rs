@@ -1451,7 +1451,7 @@ fn bench_big(b: &mut Bench, rep: &mut Report) -> R<()> {
         kib(idle_hwm)
     ));
     rep.line(format!(
-        "| corrald VmRSS with {kills} containers, before the pull (VmHWM) | {} ({}) |",
+        "| corrald VmRSS with {kills} running and {kills} stopped containers, before the pull (VmHWM) | {} ({}) |",
         kib(rss_before),
         kib(hwm_before)
     ));
@@ -1461,7 +1461,7 @@ fn bench_big(b: &mut Bench, rep: &mut Report) -> R<()> {
         kib(peak_sampled)
     ));
     rep.line(format!(
-        "| **… above before the pull** | **{}** |",
+        "| **… peak minus the RSS before the pull** | **{}** |",
         kib(peak_hwm.saturating_sub(rss_before))
     ));
     rep.line(format!(
