@@ -4,14 +4,16 @@
 # bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
 # stats checkpoint oom (the default: all of these), scale (only when named: BENCH_SCALE
 # containers, default 1000, about two minutes); or `hygiene` alone for the
-# create/start/wait/delete hygiene check.
+# create/start/wait/delete hygiene check; or `images [cold warm import big]` for the image
+# benchmark (benches/images.rs: pull and import against containerd and skopeo, about a
+# minute; data on BENCH_TMP, default /tmp; see docs/operations.md).
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
 # BENCH_RUNC (runc from PATH), BENCH_TMP (/dev/shm, a tmpfs like /run; /tmp for a disk).
 # About two minutes after the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 save=""
 sections=()
@@ -38,6 +40,24 @@ if [ "${sections[0]:-}" = hygiene ]; then
     cargo bench --locked --bench hygiene | tee "$save"
   else
     cargo bench --locked --bench hygiene
+  fi
+  exit
+fi
+
+# `bench.sh images [SECTION...]`: the image benchmark instead (benches/images.rs; needs
+# containerd, ctr, skopeo and docker-registry).
+if [ "${sections[0]:-}" = images ]; then
+  for tool in containerd ctr skopeo docker-registry; do
+    command -v "$tool" >/dev/null || {
+      echo "bench.sh: $tool is missing (apt-get install containerd skopeo docker-registry)" >&2
+      exit 1
+    }
+  done
+  if [ -n "$save" ]; then
+    cargo bench --locked --bench images -- "${sections[@]:1}" | tee "$save"
+    echo "bench.sh: report saved to $save" >&2
+  else
+    cargo bench --locked --bench images -- "${sections[@]:1}"
   fi
   exit
 fi
