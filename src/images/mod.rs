@@ -1,7 +1,8 @@
 //! The image service: the content store, images, leases and namespaces of the data dir,
 //! pull and push, import and export, and garbage collection.
 //!
-//! It runs on a tokio runtime of its own (two worker threads and a blocking pool), not on
+//! It runs on a tokio runtime of its own (two worker threads and a blocking pool, started
+//! by the first request that needs it, so that an idle daemon does not carry it), not on
 //! the actors' thread: HTTP, hashing and disk writes of a pull never delay an exit event,
 //! a `list` or a `kill`. Every public method may be awaited from any runtime (it spawns
 //! onto the service's and awaits the join handle).
@@ -47,7 +48,10 @@ pub struct Images {
 pub(crate) struct Inner {
     pub(crate) content: ContentStore,
     meta: Mutex<Metadata>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Started at the first request that needs it: an idle daemon does not carry it.
+    runtime: std::sync::OnceLock<tokio::runtime::Runtime>,
+    /// Held while the runtime is being started.
+    starting: Mutex<()>,
     /// Blobs being downloaded now, by digest: later pulls of the same blob wait for it.
     downloads: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Namespaces known to be recorded (a cache that never waits for the metadata lock).
@@ -117,18 +121,12 @@ impl Images {
         let content = ContentStore::open(&data_dir.join("content"))?;
         let meta = Metadata::open(data_dir)?;
         let known_namespaces = Mutex::new(meta.db.namespaces.keys().cloned().collect());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .max_blocking_threads(8)
-            .thread_name("corral-images")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("start the image service's runtime", e))?;
         Ok(Images {
             inner: Arc::new(Inner {
                 content,
                 meta: Mutex::new(meta),
-                runtime: Some(runtime),
+                runtime: std::sync::OnceLock::new(),
+                starting: Mutex::new(()),
                 downloads: Mutex::new(HashMap::new()),
                 known_namespaces,
                 events,
@@ -143,9 +141,7 @@ impl Images {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let Some(rt) = self.inner.runtime.as_ref() else {
-            return Err(Error::Internal("the image service is shut down".into()));
-        };
+        let rt = self.inner.runtime()?;
         rt.spawn(f(self.inner.clone()))
             .await
             .map_err(|e| Error::Internal(format!("image service task failed: {e}")))?
@@ -430,6 +426,11 @@ impl Images {
         if poisoned(&self.inner.known_namespaces).contains(&name) {
             return Ok(());
         }
+        if self.inner.runtime.get().is_none() {
+            // No image work has started, so no GC can hold the lock: one quick write here
+            // rather than a runtime started for it.
+            return self.inner.ensure_namespace(&name);
+        }
         self.blocking(move |inner| inner.ensure_namespace(&name))
             .await
     }
@@ -538,6 +539,25 @@ impl Images {
 }
 
 impl Inner {
+    /// The service's runtime, started on first use (two workers, a blocking pool of 8).
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let _starting = poisoned(&self.starting);
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(8)
+            .thread_name("corral-images")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the image service's runtime", e))?;
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
     pub(crate) fn change<T>(&self, f: impl FnOnce(&mut store::Db) -> Result<T>) -> Result<T> {
         poisoned(&self.meta).change(f)
     }
