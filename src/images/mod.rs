@@ -11,6 +11,7 @@ mod gc;
 mod pull;
 mod push;
 pub(crate) mod store;
+mod unpack;
 pub(crate) mod walk;
 
 #[cfg(test)]
@@ -46,6 +47,8 @@ pub struct Images {
 
 pub(crate) struct Inner {
     pub(crate) content: ContentStore,
+    /// `<data>/snapshots`: what images are unpacked into.
+    pub(crate) snapshots: crate::snapshots::Snapshotter,
     meta: Mutex<Metadata>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Blobs being downloaded now, by digest: later pulls of the same blob wait for it.
@@ -116,6 +119,7 @@ impl Images {
         })?;
         let content = ContentStore::open(&data_dir.join("content"))?;
         let meta = Metadata::open(data_dir)?;
+        let snapshots = crate::snapshots::Snapshotter::open(&data_dir.join("snapshots"))?;
         let known_namespaces = Mutex::new(meta.db.namespaces.keys().cloned().collect());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -127,6 +131,7 @@ impl Images {
         Ok(Images {
             inner: Arc::new(Inner {
                 content,
+                snapshots,
                 meta: Mutex::new(meta),
                 runtime: Some(runtime),
                 downloads: Mutex::new(HashMap::new()),
@@ -301,6 +306,27 @@ impl Images {
         ns_or_default(&req.namespace)?;
         self.blocking(move |inner| archive::export(inner, req))
             .await
+    }
+
+    /// Unpacks an image's layers (the manifest for `platform`, the host's by default,
+    /// from an index) into committed snapshots named by their chain ids; a layer already
+    /// unpacked is skipped.
+    pub async fn unpack(
+        &self,
+        namespace: &str,
+        name: &str,
+        platform: Option<Platform>,
+    ) -> Result<UnpackReport> {
+        let ns = ns_or_default(namespace)?;
+        let name = name.to_string();
+        self.blocking(move |inner| unpack::unpack(inner, &ns, &name, platform))
+            .await
+    }
+
+    /// The snapshotter of the data dir (for corral's own tests; not a stable API).
+    #[doc(hidden)]
+    pub fn snapshotter(&self) -> crate::snapshots::Snapshotter {
+        self.inner.snapshots.clone()
     }
 
     // ---- content ----
