@@ -153,6 +153,11 @@ fn unpack_layer(
             Ok(a.bytes)
         }
         Err(e) => {
+            // Emptied first: on a full disk, removing the record needs room for the
+            // metadata file.
+            if let Ok(fs_dir) = snaps.fs_dir(&key) {
+                let _ = std::fs::remove_dir_all(&fs_dir);
+            }
             if let Err(e2) = snaps.remove(&key) {
                 tracing::warn!("cannot remove snapshot {key} after a failed unpack: {e2}");
             }
