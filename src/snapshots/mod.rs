@@ -170,13 +170,6 @@ impl Snapshotter {
             .map_err(|e| Error::io(format!("create {}", dirs.display()), e))?;
         let root = fs::canonicalize(root)
             .map_err(|e| Error::io(format!("resolve {}", root.display()), e))?;
-        let shown = root.display().to_string();
-        if shown.contains([':', ',', '\\']) || shown.chars().any(char::is_whitespace) {
-            return Err(Error::InvalidArgument(format!(
-                "snapshot dir {shown}: overlay mount options cannot name a path with ':', ',', \
-                 '\\' or white space; choose another --data-dir"
-            )));
-        }
         let path = root.join(METADATA_FILE);
         let db = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -350,6 +343,13 @@ impl Snapshotter {
     }
 
     fn mounts_for(&self, key: &str, r: &Record, lowers: &[u64]) -> Result<Vec<Mount>> {
+        let shown = self.inner.root.display().to_string();
+        if shown.contains([':', ',', '\\']) || shown.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot dir {shown}: overlay mount options cannot name a path with ':', ',', \
+                 '\\' or white space; choose another --data-dir"
+            )));
+        }
         let lowerdir = || {
             let dirs: Vec<String> = lowers.iter().map(|id| self.fs_path(*id)).collect();
             format!("lowerdir={}", dirs.join(":"))
@@ -731,8 +731,8 @@ pub fn unmount(target: &Path) -> Result<()> {
 
 /// [`unmount`], and if it stays busy, a lazy unmount (`MNT_DETACH`): the mount leaves the
 /// tree now and goes when its last user does. Only for cleanup paths that must not fail
-/// (a test's guard, a shutdown); the snapshot stays in use until then, and [`Snapshotter::
-/// remove`] of it can fail meanwhile.
+/// (a test's guard, a shutdown); the snapshot stays in use until then, and
+/// [`Snapshotter::remove`] of it can fail meanwhile.
 pub fn unmount_or_detach(target: &Path) -> Result<()> {
     match unmount(target) {
         Err(Error::WrongState(m)) => {

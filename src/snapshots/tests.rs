@@ -552,3 +552,15 @@ fn mountinfo_users_find_overlays_binds_and_mounts_inside() {
     // overlayfs/1 is not overlayfs/10.
     assert!(mountinfo::users(&t, Path::new("/d/snapshots/overlayfs/10")).is_empty());
 }
+
+#[test]
+fn a_data_dir_overlay_cannot_name_opens_but_prepares_nothing() {
+    let dir = TempDir::new("odd");
+    let s = Snapshotter::open(&dir.0.join("a:b")).unwrap();
+    let e = s.prepare("x", None).unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains("':'")),
+        "{e}"
+    );
+    assert!(s.list().unwrap().is_empty());
+}
