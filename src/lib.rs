@@ -57,6 +57,8 @@ pub mod rpc;
 pub mod runtime;
 #[doc(hidden)] // For the corral-shim binary, not a stable API.
 pub mod shim;
+#[doc(hidden)] // For corral's own tests (the overlayfs snapshotter), not a stable API yet.
+pub mod snapshots;
 mod startup;
 mod types;
 

@@ -12,6 +12,7 @@ mod gc;
 mod pull;
 mod push;
 pub(crate) mod store;
+mod unpack;
 pub(crate) mod walk;
 
 #[cfg(test)]
@@ -47,6 +48,8 @@ pub struct Images {
 
 pub(crate) struct Inner {
     pub(crate) content: ContentStore,
+    /// `<data>/snapshots`: what images are unpacked into.
+    pub(crate) snapshots: crate::snapshots::Snapshotter,
     meta: Mutex<Metadata>,
     /// Started at the first request that needs it: an idle daemon does not carry it.
     runtime: std::sync::OnceLock<tokio::runtime::Runtime>,
@@ -120,10 +123,12 @@ impl Images {
         })?;
         let content = ContentStore::open(&data_dir.join("content"))?;
         let meta = Metadata::open(data_dir)?;
+        let snapshots = crate::snapshots::Snapshotter::open(&data_dir.join("snapshots"))?;
         let known_namespaces = Mutex::new(meta.db.namespaces.keys().cloned().collect());
         Ok(Images {
             inner: Arc::new(Inner {
                 content,
+                snapshots,
                 meta: Mutex::new(meta),
                 runtime: std::sync::OnceLock::new(),
                 starting: Mutex::new(()),
@@ -297,6 +302,27 @@ impl Images {
         ns_or_default(&req.namespace)?;
         self.blocking(move |inner| archive::export(inner, req))
             .await
+    }
+
+    /// Unpacks an image's layers (the manifest for `platform`, the host's by default,
+    /// from an index) into committed snapshots named by their chain ids; a layer already
+    /// unpacked is skipped.
+    pub async fn unpack(
+        &self,
+        namespace: &str,
+        name: &str,
+        platform: Option<Platform>,
+    ) -> Result<UnpackReport> {
+        let ns = ns_or_default(namespace)?;
+        let name = name.to_string();
+        self.blocking(move |inner| unpack::unpack(inner, &ns, &name, platform))
+            .await
+    }
+
+    /// The snapshotter of the data dir (for corral's own tests; not a stable API).
+    #[doc(hidden)]
+    pub fn snapshotter(&self) -> crate::snapshots::Snapshotter {
+        self.inner.snapshots.clone()
     }
 
     // ---- content ----

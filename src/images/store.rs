@@ -115,19 +115,7 @@ impl Metadata {
     pub fn save(&self) -> Result<()> {
         let bytes =
             serde_json::to_vec_pretty(&self.db).map_err(|e| Error::Internal(e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| Error::io(format!("write {}", self.path.display()), e))
+        write_atomic(&self.path, &bytes)
     }
 
     /// Changes the store and saves it; on a failed save the change is undone, so memory
@@ -176,6 +164,27 @@ impl Db {
                 .map(move |(id, l)| (ns.as_str(), id.as_str(), l))
         })
     }
+}
+
+/// Replaces the file `path` with `bytes` atomically: `<path>.tmp` (`metadata.json.tmp`),
+/// fsync, rename, fsync of the directory. A crash leaves the old file
+/// or the new one, never a mix.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
 /// An image record as answered (`size` filled in by the caller).

@@ -368,3 +368,34 @@ pub struct PruneReport {
     /// Expired leases removed.
     pub leases: u64,
 }
+
+/// One layer of an [`UnpackReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpackedLayer {
+    /// The layer blob's digest.
+    pub digest: String,
+    /// The digest of its uncompressed tar (the config's `rootfs.diff_ids[i]`).
+    pub diff_id: String,
+    /// The chain id of the layers up to this one: the committed snapshot's name.
+    pub chain_id: String,
+    /// Whether it was unpacked now (else its snapshot was already there).
+    pub unpacked: bool,
+    /// Bytes of uncompressed tar applied (0 when not unpacked now).
+    pub bytes: u64,
+}
+
+/// What unpacking an image into snapshots did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpackReport {
+    /// The image's full name.
+    pub image: String,
+    /// The digest of the manifest unpacked (the platform's, from an index).
+    pub manifest: String,
+    /// The layers, base first.
+    pub layers: Vec<UnpackedLayer>,
+    /// The top layer's chain id: the committed snapshot a container's root is prepared on
+    /// (empty for an image without layers).
+    pub chain_id: String,
+    /// Bytes of uncompressed tar applied now, every layer together.
+    pub bytes: u64,
+}

@@ -1,0 +1,745 @@
+//! Snapshots: the overlayfs directories that image layers are unpacked into and that
+//! containers' root filesystems will be mounted from, after containerd's overlay
+//! snapshotter.
+//!
+//! A snapshot is a directory `<data>/snapshots/overlayfs/<n>/` (`fs/`, and `work/` for an
+//! active one), numbered so that paths stay short and many layers fit in one overlay mount.
+//! Its record (name, kind, parent, times) is in `<data>/snapshots/metadata.json`, rewritten
+//! atomically on every change. A snapshot is named by a key (containerd's): layers are
+//! committed under their chain id, `extract-<chain id>` is the active snapshot a layer is
+//! unpacked into, and later a container's root will be an active snapshot of its own.
+//!
+//! - **Active**: writable. Its mounts are a read-write bind of its `fs` when it has no
+//!   parent, else an overlay: `lowerdir=` its parents' `fs` (nearest first), `upperdir=`
+//!   its `fs`, `workdir=` its `work`.
+//! - **View**: read-only. A read-only bind of its parent's `fs` (of its own empty `fs` with
+//!   no parent), an overlay of lowerdirs only with several parents.
+//! - **Committed**: read-only for good, a parent for others; never mounted itself.
+//!
+//! Everything here is synchronous file I/O and mount(2), called from blocking threads.
+//! One process owns a data dir (`Images::open` holds its lock); a [`Snapshotter`] is
+//! opened once and cloned.
+
+mod mountinfo;
+pub mod unpack;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use crate::types::now_ns;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The directory of the snapshot dirs, under the snapshotter's root.
+pub const OVERLAY_DIR: &str = "overlayfs";
+
+/// The metadata file, under the snapshotter's root.
+pub const METADATA_FILE: &str = "metadata.json";
+
+/// The most bytes of options one mount(2) takes: one page, with its NUL.
+pub const MAX_MOUNT_DATA: usize = 4095;
+
+/// What a snapshot is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Writable (a layer being unpacked, a container's root).
+    Active,
+    /// Read-only, on a committed parent.
+    View,
+    /// Read-only for good; what others are prepared on.
+    Committed,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Active => "active",
+            Kind::View => "view",
+            Kind::Committed => "committed",
+        })
+    }
+}
+
+/// A snapshot as answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// Its key (a committed layer's: its chain id).
+    pub name: String,
+    /// What it is.
+    pub kind: Kind,
+    /// The committed snapshot it is on.
+    pub parent: Option<String>,
+    /// Its directory's number: `<root>/overlayfs/<id>`.
+    pub id: u64,
+    /// Nanoseconds since the epoch.
+    pub created_ns: u64,
+    /// Nanoseconds since the epoch (a commit updates it).
+    pub updated_ns: u64,
+}
+
+/// What a snapshot's own `fs` directory holds (its parents not counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes on disk (blocks × 512), each inode once.
+    pub size: u64,
+    /// Inodes (files, directories, links...), each once.
+    pub inodes: u64,
+}
+
+/// One mount, as containerd describes it: `kind` `overlay` or `bind`, what to mount, and
+/// its options (`ro`, `rw`, `rbind` are flags; the rest is the filesystem's data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// `overlay` or `bind`.
+    pub kind: String,
+    /// What is mounted: `overlay`, or the directory bound.
+    pub source: String,
+    /// `lowerdir=...`, `upperdir=...`, `workdir=...`, `rbind`, `ro`, `rw`.
+    pub options: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    id: u64,
+    kind: Kind,
+    #[serde(default)]
+    parent: Option<String>,
+    created_ns: u64,
+    updated_ns: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Db {
+    #[serde(default)]
+    version: u32,
+    /// The number the next snapshot's directory gets (never reused).
+    #[serde(default)]
+    next_id: u64,
+    #[serde(default)]
+    snapshots: BTreeMap<String, Record>,
+}
+
+/// The snapshotter (cheap to clone).
+#[derive(Clone)]
+pub struct Snapshotter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `<data>/snapshots`, canonical.
+    root: PathBuf,
+    db: Mutex<Db>,
+    /// Held by an image unpack from its first layer to its last: unpacks run one at a
+    /// time, so an `extract-*` snapshot found is one a crash left.
+    unpacking: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Checks a snapshot key: not empty, at most 1024 bytes, no control characters. Keys are
+/// never paths (directories are numbered), so `/` and `:` are fine.
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "bad snapshot key {key:?}: 1 to 1024 bytes, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Snapshotter {
+    /// Opens (creating) the snapshotter at `root` (`<data>/snapshots`). Directories under
+    /// `overlayfs/` that no record names (a crash between making one and recording it, or
+    /// between forgetting one and removing it) are removed, unless something is mounted
+    /// from them.
+    pub fn open(root: &Path) -> Result<Snapshotter> {
+        let dirs = root.join(OVERLAY_DIR);
+        fs::create_dir_all(&dirs)
+            .map_err(|e| Error::io(format!("create {}", dirs.display()), e))?;
+        let root = fs::canonicalize(root)
+            .map_err(|e| Error::io(format!("resolve {}", root.display()), e))?;
+        let path = root.join(METADATA_FILE);
+        let db = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Db {
+                version: 1,
+                next_id: 1,
+                ..Db::default()
+            },
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        let s = Snapshotter {
+            inner: Arc::new(Inner {
+                root,
+                db: Mutex::new(db),
+                unpacking: Mutex::new(()),
+            }),
+        };
+        s.remove_orphans();
+        Ok(s)
+    }
+
+    /// `<data>/snapshots`, canonical.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.inner.root.join(OVERLAY_DIR).join(id.to_string())
+    }
+
+    fn remove_orphans(&self) {
+        let db = lock(&self.inner.db);
+        let known: std::collections::BTreeSet<u64> = db.snapshots.values().map(|r| r.id).collect();
+        let dirs = self.inner.root.join(OVERLAY_DIR);
+        let Ok(entries) = fs::read_dir(&dirs) else {
+            return;
+        };
+        let table = mountinfo::read().unwrap_or_default();
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if known.contains(&id) {
+                continue;
+            }
+            let dir = entry.path();
+            let users = mountinfo::users(&table, &dir);
+            if !users.is_empty() {
+                tracing::warn!(
+                    "snapshot dir {} is recorded nowhere but mounted at {}: left alone",
+                    dir.display(),
+                    show_paths(&users)
+                );
+                continue;
+            }
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::info!("removed snapshot dir {} (recorded nowhere)", dir.display())
+                }
+                Err(e) => tracing::warn!("cannot remove snapshot dir {}: {e}", dir.display()),
+            }
+        }
+    }
+
+    /// Changes the records and saves them; on a failed save nothing changed.
+    fn change<T>(db: &mut Db, path: &Path, f: impl FnOnce(&mut Db) -> Result<T>) -> Result<T> {
+        let mut next = db.clone();
+        let out = f(&mut next)?;
+        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| Error::Internal(e.to_string()))?;
+        crate::images::store::write_atomic(path, &bytes)?;
+        *db = next;
+        Ok(out)
+    }
+
+    fn metadata_path(&self) -> PathBuf {
+        self.inner.root.join(METADATA_FILE)
+    }
+
+    /// A new active (writable) snapshot `key` on the committed `parent`; its mounts.
+    pub fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        self.create(Kind::Active, key, parent)
+    }
+
+    /// A new read-only view `key` of the committed `parent`; its mounts.
+    pub fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        self.create(Kind::View, key, parent)
+    }
+
+    fn create(&self, kind: Kind, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        check_key(key)?;
+        let mut db = lock(&self.inner.db);
+        if db.snapshots.contains_key(key) {
+            return Err(Error::AlreadyExists(format!("snapshot {key}")));
+        }
+        if let Some(p) = parent {
+            match db.snapshots.get(p) {
+                None => return Err(Error::NotFound(format!("parent snapshot {p}"))),
+                Some(r) if r.kind != Kind::Committed => {
+                    return Err(Error::InvalidArgument(format!(
+                        "parent snapshot {p} is {}: only a committed snapshot can be a parent",
+                        r.kind
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let id = db.next_id.max(1);
+        let now = now_ns();
+        let record = Record {
+            id,
+            kind,
+            parent: parent.map(str::to_string),
+            created_ns: now,
+            updated_ns: now,
+        };
+        let lowers = self.chain(&db, parent)?;
+        // Refused before anything is made when its mount could not be done.
+        let mounts = self.mounts_for(key, &record, &lowers)?;
+        let dir = self.dir(id);
+        let make = || -> std::io::Result<()> {
+            if dir.exists() {
+                fs::remove_dir_all(&dir)?;
+            }
+            let mut b = fs::DirBuilder::new();
+            b.mode(0o700).create(&dir)?;
+            b.mode(0o755).create(dir.join("fs"))?;
+            if kind == Kind::Active {
+                b.mode(0o711).create(dir.join("work"))?;
+            }
+            Ok(())
+        };
+        make().map_err(|e| Error::io(format!("create snapshot dir {}", dir.display()), e))?;
+        let saved = Self::change(&mut db, &self.metadata_path(), |db| {
+            db.next_id = id + 1;
+            db.snapshots.insert(key.to_string(), record);
+            Ok(())
+        });
+        if let Err(e) = saved {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(mounts)
+    }
+
+    /// The ids of `parent` and its ancestors, nearest first.
+    fn chain(&self, db: &Db, parent: Option<&str>) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        let mut next = parent.map(str::to_string);
+        while let Some(name) = next {
+            let r = db.snapshots.get(&name).ok_or_else(|| {
+                Error::Corrupt(format!("snapshot metadata: parent {name} is not recorded"))
+            })?;
+            out.push(r.id);
+            if out.len() > db.snapshots.len() {
+                return Err(Error::Corrupt(format!(
+                    "snapshot metadata: the parents of {name} loop"
+                )));
+            }
+            next = r.parent.clone();
+        }
+        Ok(out)
+    }
+
+    fn fs_path(&self, id: u64) -> String {
+        self.dir(id).join("fs").display().to_string()
+    }
+
+    fn mounts_for(&self, key: &str, r: &Record, lowers: &[u64]) -> Result<Vec<Mount>> {
+        let shown = self.inner.root.display().to_string();
+        if shown.contains([':', ',', '\\']) || shown.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot dir {shown}: overlay mount options cannot name a path with ':', ',', \
+                 '\\' or white space; choose another --data-dir"
+            )));
+        }
+        let lowerdir = || {
+            let dirs: Vec<String> = lowers.iter().map(|id| self.fs_path(*id)).collect();
+            format!("lowerdir={}", dirs.join(":"))
+        };
+        let bind = |source: String, mode: &str| Mount {
+            kind: "bind".into(),
+            source,
+            options: vec!["rbind".into(), mode.into()],
+        };
+        let mounts = match (r.kind, lowers) {
+            (Kind::Committed, _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "snapshot {key} is committed: prepare or view a snapshot on it to mount it"
+                )))
+            }
+            (Kind::Active, []) => vec![bind(self.fs_path(r.id), "rw")],
+            (Kind::Active, _) => vec![Mount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec![
+                    lowerdir(),
+                    format!("upperdir={}", self.fs_path(r.id)),
+                    format!("workdir={}", self.dir(r.id).join("work").display()),
+                ],
+            }],
+            (Kind::View, []) => vec![bind(self.fs_path(r.id), "ro")],
+            (Kind::View, [only]) => vec![bind(self.fs_path(*only), "ro")],
+            (Kind::View, _) => vec![Mount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec![lowerdir()],
+            }],
+        };
+        for m in &mounts {
+            check_mount_data(m)
+                .map_err(|e| e.context(&format!("snapshot {key} ({} layers)", lowers.len())))?;
+        }
+        Ok(mounts)
+    }
+
+    /// The mounts of an active snapshot or a view.
+    pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let db = lock(&self.inner.db);
+        let r = db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+        let lowers = self.chain(&db, r.parent.as_deref())?;
+        self.mounts_for(key, r, &lowers)
+    }
+
+    /// A snapshot's own directory, `fs` (the upper dir of an active one with parents).
+    pub fn fs_dir(&self, key: &str) -> Result<PathBuf> {
+        let db = lock(&self.inner.db);
+        let r = db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+        Ok(self.dir(r.id).join("fs"))
+    }
+
+    /// The `fs` directories of a snapshot's parents, nearest first (its lower dirs).
+    pub fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>> {
+        let db = lock(&self.inner.db);
+        let r = db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+        Ok(self
+            .chain(&db, r.parent.as_deref())?
+            .into_iter()
+            .map(|id| self.dir(id).join("fs"))
+            .collect())
+    }
+
+    /// Commits the active snapshot `key` as `name` (read-only from then on). Refused while
+    /// it is mounted.
+    pub fn commit(&self, name: &str, key: &str) -> Result<()> {
+        check_key(name)?;
+        let mut db = lock(&self.inner.db);
+        let r = db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+        if r.kind != Kind::Active {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {key} is {}: only an active snapshot can be committed",
+                r.kind
+            )));
+        }
+        if db.snapshots.contains_key(name) {
+            return Err(Error::AlreadyExists(format!("snapshot {name}")));
+        }
+        let users = mountinfo::users(&mountinfo::read()?, &self.dir(r.id));
+        if !users.is_empty() {
+            return Err(Error::WrongState(format!(
+                "snapshot {key} is mounted at {}: unmount it before committing it",
+                show_paths(&users)
+            )));
+        }
+        Self::change(&mut db, &self.metadata_path(), |db| {
+            let mut r = db
+                .snapshots
+                .remove(key)
+                .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+            r.kind = Kind::Committed;
+            r.updated_ns = now_ns();
+            db.snapshots.insert(name.to_string(), r);
+            Ok(())
+        })
+    }
+
+    /// Removes a snapshot and its directory. Refused while it has children (named) and
+    /// while anything is mounted from it (in this process's mount namespace).
+    pub fn remove(&self, key: &str) -> Result<()> {
+        let mut db = lock(&self.inner.db);
+        let r = db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+        let id = r.id;
+        let children: Vec<&str> = db
+            .snapshots
+            .iter()
+            .filter(|(_, c)| c.parent.as_deref() == Some(key))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !children.is_empty() {
+            let shown: Vec<&str> = children.iter().take(5).copied().collect();
+            let more = if children.len() > 5 { ", ..." } else { "" };
+            return Err(Error::WrongState(format!(
+                "snapshot {key} has {} children ({}{more}): remove them first",
+                children.len(),
+                shown.join(", ")
+            )));
+        }
+        let dir = self.dir(id);
+        let users = mountinfo::users(&mountinfo::read()?, &dir);
+        if !users.is_empty() {
+            return Err(Error::WrongState(format!(
+                "snapshot {key} is mounted at {}: unmount it first",
+                show_paths(&users)
+            )));
+        }
+        Self::change(&mut db, &self.metadata_path(), |db| {
+            db.snapshots.remove(key);
+            Ok(())
+        })?;
+        drop(db);
+        // Forgotten first: a directory left by a failure here is an orphan, removed at the
+        // next open.
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("snapshot {key}: cannot remove {}: {e}", dir.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// One snapshot.
+    pub fn stat(&self, key: &str) -> Result<Info> {
+        let db = lock(&self.inner.db);
+        db.snapshots
+            .get(key)
+            .map(|r| info(key, r))
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))
+    }
+
+    /// Every snapshot, by name.
+    pub fn list(&self) -> Result<Vec<Info>> {
+        let db = lock(&self.inner.db);
+        Ok(db.snapshots.iter().map(|(k, r)| info(k, r)).collect())
+    }
+
+    /// What a snapshot's own `fs` holds: bytes on disk and inodes, hard links once; mounts
+    /// below it are not entered.
+    pub fn usage(&self, key: &str) -> Result<Usage> {
+        let fs_dir = self.fs_dir(key)?;
+        disk_usage(&fs_dir)
+    }
+
+    /// Held by an image unpack from its first layer to its last.
+    pub(crate) fn unpack_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.inner.unpacking)
+    }
+}
+
+fn info(name: &str, r: &Record) -> Info {
+    Info {
+        name: name.to_string(),
+        kind: r.kind,
+        parent: r.parent.clone(),
+        id: r.id,
+        created_ns: r.created_ns,
+        updated_ns: r.updated_ns,
+    }
+}
+
+fn show_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn disk_usage(dir: &Path) -> Result<Usage> {
+    let top =
+        fs::symlink_metadata(dir).map_err(|e| Error::io(format!("stat {}", dir.display()), e))?;
+    let dev = top.dev();
+    let mut seen = std::collections::HashSet::new();
+    let mut usage = Usage::default();
+    let mut stack = vec![(dir.to_path_buf(), top)];
+    while let Some((path, meta)) = stack.pop() {
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert(meta.ino()) {
+            continue;
+        }
+        usage.inodes += 1;
+        usage.size += meta.blocks() * 512;
+        if !meta.is_dir() {
+            continue;
+        }
+        let entries =
+            fs::read_dir(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+            let p = entry.path();
+            let m = fs::symlink_metadata(&p)
+                .map_err(|e| Error::io(format!("stat {}", p.display()), e))?;
+            if m.dev() == dev {
+                stack.push((p, m));
+            }
+        }
+    }
+    Ok(usage)
+}
+
+/// The filesystem data of a mount: its options that are not flags, joined by commas.
+fn mount_data(m: &Mount) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in &m.options {
+        match o.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => {}
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            other => data.push(other),
+        }
+    }
+    if m.kind == "bind" {
+        flags |= MsFlags::MS_BIND;
+    }
+    (flags, data.join(","))
+}
+
+/// Refuses a mount whose options do not fit in one page, naming its layers.
+fn check_mount_data(m: &Mount) -> Result<()> {
+    let (_, data) = mount_data(m);
+    if data.len() <= MAX_MOUNT_DATA {
+        return Ok(());
+    }
+    let layers = m
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .map_or(0, |l| l.split(':').count());
+    Err(Error::InvalidArgument(format!(
+        "{layers} layers do not fit in one overlay mount: its options are {} bytes, and a \
+         mount takes at most {MAX_MOUNT_DATA} (a page); use an image with fewer layers or a \
+         data dir with a shorter path",
+        data.len()
+    )))
+}
+
+/// Mounts `mounts` on `target`, in order (what [`Snapshotter::prepare`], [`view`] and
+/// [`Snapshotter::mounts`] answer). A read-only bind is a bind then a read-only remount.
+/// On failure, what was mounted is unmounted.
+///
+/// [`view`]: Snapshotter::view
+pub fn mount(mounts: &[Mount], target: &Path) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        if let Err(e) = mount_one(m, target) {
+            for _ in 0..i {
+                let _ = unmount(target);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn mount_one(m: &Mount, target: &Path) -> Result<()> {
+    check_mount_data(m)?;
+    let (flags, data) = mount_data(m);
+    let failed = |what: &str, e: Errno| {
+        let msg = format!(
+            "{what} {} {} on {}: {}",
+            m.kind,
+            m.source,
+            target.display(),
+            e.desc()
+        );
+        match e {
+            Errno::EPERM | Errno::EACCES => Error::PermissionDenied(msg),
+            _ => Error::Internal(msg),
+        }
+    };
+    match m.kind.as_str() {
+        "bind" => {
+            let readonly = flags.contains(MsFlags::MS_RDONLY);
+            let bind = flags & !MsFlags::MS_RDONLY;
+            nix::mount::mount(
+                Some(m.source.as_str()),
+                target,
+                None::<&str>,
+                bind,
+                None::<&str>,
+            )
+            .map_err(|e| failed("mount", e))?;
+            if readonly {
+                let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+                if let Err(e) =
+                    nix::mount::mount(None::<&str>, target, None::<&str>, remount, None::<&str>)
+                {
+                    let _ = unmount(target);
+                    return Err(failed("remount read-only", e));
+                }
+            }
+            Ok(())
+        }
+        "overlay" => nix::mount::mount(
+            Some(m.source.as_str()),
+            target,
+            Some("overlay"),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|e| failed("mount", e)),
+        other => Err(Error::InvalidArgument(format!(
+            "mount kind {other:?}: only overlay and bind are known"
+        ))),
+    }
+}
+
+/// Unmounts `target` (never lazily): retried for up to a second while it is busy, then
+/// `WrongState`. Nothing mounted there is not an error.
+pub fn unmount(target: &Path) -> Result<()> {
+    let mut busy = 0;
+    loop {
+        match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EBUSY) if busy < 50 => {
+                busy += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(Errno::EBUSY) => {
+                return Err(Error::WrongState(format!(
+                    "unmount {}: still busy after a second (a process has a file open or \
+                     its working directory there)",
+                    target.display()
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "unmount {}: {}",
+                    target.display(),
+                    e.desc()
+                )))
+            }
+        }
+    }
+}
+
+/// [`unmount`], and if it stays busy, a lazy unmount (`MNT_DETACH`): the mount leaves the
+/// tree now and goes when its last user does. Only for cleanup paths that must not fail
+/// (a test's guard, a shutdown); the snapshot stays in use until then, and
+/// [`Snapshotter::remove`] of it can fail meanwhile.
+pub fn unmount_or_detach(target: &Path) -> Result<()> {
+    match unmount(target) {
+        Err(Error::WrongState(m)) => {
+            tracing::warn!("{m}: detaching it");
+            nix::mount::umount2(target, MntFlags::MNT_DETACH)
+                .map_err(|e| Error::Internal(format!("detach {}: {}", target.display(), e.desc())))
+        }
+        other => other,
+    }
+}
