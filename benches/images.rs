@@ -916,8 +916,7 @@ fn bench_cold(b: &mut Bench, rep: &mut Report) -> R<()> {
     rep.line(format!(
         "The image: {} layers ({}; gzip of incompressible data), {} in all with manifest and \
          config, pushed with skopeo to the private registry on {}. Each round, interleaved: \
-         corral through `Client::pull` (no CLI process: corralctl has no image commands \
-         yet), `ctr image pull --plain-http` (fetches, then unpacks into an overlayfs \
+         corral through `Client::pull` (the in-process Client, no CLI process), `ctr image pull --plain-http` (fetches, then unpacks into an overlayfs \
          snapshot), `ctr content fetch --plain-http` (fetches only, as corral's pull does), \
          `skopeo copy docker://… oci:DIR` into a fresh directory. Between rounds, untimed: \
          corral `remove_images` + `prune` (its content store checked empty), containerd \

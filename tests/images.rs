@@ -82,7 +82,10 @@ fn an_oci_layout_imports_exports_and_imports_back_byte_identical() {
     assert_eq!(info.size, written[0].config.size);
     let absent = format!("sha256:{}", "0".repeat(64));
     let e = c.content_info(&absent).unwrap_err();
-    assert!(matches!(&e, Error::NotFound(m) if m.contains(&absent)), "{e}");
+    assert!(
+        matches!(&e, Error::NotFound(m) if m.contains(&absent)),
+        "{e}"
+    );
     let e = c.content_info("sha256:../../etc/passwd").unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
     assert_eq!(
