@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (and CI's): installs what is missing, checks formatting, lints
 # (clippy -D warnings) and docs (rustdoc -D warnings), builds once, runs every test against
-# real runc as root, then checks that the suite left no zombies or shims.
+# real runc as root, then checks that the suite left no zombies, shims, daemons, test
+# registries or mounts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,5 +46,11 @@ if pgrep -f "docker-registry serve /tmp/" >/dev/null; then
   pgrep -a -f "docker-registry serve /tmp/" >&2
   fail=1
 fi
-[ "$fail" = 0 ] && echo "test.sh: no zombies, no leftover shims, daemons or registries"
+# Mounts the tests made (overlay snapshots, small tmpfs data dirs) live under /tmp/corral-*.
+if awk '$5 ~ /^\/tmp\/corral-/ {found=1} END {exit !found}' /proc/self/mountinfo; then
+  echo "test.sh: mounts left under /tmp/corral-* after the suite:" >&2
+  awk '$5 ~ /^\/tmp\/corral-/ {print "  " $5}' /proc/self/mountinfo >&2
+  fail=1
+fi
+[ "$fail" = 0 ] && echo "test.sh: no zombies, no leftover shims, daemons, registries or mounts"
 exit "$fail"
