@@ -289,7 +289,7 @@ fn a_three_layer_image_unpacks_mounts_runs_and_unpacks_once() {
     v.unmount();
     snaps.remove("ro-view").unwrap();
 
-    // GC leaves snapshots alone.
+    // GC keeps the snapshots of an image that is there.
     fx.rt.block_on(fx.images.prune()).unwrap();
     assert_eq!(snaps.list().unwrap().len(), 3);
 }
@@ -404,4 +404,103 @@ fn a_full_disk_is_no_space_naming_the_layer_and_leaves_nothing() {
         0
     );
     drop(images);
+}
+
+fn small(base: &[u8], top: &[u8]) -> ImageSpec {
+    ImageSpec::new()
+        .layer(
+            Layer::new().dir("etc").file("etc/base", base, 0o644),
+            Compression::Gzip,
+        )
+        .layer(
+            Layer::new().dir("etc").file("etc/top", top, 0o644),
+            Compression::None,
+        )
+}
+
+fn names(snaps: &Snapshotter) -> Vec<String> {
+    snaps.list().unwrap().into_iter().map(|s| s.name).collect()
+}
+
+impl Fixture {
+    fn remove(&self, name: &str) {
+        self.rt
+            .block_on(self.images.remove("default", vec![name.into()], false))
+            .unwrap();
+    }
+
+    fn prune(&self) -> corral::PruneReport {
+        self.rt.block_on(self.images.prune()).unwrap()
+    }
+}
+
+#[test]
+fn gc_removes_a_removed_images_snapshots_but_keeps_shared_and_used_ones() {
+    let fx = Fixture::new("snap-gc");
+    let snaps = fx.snaps();
+    let a = fx.import("example.com/a:1", small(b"shared\n", b"a\n"));
+    let b = fx.import("example.com/b:1", small(b"shared\n", b"b\n"));
+    let ca = chain_ids(&a.diff_ids());
+    let cb = chain_ids(&b.diff_ids());
+    assert_eq!(ca[0], cb[0], "the same base layer");
+    fx.unpack("example.com/a:1").unwrap();
+    fx.unpack("example.com/b:1").unwrap();
+    assert_eq!(snaps.list().unwrap().len(), 3);
+
+    // Nothing to collect while both images are there.
+    assert_eq!(fx.prune().snapshots, 0);
+
+    // Removing a takes its top, and keeps the shared base b stands on.
+    fx.remove("example.com/a:1");
+    let mut want = vec![cb[0].clone(), cb[1].clone()];
+    want.sort();
+    assert_eq!(names(&snaps), want);
+
+    // An active snapshot on b's top keeps b's chain after b goes.
+    snaps.prepare("ctr-root", Some(&cb[1])).unwrap();
+    fx.remove("example.com/b:1");
+    assert_eq!(snaps.list().unwrap().len(), 3);
+    assert_eq!(fx.prune().snapshots, 0);
+
+    // Once it goes, a prune takes the chain.
+    snaps.remove("ctr-root").unwrap();
+    let report = fx.prune();
+    assert_eq!(report.snapshots, 2, "{report:?}");
+    assert!(snaps.list().unwrap().is_empty());
+    assert_eq!(
+        fs::read_dir(snaps.root().join("overlayfs"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn gc_keeps_a_mounted_snapshot_and_goes_on() {
+    let fx = Fixture::new("snap-gc-mounted");
+    let snaps = fx.snaps();
+    let w = fx.import("example.com/m:1", small(b"base\n", b"top\n"));
+    let chains = chain_ids(&w.diff_ids());
+    fx.unpack("example.com/m:1").unwrap();
+
+    // The base layer's dir bound somewhere by hand: GC cannot remove it.
+    let bind = snapshots::Mount {
+        kind: "bind".into(),
+        source: snaps.fs_dir(&chains[0]).unwrap().display().to_string(),
+        options: vec!["rbind".into(), "ro".into()],
+    };
+    let target = fx.dir.join("bound");
+    let mounted = Mounted::new(&[bind], &target);
+    assert_eq!(fs::read(target.join("etc/base")).unwrap(), b"base\n");
+
+    // image rm with GC succeeds: the top goes, the mounted base stays.
+    fx.remove("example.com/m:1");
+    assert_eq!(names(&snaps), vec![chains[0].clone()]);
+    let report = fx.prune();
+    assert_eq!(report.snapshots, 0, "{report:?}");
+    assert_eq!(names(&snaps), vec![chains[0].clone()]);
+
+    mounted.unmount();
+    assert_eq!(fx.prune().snapshots, 1);
+    assert!(snaps.list().unwrap().is_empty());
 }

@@ -76,7 +76,7 @@ pub(crate) fn unpack(
 }
 
 /// The config's `rootfs.diff_ids`.
-fn diff_ids(config: &[u8]) -> Result<Vec<String>> {
+pub(super) fn diff_ids(config: &[u8]) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Config {
         rootfs: RootFs,

@@ -367,6 +367,9 @@ pub struct PruneReport {
     pub ingests: u64,
     /// Expired leases removed.
     pub leases: u64,
+    /// Committed snapshots removed (layers no image unpacks to and nothing is on).
+    #[serde(default)]
+    pub snapshots: u64,
 }
 
 /// One layer of an [`UnpackReport`].

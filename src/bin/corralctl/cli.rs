@@ -110,7 +110,8 @@ pub enum Cmd {
     /// Create, list, label and remove namespaces.
     #[command(visible_alias = "ns")]
     Namespace(content::NamespaceArgs),
-    /// Collect garbage now: blobs no image or lease holds, stale ingests, expired leases.
+    /// Collect garbage now: blobs no image or lease holds, stale ingests, expired leases,
+    /// committed snapshots no image or active snapshot needs.
     Prune(content::PruneArgs),
     /// Make a runnable bundle.
     Bundle(tools::BundleArgs),

@@ -334,11 +334,12 @@ pub fn prune(ctl: &Ctl, a: PruneArgs) -> Outcome {
         return json(&r);
     }
     println!(
-        "removed {} blobs ({}), {} ingests, {} expired leases",
+        "removed {} blobs ({}), {} ingests, {} expired leases, {} snapshots",
         r.blobs,
         human_bytes(r.bytes),
         r.ingests,
-        r.leases
+        r.leases,
+        r.snapshots
     );
     Ok(0)
 }
