@@ -2,7 +2,7 @@
 //! bundle from the host's busybox-static so a newcomer needs no image.
 
 use crate::error::{Error, Result};
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::Spec;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -109,6 +109,24 @@ pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::cgroups::CgroupPaths {
     crate::cgroups::CgroupPaths::expected(spec_path.as_deref(), id)
 }
 
+/// The defaults every spec corral makes starts from (a busybox bundle's, an image's):
+/// `runc spec`'s (the pid, ipc, uts, mount, network and cgroup namespaces, `/proc`, `/dev`,
+/// `/dev/pts`, `/dev/shm`, `/dev/mqueue` and `/sys` mounts, the masked and read-only paths,
+/// AUDIT_WRITE, KILL and NET_BIND_SERVICE, no new privileges, 1024 open files, `sh` as
+/// root in `/`), with no terminal, a writable `rootfs` and the hostname `corral`.
+pub(crate) fn default_spec() -> Spec {
+    let mut spec = Spec::default();
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_terminal(Some(false));
+    spec.set_process(Some(process));
+    if let Some(mut root) = spec.root().clone() {
+        root.set_readonly(Some(false));
+        spec.set_root(Some(root));
+    }
+    spec.set_hostname(Some("corral".to_string()));
+    spec
+}
+
 /// Where the host's busybox-static is looked for.
 pub const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
@@ -155,21 +173,15 @@ pub fn make_busybox(dir: &Path, args: &[String]) -> Result<()> {
         .map_err(|e| io(&rootfs, e))?;
     fs::write(rootfs.join("etc/group"), "root:x:0:\n").map_err(|e| io(&rootfs, e))?;
 
-    let mut spec = Spec::default();
-    let mut process = spec.process().clone().unwrap_or_else(Process::default);
+    let mut spec = default_spec();
+    let mut process = spec.process().clone().unwrap_or_default();
     let args = if args.is_empty() {
         vec!["sh".to_string()]
     } else {
         args.to_vec()
     };
     process.set_args(Some(args));
-    process.set_terminal(Some(false));
     spec.set_process(Some(process));
-    if let Some(mut root) = spec.root().clone() {
-        root.set_readonly(Some(false));
-        spec.set_root(Some(root));
-    }
-    spec.set_hostname(Some("corral".to_string()));
     let config = crate::layout::bundle_config(dir);
     spec.save(&config)
         .map_err(|e| Error::Internal(format!("write {}: {e}", config.display())))

@@ -11,6 +11,7 @@ mod archive;
 mod gc;
 mod pull;
 mod push;
+pub(crate) mod spec;
 pub(crate) mod store;
 mod unpack;
 pub(crate) mod walk;
