@@ -101,12 +101,27 @@ impl Handle {
     }
 
     /// Creates a container (and starts it when `req.start`).
-    pub async fn create(&self, req: CreateRequest) -> Result<ContainerInfo> {
-        let info = self
+    pub async fn create(&self, mut req: CreateRequest) -> Result<ContainerInfo> {
+        let from_image = req.image.take();
+        if let Some(run) = from_image.clone() {
+            req.bundle = self
+                .images
+                .prepare_bundle(&req.namespace, &req.id, *run)
+                .await?;
+        }
+        let (ns, id) = (req.namespace.clone(), req.id.clone());
+        let created = self
             .supervisor
             .send(supervisor::Create(req))
             .await
-            .map_err(mailbox)??;
+            .map_err(mailbox)
+            .and_then(|r| r);
+        if created.is_err() && from_image.is_some() {
+            if let Err(e) = self.images.release_bundle(&ns, &id).await {
+                tracing::warn!("releasing the image bundle of {ns}/{id}: {e}");
+            }
+        }
+        let info = created?;
         // The namespace is recorded once something lives in it.
         if let Err(e) = self.images.namespace_ensure(&info.namespace).await {
             tracing::warn!("cannot record namespace {}: {e}", info.namespace);
@@ -196,10 +211,23 @@ impl Handle {
     /// Deletes a container; a running one only with `force`.
     pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
         let key = ContainerKey::new(namespace_or_default(namespace), id)?;
-        self.supervisor
+        let info = self
+            .supervisor
             .send(supervisor::Remove { key, force })
             .await
-            .map_err(mailbox)?
+            .map_err(mailbox)??;
+        if self.images.is_image_bundle(&info.bundle) {
+            // Its rootfs is unmounted and its writable snapshot removed only now, the
+            // container being gone; a failure is retried at the next start.
+            if let Err(e) = self.images.release_bundle(&info.namespace, &info.id).await {
+                tracing::warn!(
+                    "container {}/{} deleted, but its image rootfs stays: {e}",
+                    info.namespace,
+                    info.id
+                );
+            }
+        }
+        Ok(info)
     }
 
     /// A container's state.

@@ -132,14 +132,33 @@ pub async fn start(config: Config) -> Result<Handle> {
     };
     // The supervisor adopts the containers already in the state dir as it starts.
     let supervisor = Supervisor::new(settings, events.clone(), recovered.exits, lock).start();
-    Ok(Handle::new(
+    let handle = Handle::new(
         supervisor,
         runtime_root,
         events,
         reaper,
         std::sync::Arc::new(features),
         images,
-    ))
+    );
+    // After a reboot the state dir is new but the data dir keeps the image bundles of the
+    // containers that were: once adoption is done (the Supervisor answers after it), and
+    // before any request is served (a create in flight must not lose its fresh bundle),
+    // the bundles of containers that are not there are unmounted and removed.
+    match handle.all().await {
+        Ok(all) => {
+            let live = all.into_iter().map(|c| (c.namespace, c.id)).collect();
+            match handle.images().release_orphan_bundles(live).await {
+                Ok(gone) if !gone.is_empty() => tracing::info!(
+                    "released the image bundles of {} gone container(s)",
+                    gone.len()
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("releasing stale image bundles: {e}"),
+            }
+        }
+        Err(e) => tracing::warn!("cannot list containers to release stale image bundles: {e}"),
+    }
+    Ok(handle)
 }
 
 /// Whether `dir` is on a tmpfs.

@@ -8,7 +8,6 @@
 //! writes nothing.
 
 // Not wired into containers yet: create-from-image will call it.
-#![allow(dead_code)]
 
 use crate::error::{Error, Result};
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Mount, Spec, User};
@@ -107,8 +106,10 @@ pub struct MountSpec {
 pub struct ImageSpec {
     /// The runtime spec (root.path is the rootfs given).
     pub spec: Spec,
+    #[allow(dead_code)] // read by stop once containers keep it (issue 11)
     /// The image's StopSignal (as the image wrote it, e.g. `SIGQUIT`), for stop.
     pub stop_signal: Option<String>,
+    #[allow(dead_code)] // for the runtime's create once the CLI offers it (issue 11)
     /// `--no-pivot-root`, for the runtime's create.
     pub no_pivot_root: bool,
 }

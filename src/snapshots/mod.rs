@@ -20,7 +20,7 @@
 //! One process owns a data dir (`Images::open` holds its lock); a [`Snapshotter`] is
 //! opened once and cloned.
 
-mod mountinfo;
+pub(crate) mod mountinfo;
 pub mod unpack;
 
 #[cfg(test)]

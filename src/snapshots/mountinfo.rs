@@ -118,3 +118,13 @@ pub(crate) fn users(table: &[Entry], dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Whether something is mounted at `dir` (exactly there).
+pub(crate) fn is_mounted(dir: &Path) -> Result<bool> {
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("resolve {}", dir.display()), e)),
+    };
+    Ok(read()?.iter().any(|e| e.mount_point == dir))
+}

@@ -402,3 +402,31 @@ pub struct UnpackReport {
     /// Bytes of uncompressed tar applied now, every layer together.
     pub bytes: u64,
 }
+
+/// A container from an image: the image and how its config is turned into the spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRun {
+    /// The image's name in the container's namespace (pulled or imported before).
+    pub image: String,
+    /// Replaces the image's Cmd (`-- CMD...`).
+    pub args: Option<Vec<String>>,
+    /// Replaces the image's Entrypoint (and its Cmd, unless `args` are given).
+    pub entrypoint: Option<Vec<String>>,
+    /// `K=V`, after the image's Env (a key given again wins).
+    pub env: Vec<String>,
+    /// `name`, `uid`, `uid:gid` or `name:group`, resolved in the image's /etc/passwd and
+    /// /etc/group; the image's User by default.
+    pub user: Option<String>,
+    /// The working directory (absolute); the image's WorkingDir, else `/`.
+    pub cwd: Option<String>,
+    /// The container's hostname.
+    pub hostname: Option<String>,
+    /// A read-only rootfs.
+    pub read_only: bool,
+    /// The host's network namespace.
+    pub host_network: bool,
+    /// `type=bind,src=/host,dst=/in[,ro]` or `type=tmpfs,dst=/in`, each.
+    pub mounts: Vec<String>,
+    /// Which manifest of an index; the host's by default.
+    pub platform: Option<Platform>,
+}

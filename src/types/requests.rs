@@ -57,6 +57,11 @@ pub struct CreateRequest {
     pub start: bool,
     /// When to restart it after its process exits.
     pub restart: RestartPolicy,
+    /// Run an image instead of a bundle: the daemon unpacks it, mounts a writable snapshot
+    /// on it as the rootfs and writes the spec from its config (`bundle` is then ignored
+    /// and reported as the bundle it made).
+    #[serde(default)]
+    pub image: Option<Box<ImageRun>>,
 }
 
 /// The process an exec runs.

@@ -45,11 +45,18 @@ pub struct Cli {
 /// Every command.
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// Create a container (runc create); prints `ID created (pid N)`.
+    /// Create a container (runc create) from a bundle or an image; prints `ID created (pid N)`.
+    #[command(
+        override_usage = "corralctl create [OPTIONS] --bundle DIR ID\n       corralctl create [OPTIONS] IMAGE ID [-- CMD...]"
+    )]
     Create(containers::CreateArgs),
     /// Start a created container.
     Start(containers::IdArg),
-    /// Create and start a container; without -d copy its output, wait, exit with its code.
+    /// Create and start a container (from a bundle or an image); without -d copy its
+    /// output, wait, exit with its code.
+    #[command(
+        override_usage = "corralctl run [OPTIONS] --bundle DIR ID\n       corralctl run [OPTIONS] IMAGE ID [-- CMD...]"
+    )]
     Run(containers::RunArgs),
     /// Run a command in a container; copies its output and exits with its code.
     Exec(containers::ExecArgs),

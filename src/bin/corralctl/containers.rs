@@ -26,9 +26,9 @@ pub struct IdsArg {
 /// What create and run share.
 #[derive(Args)]
 pub struct Spec {
-    /// The OCI bundle directory.
+    /// The OCI bundle directory (or give an IMAGE before the id).
     #[arg(short, long, value_name = "DIR")]
-    bundle: String,
+    bundle: Option<String>,
     /// A label (repeatable).
     #[arg(short, long = "label", value_name = "K=V", value_parser = label)]
     labels: Vec<(String, String)>,
@@ -44,13 +44,68 @@ pub struct Spec {
         help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
     )]
     restart: RestartPolicy,
+    #[command(flatten)]
+    image: ImageFlags,
+}
+
+/// How a container from an image is made (with an IMAGE before the id).
+#[derive(Args)]
+pub struct ImageFlags {
+    /// `K=V` for the process's environment, after the image's (repeatable).
+    #[arg(short, long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// The user: name, uid, uid:gid or name:group (the image's User by default).
+    #[arg(short, long, value_name = "USER")]
+    user: Option<String>,
+    /// The working directory (the image's WorkingDir by default).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Replaces the image's Entrypoint (and its Cmd unless `-- CMD` is given); "" clears it.
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// The container's hostname.
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// A read-only rootfs.
+    #[arg(long)]
+    read_only: bool,
+    /// `host`: the host's network namespace.
+    #[arg(long, value_name = "host", value_parser = ["host"])]
+    net: Option<String>,
+    /// `type=bind,src=/host,dst=/in[,ro]` or `type=tmpfs,dst=/in` (repeatable).
+    #[arg(long = "mount", value_name = "SPEC")]
+    mounts: Vec<String>,
+    /// Which manifest of an index (`os/arch[/variant]`; the host's by default).
+    #[arg(long, value_name = "OS/ARCH", value_parser = platform)]
+    platform: Option<Platform>,
+}
+
+fn platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s)
+}
+
+/// `[IMAGE] ID [-- CMD...]`: the positional part of `create` and `run`.
+#[derive(Args)]
+pub struct Names {
+    /// `ID`, or `IMAGE ID` to make the container from an image.
+    #[arg(value_name = "IMAGE_OR_ID", num_args = 1..=2, required = true)]
+    names: Vec<String>,
+    /// The command, after `--`: replaces the image's Cmd.
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+impl Names {
+    fn id(&self) -> String {
+        self.names.last().cloned().unwrap_or_default()
+    }
 }
 
 /// `create`.
 #[derive(Args)]
 pub struct CreateArgs {
-    /// The new container's id.
-    id: String,
+    #[command(flatten)]
+    names: Names,
     #[command(flatten)]
     spec: Spec,
     /// The process's stdin (a path on the daemon's host).
@@ -67,8 +122,8 @@ pub struct CreateArgs {
 /// `run`.
 #[derive(Args)]
 pub struct RunArgs {
-    /// The new container's id.
-    id: String,
+    #[command(flatten)]
+    names: Names,
     #[command(flatten)]
     spec: Spec,
     /// Return once it runs; print its pid.
@@ -178,24 +233,70 @@ fn absolute(p: &str) -> Result<PathBuf, Error> {
     std::path::absolute(p).map_err(|e| Error::InvalidArgument(format!("path {p:?}: {e}")))
 }
 
-fn create_request(ctl: &Ctl, spec: Spec, id: String) -> Result<CreateRequest, Error> {
+fn create_request(
+    ctl: &Ctl,
+    command: &str,
+    spec: Spec,
+    names: Names,
+) -> Result<CreateRequest, crate::Failure> {
+    let id = names.id();
+    let (bundle, image) = match (names.names.len(), spec.bundle) {
+        (2, Some(_)) => {
+            return Err(usage(command, "give an IMAGE or --bundle DIR, not both"));
+        }
+        (2, None) => {
+            let f = spec.image;
+            let run = ImageRun {
+                image: names.names[0].clone(),
+                args: (!names.cmd.is_empty()).then_some(names.cmd),
+                entrypoint: f
+                    .entrypoint
+                    .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
+                env: f.env,
+                user: f.user,
+                cwd: f.cwd,
+                hostname: f.hostname,
+                read_only: f.read_only,
+                host_network: f.net.is_some(),
+                mounts: f.mounts,
+                platform: f.platform,
+            };
+            (PathBuf::new(), Some(Box::new(run)))
+        }
+        (_, Some(bundle)) => {
+            if !names.cmd.is_empty() {
+                return Err(usage(
+                    command,
+                    "a command after -- needs an IMAGE (a bundle has its own in config.json)",
+                ));
+            }
+            (absolute(&bundle)?, None)
+        }
+        (_, None) => {
+            return Err(usage(
+                command,
+                format!("{command} needs --bundle DIR or an IMAGE before the id"),
+            ));
+        }
+    };
     Ok(CreateRequest {
         restart: spec.restart,
         namespace: ctl.namespace.clone(),
         id,
-        bundle: absolute(&spec.bundle)?,
+        bundle,
         runtime: spec.runtime,
         runtime_args: Vec::new(),
         labels: spec.labels.into_iter().collect(),
         stdio: Stdio::default(),
         start: false,
+        image,
     })
 }
 
 /// `create`.
 pub fn create(ctl: &Ctl, a: CreateArgs) -> Outcome {
     let path = |p: Option<String>| p.as_deref().map(absolute).transpose();
-    let mut req = create_request(ctl, a.spec, a.id)?;
+    let mut req = create_request(ctl, "create", a.spec, a.names)?;
     req.stdio = Stdio {
         stdin: path(a.stdin)?,
         stdout: path(a.stdout)?,
@@ -215,7 +316,8 @@ pub fn start(ctl: &Ctl, a: IdArg) -> Outcome {
 
 /// `run`.
 pub fn run(ctl: &Ctl, a: RunArgs) -> Outcome {
-    let mut req = create_request(ctl, a.spec, a.id.clone())?;
+    let id = a.names.id();
+    let mut req = create_request(ctl, "run", a.spec, a.names)?;
     req.start = true;
     let mut client = ctl.client()?;
     if a.detach {
@@ -223,16 +325,16 @@ pub fn run(ctl: &Ctl, a: RunArgs) -> Outcome {
         println!("{} running (pid {})", info.id, info.pid);
         return Ok(0);
     }
-    let mut pipes = OutputPipes::new(&a.id)?;
+    let mut pipes = OutputPipes::new(&id)?;
     req.stdio = pipes.stdio();
     client.create(req)?;
     let copiers = pipes.copy();
-    let exit = client.wait(&ctl.namespace, &a.id, None)?;
+    let exit = client.wait(&ctl.namespace, &id, None)?;
     for c in copiers {
         let _ = c.join();
     }
     if a.rm {
-        client.delete(&ctl.namespace, &a.id, false)?;
+        client.delete(&ctl.namespace, &id, false)?;
     }
     Ok(exit.code as i32)
 }
