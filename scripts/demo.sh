@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: on a fresh machine, installs what is missing, builds, starts
 # corrald, runs a busybox container end to end (output, state, events), takes an image of
-# busybox through a private loopback registry (import, push, remove, pull, list), and
-# cleans up.
+# busybox through a private loopback registry (import, push, remove, pull, list), runs a
+# container from it, and cleans up.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -96,5 +96,7 @@ echo; echo "\$ corralctl image rm demo.local/busybox:1 $ref"; ctl image rm demo.
 echo; echo "\$ corralctl content ls"; ctl content ls
 echo; echo "\$ corralctl image pull --plain-http $ref"; ctl image pull --plain-http "$ref"
 echo; echo "\$ corralctl images"; ctl images
+echo; echo "\$ corralctl run --rm $ref from-image -- echo hello from an image, as \$(id -u) in \$(pwd)"
+ctl run --rm "$ref" from-image -- sh -c 'echo "hello from an image, as $(id -u) in $(pwd)"'
 echo; echo "\$ corralctl image rm $ref"; ctl image rm "$ref"
 echo; echo "demo.sh: done"

@@ -86,7 +86,7 @@ pub async fn start(config: Config) -> Result<Handle> {
             })
             .collect(),
         default_runtime: config.runtime.clone(),
-        snapshotters: Vec::new(),
+        snapshotters: vec!["overlayfs".to_string()],
         criu: CriuFeature {
             path: config.criu.clone(),
             version: criu_version

@@ -231,7 +231,7 @@ fn corrald_raises_its_open_files_limit_to_the_hard_one() {
 }
 
 /// `Health` answers serving; `Info` lists the daemon's features: runtimes (runc
-/// implicitly), no snapshotters, CRIU, the cgroup layout and its directories.
+/// implicitly), the overlayfs snapshotter, CRIU, the cgroup layout and its directories.
 #[test]
 fn health_answers_serving_and_info_lists_the_features() {
     let d = Daemon::start("health_info");
@@ -241,7 +241,7 @@ fn health_answers_serving_and_info_lists_the_features() {
     let f = &info.features;
     assert!(f.runtimes.contains_key("runc"), "{info:?}");
     assert_eq!(f.default_runtime, runc(), "{info:?}");
-    assert!(f.snapshotters.is_empty(), "{info:?}");
+    assert_eq!(f.snapshotters, vec!["overlayfs".to_string()], "{info:?}");
     assert!(
         ["v1", "v2", "hybrid"].contains(&f.cgroups.as_str()),
         "{info:?}"

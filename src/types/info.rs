@@ -192,7 +192,7 @@ pub struct Features {
     pub runtimes: BTreeMap<String, PathBuf>,
     /// The runtime of a create that names none.
     pub default_runtime: PathBuf,
-    /// Snapshotters: none yet (images are stored, not yet unpacked into snapshots).
+    /// Snapshotters: `overlayfs` (the one corral has).
     pub snapshotters: Vec<String>,
     /// CRIU, for checkpoint and restore.
     pub criu: CriuFeature,
