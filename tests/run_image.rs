@@ -164,7 +164,10 @@ fn an_image_container_survives_a_daemon_restart_and_its_delete_unmounts() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let rootfs = d.dir.join("data/bundles/default/web/rootfs");
     assert_eq!(mounts_under(&d), vec![rootfs.display().to_string()]);
-    assert_eq!(active_snapshots(&d), vec!["container/default/web".to_string()]);
+    assert_eq!(
+        active_snapshots(&d),
+        vec!["container/default/web".to_string()]
+    );
     d.kill9();
     d.restart();
     let state = d.client().state("", "web").unwrap();
