@@ -9,6 +9,8 @@
 
 mod archive;
 mod gc;
+mod leases;
+mod namespaces;
 mod pull;
 mod push;
 mod rootfs;
@@ -31,7 +33,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use store::{image_info, ImageRecord, LeaseRecord, Metadata};
+use store::{image_info, ImageRecord, Metadata};
 
 /// How long a pull's lease holds what it downloaded if the pull does not finish.
 pub const PULL_LEASE: Duration = Duration::from_secs(24 * 3600);
@@ -76,24 +78,6 @@ impl Drop for Inner {
 
 fn poisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Checks a name for a lease, namespace or label key.
-fn check_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "bad {what} {name:?}: letters, digits, '.', '_' and '-', starting with a letter or \
-             digit, at most 255"
-        )))
-    }
 }
 
 /// The namespace a request names (empty: `default`), checked.
@@ -394,218 +378,6 @@ impl Images {
         self.blocking(move |inner| gc::remove_content(inner, &digests))
             .await
     }
-
-    // ---- leases ----
-
-    /// Creates a lease (`id` empty: one is made up).
-    pub async fn lease_create(
-        &self,
-        namespace: &str,
-        id: &str,
-        labels: BTreeMap<String, String>,
-        expires: Option<Duration>,
-    ) -> Result<LeaseInfo> {
-        let ns = ns_or_default(namespace)?;
-        let id = if id.is_empty() {
-            format!("lease-{}", now_ns())
-        } else {
-            id.to_string()
-        };
-        check_name("lease id", &id)?;
-        self.blocking(move |inner| inner.create_lease(&ns, &id, labels, expires))
-            .await
-    }
-
-    /// The leases of a namespace.
-    pub async fn lease_list(&self, namespace: &str) -> Result<Vec<LeaseInfo>> {
-        let ns = ns_or_default(namespace)?;
-        self.blocking(move |inner| {
-            let meta = poisoned(&inner.meta);
-            Ok(meta
-                .db
-                .leases
-                .get(&ns)
-                .map(|m| m.iter().map(|(id, l)| l.info(id)).collect())
-                .unwrap_or_default())
-        })
-        .await
-    }
-
-    /// Removes a lease; then runs GC unless `no_gc`.
-    pub async fn lease_remove(&self, namespace: &str, id: &str, no_gc: bool) -> Result<()> {
-        let ns = ns_or_default(namespace)?;
-        let id = id.to_string();
-        self.blocking(move |inner| {
-            inner.change(|db| {
-                db.leases
-                    .get_mut(&ns)
-                    .and_then(|m| m.remove(&id))
-                    .map(|_| ())
-                    .ok_or_else(|| Error::NotFound(format!("lease {id} in namespace {ns}")))
-            })?;
-            if !no_gc {
-                gc::collect(inner)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Runs GC now.
-    pub async fn prune(&self) -> Result<PruneReport> {
-        self.blocking(gc::collect).await
-    }
-
-    // ---- namespaces ----
-
-    /// Records a namespace (refused if it exists).
-    pub async fn namespace_create(
-        &self,
-        name: &str,
-        labels: BTreeMap<String, String>,
-    ) -> Result<NamespaceInfo> {
-        crate::types::validate_id("namespace", name)?;
-        let name = name.to_string();
-        self.blocking(move |inner| {
-            inner.change(|db| {
-                if !db.ensure_namespace(&name) {
-                    return Err(Error::AlreadyExists(format!("namespace {name}")));
-                }
-                if let Some(r) = db.namespaces.get_mut(&name) {
-                    r.labels = labels;
-                }
-                Ok(())
-            })?;
-            inner.publish(&name, Topic::NamespaceCreate, &name);
-            Ok(poisoned(&inner.meta)
-                .db
-                .namespace_info(&name)
-                .unwrap_or(NamespaceInfo {
-                    name,
-                    labels: BTreeMap::new(),
-                }))
-        })
-        .await
-    }
-
-    /// Records a namespace if it is not yet (a container, image or lease is made in it).
-    pub async fn namespace_ensure(&self, name: &str) -> Result<()> {
-        let name = ns_or_default(name)?;
-        // Checked without the metadata lock, which GC holds from mark to sweep: a create
-        // on the actors' thread never waits for a GC.
-        if poisoned(&self.inner.known_namespaces).contains(&name) {
-            return Ok(());
-        }
-        if self.inner.runtime.get().is_none() {
-            // No image work has started, so no GC can hold the lock: one quick write here
-            // rather than a runtime started for it.
-            return self.inner.ensure_namespace(&name);
-        }
-        self.blocking(move |inner| inner.ensure_namespace(&name))
-            .await
-    }
-
-    /// The recorded namespaces, with those in `also` (namespaces with containers).
-    pub async fn namespace_list(&self, also: Vec<String>) -> Result<Vec<NamespaceInfo>> {
-        self.blocking(move |inner| {
-            let meta = poisoned(&inner.meta);
-            let mut out: BTreeMap<String, NamespaceInfo> = meta
-                .db
-                .namespaces
-                .keys()
-                .filter_map(|n| meta.db.namespace_info(n))
-                .map(|i| (i.name.clone(), i))
-                .collect();
-            for n in also {
-                out.entry(n.clone()).or_insert(NamespaceInfo {
-                    name: n,
-                    labels: BTreeMap::new(),
-                });
-            }
-            Ok(out.into_values().collect())
-        })
-        .await
-    }
-
-    /// Sets labels of a namespace (an empty value removes the label).
-    pub async fn namespace_label(
-        &self,
-        name: &str,
-        labels: BTreeMap<String, String>,
-    ) -> Result<NamespaceInfo> {
-        crate::types::validate_id("namespace", name)?;
-        let name = name.to_string();
-        self.blocking(move |inner| {
-            let info = inner.change(|db| {
-                let r = db
-                    .namespaces
-                    .get_mut(&name)
-                    .ok_or_else(|| Error::NotFound(format!("namespace {name}")))?;
-                for (k, v) in labels {
-                    if v.is_empty() {
-                        r.labels.remove(&k);
-                    } else {
-                        r.labels.insert(k, v);
-                    }
-                }
-                Ok(db.namespace_info(&name))
-            })?;
-            inner.publish(&name, Topic::NamespaceUpdate, &name);
-            info.ok_or_else(|| Error::Internal("namespace vanished".into()))
-        })
-        .await
-    }
-
-    /// Removes a namespace record; refused while it holds images, leases or `containers`
-    /// (named in the refusal).
-    pub async fn namespace_remove(&self, name: &str, containers: Vec<String>) -> Result<()> {
-        let name = name.to_string();
-        self.blocking(move |inner| {
-            inner.change(|db| {
-                let images: Vec<String> = db
-                    .images
-                    .get(&name)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                let leases: Vec<String> = db
-                    .leases
-                    .get(&name)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                let mut held = Vec::new();
-                for (what, list) in [
-                    ("containers", &containers),
-                    ("images", &images),
-                    ("leases", &leases),
-                ] {
-                    if !list.is_empty() {
-                        let shown: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
-                        let more = if list.len() > 5 { ", ..." } else { "" };
-                        held.push(format!(
-                            "{} {what} ({}{more})",
-                            list.len(),
-                            shown.join(", ")
-                        ));
-                    }
-                }
-                if !held.is_empty() {
-                    return Err(Error::WrongState(format!(
-                        "namespace {name} still holds {}: remove them first",
-                        held.join(", ")
-                    )));
-                }
-                if db.namespaces.remove(&name).is_none() {
-                    return Err(Error::NotFound(format!("namespace {name}")));
-                }
-                db.images.remove(&name);
-                db.leases.remove(&name);
-                Ok(())
-            })?;
-            inner.publish(&name, Topic::NamespaceDelete, &name);
-            Ok(())
-        })
-        .await
-    }
 }
 
 impl Inner {
@@ -717,72 +489,6 @@ impl Inner {
             self.publish(ns, topic, name);
         }
         Ok(record)
-    }
-
-    fn create_lease(
-        &self,
-        ns: &str,
-        id: &str,
-        labels: BTreeMap<String, String>,
-        expires: Option<Duration>,
-    ) -> Result<LeaseInfo> {
-        let now = now_ns();
-        let record = LeaseRecord {
-            labels,
-            created_ns: now,
-            expires_ns: expires.map(|d| now.saturating_add(d.as_nanos() as u64)),
-            ..LeaseRecord::default()
-        };
-        self.change(|db| {
-            let leases = db.leases.entry(ns.to_string()).or_default();
-            if leases.contains_key(id) {
-                return Err(Error::AlreadyExists(format!(
-                    "lease {id} in namespace {ns}"
-                )));
-            }
-            leases.insert(id.to_string(), record.clone());
-            db.ensure_namespace(ns);
-            Ok(())
-        })?;
-        Ok(record.info(id))
-    }
-
-    /// Adds a blob (and its ingest) to a lease, before its first byte is written: GC then
-    /// keeps both.
-    pub(crate) fn lease_hold(&self, ns: &str, lease: &str, digest: &str) -> Result<()> {
-        self.change(|db| {
-            let l = db
-                .leases
-                .get_mut(ns)
-                .and_then(|m| m.get_mut(lease))
-                .ok_or_else(|| Error::NotFound(format!("lease {lease} in namespace {ns}")))?;
-            l.content.insert(digest.to_string());
-            l.ingests.insert(digest.to_string());
-            Ok(())
-        })
-    }
-
-    /// Adds an ingest alone to a lease (an import's, whose digest is not known yet).
-    pub(crate) fn lease_hold_ingest(&self, ns: &str, lease: &str, key: &str) -> Result<()> {
-        self.change(|db| {
-            db.leases
-                .get_mut(ns)
-                .and_then(|m| m.get_mut(lease))
-                .ok_or_else(|| Error::NotFound(format!("lease {lease} in namespace {ns}")))?
-                .ingests
-                .insert(key.to_string());
-            Ok(())
-        })
-    }
-
-    /// Ends a lease (its holdings are then up to images and GC).
-    pub(crate) fn lease_drop(&self, ns: &str, lease: &str) {
-        let _ = self.change(|db| {
-            if let Some(m) = db.leases.get_mut(ns) {
-                m.remove(lease);
-            }
-            Ok(())
-        });
     }
 
     fn inspect(&self, ns: &str, name: &str, platform: Option<Platform>) -> Result<ImageDetail> {

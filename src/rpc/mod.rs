@@ -8,6 +8,7 @@ mod client;
 mod client_images;
 #[doc(hidden)] // For corral's own tests (raw frames), not a stable API.
 pub mod frame;
+mod images;
 mod protocol;
 #[doc(hidden)] // For corrald, not a stable API.
 pub mod server;

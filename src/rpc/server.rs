@@ -294,7 +294,7 @@ fn encode_reply(frame: ServerFrame) -> Vec<u8> {
 }
 
 /// Sends a reply to the connection's writer; `false` if the connection is gone.
-async fn reply(tx: &mpsc::Sender<Vec<u8>>, frame: ServerFrame) -> bool {
+pub(super) async fn reply(tx: &mpsc::Sender<Vec<u8>>, frame: ServerFrame) -> bool {
     tx.send(encode_reply(frame)).await.is_ok()
 }
 
@@ -449,7 +449,7 @@ async fn serve_requests(
                 match frame.request {
                     Request::Subscribe(filter) => stream_events(handle, frame.id, filter, tx).await,
                     request @ (Request::ImagePull(_) | Request::ImagePush(_)) => {
-                        stream_transfer(handle, frame.id, request, tx).await
+                        super::images::stream_transfer(handle, frame.id, request, tx).await
                     }
                     request => answer(&handle, frame.id, request, &tx).await,
                 }
@@ -502,48 +502,6 @@ async fn stream_events(
             return;
         }
     }
-}
-
-/// A pull or a push: its progress as it happens, then its answer. The transfer runs on the
-/// image service and goes on if this client goes away.
-async fn stream_transfer(handle: Handle, id: u64, request: Request, tx: mpsc::Sender<Vec<u8>>) {
-    let kind = request.kind();
-    let started = Instant::now();
-    let (progress, mut heard) = mpsc::unbounded_channel();
-    let images = handle.images().clone();
-    let job = actix_rt::spawn(async move {
-        match request {
-            Request::ImagePull(req) => images.pull(req, Some(progress)).await.map(Reply::Image),
-            Request::ImagePush(req) => images
-                .push(req, Some(progress))
-                .await
-                .map(Reply::Descriptor),
-            _ => Err(Error::Internal("not a transfer".into())),
-        }
-    });
-    while let Some(p) = heard.recv().await {
-        if !reply(
-            &tx,
-            ServerFrame {
-                id,
-                reply: Reply::Progress(p),
-            },
-        )
-        .await
-        {
-            return;
-        }
-    }
-    let reply = match job.await {
-        Ok(r) => r.unwrap_or_else(Reply::Error),
-        Err(e) => Reply::Error(Error::Internal(format!("{kind} failed: {e}"))),
-    };
-    let error = match &reply {
-        Reply::Error(e) => Some(e),
-        _ => None,
-    };
-    crate::metrics::rpc().observe(kind, started.elapsed(), error);
-    let _ = self::reply(&tx, ServerFrame { id, reply }).await;
 }
 
 async fn dispatch(handle: &Handle, request: Request) -> Reply {
@@ -649,88 +607,7 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
         Request::Subscribe(_) | Request::ImagePull(_) | Request::ImagePush(_) => {
             Err(Error::Internal("served as a stream".into()))
         }
-        request => dispatch_images(handle, request).await,
+        request => super::images::dispatch(handle, request).await,
     };
     result.unwrap_or_else(Reply::Error)
-}
-
-/// The image service's requests that are not streams.
-async fn dispatch_images(handle: &Handle, request: Request) -> Result<Reply> {
-    let images = handle.images();
-    match request {
-        Request::ImageList { namespace } => images.list(&namespace).await.map(Reply::Images),
-        Request::ImageInspect {
-            namespace,
-            name,
-            platform,
-        } => images
-            .inspect(&namespace, &name, platform)
-            .await
-            .map(|d| Reply::ImageDetail(Box::new(d))),
-        Request::ImageRemove {
-            namespace,
-            names,
-            no_gc,
-        } => images
-            .remove(&namespace, names, no_gc)
-            .await
-            .map(|()| Reply::Ok),
-        Request::ImageTag {
-            namespace,
-            source,
-            target,
-            force,
-        } => images
-            .tag(&namespace, &source, &target, force)
-            .await
-            .map(Reply::Image),
-        Request::ImageImport(req) => images.import(req).await.map(Reply::Images),
-        Request::ImageExport(req) => images.export(req).await.map(Reply::Size),
-        Request::ContentList => images.content_list().await.map(Reply::Contents),
-        Request::ContentInfo { digest } => images.content_info(&digest).await.map(Reply::Content),
-        Request::ContentIngests => images.ingests().await.map(Reply::Ingests),
-        Request::ContentRemove { digests } => {
-            images.content_remove(digests).await.map(|()| Reply::Ok)
-        }
-        Request::LeaseCreate {
-            namespace,
-            id,
-            labels,
-            expires_secs,
-        } => images
-            .lease_create(
-                &namespace,
-                &id,
-                labels,
-                expires_secs.map(std::time::Duration::from_secs),
-            )
-            .await
-            .map(Reply::Lease),
-        Request::LeaseList { namespace } => images.lease_list(&namespace).await.map(Reply::Leases),
-        Request::LeaseRemove {
-            namespace,
-            id,
-            no_gc,
-        } => images
-            .lease_remove(&namespace, &id, no_gc)
-            .await
-            .map(|()| Reply::Ok),
-        Request::Prune => images.prune().await.map(Reply::Pruned),
-        Request::NamespaceCreate { name, labels } => images
-            .namespace_create(&name, labels)
-            .await
-            .map(Reply::Namespace),
-        Request::NamespaceList => handle.namespaces().await.map(Reply::Namespaces),
-        Request::NamespaceLabel { name, labels } => images
-            .namespace_label(&name, labels)
-            .await
-            .map(Reply::Namespace),
-        Request::NamespaceRemove { name } => {
-            handle.remove_namespace(&name).await.map(|()| Reply::Ok)
-        }
-        other => Err(Error::Internal(format!(
-            "request {} has no handler",
-            other.kind()
-        ))),
-    }
 }
