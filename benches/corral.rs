@@ -29,29 +29,23 @@
 //! (`kill` includes starting the containers of `memory`); default all but `scale`.
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 use corral::layout::{proc_starttime, StateDir};
 use corral::rpc::Client;
 use corral::{CreateRequest, EventFilter, Topic, DEFAULT_NAMESPACE, INIT_PROCESS};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const CORRALD: &str = env!("CARGO_BIN_EXE_corrald");
 const CORRALCTL: &str = env!("CARGO_BIN_EXE_corralctl");
 const SHIM: &str = env!("CARGO_BIN_EXE_corral-shim");
-
-type R<T> = Result<T, String>;
-
-/// Set by SIGINT or SIGTERM: the bench stops at the next step and cleans up.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 // ---------------------------------------------------------------------------------------
 // Settings and samples
@@ -112,16 +106,6 @@ struct Settings {
     sections: Vec<Section>,
 }
 
-fn env_usize(name: &str, default: usize) -> R<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
 impl Settings {
     fn from_env() -> R<Settings> {
         let runc_name = std::env::var("BENCH_RUNC").unwrap_or_else(|_| "runc".into());
@@ -154,88 +138,6 @@ impl Settings {
     }
 }
 
-/// Durations in milliseconds.
-#[derive(Clone, Default)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d.as_secs_f64() * 1e3);
-    }
-    fn push_ms(&mut self, ms: f64) {
-        self.0.push(ms);
-    }
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v
-    }
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    }
-    /// Nearest-rank percentile, `p` in 0..=100.
-    fn pct(&self, p: f64) -> f64 {
-        let v = self.sorted();
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v[rank.clamp(1, v.len()) - 1]
-    }
-    fn min(&self) -> f64 {
-        self.0.iter().copied().fold(f64::INFINITY, f64::min)
-    }
-    fn max(&self) -> f64 {
-        self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-fn ms(v: f64) -> String {
-    if v.is_nan() {
-        "-".into()
-    } else if v >= 100.0 {
-        format!("{v:.0} ms")
-    } else if v >= 10.0 {
-        format!("{v:.1} ms")
-    } else if v >= 1.0 {
-        format!("{v:.2} ms")
-    } else {
-        format!("{v:.3} ms")
-    }
-}
-
-fn ratio(corral: f64, runc: f64) -> String {
-    if corral.is_nan() || runc.is_nan() || runc <= 0.0 {
-        "-".into()
-    } else {
-        format!("{:.2}×", corral / runc)
-    }
-}
-
-fn kib(v: u64) -> String {
-    if v >= 1024 {
-        format!("{:.2} MiB", v as f64 / 1024.0)
-    } else {
-        format!("{v} KiB")
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "**pass**"
-    } else {
-        "**FAIL**"
-    }
-}
-
 fn median_u64(v: &[u64]) -> u64 {
     let mut v = v.to_vec();
     v.sort_unstable();
@@ -251,15 +153,6 @@ fn describe(out: &Output) -> String {
     format!("{} {} {}", out.status, err.trim(), txt.trim())
         .trim()
         .to_string()
-}
-
-fn cmd_line(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
 }
 
 /// Runs a command with its output captured; fails unless it exits with one of `codes`.
@@ -293,24 +186,10 @@ fn null_status(cmd: &mut Command) -> R<Duration> {
     }
 }
 
-/// The state letter of `/proc/<pid>/stat`, or `None` when the process is gone.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
 fn proc_comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-/// `(key, KiB)` lines of a /proc file such as `smaps_rollup` or `status`.
-fn proc_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// Reaps every exited child except `keep` (the daemon): the bench is a child subreaper, so
@@ -604,27 +483,6 @@ impl Drop for Bench {
 
 // ---------------------------------------------------------------------------------------
 // The report
-
-#[derive(Default)]
-struct Report {
-    text: String,
-    /// (target, measured, pass)
-    targets: Vec<(String, String, bool)>,
-}
-
-impl Report {
-    fn line(&mut self, s: impl AsRef<str>) {
-        self.text.push_str(s.as_ref());
-        self.text.push('\n');
-    }
-    fn target(&mut self, what: &str, measured: String, ok: bool) {
-        self.targets.push((what.to_string(), measured, ok));
-    }
-}
-
-fn progress(msg: impl AsRef<str>) {
-    eprintln!("bench: {}", msg.as_ref());
-}
 
 fn header(b: &Bench, rep: &mut Report) {
     let uname = first_line(Path::new("uname"), &["-srm"]);
@@ -2231,35 +2089,6 @@ impl Bench {
         }
         Ok(())
     }
-}
-
-fn summary(rep: &mut Report, started: Instant) {
-    if !rep.targets.is_empty() {
-        rep.line("## Targets");
-        rep.line("");
-        rep.line("| target | measured | verdict |");
-        rep.line("|---|---|---|");
-        let rows: Vec<String> = rep
-            .targets
-            .iter()
-            .map(|(what, got, ok)| format!("| {what} | {got} | {} |", verdict(*ok)))
-            .collect();
-        for r in rows {
-            rep.line(r);
-        }
-        rep.line("");
-    }
-    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let _ = writeln!(
-        rep.text,
-        "Total bench time {:.0} s; load average at the end {}.",
-        started.elapsed().as_secs_f64(),
-        loadavg
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
 }
 
 fn main() {

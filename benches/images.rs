@@ -28,6 +28,10 @@
 //! Arguments pick sections: `cold warm import big` (default all).
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 // The test image builder and the private registry, shared with the tests. They reach
 // `super::output_within` and `super::free_port` of tests/common/mod.rs: both are below.
 #[allow(dead_code)]
@@ -45,7 +49,6 @@ use corral::{
 use images::{Compression, ImageSpec};
 use registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -63,15 +66,6 @@ const THREE: &str = "bench/three:1";
 const BIG: &str = "bench/big:1";
 /// The 3-layer image's name in the layout tar (`ctr import --base-name`, corral's base name).
 const IMPORT_BASE: &str = "bench.local/three";
-
-type R<T> = Result<T, String>;
-
-/// Set by SIGINT or SIGTERM: the bench stops at the next step and cleans up.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 // ---------------------------------------------------------------------------------------
 // What tests/common/images.rs and registry.rs take from tests/common/mod.rs
@@ -155,16 +149,6 @@ struct Settings {
     sections: Vec<Section>,
 }
 
-fn env_usize(name: &str, default: usize) -> R<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
 impl Settings {
     fn from_env() -> R<Settings> {
         let runc_name = std::env::var("BENCH_RUNC").unwrap_or_else(|_| "runc".into());
@@ -215,69 +199,6 @@ impl Settings {
     }
 }
 
-/// Durations in milliseconds.
-#[derive(Clone, Default)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d.as_secs_f64() * 1e3);
-    }
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v
-    }
-    fn median(&self) -> f64 {
-        let v = self.sorted();
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    }
-    /// Nearest-rank percentile, `p` in 0..=100.
-    fn pct(&self, p: f64) -> f64 {
-        let v = self.sorted();
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-        v[rank.clamp(1, v.len()) - 1]
-    }
-    fn min(&self) -> f64 {
-        self.0.iter().copied().fold(f64::NAN, f64::min)
-    }
-    fn max(&self) -> f64 {
-        self.0.iter().copied().fold(f64::NAN, f64::max)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-fn ms(v: f64) -> String {
-    if v.is_nan() {
-        "-".into()
-    } else if v >= 100.0 {
-        format!("{v:.0} ms")
-    } else if v >= 10.0 {
-        format!("{v:.1} ms")
-    } else if v >= 1.0 {
-        format!("{v:.2} ms")
-    } else {
-        format!("{v:.3} ms")
-    }
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if a.is_nan() || b.is_nan() || b <= 0.0 {
-        "-".into()
-    } else {
-        format!("{:.2}×", a / b)
-    }
-}
-
 /// MB/s (10^6 bytes) of `bytes` in `ms` milliseconds.
 fn rate(bytes: u64, ms: f64) -> String {
     if ms.is_nan() || ms <= 0.0 {
@@ -287,33 +208,8 @@ fn rate(bytes: u64, ms: f64) -> String {
     }
 }
 
-fn kib(v: u64) -> String {
-    if v >= 1024 {
-        format!("{:.2} MiB", v as f64 / 1024.0)
-    } else {
-        format!("{v} KiB")
-    }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "**pass**"
-    } else {
-        "**FAIL**"
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Processes
-
-fn cmd_line(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
 
 /// Runs a command with its output captured; fails unless it succeeds.
 fn run(cmd: &mut Command) -> R<(Duration, Output)> {
@@ -345,20 +241,6 @@ fn run(cmd: &mut Command) -> R<(Duration, Output)> {
         tail(&out.stderr),
         tail(&out.stdout)
     ))
-}
-
-/// The state letter of `/proc/<pid>/stat`, or `None` when the process is gone.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-/// A `KEY: N kB` line of /proc/PID/status.
-fn proc_kib(pid: i32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 fn first_line(bin: &str, args: &[&str]) -> String {
@@ -433,27 +315,6 @@ fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
 
 // ---------------------------------------------------------------------------------------
 // The report
-
-#[derive(Default)]
-struct Report {
-    text: String,
-    /// (target, measured, pass)
-    targets: Vec<(String, String, bool)>,
-}
-
-impl Report {
-    fn line(&mut self, s: impl AsRef<str>) {
-        self.text.push_str(s.as_ref());
-        self.text.push('\n');
-    }
-    fn target(&mut self, what: &str, measured: String, ok: bool) {
-        self.targets.push((what.to_string(), measured, ok));
-    }
-}
-
-fn progress(msg: impl AsRef<str>) {
-    eprintln!("bench: {}", msg.as_ref());
-}
 
 // ---------------------------------------------------------------------------------------
 // The bench's world
@@ -1317,8 +1178,8 @@ fn bench_big(b: &mut Bench, rep: &mut Report) -> R<()> {
     b.start_daemon()?;
     std::thread::sleep(Duration::from_millis(500));
     let pid = b.daemon_pid().ok_or("no corrald")?;
-    let idle_rss = proc_kib(pid, "VmRSS").unwrap_or(0);
-    let idle_hwm = proc_kib(pid, "VmHWM").unwrap_or(0);
+    let idle_rss = proc_kib(pid, "status", "VmRSS").unwrap_or(0);
+    let idle_hwm = proc_kib(pid, "status", "VmHWM").unwrap_or(0);
 
     progress(format!(
         "4. {} containers, then {kills} kill -9s with no pull running",
@@ -1338,8 +1199,8 @@ fn bench_big(b: &mut Bench, rep: &mut Report) -> R<()> {
 
     // The pull, on a thread of its own with its own connection.
     std::thread::sleep(Duration::from_millis(300));
-    let rss_before = proc_kib(pid, "VmRSS").unwrap_or(0);
-    let hwm_before = proc_kib(pid, "VmHWM").unwrap_or(0);
+    let rss_before = proc_kib(pid, "status", "VmRSS").unwrap_or(0);
+    let hwm_before = proc_kib(pid, "status", "VmHWM").unwrap_or(0);
     // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux ≥ 4.0).
     let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
     let downloading = Arc::new(AtomicBool::new(false));
@@ -1349,7 +1210,7 @@ fn bench_big(b: &mut Bench, rep: &mut Report) -> R<()> {
         let (finished, peak) = (finished.clone(), peak_sampled.clone());
         std::thread::spawn(move || {
             while !finished.load(Ordering::SeqCst) {
-                if let Some(rss) = proc_kib(pid, "VmRSS") {
+                if let Some(rss) = proc_kib(pid, "status", "VmRSS") {
                     peak.fetch_max(rss, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -1396,10 +1257,10 @@ fn bench_big(b: &mut Bench, rep: &mut Report) -> R<()> {
     let _ = sampler.join();
     let busy = busy?;
     let (pull_time, downloading_at, verifying_at) = pulled?;
-    let peak_hwm = proc_kib(pid, "VmHWM").unwrap_or(0);
+    let peak_hwm = proc_kib(pid, "status", "VmHWM").unwrap_or(0);
     let peak_sampled = peak_sampled.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(500));
-    let rss_after = proc_kib(pid, "VmRSS").unwrap_or(0);
+    let rss_after = proc_kib(pid, "status", "VmRSS").unwrap_or(0);
     let unused = busy_victims.len();
     delete_all(b)?;
 
@@ -1670,35 +1531,6 @@ impl Bench {
         }
         Ok(())
     }
-}
-
-fn summary(rep: &mut Report, started: Instant) {
-    if !rep.targets.is_empty() {
-        rep.line("## Targets");
-        rep.line("");
-        rep.line("| target | measured | verdict |");
-        rep.line("|---|---|---|");
-        let rows: Vec<String> = rep
-            .targets
-            .iter()
-            .map(|(what, got, ok)| format!("| {what} | {got} | {} |", verdict(*ok)))
-            .collect();
-        for r in rows {
-            rep.line(r);
-        }
-        rep.line("");
-    }
-    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let _ = writeln!(
-        rep.text,
-        "Total bench time {:.0} s; load average at the end {}.",
-        started.elapsed().as_secs_f64(),
-        loadavg
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
 }
 
 fn main() {

@@ -1,0 +1,182 @@
+//! What the benches share: settings from the environment, samples and their statistics,
+//! the markdown report, running commands and reading /proc, and the stop signal.
+#![allow(dead_code)] // each bench uses its own part of it
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub type R<T> = Result<T, String>;
+
+/// Set by SIGINT or SIGTERM: the bench stops at the next step and cleans up.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+pub extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn env_usize(name: &str, default: usize) -> R<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Durations in milliseconds.
+#[derive(Clone, Default)]
+pub struct Samples(pub Vec<f64>);
+
+impl Samples {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d.as_secs_f64() * 1e3);
+    }
+    pub fn push_ms(&mut self, ms: f64) {
+        self.0.push(ms);
+    }
+    pub fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+    pub fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    /// Nearest-rank percentile, `p` in 0..=100.
+    pub fn pct(&self, p: f64) -> f64 {
+        let v = self.sorted();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    }
+    pub fn min(&self) -> f64 {
+        self.0.iter().copied().fold(f64::NAN, f64::min)
+    }
+    pub fn max(&self) -> f64 {
+        self.0.iter().copied().fold(f64::NAN, f64::max)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+pub fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 10.0 {
+        format!("{v:.1} ms")
+    } else if v >= 1.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{v:.3} ms")
+    }
+}
+
+pub fn ratio(a: f64, b: f64) -> String {
+    if a.is_nan() || b.is_nan() || b <= 0.0 {
+        "-".into()
+    } else {
+        format!("{:.2}×", a / b)
+    }
+}
+
+pub fn kib(v: u64) -> String {
+    if v >= 1024 {
+        format!("{:.2} MiB", v as f64 / 1024.0)
+    } else {
+        format!("{v} KiB")
+    }
+}
+
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "**pass**"
+    } else {
+        "**FAIL**"
+    }
+}
+
+pub fn cmd_line(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// The state letter of `/proc/<pid>/stat`, or `None` when the process is gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// `(key, KiB)` lines of a /proc file such as `smaps_rollup` or `status`.
+pub fn proc_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[derive(Default)]
+pub struct Report {
+    pub text: String,
+    /// (target, measured, pass)
+    pub targets: Vec<(String, String, bool)>,
+}
+
+impl Report {
+    pub fn line(&mut self, s: impl AsRef<str>) {
+        self.text.push_str(s.as_ref());
+        self.text.push('\n');
+    }
+    pub fn target(&mut self, what: &str, measured: String, ok: bool) {
+        self.targets.push((what.to_string(), measured, ok));
+    }
+}
+
+pub fn progress(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+pub fn summary(rep: &mut Report, started: Instant) {
+    if !rep.targets.is_empty() {
+        rep.line("## Targets");
+        rep.line("");
+        rep.line("| target | measured | verdict |");
+        rep.line("|---|---|---|");
+        let rows: Vec<String> = rep
+            .targets
+            .iter()
+            .map(|(what, got, ok)| format!("| {what} | {got} | {} |", verdict(*ok)))
+            .collect();
+        for r in rows {
+            rep.line(r);
+        }
+        rep.line("");
+    }
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let _ = writeln!(
+        rep.text,
+        "Total bench time {:.0} s; load average at the end {}.",
+        started.elapsed().as_secs_f64(),
+        loadavg
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
