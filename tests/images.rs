@@ -407,6 +407,32 @@ fn leases_hold_content_and_namespaces_refuse_removal_while_they_hold_anything() 
     assert!(!names.contains(&"team-a".to_string()), "{names:?}");
     let e = c.remove_namespace("team-a").unwrap_err();
     assert!(matches!(e, Error::NotFound(_)), "{e}");
+    // A namespace removed after a container lived in it is recorded again by the next
+    // container made in it (its label is then found).
+    let bundle = d.bundle("sleep", &["sleep", "1000"]);
+    d.use_namespace("team-a");
+    let create = |c: &mut corral::rpc::Client, id: &str| {
+        c.create(corral::CreateRequest {
+            namespace: "team-a".into(),
+            id: id.into(),
+            bundle: bundle.clone(),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    create(&mut c, "c1");
+    let e = c.remove_namespace("team-a").unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongState(m) if m.contains("c1")),
+        "{e}"
+    );
+    c.delete("team-a", "c1", true).unwrap();
+    c.remove_namespace("team-a").unwrap();
+    create(&mut c, "c2");
+    c.label_namespace("team-a", BTreeMap::from([("k".into(), "v".into())]))
+        .unwrap();
+    c.delete("team-a", "c2", true).unwrap();
+    c.remove_namespace("team-a").unwrap();
     c.remove_lease("default", "keep", false).unwrap();
     assert_empty(&d);
 }

@@ -62,7 +62,7 @@ pub(crate) struct Inner {
     /// Blobs being downloaded now, by digest: later pulls of the same blob wait for it.
     downloads: Mutex<HashMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// Namespaces known to be recorded (a cache that never waits for the metadata lock).
-    known_namespaces: Mutex<std::collections::HashSet<String>>,
+    pub(crate) known_namespaces: Mutex<std::collections::HashSet<String>>,
     events: Option<Addr<Events>>,
     _lock: Flock<std::fs::File>,
 }

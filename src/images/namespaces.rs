@@ -150,6 +150,8 @@ impl Images {
                 db.leases.remove(&name);
                 Ok(())
             })?;
+            // The next container made in it records it again.
+            poisoned(&inner.known_namespaces).remove(&name);
             inner.publish(&name, Topic::NamespaceDelete, &name);
             Ok(())
         })
