@@ -2,6 +2,7 @@
 //! the tar (and from the tar into a file) through a hasher, so memory never grows with a
 //! blob's size, and every blob read back is checked against its digest while it streams.
 
+use crate::content::hex;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -216,11 +217,6 @@ fn read_json(reader: impl Read) -> Result<serde_json::Value, String> {
 
 fn is_hex_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

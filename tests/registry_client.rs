@@ -149,7 +149,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn desc(media_type: &str, bytes: &[u8]) -> Descriptor {
     Descriptor {
         media_type: media_type.into(),
-        digest: registry::sha256_digest(bytes),
+        digest: corral::content::digest_of(bytes),
         size: bytes.len() as u64,
     }
 }

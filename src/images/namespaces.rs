@@ -21,18 +21,12 @@ impl Images {
                     return Err(Error::AlreadyExists(format!("namespace {name}")));
                 }
                 if let Some(r) = db.namespaces.get_mut(&name) {
-                    r.labels = labels;
+                    r.labels = labels.clone();
                 }
                 Ok(())
             })?;
             inner.publish(&name, Topic::NamespaceCreate, &name);
-            Ok(poisoned(&inner.meta)
-                .db
-                .namespace_info(&name)
-                .unwrap_or(NamespaceInfo {
-                    name,
-                    labels: BTreeMap::new(),
-                }))
+            Ok(NamespaceInfo { name, labels })
         })
         .await
     }

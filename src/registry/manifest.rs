@@ -8,7 +8,6 @@ use crate::types::{
     MEDIA_OCI_MANIFEST,
 };
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 
 /// The Docker schema 1 manifest (signed or not): recognized to be refused.
@@ -19,7 +18,7 @@ const MEDIA_DOCKER_FOREIGN_TAR: &str = "application/vnd.docker.image.rootfs.fore
 const MEDIA_OCI_NONDISTRIBUTABLE_PREFIX: &str = "application/vnd.oci.image.layer.nondistributable.";
 
 /// The largest index or manifest read into memory.
-pub const MAX_MANIFEST: u64 = 4 << 20;
+pub const MAX_MANIFEST: u64 = crate::content::MAX_DOCUMENT;
 
 /// One entry of an index: a child manifest (or index) and what it runs on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,22 +69,6 @@ impl ManifestRefs {
                 .map(|l| &l.descriptor),
         )
     }
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 /// Whether `digest` is `sha256:<64 lowercase hex>`, the only digests corral stores (a digest
@@ -354,7 +337,7 @@ mod tests {
     use crate::types::{MEDIA_DOCKER_CONFIG, MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LIST};
 
     fn d(n: u8) -> String {
-        format!("sha256:{}", hex(&[n; 32]))
+        format!("sha256:{}", crate::content::hex(&[n; 32]))
     }
 
     fn oci_index() -> String {
@@ -414,7 +397,7 @@ mod tests {
     #[test]
     fn digests_and_hex() {
         assert_eq!(
-            sha256_digest(b""),
+            crate::content::digest_of(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         check_digest(&d(7)).unwrap();

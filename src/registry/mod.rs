@@ -14,7 +14,7 @@ mod remote;
 
 pub use manifest::{
     check_digest, check_media_type, media_type_of, parse_index, parse_manifest, select_platform,
-    sha256_digest, IndexEntry, ManifestLayer, ManifestRefs, MAX_MANIFEST,
+    IndexEntry, ManifestLayer, ManifestRefs, MAX_MANIFEST,
 };
 pub use reference::ImageRef;
 pub use remote::{BlobBody, ByteStream, Remote};

@@ -2,8 +2,9 @@
 
 use super::auth;
 use super::errors::{map_error, map_io, Subject};
-use super::manifest::{check_digest, check_media_type, media_type_of, sha256_digest, MAX_MANIFEST};
+use super::manifest::{check_digest, check_media_type, media_type_of, MAX_MANIFEST};
 use super::reference::ImageRef;
+use crate::content::digest_of;
 use crate::error::{Error, Result};
 use crate::types::{
     Credentials, Descriptor, RemoteOptions, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
@@ -257,7 +258,7 @@ impl Remote {
                 bytes.len()
             )));
         }
-        let digest = sha256_digest(&bytes);
+        let digest = digest_of(&bytes);
         if let Some(want) = self.image.digest() {
             if want != digest {
                 return Err(Error::Corrupt(format!(
@@ -300,7 +301,7 @@ impl Remote {
             .pull_manifest_raw(&reference, &self.auth, &accept)
             .await
             .map_err(|e| map_error(e, self.subject(&what)))?;
-        let digest = sha256_digest(&bytes);
+        let digest = digest_of(&bytes);
         if bytes.len() as u64 != desc.size || digest != desc.digest {
             return Err(Error::Corrupt(format!(
                 "{} sent {} bytes of digest {digest} for {what} of {} bytes",
@@ -436,7 +437,7 @@ impl Remote {
                 bytes.len()
             )));
         }
-        let digest = sha256_digest(&bytes);
+        let digest = digest_of(&bytes);
         if let Some(want) = self.image.digest() {
             if want != digest {
                 return Err(Error::InvalidArgument(format!(
@@ -543,7 +544,7 @@ mod tests {
         assert_eq!(remote.digest(), None);
         let desc = Descriptor {
             media_type: MEDIA_OCI_MANIFEST.into(),
-            digest: sha256_digest(b""),
+            digest: digest_of(b""),
             size: 0,
         };
         assert_send(&remote);
