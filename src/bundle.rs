@@ -60,6 +60,18 @@ pub fn check(bundle: &Path) -> Result<(PathBuf, Spec)> {
     Ok((canonical, spec))
 }
 
+/// The signal `stop` sends first: the spec's `org.opencontainers.image.stopSignal`
+/// annotation (an image's StopSignal, as `SIGQUIT`, `QUIT` or a number), else SIGTERM.
+pub fn stop_signal(spec: &Spec) -> Result<i32> {
+    let annotation = crate::images::spec::STOP_SIGNAL_ANNOTATION;
+    match spec.annotations().as_ref().and_then(|a| a.get(annotation)) {
+        None => Ok(libc::SIGTERM),
+        Some(s) => crate::types::parse_signal(s).map_err(|e| {
+            Error::InvalidArgument(format!("the spec's annotation {annotation}: {e}"))
+        }),
+    }
+}
+
 /// The spec the runtime is given for a container whose own spec names no cgroupsPath:
 /// cgroupsPath `<namespace>/<id>` (so one id in two namespaces never shares a cgroup; runc
 /// would use `<id>` for both) and an absolute root path (the bundle dir changes). `None`

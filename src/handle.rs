@@ -167,14 +167,19 @@ impl Handle {
         self.ask(namespace, id, msg).await?
     }
 
-    /// Stops a container: `req.signal`, then SIGKILL if it has not exited within
-    /// `req.timeout_ms`; returns its exit (at once if it had exited already).
+    /// Stops a container: `req.signal` (0: its own stop signal, its image's StopSignal or
+    /// SIGTERM), then SIGKILL if it has not exited within `req.timeout_ms`; returns its exit
+    /// (at once if it had exited already).
     pub async fn stop(&self, req: StopRequest) -> Result<ExitStatus> {
         let (ns, id) = (req.namespace.as_str(), req.id.as_str());
         // The state after any restart in flight: a stop never races one.
         let state = self.ask(ns, id, container::HoldRestarts).await??;
         if state.status.is_live() {
-            self.signal_unless_exited(ns, id, req.signal).await?;
+            let first = match req.signal {
+                0 => state.stop_signal,
+                given => given,
+            };
+            self.signal_unless_exited(ns, id, first).await?;
             let grace = std::time::Duration::from_millis(req.timeout_ms);
             match tokio::time::timeout(grace, self.wait(ns, id, None)).await {
                 Ok(exit) => return exit,

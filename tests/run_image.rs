@@ -6,8 +6,9 @@
 mod common;
 
 use common::images::*;
-use common::{code, stderr, stdout, Daemon};
+use common::{code, stderr, stdout, wait_until, Daemon};
 use corral::ImportRequest;
+use std::time::Duration;
 
 const IMAGE: &str = "demo.local/app:1";
 
@@ -44,8 +45,14 @@ fn import_app(d: &Daemon, dir: &TestDir) {
         .cmd(&["echo A=$A; pwd; cat /etc/motd; ls /etc/gone 2>&1 || true"])
         .env("A=from-image")
         .working_dir("/work");
+    import_spec(d, dir, IMAGE, spec);
+}
+
+/// Imports `spec` as `name` through an OCI layout tar.
+fn import_spec(d: &Daemon, dir: &TestDir, name: &str, spec: ImageSpec) {
     let layout = dir.join("layout");
-    write_layout(&layout, &[(IMAGE, spec)]);
+    let _ = std::fs::remove_dir_all(&layout);
+    write_layout(&layout, &[(name, spec)]);
     let tar = dir.join("app.tar");
     tar_dir(&layout, &tar);
     d.client()
@@ -242,4 +249,115 @@ fn bad_image_runs_are_named_and_leave_nothing() {
                 .count()
                 == 0
     );
+}
+
+/// Whether `pid` has a handler installed for `signal` (`SigCgt` in /proc/<pid>/status).
+fn catches(pid: u32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+#[test]
+fn stop_sends_the_images_stop_signal() {
+    let d = Daemon::start("runimg-stopsig");
+    let dir = TestDir::new("runimg-stopsig");
+    // Exits 3 on SIGQUIT, ignores SIGTERM: only the image's StopSignal stops it in time.
+    let spec = ImageSpec::busybox()
+        .entrypoint(&["/bin/sh", "-c"])
+        .cmd(&["trap 'exit 3' QUIT; trap '' TERM; while :; do sleep 0.1; done"])
+        .stop_signal("SIGQUIT");
+    import_spec(&d, &dir, "demo.local/quits:1", spec);
+    for id in ["quits1", "quits2"] {
+        let out = d.ctl(&["run", "-d", "demo.local/quits:1", id]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let info = d.client().state("", id).unwrap();
+        assert_eq!(info.stop_signal, libc::SIGQUIT, "{info:?}");
+        // Signals sent before the shell's traps are set would be lost on a pid 1.
+        wait_until(Duration::from_secs(20), "the traps", || {
+            catches(info.pid, libc::SIGQUIT)
+        });
+    }
+    let inspect = d.ctl_ok(&["inspect", "quits1"]);
+    assert!(inspect.contains("\"stop_signal\": 3"), "{inspect}");
+    // No -s: the image's SIGQUIT, well within the grace period.
+    assert_eq!(d.ctl_ok(&["stop", "-t", "60", "quits1"]).trim(), "3");
+    // -s TERM overrides it: ignored, so SIGKILL after the grace period.
+    assert_eq!(
+        d.ctl_ok(&["stop", "-t", "1", "-s", "TERM", "quits2"])
+            .trim(),
+        "137"
+    );
+    d.ctl_ok(&["rm", "quits1", "quits2"]);
+
+    // A stop signal the spec cannot mean is refused at create, by name.
+    let bad = ImageSpec::busybox().stop_signal("SIGNOPE");
+    import_spec(&d, &dir, "demo.local/badsig:1", bad);
+    let out = d.ctl(&["run", "-d", "demo.local/badsig:1", "badsig"]);
+    assert_ne!(code(&out), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("org.opencontainers.image.stopSignal") && err.contains("SIGNOPE"),
+        "{err}"
+    );
+    assert!(mounts_under(&d).is_empty(), "{:?}", mounts_under(&d));
+    assert!(
+        active_snapshots(&d).is_empty(),
+        "{:?}",
+        active_snapshots(&d)
+    );
+}
+
+#[test]
+fn no_pivot_root_reaches_the_runtime() {
+    let d = Daemon::start("runimg-nopivot");
+    let dir = TestDir::new("runimg-nopivot");
+    import_spec(&d, &dir, "demo.local/bb:1", ImageSpec::busybox());
+    // The real runc behind a wrapper that writes down its command lines.
+    let log = dir.join("runc-args.log");
+    let wrapper = dir.join("runc-logging");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            common::runc().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let runtime = wrapper.display().to_string();
+    let with = |id: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--rm", "--runtime", runtime.as_str()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["demo.local/bb:1", id, "--", "echo", "in", id]);
+        let out = d.ctl(&args);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(stdout(&out), format!("in {id}\n"));
+    };
+    with("pivots", &[]);
+    with("nopivot", &["--no-pivot-root"]);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let setup = |id: &str| -> Vec<String> {
+        calls
+            .lines()
+            .filter(|l| {
+                l.ends_with(&format!(" {id}")) && (l.contains(" run ") || l.contains(" create "))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let pivots = setup("pivots");
+    let nopivot = setup("nopivot");
+    assert!(!pivots.is_empty() && !nopivot.is_empty(), "{calls}");
+    assert!(pivots.iter().all(|l| !l.contains("--no-pivot")), "{calls}");
+    assert!(nopivot.iter().all(|l| l.contains("--no-pivot")), "{calls}");
+    assert!(mounts_under(&d).is_empty());
 }

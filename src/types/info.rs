@@ -126,6 +126,14 @@ pub struct ContainerInfo {
     /// `restarting` or `deleting`; empty when idle.
     #[serde(default)]
     pub operation: String,
+    /// The signal `stop` sends first: its image's StopSignal (the spec's
+    /// `org.opencontainers.image.stopSignal` annotation), else SIGTERM (15).
+    #[serde(default = "sigterm")]
+    pub stop_signal: i32,
+}
+
+fn sigterm() -> i32 {
+    libc::SIGTERM
 }
 
 impl ContainerInfo {
@@ -148,6 +156,7 @@ impl ContainerInfo {
             exit_oom_killed: false,
             busy: false,
             operation: String::new(),
+            stop_signal: libc::SIGTERM,
         }
     }
 }

@@ -62,6 +62,10 @@ pub struct CreateRequest {
     /// and reported as the bundle it made).
     #[serde(default)]
     pub image: Option<Box<ImageRun>>,
+    /// Have the runtime move the rootfs and chroot instead of `pivot_root` (`runc create
+    /// --no-pivot`): for hosts whose root is an initramfs, where pivot_root fails.
+    #[serde(default)]
+    pub no_pivot_root: bool,
 }
 
 /// The process an exec runs.
@@ -110,7 +114,8 @@ pub struct StopRequest {
     pub namespace: String,
     /// Container id.
     pub id: String,
-    /// The first signal (SIGTERM unless the caller says otherwise).
+    /// The first signal; 0 for the container's own stop signal (its image's StopSignal,
+    /// else SIGTERM: [`ContainerInfo::stop_signal`]).
     pub signal: i32,
     /// How long the process may take to exit before SIGKILL, in milliseconds.
     pub timeout_ms: u64,

@@ -442,6 +442,7 @@ pub struct ImageSpec {
     pub labels: BTreeMap<String, String>,
     pub architecture: String,
     pub os: String,
+    pub stop_signal: Option<String>,
 }
 
 /// The host's architecture in OCI's words (`amd64`, `arm64`, ...).
@@ -487,6 +488,7 @@ impl ImageSpec {
             labels: BTreeMap::new(),
             architecture: host_arch().to_string(),
             os: "linux".to_string(),
+            stop_signal: None,
         }
     }
 
@@ -554,6 +556,12 @@ impl ImageSpec {
         self
     }
 
+    /// The config's StopSignal (`SIGQUIT`, `QUIT` or a number).
+    pub fn stop_signal(mut self, signal: &str) -> ImageSpec {
+        self.stop_signal = Some(signal.to_string());
+        self
+    }
+
     /// The config JSON for these layers' diff ids (`sha256:<hex>` of the uncompressed tars).
     pub fn config_json(&self, diff_ids: &[String]) -> Vec<u8> {
         let mut config = serde_json::Map::new();
@@ -572,6 +580,9 @@ impl ImageSpec {
         }
         if !self.labels.is_empty() {
             config.insert("Labels".into(), serde_json::json!(self.labels));
+        }
+        if let Some(s) = &self.stop_signal {
+            config.insert("StopSignal".into(), serde_json::json!(s));
         }
         let doc = serde_json::json!({
             "created": "1970-01-01T00:00:00Z",

@@ -175,6 +175,7 @@ impl Container {
             exit_oom_killed: exit.is_some() && self.oom.killed_this_run(),
             busy: false,
             operation: self.life.op.name().to_string(),
+            stop_signal: self.record.stop_signal,
         }
     }
 
@@ -244,7 +245,12 @@ impl Container {
                 .clone()
                 .unwrap_or_else(|| self.record.bundle.clone()),
             runtime_args: runtime.global_args().iter().map(Into::into).collect(),
-            verb_args: Vec::new(),
+            // The verbs that set up the rootfs take it; exec joins a set-up container.
+            verb_args: if self.record.no_pivot_root && mode != Mode::Exec {
+                vec!["--no-pivot".into()]
+            } else {
+                Vec::new()
+            },
             stdin: stdio.stdin.clone(),
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),

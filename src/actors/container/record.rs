@@ -57,6 +57,17 @@ pub struct ContainerRecord {
     /// OOM kills reported so far.
     #[serde(default)]
     pub oom_kills: u32,
+    /// The runtime moves the rootfs and chroots instead of `pivot_root` (`--no-pivot`).
+    #[serde(default)]
+    pub no_pivot_root: bool,
+    /// The signal `stop` sends first: the spec's `org.opencontainers.image.stopSignal`
+    /// annotation (an image's StopSignal), else SIGTERM.
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: i32,
+}
+
+fn default_stop_signal() -> i32 {
+    libc::SIGTERM
 }
 
 /// Why a record could not be read or written.
@@ -119,6 +130,8 @@ impl ContainerRecord {
             exited_by_checkpoint: false,
             oom_seen: 0,
             oom_kills: 0,
+            no_pivot_root: false,
+            stop_signal: libc::SIGTERM,
         }
     }
 
@@ -170,10 +183,14 @@ mod tests {
             exited_by_checkpoint: false,
             oom_seen: 1,
             oom_kills: 1,
+            no_pivot_root: true,
+            stop_signal: libc::SIGQUIT,
         };
         record.save(&dir).unwrap();
         let back = ContainerRecord::load(&dir).unwrap();
         assert_eq!(back.labels, record.labels);
+        assert!(back.no_pivot_root);
+        assert_eq!(back.stop_signal, libc::SIGQUIT);
         assert_eq!(back.restarts, 2);
         assert!(back.stopped_by_user);
         // A record from before restart policies and OOM counters existed.
@@ -185,6 +202,12 @@ mod tests {
         .unwrap();
         let old = ContainerRecord::load(&dir).unwrap();
         assert_eq!(old.restart, RestartPolicy::No);
+        assert!(!old.no_pivot_root);
+        assert_eq!(
+            old.stop_signal,
+            libc::SIGTERM,
+            "stop sends SIGTERM by default"
+        );
         std::fs::write(dir.state_json(), b"{not json").unwrap();
         let e = ContainerRecord::load(&dir).unwrap_err();
         assert!(e.to_string().contains("state.json"), "{e}");

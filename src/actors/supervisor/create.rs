@@ -140,6 +140,7 @@ impl Supervisor {
                 )));
             }
             let (bundle, spec) = crate::bundle::check(&req.bundle)?;
+            let stop_signal = crate::bundle::stop_signal(&spec)?;
             let runtime_spec = crate::bundle::runtime_spec(&spec, &bundle, &key.namespace, &key.id);
             let wanted = req
                 .runtime
@@ -159,6 +160,8 @@ impl Supervisor {
                 labels: req.labels.clone(),
                 stdio: req.stdio.clone(),
                 restart: req.restart,
+                no_pivot_root: req.no_pivot_root,
+                stop_signal,
                 ..ContainerRecord::new(&key.namespace, &key.id, bundle, runtime_bin)
             };
             Ok((key, dir, record, runtime, runtime_spec))

@@ -44,6 +44,10 @@ pub struct Spec {
         help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
     )]
     restart: RestartPolicy,
+    /// Move the rootfs and chroot instead of pivot_root (for hosts that boot from an
+    /// initramfs, where pivot_root fails).
+    #[arg(long)]
+    no_pivot_root: bool,
     #[command(flatten)]
     image: ImageFlags,
 }
@@ -185,12 +189,13 @@ pub struct StopArgs {
     ids: IdsArg,
     #[command(flatten)]
     grace: GraceArg,
-    /// The first signal.
-    #[arg(short, long, default_value = "TERM", value_parser = signal)]
-    signal: i32,
+    /// The first signal (the container's stop signal by default: its image's StopSignal,
+    /// else TERM).
+    #[arg(short, long, value_parser = signal)]
+    signal: Option<i32>,
 }
 
-/// `restart` (SIGTERM first).
+/// `restart` (the container's stop signal first).
 #[derive(Args)]
 pub struct RestartArgs {
     #[command(flatten)]
@@ -290,6 +295,7 @@ fn create_request(
         stdio: Stdio::default(),
         start: false,
         image,
+        no_pivot_root: spec.no_pivot_root,
     })
 }
 
@@ -396,7 +402,7 @@ fn stop_request(ctl: &Ctl, id: &str, signal: i32, grace: &GraceArg) -> StopReque
 pub fn stop(ctl: &Ctl, a: StopArgs) -> Outcome {
     let mut client = ctl.client()?;
     each_id(&a.ids.ids, |id| {
-        let exit = client.stop(stop_request(ctl, id, a.signal, &a.grace))?;
+        let exit = client.stop(stop_request(ctl, id, a.signal.unwrap_or(0), &a.grace))?;
         println!("{}", exit.code);
         Ok(0)
     })
@@ -406,7 +412,7 @@ pub fn stop(ctl: &Ctl, a: StopArgs) -> Outcome {
 pub fn restart(ctl: &Ctl, a: RestartArgs) -> Outcome {
     let mut client = ctl.client()?;
     each_id(&a.ids.ids, |id| {
-        let info = client.restart(stop_request(ctl, id, libc::SIGTERM, &a.grace))?;
+        let info = client.restart(stop_request(ctl, id, 0, &a.grace))?;
         println!("{} restarted (pid {})", info.id, info.pid);
         Ok(0)
     })
