@@ -2,11 +2,25 @@
 //! through a private corrald, then the daemon's fd count and RSS against its baseline,
 //! zombies, and leftovers (state dirs, fifos, runtime state, cgroups).
 //!
-//! Run as root: `cargo bench --bench hygiene`.
+//! With the argument `image` (`scripts/bench.sh hygiene image`), each container is made
+//! from a busybox image instead of a bundle (a writable overlay snapshot prepared, mounted,
+//! unmounted and removed each cycle), and the check also counts mounts, snapshots and
+//! bundle dirs left in the data dir.
+//!
+//! Run as root: `cargo bench --bench hygiene [-- image]`.
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
+// The test image builder, shared with the tests (it reaches `super::output_within`).
+#[allow(dead_code)]
+#[path = "../tests/common/images.rs"]
+mod images;
+
 use corral::rpc::Client;
-use corral::{CreateRequest, Stdio};
+use corral::{CreateRequest, ImageRun, ImportRequest, Stdio};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -56,6 +70,42 @@ fn zombies(daemon: u32) -> Vec<String> {
     out
 }
 
+/// Mount points under `dir`.
+fn mounts_under(dir: &Path) -> usize {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&dir))
+        .count()
+}
+
+/// How many snapshots the data dir's snapshotter records.
+fn snapshots_in(data: &Path) -> usize {
+    std::fs::read(data.join("snapshots/metadata.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("snapshots")?.as_object().map(|m| m.len()))
+        .unwrap_or(0)
+}
+
+/// The busybox image, imported into the daemon as `hygiene.local/busybox:1`.
+fn import_busybox(client: &mut Client, work: &Path) -> String {
+    let name = "hygiene.local/busybox:1";
+    let layout = work.join("layout");
+    images::write_layout(&layout, &[(name, images::ImageSpec::busybox())]);
+    let tar = work.join("busybox.tar");
+    images::tar_dir(&layout, &tar);
+    client
+        .import_images(ImportRequest {
+            file: tar,
+            ..Default::default()
+        })
+        .expect("import the busybox image");
+    name.to_string()
+}
+
 fn count_files(dir: &Path) -> usize {
     walk(dir).len()
 }
@@ -96,6 +146,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    let from_image = std::env::args().skip(1).any(|a| a == "image");
     let work = std::env::temp_dir().join(format!("corral-hygiene-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("work dir");
@@ -103,11 +154,13 @@ fn main() {
     corral::bundle::make_busybox(&bundle, &["true".into()]).expect("bundle");
     let state = work.join("state");
     let root = work.join("runc");
+    let data = work.join("data");
     let socket = work.join("corrald.sock");
     let child = Command::new(env!("CARGO_BIN_EXE_corrald"))
         .args(["--socket", socket.to_str().unwrap()])
         .args(["--state-dir", state.to_str().unwrap()])
         .args(["--root", root.to_str().unwrap()])
+        .args(["--data-dir", data.to_str().unwrap()])
         .args(["--log-level", "warn"])
         .spawn()
         .expect("start corrald");
@@ -119,6 +172,7 @@ fn main() {
     }
     let pid = daemon.child.id();
     let mut client = Client::connect(&daemon.socket).expect("connect");
+    let image = from_image.then(|| import_busybox(&mut client, &work));
 
     let cycle = |client: &mut Client, i: usize| {
         let id = format!("hyg-{}-{i}", std::process::id());
@@ -128,6 +182,13 @@ fn main() {
                 bundle: bundle.clone(),
                 start: true,
                 stdio: Stdio::default(),
+                image: image.as_ref().map(|name| {
+                    Box::new(ImageRun {
+                        image: name.clone(),
+                        args: Some(vec!["true".into()]),
+                        ..Default::default()
+                    })
+                }),
                 ..CreateRequest::default()
             })
             .expect("create");
@@ -142,6 +203,7 @@ fn main() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let (fds0, rss0, zombies0) = (fds(pid), rss_kib(pid), zombies(pid).len());
+    let snapshots0 = snapshots_in(&data);
     let start = Instant::now();
     let mut last_id = String::new();
     let mut curve = Vec::new();
@@ -163,7 +225,15 @@ fn main() {
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with(&format!("hyg-{}-", std::process::id())))
         .collect();
-    println!("## corral hygiene: {n} create/start/wait/delete cycles\n");
+    let mounts_left = mounts_under(&data);
+    let snapshots1 = snapshots_in(&data);
+    let bundles_left = count_files(&data.join("bundles"));
+    let from = if from_image {
+        "from a busybox image"
+    } else {
+        "from a bundle"
+    };
+    println!("## corral hygiene: {n} create/start/wait/delete cycles, {from}\n");
     println!("| what | before | after |");
     println!("|---|---|---|");
     println!("| daemon open fds | {fds0} | {fds1} |");
@@ -179,6 +249,11 @@ fn main() {
     println!("| files left in the state dir | 0 | {state_left} |");
     println!("| entries left in the runtime root | 0 | {runc_left} |");
     println!("| cgroups left | 0 | {} |", cgroups_left.len());
+    if from_image {
+        println!("| mounts under the data dir | 0 | {mounts_left} |");
+        println!("| snapshots (the image's layer) | {snapshots0} | {snapshots1} |");
+        println!("| entries left under the data dir's bundles | 0 | {bundles_left} |");
+    }
     println!("\nDaemon RSS along the way: {}", curve.join(", "));
     println!(
         "\n{n} cycles in {:.1} s ({:.1} ms per cycle); last id {last_id}",
@@ -191,7 +266,10 @@ fn main() {
         && info.pending_children == 0
         && state_left == 0
         && runc_left == 0
-        && cgroups_left.is_empty();
+        && cgroups_left.is_empty()
+        && mounts_left == 0
+        && snapshots1 == snapshots0
+        && bundles_left == 0;
     drop(client);
     drop(daemon);
     let _ = std::fs::remove_dir_all(&work);

@@ -13,6 +13,10 @@
 //! 4. `big`: the daemon's idle RSS and its peak (VmHWM) during a pull of one uncompressed
 //!    `BENCH_BIG_MB` layer, and, while it runs, `kill -9` → /tasks/exit latency and
 //!    `Client::list` latency against the same with no pull running.
+//! 5. `run`: `corralctl run --rm IMAGE ID -- /bin/true` against `ctr run --rm` of the same
+//!    image and `runc run` of the same rootfs as a bundle (`BENCH_IMAGE_WARM_N` rounds);
+//!    then the unpack of busybox plus the 3 layers, corral against containerd
+//!    (`BENCH_IMAGE_N` rounds; benches/images/run.rs).
 //!
 //! Everything is private: a docker-registry on 127.0.0.1 (tests/common/registry.rs), a
 //! corrald on its own socket, state dir, runtime root and data dir, a containerd on its own
@@ -25,7 +29,7 @@
 //! data: corral's data dir, containerd's root, the layouts; default /tmp, a disk, as
 //! /var/lib is), `BENCH_STATE_TMP` (sockets, state dirs, runtime root; default /dev/shm, a
 //! tmpfs, as /run is), `BENCH_RUNC` (runc from PATH).
-//! Arguments pick sections: `cold warm import big` (default all).
+//! Arguments pick sections: `cold warm import big run` (default all).
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
 #[path = "common/mod.rs"]
@@ -41,6 +45,10 @@ mod images;
 #[path = "../tests/common/registry.rs"]
 mod registry;
 
+// Section 5: a container from an image, run to completion, and unpack.
+#[path = "images/run.rs"]
+mod image_run;
+
 use corral::rpc::{Client, Subscription};
 use corral::{
     BlobState, CreateRequest, Credentials, EventFilter, ImportRequest, PullRequest, RemoteOptions,
@@ -53,11 +61,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CORRALD: &str = env!("CARGO_BIN_EXE_corrald");
 const SHIM: &str = env!("CARGO_BIN_EXE_corral-shim");
+const CORRALCTL: &str = env!("CARGO_BIN_EXE_corralctl");
 const CONTAINERD: &str = "containerd";
 const CTR: &str = "ctr";
 
@@ -66,41 +75,6 @@ const THREE: &str = "bench/three:1";
 const BIG: &str = "bench/big:1";
 /// The 3-layer image's name in the layout tar (`ctr import --base-name`, corral's base name).
 const IMPORT_BASE: &str = "bench.local/three";
-
-// ---------------------------------------------------------------------------------------
-// What tests/common/images.rs and registry.rs take from tests/common/mod.rs
-
-/// Runs a command with a liveness timeout (killed by pid and reported when it hangs).
-pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}")),
-        Err(_) => {
-            // SAFETY: SIGKILL to our own child, by pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let out = rx.recv_timeout(Duration::from_secs(5));
-            panic!("{cmd:?} did not finish within {timeout:?}; killed it. Output: {out:?}");
-        }
-    }
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("find a free port")
-}
 
 /// Runs `f`, the shared test helpers panicking on failure, as an Err.
 fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> R<T> {
@@ -123,16 +97,24 @@ enum Section {
     Warm,
     Import,
     Big,
+    Run,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [Section::Cold, Section::Warm, Section::Import, Section::Big];
+    const ALL: [Section; 5] = [
+        Section::Cold,
+        Section::Warm,
+        Section::Import,
+        Section::Big,
+        Section::Run,
+    ];
     fn name(self) -> &'static str {
         match self {
             Section::Cold => "cold",
             Section::Warm => "warm",
             Section::Import => "import",
             Section::Big => "big",
+            Section::Run => "run",
         }
     }
 }
@@ -1528,6 +1510,9 @@ impl Bench {
         }
         if has(Section::Big) {
             bench_big(self, rep)?;
+        }
+        if has(Section::Run) {
+            image_run::bench_run(self, rep)?;
         }
         Ok(())
     }

@@ -3,8 +3,9 @@
 # Prints the markdown report; with --save (or --save=FILE) also writes it to
 # bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
 # stats checkpoint oom (the default: all of these), scale (only when named: BENCH_SCALE
-# containers, default 1000, about two minutes); or `hygiene` alone for the
-# create/start/wait/delete hygiene check; or `images [cold warm import big]` for the image
+# containers, default 1000, about two minutes); or `hygiene [image]` alone for the
+# create/start/wait/delete hygiene check (from an image with `image`); or
+# `images [cold warm import big run]` for the image
 # benchmark (benches/images.rs: pull and import against containerd and skopeo, about a
 # minute; data on BENCH_TMP, default /tmp; see docs/operations.md).
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 save=""
 sections=()
@@ -37,9 +38,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # `bench.sh hygiene`: the N-cycle hygiene check instead (benches/hygiene.rs, HYGIENE_N).
 if [ "${sections[0]:-}" = hygiene ]; then
   if [ -n "$save" ]; then
-    cargo bench --locked --bench hygiene | tee "$save"
+    cargo bench --locked --bench hygiene -- "${sections[@]:1}" | tee "$save"
   else
-    cargo bench --locked --bench hygiene
+    cargo bench --locked --bench hygiene -- "${sections[@]:1}"
   fi
   exit
 fi

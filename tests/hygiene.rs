@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::images::*;
 use common::*;
-use corral::{EventFilter, Status, Topic};
+use corral::{CreateRequest, EventFilter, ImageRun, ImportRequest, Status, Topic};
 use std::time::Duration;
 
 fn only(id: &str) -> EventFilter {
@@ -222,4 +223,120 @@ fn an_instant_exit_is_delivered() {
             d.assert_no_leftovers("default", &id);
         }
     }
+}
+
+/// Paths of the mounts under `dir`.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+/// The snapshots' names in the data dir's snapshot records.
+fn snapshot_names(d: &Daemon) -> Vec<String> {
+    let meta = d.dir.join("data/snapshots/metadata.json");
+    let text = std::fs::read_to_string(meta).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v.get("snapshots")
+        .and_then(|s| s.as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// 30 cycles of a container from an image (unpack once, then prepare, mount, create,
+/// start, wait, delete, unmount, remove): afterwards no mount, no snapshot but the image's
+/// layer, no bundle, nothing in the state dir or the runtime root, and the daemon's
+/// descriptors as before.
+#[test]
+fn image_cycles_leave_nothing_behind() {
+    let d = Daemon::start("hygiene_image");
+    let dir = TestDir::new("hygiene_image");
+    let layout = dir.join("layout");
+    write_layout(&layout, &[("hyg.local/bb:1", ImageSpec::busybox())]);
+    let tar = dir.join("bb.tar");
+    tar_dir(&layout, &tar);
+    d.client()
+        .import_images(ImportRequest {
+            file: tar,
+            ..Default::default()
+        })
+        .unwrap();
+    let cycle = |id: &str| {
+        d.create(CreateRequest {
+            id: id.to_string(),
+            start: true,
+            image: Some(Box::new(ImageRun {
+                image: "hyg.local/bb:1".into(),
+                args: Some(vec!["true".into()]),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(d.wait_code("", id, None), 0, "{id}");
+        d.delete("", id, false).unwrap();
+    };
+    // The first unpacks the image; the warm-up settles thread pools and arenas.
+    for _ in 0..5 {
+        cycle(&unique_id("imgwarm"));
+    }
+    let layers = snapshot_names(&d);
+    assert_eq!(layers.len(), 1, "busybox is one layer: {layers:?}");
+    wait_until(LIVENESS, "corrald to have no children", || {
+        children_of(d.pid()).is_empty() && d.info().pending_children == 0
+    });
+    let fds_before = fd_count(d.pid());
+    let ids: Vec<String> = (0..30).map(|_| unique_id("imgcycle")).collect();
+    for id in &ids {
+        cycle(id);
+    }
+    wait_until(LIVENESS, "corrald to have no children", || {
+        children_of(d.pid()).is_empty() && d.info().pending_children == 0
+    });
+    let data = d.dir.join("data");
+    assert_eq!(mounts_under(&data), Vec::<String>::new(), "mounts left");
+    assert_eq!(
+        snapshot_names(&d),
+        layers,
+        "snapshots left beside the image's"
+    );
+    let bundles: Vec<_> = std::fs::read_dir(data.join("bundles/default"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(bundles.is_empty(), "bundles left: {bundles:?}");
+    let overlay_dirs = std::fs::read_dir(data.join("snapshots/overlayfs"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(
+        overlay_dirs, 1,
+        "snapshot dirs left beside the image's layer"
+    );
+    let mut fds_after = fd_count(d.pid());
+    for _ in 0..50 {
+        if fds_after <= fds_before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        fds_after = fd_count(d.pid());
+    }
+    assert!(
+        fds_after <= fds_before + 2,
+        "corrald had {fds_before} descriptors before 30 image cycles and {fds_after} after"
+    );
+    assert!(zombies_under(d.pid()).is_empty());
+    for id in &ids {
+        assert!(cgroup_dirs(id).is_empty(), "{id}: cgroups left");
+    }
+    assert_eq!(left_in(&d.state_dir), Vec::<std::path::PathBuf>::new());
+    assert_eq!(left_in(&d.root), Vec::<std::path::PathBuf>::new());
+    // And the image goes with its layer.
+    d.ctl_ok(&["image", "rm", "hyg.local/bb:1"]);
+    assert_eq!(snapshot_names(&d), Vec::<String>::new());
 }

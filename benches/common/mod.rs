@@ -3,8 +3,9 @@
 #![allow(dead_code)] // each bench uses its own part of it
 
 use std::fmt::Write as _;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub type R<T> = Result<T, String>;
@@ -179,4 +180,39 @@ pub fn summary(rep: &mut Report, started: Instant) {
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+// What tests/common/images.rs and registry.rs take from tests/common/mod.rs (the benches
+// include those files with #[path]).
+
+/// Runs a command with a liveness timeout (killed by pid and reported when it hangs).
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}")),
+        Err(_) => {
+            // SAFETY: SIGKILL to our own child, by pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv_timeout(Duration::from_secs(5));
+            panic!("{cmd:?} did not finish within {timeout:?}; killed it. Output: {out:?}");
+        }
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
 }
