@@ -430,7 +430,14 @@ fn a_corrupt_journal_tail_is_skipped() {
 /// containers at once.
 #[test]
 fn a_slow_subscriber_is_told_it_lagged() {
-    let d = Daemon::start("journal_lagged");
+    // The subscriber reads nothing on purpose. On a loaded machine publishing the events can
+    // take longer than the daemon's 60 s stall limit for a connection whose replies are not
+    // read, which would close it before it lags: that limit is not this test's subject.
+    let d = Daemon::start_with_env(
+        "journal_lagged",
+        &[],
+        &[("CORRAL_RPC_IDLE_TIMEOUT_MS", "900000")],
+    );
     let b = d.bundle("sleep", &["sleep", "1000"]);
     let ids: Vec<String> = (0..4).map(|_| unique_id("lag")).collect();
     for id in &ids {
