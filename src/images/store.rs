@@ -1,9 +1,9 @@
-//! The metadata of the data dir: namespaces, images and leases, in one JSON file
-//! (`<data>/metadata.json`) rewritten atomically (temporary file, fsync, rename, fsync of the
-//! directory) on every change, so a crash leaves either the old or the new file.
+//! The metadata of the data dir: namespaces, images, leases and container records, in one
+//! JSON file (`<data>/metadata.json`) rewritten atomically (temporary file, fsync, rename,
+//! fsync of the directory) on every change, so a crash leaves either the old or the new file.
 
 use crate::error::{Error, Result};
-use crate::types::{now_ns, Descriptor, ImageInfo, LeaseInfo, NamespaceInfo};
+use crate::types::{now_ns, ContainerMeta, Descriptor, ImageInfo, LeaseInfo, NamespaceInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -86,6 +86,9 @@ pub struct Db {
     /// Leases by namespace, then id.
     #[serde(default)]
     pub leases: BTreeMap<String, BTreeMap<String, LeaseRecord>>,
+    /// Container records by namespace, then id (absent in files written before them).
+    #[serde(default)]
+    pub containers: BTreeMap<String, BTreeMap<String, ContainerMeta>>,
 }
 
 /// The metadata file and what it holds.

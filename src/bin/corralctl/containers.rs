@@ -80,6 +80,27 @@ pub struct ImageFlags {
     platform: Option<Platform>,
 }
 
+impl ImageFlags {
+    /// The image run these flags describe, for `image` with `cmd` (after `--`) as its Cmd.
+    pub fn image_run(self, image: String, cmd: Vec<String>) -> ImageRun {
+        ImageRun {
+            image,
+            args: (!cmd.is_empty()).then_some(cmd),
+            entrypoint: self
+                .entrypoint
+                .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
+            env: self.env,
+            user: self.user,
+            cwd: self.cwd,
+            hostname: self.hostname,
+            read_only: self.read_only,
+            host_network: self.net.is_some(),
+            mounts: self.mounts,
+            platform: self.platform,
+        }
+    }
+}
+
 fn platform(s: &str) -> Result<Platform, String> {
     Platform::parse(s)
 }
@@ -245,22 +266,7 @@ fn create_request(
             return Err(usage(command, "give an IMAGE or --bundle DIR, not both"));
         }
         (2, None) => {
-            let f = spec.image;
-            let run = ImageRun {
-                image: names.names[0].clone(),
-                args: (!names.cmd.is_empty()).then_some(names.cmd),
-                entrypoint: f
-                    .entrypoint
-                    .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
-                env: f.env,
-                user: f.user,
-                cwd: f.cwd,
-                hostname: f.hostname,
-                read_only: f.read_only,
-                host_network: f.net.is_some(),
-                mounts: f.mounts,
-                platform: f.platform,
-            };
+            let run = spec.image.image_run(names.names[0].clone(), names.cmd);
             (PathBuf::new(), Some(Box::new(run)))
         }
         (_, Some(bundle)) => {
