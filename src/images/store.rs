@@ -201,3 +201,43 @@ pub fn image_info(name: &str, r: &ImageRecord, size: u64) -> ImageInfo {
         size,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written before container records (version 1, no `containers`) still loads;
+    /// one with records reads back what was written.
+    #[test]
+    fn files_without_container_records_load_and_records_round_trip() {
+        let dir = std::env::temp_dir().join(format!("corral-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = r#"{"version":1,"namespaces":{"default":{"labels":{},"created_ns":5}},
+            "images":{},"leases":{}}"#;
+        std::fs::write(dir.join("metadata.json"), old).unwrap();
+        let mut meta = Metadata::open(&dir).unwrap();
+        assert!(meta.db.containers.is_empty());
+        assert_eq!(meta.db.namespaces["default"].created_ns, 5);
+        let record = ContainerMeta {
+            namespace: "default".into(),
+            id: "c1".into(),
+            image: Some("demo.local/app:1".into()),
+            spec: "{}".into(),
+            snapshotter: "overlayfs".into(),
+            snapshot_key: "container/default/c1".into(),
+            ..ContainerMeta::default()
+        };
+        meta.change(|db| {
+            db.containers
+                .entry("default".into())
+                .or_default()
+                .insert("c1".into(), record.clone());
+            Ok(())
+        })
+        .unwrap();
+        let again = Metadata::open(&dir).unwrap();
+        assert_eq!(again.db.version, 1);
+        assert_eq!(again.db.containers["default"]["c1"], record);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

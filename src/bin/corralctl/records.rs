@@ -25,7 +25,7 @@ enum ContainerCmd {
     /// Make a container record from an image: unpack it, prepare its writable snapshot,
     /// store the spec from its config; no task (`task start ID` runs one). Prints the id.
     #[command(override_usage = "corralctl container create [OPTIONS] IMAGE ID [-- CMD...]")]
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the namespace's container records.
     #[command(visible_alias = "list")]
     Ls(LsArgs),
