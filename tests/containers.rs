@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::data_dir::{self, active_snapshots, mounts_under};
 use common::images::*;
 use common::{code, processes_in, runc, stderr, stdout, wait_until, Daemon, Events};
-use corral::{EventFilter, ImportRequest, Topic};
+use corral::{EventFilter, Topic};
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,44 +28,7 @@ fn import_image(d: &Daemon, dir: &TestDir) {
         .entrypoint(&["/bin/sh", "-c"])
         .cmd(&["echo hello"])
         .working_dir("/work");
-    let layout = dir.join("layout");
-    write_layout(&layout, &[(IMAGE, spec)]);
-    let tar = dir.join("records.tar");
-    tar_dir(&layout, &tar);
-    d.client()
-        .import_images(ImportRequest {
-            file: tar,
-            ..Default::default()
-        })
-        .unwrap();
-}
-
-/// Mounts under the daemon's data dir.
-fn mounts_under(d: &Daemon) -> Vec<String> {
-    let data = d.dir.join("data");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(data.to_str().unwrap()))
-        .collect()
-}
-
-/// The snapshots that are not committed layers (containers' writable ones).
-fn active_snapshots(d: &Daemon) -> Vec<String> {
-    let meta = d.dir.join("data/snapshots/metadata.json");
-    let text = std::fs::read_to_string(meta).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
-        for (name, s) in map {
-            if s.get("kind").and_then(|k| k.as_str()) != Some("committed") {
-                out.push(name.clone());
-            }
-        }
-    }
-    out.sort();
-    out
+    data_dir::import_image(d, dir, IMAGE, spec);
 }
 
 fn bundle(d: &Daemon, id: &str) -> std::path::PathBuf {

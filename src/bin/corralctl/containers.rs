@@ -35,6 +35,15 @@ pub struct Spec {
     /// The OCI runtime: a name the daemon knows or a path.
     #[arg(long, value_name = "NAME_OR_PATH")]
     runtime: Option<PathBuf>,
+    #[command(flatten)]
+    restart: RestartArg,
+    #[command(flatten)]
+    image: ImageFlags,
+}
+
+/// `--restart POLICY` (`create`, `run`, `task start`).
+#[derive(Args)]
+pub struct RestartArg {
     /// The restart policy.
     #[arg(
         long,
@@ -43,9 +52,7 @@ pub struct Spec {
         default_value = "no",
         help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
     )]
-    restart: RestartPolicy,
-    #[command(flatten)]
-    image: ImageFlags,
+    pub restart: RestartPolicy,
 }
 
 /// How a container from an image is made (with an IMAGE before the id).
@@ -286,7 +293,7 @@ fn create_request(
         }
     };
     Ok(CreateRequest {
-        restart: spec.restart,
+        restart: spec.restart.restart,
         namespace: ctl.namespace.clone(),
         id,
         bundle,

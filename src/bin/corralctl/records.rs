@@ -2,8 +2,8 @@
 //! label, update, rm); and `task`: start a task from a record, list tasks, delete one while
 //! keeping its record.
 
-use crate::cli::{label, restart_policy};
-use crate::containers::ImageFlags;
+use crate::cli::label;
+use crate::containers::{ImageFlags, RestartArg};
 use crate::output::{json, labels_text, listing};
 use crate::pipes::OutputPipes;
 use crate::show::{self, ListArgs};
@@ -140,15 +140,8 @@ struct StartArgs {
     /// Return once it runs; print its pid.
     #[arg(short, long)]
     detach: bool,
-    /// The restart policy.
-    #[arg(
-        long,
-        value_name = "POLICY",
-        value_parser = restart_policy,
-        default_value = "no",
-        help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
-    )]
-    restart: RestartPolicy,
+    #[command(flatten)]
+    restart: RestartArg,
 }
 
 /// `container ...`.
@@ -271,7 +264,7 @@ fn start(ctl: &Ctl, a: StartArgs) -> Outcome {
         namespace: ctl.namespace.clone(),
         id: a.id.clone(),
         stdio: Stdio::default(),
-        restart: a.restart,
+        restart: a.restart.restart,
     };
     if a.detach {
         let info = client.start_task(req)?;
