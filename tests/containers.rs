@@ -396,6 +396,16 @@ fn bad_record_input_is_named_and_leaves_nothing() {
         .map(|r| r.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "bundle dirs left");
+
+    // A namespace that holds only a record (its image gone) is not empty.
+    let tar = dir.join("image.tar");
+    d.ctl_ok(&["-n", "ns2", "image", "import", tar.to_str().unwrap()]);
+    d.ctl_ok(&["-n", "ns2", "container", "create", IMAGE, "n1"]);
+    d.ctl_ok(&["-n", "ns2", "image", "rm", IMAGE]);
+    fails(&["namespace", "rm", "ns2"], "n1");
+    d.ctl_ok(&["-n", "ns2", "container", "rm", "n1"]);
+    d.ctl_ok(&["namespace", "rm", "ns2"]);
+    assert_eq!(active_snapshots(&d), Vec::<String>::new());
 }
 
 #[test]
