@@ -239,7 +239,12 @@ impl Handle {
     pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
         let info = match self.remove_task(namespace, id, force).await {
             Err(Error::NotFound(what)) => {
-                if self.images.container_exists(namespace, id).await? {
+                if self
+                    .images
+                    .container_exists(namespace, id)
+                    .await
+                    .unwrap_or(false)
+                {
                     return Err(Error::NotFound(format!(
                         "{what}: it has no task (corralctl container rm {id} removes its \
                          record)"
@@ -250,8 +255,9 @@ impl Handle {
             other => other?,
         };
         if self.images.is_image_bundle(&info.bundle) {
-            // Its rootfs is unmounted and its writable snapshot removed only now, the
-            // container being gone; a failure is retried at the next start.
+            // Its rootfs is unmounted, its record and writable snapshot removed only now,
+            // the task being gone. On a failure the record stays (`container rm` retries)
+            // and the next start unmounts what is still mounted.
             let (ns, id) = (&info.namespace, &info.id);
             let released = match self.images.container_exists(ns, id).await {
                 Ok(true) => self.images.container_remove(ns, id).await.map(|_| ()),
