@@ -321,6 +321,21 @@ fn bad_record_input_is_named_and_leaves_nothing() {
     assert_eq!(active_snapshots(&d), Vec::<String>::new());
     assert!(!bundle(&d, "b1").exists());
 
+    // A spec that cannot be made (an unknown user), and a run whose task cannot be made
+    // (an unknown runtime): named, and no record, snapshot or bundle stays.
+    fails(
+        &["container", "create", "-u", "nobody-here", IMAGE, "b2"],
+        "nobody-here",
+    );
+    fails(
+        &["run", "-d", "--runtime", "/nonexistent/runc", IMAGE, "b3"],
+        "/nonexistent/runc",
+    );
+    assert_eq!(d.ctl_ok(&["container", "ls", "-q"]), "");
+    assert_eq!(active_snapshots(&d), Vec::<String>::new());
+    assert_eq!(mounts_under(&d), Vec::<String>::new());
+    assert!(!bundle(&d, "b2").exists() && !bundle(&d, "b3").exists());
+
     // A taken id: by a record, by a task from an image, by a task from a bundle.
     d.ctl_ok(&["container", "create", IMAGE, "b1"]);
     fails(&["container", "create", IMAGE, "b1"], "b1");
