@@ -1,5 +1,7 @@
 //! The [`Handle`]: every operation on a running supervisor.
 
+mod containers;
+
 use crate::actors::container::{self, Container};
 use crate::actors::events::{EventStream, Events, Subscribe, SubscriberCounts};
 use crate::actors::supervisor::{self, Supervisor};
@@ -65,15 +67,22 @@ impl Handle {
         self.images.namespace_list(with_containers).await
     }
 
-    /// Removes a namespace record; refused while it holds containers, images or leases.
+    /// Removes a namespace record; refused while it holds containers (tasks or records),
+    /// images or leases.
     pub async fn remove_namespace(&self, name: &str) -> Result<()> {
-        let containers: Vec<String> = self
+        let mut containers: Vec<String> = self
             .all()
             .await?
             .into_iter()
             .filter(|c| c.namespace == name)
             .map(|c| c.id)
             .collect();
+        if validate_id("namespace", name).is_ok() {
+            let records = self.images.container_list(name, BTreeMap::new()).await?;
+            containers.extend(records.into_iter().map(|r| r.id));
+            containers.sort();
+            containers.dedup();
+        }
         self.images.namespace_remove(name, containers).await
     }
 
@@ -100,28 +109,44 @@ impl Handle {
         })
     }
 
-    /// Creates a container (and starts it when `req.start`).
+    /// Creates a container (and starts it when `req.start`). With `req.image`, a container
+    /// record is made first (as [`Handle::create_container`]), then its task; if the task
+    /// fails, the record goes too.
     pub async fn create(&self, mut req: CreateRequest) -> Result<ContainerInfo> {
-        let from_image = req.image.take();
-        if let Some(run) = from_image.clone() {
-            req.bundle = self
-                .images
-                .prepare_bundle(&req.namespace, &req.id, *run)
-                .await?;
+        let Some(run) = req.image.take() else {
+            return self.create_task(req).await;
+        };
+        let (ns, id) = (
+            namespace_or_default(&req.namespace).to_string(),
+            req.id.clone(),
+        );
+        self.refuse_task(&ns, &id).await?;
+        let record = ContainerCreateRequest {
+            namespace: ns.clone(),
+            id: id.clone(),
+            image: *run,
+            runtime: req.runtime.take(),
+            runtime_args: std::mem::take(&mut req.runtime_args),
+            labels: std::mem::take(&mut req.labels),
+            extensions: BTreeMap::new(),
+        };
+        self.images.container_create(record, true).await?;
+        let task = self.task_from_record(req).await;
+        if task.is_err() {
+            if let Err(e) = self.images.container_remove(&ns, &id).await {
+                tracing::warn!("removing the container record of {ns}/{id}: {e}");
+            }
         }
-        let (ns, id) = (req.namespace.clone(), req.id.clone());
-        let created = self
+        task
+    }
+
+    /// Creates a task from a bundle (the Supervisor's `Create`) and records its namespace.
+    async fn create_task(&self, req: CreateRequest) -> Result<ContainerInfo> {
+        let info = self
             .supervisor
             .send(supervisor::Create(req))
             .await
-            .map_err(mailbox)
-            .and_then(|r| r);
-        if created.is_err() && from_image.is_some() {
-            if let Err(e) = self.images.release_bundle(&ns, &id).await {
-                tracing::warn!("releasing the image bundle of {ns}/{id}: {e}");
-            }
-        }
-        let info = created?;
+            .map_err(mailbox)??;
         // The namespace is recorded once something lives in it.
         if let Err(e) = self.images.namespace_ensure(&info.namespace).await {
             tracing::warn!("cannot record namespace {}: {e}", info.namespace);
@@ -213,26 +238,51 @@ impl Handle {
         }
     }
 
-    /// Deletes a container; a running one only with `force`.
+    /// Deletes a container; a running one only with `force`. The task goes, and for a
+    /// container made from an image its record and writable snapshot too (`run`'s and
+    /// `create`'s shortcut; [`Handle::delete_task`] keeps them).
     pub async fn delete(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
-        let key = ContainerKey::new(namespace_or_default(namespace), id)?;
-        let info = self
-            .supervisor
-            .send(supervisor::Remove { key, force })
-            .await
-            .map_err(mailbox)??;
+        let info = match self.remove_task(namespace, id, force).await {
+            Err(Error::NotFound(what)) => {
+                if self
+                    .images
+                    .container_exists(namespace, id)
+                    .await
+                    .unwrap_or(false)
+                {
+                    return Err(Error::NotFound(format!(
+                        "{what}: it has no task (corralctl container rm {id} removes its \
+                         record)"
+                    )));
+                }
+                return Err(Error::NotFound(what));
+            }
+            other => other?,
+        };
         if self.images.is_image_bundle(&info.bundle) {
-            // Its rootfs is unmounted and its writable snapshot removed only now, the
-            // container being gone; a failure is retried at the next start.
-            if let Err(e) = self.images.release_bundle(&info.namespace, &info.id).await {
-                tracing::warn!(
-                    "container {}/{} deleted, but its image rootfs stays: {e}",
-                    info.namespace,
-                    info.id
-                );
+            // Its rootfs is unmounted, its record and writable snapshot removed only now,
+            // the task being gone. On a failure the record stays (`container rm` retries)
+            // and the next start unmounts what is still mounted.
+            let (ns, id) = (&info.namespace, &info.id);
+            let released = match self.images.container_exists(ns, id).await {
+                Ok(true) => self.images.container_remove(ns, id).await.map(|_| ()),
+                Ok(false) => self.images.task_unmount(ns, id).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = released {
+                tracing::warn!("container {ns}/{id} deleted, but its image rootfs stays: {e}");
             }
         }
         Ok(info)
+    }
+
+    /// The Supervisor's `Remove`.
+    async fn remove_task(&self, namespace: &str, id: &str, force: bool) -> Result<ContainerInfo> {
+        let key = ContainerKey::new(namespace_or_default(namespace), id)?;
+        self.supervisor
+            .send(supervisor::Remove { key, force })
+            .await
+            .map_err(mailbox)?
     }
 
     /// A container's state.

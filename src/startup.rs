@@ -141,18 +141,28 @@ pub async fn start(config: Config) -> Result<Handle> {
         images,
     );
     // After a reboot the state dir is new but the data dir keeps the image bundles of the
-    // containers that were: once adoption is done (the Supervisor answers after it), and
-    // before any request is served (a create in flight must not lose its fresh bundle),
-    // the bundles of containers that are not there are unmounted and removed.
+    // tasks that were: once adoption is done (the Supervisor answers after it), and before
+    // any request is served (a create in flight must not lose its fresh bundle), the
+    // bundles of tasks that are not there are unmounted; those of no container record are
+    // removed with their snapshots, a record's snapshot is kept for its next task.
     match handle.all().await {
         Ok(all) => {
             let live = all.into_iter().map(|c| (c.namespace, c.id)).collect();
             match handle.images().release_orphan_bundles(live).await {
-                Ok(gone) if !gone.is_empty() => tracing::info!(
-                    "released the image bundles of {} gone container(s)",
-                    gone.len()
-                ),
-                Ok(_) => {}
+                Ok(gone) => {
+                    if !gone.released.is_empty() {
+                        tracing::info!(
+                            "released the image bundles of {} gone container(s)",
+                            gone.released.len()
+                        );
+                    }
+                    if !gone.unmounted.is_empty() {
+                        tracing::info!(
+                            "unmounted the rootfs of {} container record(s) whose task is gone",
+                            gone.unmounted.len()
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!("releasing stale image bundles: {e}"),
             }
         }

@@ -6,7 +6,7 @@ mod common;
 
 use common::images::*;
 use common::*;
-use corral::{CreateRequest, EventFilter, ImageRun, ImportRequest, Status, Topic};
+use corral::{CreateRequest, EventFilter, ImageRun, Status, Topic};
 use std::time::Duration;
 
 fn only(id: &str) -> EventFilter {
@@ -225,17 +225,6 @@ fn an_instant_exit_is_delivered() {
     }
 }
 
-/// Paths of the mounts under `dir`.
-fn mounts_under(dir: &std::path::Path) -> Vec<String> {
-    let dir = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&dir))
-        .collect()
-}
-
 /// The snapshots' names in the data dir's snapshot records.
 fn snapshot_names(d: &Daemon) -> Vec<String> {
     let meta = d.dir.join("data/snapshots/metadata.json");
@@ -255,16 +244,7 @@ fn snapshot_names(d: &Daemon) -> Vec<String> {
 fn image_cycles_leave_nothing_behind() {
     let d = Daemon::start("hygiene_image");
     let dir = TestDir::new("hygiene_image");
-    let layout = dir.join("layout");
-    write_layout(&layout, &[("hyg.local/bb:1", ImageSpec::busybox())]);
-    let tar = dir.join("bb.tar");
-    tar_dir(&layout, &tar);
-    d.client()
-        .import_images(ImportRequest {
-            file: tar,
-            ..Default::default()
-        })
-        .unwrap();
+    data_dir::import_image(&d, &dir, "hyg.local/bb:1", ImageSpec::busybox());
     let cycle = |id: &str| {
         d.create(CreateRequest {
             id: id.to_string(),
@@ -298,7 +278,11 @@ fn image_cycles_leave_nothing_behind() {
         children_of(d.pid()).is_empty() && d.info().pending_children == 0
     });
     let data = d.dir.join("data");
-    assert_eq!(mounts_under(&data), Vec::<String>::new(), "mounts left");
+    assert_eq!(
+        data_dir::mounts_under(&d),
+        Vec::<String>::new(),
+        "mounts left"
+    );
     assert_eq!(
         snapshot_names(&d),
         layers,

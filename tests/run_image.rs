@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::data_dir::{self, active_snapshots, mounts_under};
 use common::images::*;
 use common::{code, stderr, stdout, wait_until, Daemon};
-use corral::ImportRequest;
 use std::time::Duration;
 
 const IMAGE: &str = "demo.local/app:1";
@@ -45,48 +45,7 @@ fn import_app(d: &Daemon, dir: &TestDir) {
         .cmd(&["echo A=$A; pwd; cat /etc/motd; ls /etc/gone 2>&1 || true"])
         .env("A=from-image")
         .working_dir("/work");
-    import_spec(d, dir, IMAGE, spec);
-}
-
-/// Imports `spec` as `name` through an OCI layout tar.
-fn import_spec(d: &Daemon, dir: &TestDir, name: &str, spec: ImageSpec) {
-    let layout = dir.join("layout");
-    let _ = std::fs::remove_dir_all(&layout);
-    write_layout(&layout, &[(name, spec)]);
-    let tar = dir.join("app.tar");
-    tar_dir(&layout, &tar);
-    d.client()
-        .import_images(ImportRequest {
-            file: tar,
-            ..Default::default()
-        })
-        .unwrap();
-}
-
-/// Mounts under the daemon's data dir.
-fn mounts_under(d: &Daemon) -> Vec<String> {
-    let data = d.dir.join("data");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(data.to_str().unwrap()))
-        .collect()
-}
-
-fn active_snapshots(d: &Daemon) -> Vec<String> {
-    let meta = d.dir.join("data/snapshots/metadata.json");
-    let text = std::fs::read_to_string(meta).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
-        for (name, s) in map {
-            if s.get("kind").and_then(|k| k.as_str()) != Some("committed") {
-                out.push(name.clone());
-            }
-        }
-    }
-    out
+    data_dir::import_image(d, dir, IMAGE, spec);
 }
 
 #[test]
@@ -270,7 +229,7 @@ fn stop_sends_the_images_stop_signal() {
         .entrypoint(&["/bin/sh", "-c"])
         .cmd(&["trap 'exit 3' QUIT; trap '' TERM; while :; do sleep 0.1; done"])
         .stop_signal("SIGQUIT");
-    import_spec(&d, &dir, "demo.local/quits:1", spec);
+    data_dir::import_image(&d, &dir, "demo.local/quits:1", spec);
     for id in ["quits1", "quits2"] {
         let out = d.ctl(&["run", "-d", "demo.local/quits:1", id]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -295,7 +254,7 @@ fn stop_sends_the_images_stop_signal() {
 
     // A stop signal the spec cannot mean is refused at create, by name.
     let bad = ImageSpec::busybox().stop_signal("SIGNOPE");
-    import_spec(&d, &dir, "demo.local/badsig:1", bad);
+    data_dir::import_image(&d, &dir, "demo.local/badsig:1", bad);
     let out = d.ctl(&["run", "-d", "demo.local/badsig:1", "badsig"]);
     assert_ne!(code(&out), 0);
     let err = stderr(&out);
@@ -315,7 +274,7 @@ fn stop_sends_the_images_stop_signal() {
 fn no_pivot_root_reaches_the_runtime() {
     let d = Daemon::start("runimg-nopivot");
     let dir = TestDir::new("runimg-nopivot");
-    import_spec(&d, &dir, "demo.local/bb:1", ImageSpec::busybox());
+    data_dir::import_image(&d, &dir, "demo.local/bb:1", ImageSpec::busybox());
     // The real runc behind a wrapper that writes down its command lines.
     let log = dir.join("runc-args.log");
     let wrapper = dir.join("runc-logging");

@@ -8,6 +8,7 @@
 //! onto the service's and awaits the join handle).
 
 mod archive;
+mod containers;
 mod gc;
 mod leases;
 mod namespaces;
@@ -30,7 +31,7 @@ use actix::Addr;
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use store::{image_info, ImageRecord, Metadata};
@@ -305,43 +306,20 @@ impl Images {
             .await
     }
 
-    /// Makes the bundle of container `ns/id` from an image: unpacks it if needed, mounts a
-    /// writable snapshot on it as the rootfs and writes the spec from its config. Returns
-    /// the bundle dir (under `<data>/bundles/`).
-    pub async fn prepare_bundle(
-        &self,
-        namespace: &str,
-        id: &str,
-        run: ImageRun,
-    ) -> Result<PathBuf> {
-        let ns = ns_or_default(namespace)?;
-        validate_id("container id", id)?;
-        let id = id.to_string();
-        self.blocking(move |inner| rootfs::prepare(inner, &ns, &id, &run))
-            .await
-    }
-
-    /// Unmounts and removes what [`Images::prepare_bundle`] made (nothing if it is not
-    /// there).
-    pub async fn release_bundle(&self, namespace: &str, id: &str) -> Result<()> {
-        let ns = ns_or_default(namespace)?;
-        let id = id.to_string();
-        self.blocking(move |inner| rootfs::release(inner, &ns, &id))
-            .await
-    }
-
-    /// Whether `bundle` was made by [`Images::prepare_bundle`].
+    /// Whether `bundle` is the bundle of a task made from a container record (under
+    /// `<data>/bundles/`).
     pub fn is_image_bundle(&self, bundle: &Path) -> bool {
         rootfs::is_image_bundle(&self.inner, bundle)
     }
 
-    /// Releases the bundles of containers not in `live` (`(namespace, id)`); returns them.
-    pub async fn release_orphan_bundles(
+    /// After a reboot: the bundles of tasks not in `live` (`(namespace, id)`) are unmounted;
+    /// those with no container record are released with their snapshots.
+    pub(crate) async fn release_orphan_bundles(
         &self,
         live: Vec<(String, String)>,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<rootfs::Orphans> {
         if !rootfs::bundles_root(&self.inner).exists() {
-            return Ok(Vec::new());
+            return Ok(rootfs::Orphans::default());
         }
         self.blocking(move |inner| Ok(rootfs::release_orphans(inner, &live)))
             .await

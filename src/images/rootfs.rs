@@ -2,6 +2,10 @@
 //! (the spec from the image's config) and `rootfs/`, where the writable snapshot
 //! `container/<ns>/<id>` (prepared on the image's top chain id) is mounted.
 //!
+//! A container record (`containers.rs`) owns the snapshot; a task made from it mounts the
+//! snapshot at the bundle's rootfs and has `config.json` written from the record's spec; a
+//! task deleted unmounts it (the snapshot stays); the record removed removes the snapshot.
+//!
 //! The bundle lives in the data dir, not in the container's state dir, so that removing a
 //! container's state never walks into its mounted rootfs. Release unmounts first, checks
 //! `/proc/self/mountinfo`, and only then removes the snapshot and the directory.
@@ -22,7 +26,8 @@ pub(crate) fn bundle_dir(inner: &Inner, ns: &str, id: &str) -> PathBuf {
     bundles_root(inner).join(ns).join(id)
 }
 
-fn snapshot_key(ns: &str, id: &str) -> String {
+/// The writable snapshot of container `ns/id`.
+pub(crate) fn snapshot_key(ns: &str, id: &str) -> String {
     format!("container/{ns}/{id}")
 }
 
@@ -50,56 +55,134 @@ fn spec_options(run: &ImageRun) -> Result<spec::SpecOptions> {
     })
 }
 
-/// Unpacks the image (if not yet), prepares and mounts the container's writable snapshot,
-/// and writes the spec; returns the bundle dir. On failure nothing is left mounted or
-/// made.
-pub(crate) fn prepare(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<PathBuf> {
+/// What [`make`] made: the spec (JSON text, root path `rootfs`) and the image's full name.
+pub(crate) struct Made {
+    pub(crate) spec: String,
+    pub(crate) image: String,
+}
+
+/// Unpacks the image (if not yet), prepares the container's writable snapshot, mounts it
+/// at the bundle's rootfs and computes the spec from the image's config; the rootfs stays
+/// mounted. On failure nothing is left mounted or made.
+pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<Made> {
     let opts = spec_options(run)?;
     let dir = bundle_dir(inner, ns, id);
-    if dir.exists() {
-        return Err(Error::AlreadyExists(format!(
-            "a bundle for container {ns}/{id} already exists at {} (delete the container \
-             first)",
-            dir.display()
-        )));
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
     }
-    let report = super::unpack::unpack(inner, ns, &run.image, run.platform.clone())?;
-    let detail = inner.inspect(ns, &run.image, run.platform.clone())?;
-    let key = snapshot_key(ns, id);
-    let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
-    let mounts = inner.snapshots.prepare(&key, parent)?;
-    let rootfs = dir.join("rootfs");
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(format!(
+                "a bundle for container {ns}/{id} already exists at {} (delete the container \
+                 first)",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+    }
+    // A failure before the snapshot is ours leaves any snapshot of that name alone.
+    let prepared = (|| {
+        let report = super::unpack::unpack(inner, ns, &run.image, run.platform.clone())?;
+        let detail = inner.inspect(ns, &run.image, run.platform.clone())?;
+        let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
+        let mounts = inner.snapshots.prepare(&snapshot_key(ns, id), parent)?;
+        Ok((detail, mounts))
+    })();
+    let (detail, mounts) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            if let Err(cleanup) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("removing {}: {cleanup}", dir.display());
+            }
+            return Err(e);
+        }
+    };
     let made = (|| {
+        let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs)
             .map_err(|e| Error::io(format!("create {}", rootfs.display()), e))?;
         snapshots::mount(&mounts, &rootfs)?;
         let made = spec::spec_from_image(detail.config.as_bytes(), &rootfs, &opts)
             .map_err(|e| e.context(&format!("image {}", detail.info.name)))?;
         let mut spec = made.spec;
-        // The bundle's own relative root, as runc expects.
-        if let Some(root) = spec.root().clone() {
-            let mut root = root;
-            root.set_path(PathBuf::from("rootfs"));
-            spec.set_root(Some(root));
-        }
-        let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-        let config = dir.join("config.json");
-        std::fs::write(&config, json)
-            .map_err(|e| Error::io(format!("write {}", config.display()), e))?;
-        Ok(())
+        set_bundle_root(&mut spec);
+        let json =
+            serde_json::to_string_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Made {
+            spec: json,
+            image: detail.info.name.clone(),
+        })
     })();
-    if let Err(e) = made {
+    if made.is_err() {
         if let Err(cleanup) = release(inner, ns, id) {
             tracing::warn!("cleaning up the bundle of {ns}/{id}: {cleanup}");
+        }
+    }
+    made
+}
+
+/// The bundle's own relative root, as runc expects.
+fn set_bundle_root(spec: &mut oci_spec::runtime::Spec) {
+    if let Some(mut root) = spec.root().clone() {
+        root.set_path(PathBuf::from("rootfs"));
+        spec.set_root(Some(root));
+    }
+}
+
+/// Parses a spec given as JSON text (a container record's, or one a user gives) and sets
+/// its root path to the bundle's `rootfs`; `what` names it in the error.
+pub(crate) fn parse_spec(text: &str, what: &str) -> Result<oci_spec::runtime::Spec> {
+    let mut spec: oci_spec::runtime::Spec = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidArgument(format!("{what} is not an OCI runtime spec: {e}")))?;
+    if spec.process().is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "{what} has no process to run"
+        )));
+    }
+    if spec.root().is_none() {
+        spec.set_root(Some(oci_spec::runtime::Root::default()));
+    }
+    set_bundle_root(&mut spec);
+    Ok(spec)
+}
+
+/// Makes the bundle a task runs from: the snapshot mounted at `rootfs` (unless it is
+/// already) and `config.json` written from `spec`; returns the bundle dir. On failure a
+/// mount made here is undone.
+pub(crate) fn mount_task_bundle(inner: &Inner, ns: &str, id: &str, spec: &str) -> Result<PathBuf> {
+    let spec = parse_spec(spec, &format!("the spec of container {ns}/{id}"))?;
+    let dir = bundle_dir(inner, ns, id);
+    let rootfs = dir.join("rootfs");
+    let mounted_here = if snapshots::mountinfo::is_mounted(&rootfs)? {
+        false
+    } else {
+        let mounts = inner.snapshots.mounts(&snapshot_key(ns, id))?;
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|e| Error::io(format!("create {}", rootfs.display()), e))?;
+        snapshots::mount(&mounts, &rootfs)?;
+        true
+    };
+    let written = (|| {
+        let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let config = dir.join("config.json");
+        super::store::write_atomic(&config, &json)
+    })();
+    if let Err(e) = written {
+        if mounted_here {
+            if let Err(cleanup) = unmount(inner, ns, id) {
+                tracing::warn!("unmounting the rootfs of {ns}/{id}: {cleanup}");
+            }
         }
         return Err(e);
     }
     Ok(dir)
 }
 
-/// Unmounts the container's rootfs, removes its snapshot and its bundle dir. A bundle that
-/// is not there is fine (released already).
-pub(crate) fn release(inner: &Inner, ns: &str, id: &str) -> Result<()> {
+/// Unmounts the container's rootfs and removes its bundle dir, keeping its snapshot (a
+/// task deleted, its container record kept). A bundle that is not there is fine.
+pub(crate) fn unmount(inner: &Inner, ns: &str, id: &str) -> Result<()> {
     let dir = bundle_dir(inner, ns, id);
     let rootfs = dir.join("rootfs");
     if snapshots::mountinfo::is_mounted(&rootfs)? {
@@ -111,10 +194,6 @@ pub(crate) fn release(inner: &Inner, ns: &str, id: &str) -> Result<()> {
             rootfs.display()
         )));
     }
-    match inner.snapshots.remove(&snapshot_key(ns, id)) {
-        Ok(()) | Err(Error::NotFound(_)) => {}
-        Err(e) => return Err(e),
-    }
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -122,14 +201,26 @@ pub(crate) fn release(inner: &Inner, ns: &str, id: &str) -> Result<()> {
     }
 }
 
-/// The bundles of containers that no longer exist (`live`: the containers there are, as
-/// `(namespace, id)`), released; for the start after a reboot, when the state dir is new
-/// and the data dir still holds them.
-pub(crate) fn release_orphans(inner: &Inner, live: &[(String, String)]) -> Vec<(String, String)> {
+/// Unmounts the container's rootfs, removes its bundle dir and its snapshot. A bundle or
+/// snapshot that is not there is fine (released already).
+pub(crate) fn release(inner: &Inner, ns: &str, id: &str) -> Result<()> {
+    unmount(inner, ns, id)?;
+    match inner.snapshots.remove(&snapshot_key(ns, id)) {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bundles of tasks that no longer exist (`live`: the tasks there are, as
+/// `(namespace, id)`), for the start after a reboot, when the state dir is new and the data
+/// dir still holds them: a bundle whose container record exists is unmounted only (the
+/// record and its snapshot are kept for its next task); one without is released. Returns
+/// the released ones and the unmounted ones.
+pub(crate) fn release_orphans(inner: &Inner, live: &[(String, String)]) -> Orphans {
     let root = bundles_root(inner);
-    let mut released = Vec::new();
+    let mut orphans = Orphans::default();
     let Ok(namespaces) = std::fs::read_dir(&root) else {
-        return released;
+        return orphans;
     };
     for ns in namespaces.flatten() {
         let ns_name = ns.file_name().to_string_lossy().into_owned();
@@ -141,11 +232,30 @@ pub(crate) fn release_orphans(inner: &Inner, live: &[(String, String)]) -> Vec<(
             if live.iter().any(|(n, i)| *n == ns_name && *i == id_name) {
                 continue;
             }
-            match release(inner, &ns_name, &id_name) {
-                Ok(()) => released.push((ns_name.clone(), id_name)),
+            let recorded = inner.with_meta(|m| {
+                m.db.containers
+                    .get(&ns_name)
+                    .is_some_and(|c| c.contains_key(&id_name))
+            });
+            let (done, list) = if recorded {
+                (unmount(inner, &ns_name, &id_name), &mut orphans.unmounted)
+            } else {
+                (release(inner, &ns_name, &id_name), &mut orphans.released)
+            };
+            match done {
+                Ok(()) => list.push((ns_name.clone(), id_name)),
                 Err(e) => tracing::warn!("cannot release the bundle of {ns_name}/{id_name}: {e}"),
             }
         }
     }
-    released
+    orphans
+}
+
+/// What [`release_orphans`] did, as `(namespace, id)`.
+#[derive(Debug, Default)]
+pub(crate) struct Orphans {
+    /// Bundles with no container record: unmounted, their snapshots and dirs removed.
+    pub(crate) released: Vec<(String, String)>,
+    /// Bundles of container records: unmounted, their dirs removed, snapshots kept.
+    pub(crate) unmounted: Vec<(String, String)>,
 }

@@ -1,9 +1,9 @@
-//! The metadata of the data dir: namespaces, images and leases, in one JSON file
-//! (`<data>/metadata.json`) rewritten atomically (temporary file, fsync, rename, fsync of the
-//! directory) on every change, so a crash leaves either the old or the new file.
+//! The metadata of the data dir: namespaces, images, leases and container records, in one
+//! JSON file (`<data>/metadata.json`) rewritten atomically (temporary file, fsync, rename,
+//! fsync of the directory) on every change, so a crash leaves either the old or the new file.
 
 use crate::error::{Error, Result};
-use crate::types::{now_ns, Descriptor, ImageInfo, LeaseInfo, NamespaceInfo};
+use crate::types::{now_ns, ContainerMeta, Descriptor, ImageInfo, LeaseInfo, NamespaceInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -86,6 +86,9 @@ pub struct Db {
     /// Leases by namespace, then id.
     #[serde(default)]
     pub leases: BTreeMap<String, BTreeMap<String, LeaseRecord>>,
+    /// Container records by namespace, then id (absent in files written before them).
+    #[serde(default)]
+    pub containers: BTreeMap<String, BTreeMap<String, ContainerMeta>>,
 }
 
 /// The metadata file and what it holds.
@@ -196,5 +199,45 @@ pub fn image_info(name: &str, r: &ImageRecord, size: u64) -> ImageInfo {
         created_ns: r.created_ns,
         updated_ns: r.updated_ns,
         size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written before container records (version 1, no `containers`) still loads;
+    /// one with records reads back what was written.
+    #[test]
+    fn files_without_container_records_load_and_records_round_trip() {
+        let dir = std::env::temp_dir().join(format!("corral-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = r#"{"version":1,"namespaces":{"default":{"labels":{},"created_ns":5}},
+            "images":{},"leases":{}}"#;
+        std::fs::write(dir.join("metadata.json"), old).unwrap();
+        let mut meta = Metadata::open(&dir).unwrap();
+        assert!(meta.db.containers.is_empty());
+        assert_eq!(meta.db.namespaces["default"].created_ns, 5);
+        let record = ContainerMeta {
+            namespace: "default".into(),
+            id: "c1".into(),
+            image: Some("demo.local/app:1".into()),
+            spec: "{}".into(),
+            snapshotter: "overlayfs".into(),
+            snapshot_key: "container/default/c1".into(),
+            ..ContainerMeta::default()
+        };
+        meta.change(|db| {
+            db.containers
+                .entry("default".into())
+                .or_default()
+                .insert("c1".into(), record.clone());
+            Ok(())
+        })
+        .unwrap();
+        let again = Metadata::open(&dir).unwrap();
+        assert_eq!(again.db.version, 1);
+        assert_eq!(again.db.containers["default"]["c1"], record);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,9 @@
 //! replies repeat; `Subscribe` and `Wait` replies come later, as streams.
 
 mod client;
+mod client_containers;
 mod client_images;
+mod containers;
 #[doc(hidden)] // For corral's own tests (raw frames), not a stable API.
 pub mod frame;
 mod images;

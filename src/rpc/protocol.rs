@@ -290,6 +290,44 @@ pub enum Request {
         /// Its digest.
         digest: String,
     },
+    /// Make a container record from an image (no task); replies `ContainerMeta`.
+    ContainerCreate(ContainerCreateRequest),
+    /// The container records of a namespace, filtered by labels; replies `ContainerMetas`.
+    ContainerList {
+        /// Namespace.
+        namespace: String,
+        /// `key=value` pairs that must all match.
+        labels: BTreeMap<String, String>,
+    },
+    /// One container record; replies `ContainerMeta`.
+    ContainerGet {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// Change a container record (labels, runtime, spec, extensions); replies
+    /// `ContainerMeta`.
+    ContainerUpdate(ContainerUpdateRequest),
+    /// Remove a container record and its snapshot (refused while it has a task); replies
+    /// `ContainerMeta`, the record removed.
+    ContainerRemove {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+    },
+    /// Make a task from a container record and start it; replies `Container`.
+    TaskStart(TaskStartRequest),
+    /// Delete a task, keeping its container record and snapshot; replies `Container`.
+    TaskDelete {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// Kill it first if running.
+        force: bool,
+    },
 }
 
 impl Request {
@@ -343,6 +381,13 @@ impl Request {
             Request::NamespaceLabel { .. } => "namespace_label",
             Request::NamespaceRemove { .. } => "namespace_remove",
             Request::ContentInfo { .. } => "content_info",
+            Request::ContainerCreate(_) => "container_create",
+            Request::ContainerList { .. } => "container_list",
+            Request::ContainerGet { .. } => "container_get",
+            Request::ContainerUpdate(_) => "container_update",
+            Request::ContainerRemove { .. } => "container_remove",
+            Request::TaskStart(_) => "task_start",
+            Request::TaskDelete { .. } => "task_delete",
         }
     }
 }
@@ -422,6 +467,10 @@ pub enum Reply {
     Namespaces(Vec<NamespaceInfo>),
     /// One blob.
     Content(ContentInfo),
+    /// One container record.
+    ContainerMeta(Box<ContainerMeta>),
+    /// Container records.
+    ContainerMetas(Vec<ContainerMeta>),
 }
 
 #[cfg(test)]

@@ -607,6 +607,13 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
         Request::Subscribe(_) | Request::ImagePull(_) | Request::ImagePush(_) => {
             Err(Error::Internal("served as a stream".into()))
         }
+        request @ (Request::ContainerCreate(_)
+        | Request::ContainerList { .. }
+        | Request::ContainerGet { .. }
+        | Request::ContainerUpdate(_)
+        | Request::ContainerRemove { .. }
+        | Request::TaskStart(_)
+        | Request::TaskDelete { .. }) => super::containers::dispatch(handle, request).await,
         request => super::images::dispatch(handle, request).await,
     };
     result.unwrap_or_else(Reply::Error)

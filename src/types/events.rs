@@ -43,6 +43,12 @@ pub enum Topic {
     NamespaceUpdate,
     /// A namespace was removed.
     NamespaceDelete,
+    /// A container record was made.
+    ContainerCreate,
+    /// A container record's labels, runtime, spec or extensions changed.
+    ContainerUpdate,
+    /// A container record was removed.
+    ContainerDelete,
 }
 
 impl Topic {
@@ -65,13 +71,16 @@ impl Topic {
             Topic::NamespaceCreate => "/namespaces/create",
             Topic::NamespaceUpdate => "/namespaces/update",
             Topic::NamespaceDelete => "/namespaces/delete",
+            Topic::ContainerCreate => "/containers/create",
+            Topic::ContainerUpdate => "/containers/update",
+            Topic::ContainerDelete => "/containers/delete",
         }
     }
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 16] = [
+    pub const ALL: [Topic; 19] = [
         Topic::TaskCreate,
         Topic::TaskStart,
         Topic::TaskExecAdded,
@@ -88,6 +97,9 @@ impl Topic {
         Topic::NamespaceCreate,
         Topic::NamespaceUpdate,
         Topic::NamespaceDelete,
+        Topic::ContainerCreate,
+        Topic::ContainerUpdate,
+        Topic::ContainerDelete,
     ];
 }
 
@@ -139,7 +151,8 @@ pub struct Event {
     pub restarts: Option<u32>,
     /// For /tasks/checkpointed: the checkpoint's name.
     pub checkpoint: Option<String>,
-    /// For /images/...: the image's name; for /namespaces/...: the namespace's.
+    /// For /images/...: the image's name; for /namespaces/...: the namespace's; for
+    /// /containers/...: the container's image, if it has one.
     #[serde(default)]
     pub image: Option<String>,
 }

@@ -1,5 +1,6 @@
 //! The vocabulary shared by the library, the RPC and the CLI: ids, states, requests, events.
 
+mod containers;
 mod events;
 mod ids;
 mod images;
@@ -8,6 +9,7 @@ mod policy;
 mod requests;
 mod time;
 
+pub use containers::*;
 pub use events::*;
 pub use ids::*;
 pub use images::*;

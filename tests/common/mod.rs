@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod data_dir;
 pub mod images;
 pub mod raw;
 pub mod registry;

@@ -1,6 +1,6 @@
 //! The command line: global options, the commands, and the value parsers they share.
 
-use crate::{checkpoints, containers, content, events, images, resources, show, tools};
+use crate::{checkpoints, containers, content, events, images, records, resources, show, tools};
 use clap::{Parser, Subcommand};
 use corral::rpc::DEFAULT_SOCKET;
 use corral::{RestartPolicy, DEFAULT_NAMESPACE};
@@ -120,6 +120,11 @@ pub enum Cmd {
     /// Collect garbage now: blobs no image or lease holds, stale ingests, expired leases,
     /// committed snapshots no image or active snapshot needs.
     Prune(content::PruneArgs),
+    /// Container records apart from their tasks: create, ls, info, label, update, rm.
+    #[command(visible_alias = "c")]
+    Container(records::ContainerArgs),
+    /// Tasks of container records: start one, list them, delete one keeping its record.
+    Task(records::TaskArgs),
     /// Make a runnable bundle.
     Bundle(tools::BundleArgs),
     /// Print a shell completion script.

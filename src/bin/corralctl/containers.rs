@@ -35,6 +35,19 @@ pub struct Spec {
     /// The OCI runtime: a name the daemon knows or a path.
     #[arg(long, value_name = "NAME_OR_PATH")]
     runtime: Option<PathBuf>,
+    #[command(flatten)]
+    restart: RestartArg,
+    /// Move the rootfs and chroot instead of pivot_root (for hosts that boot from an
+    /// initramfs, where pivot_root fails).
+    #[arg(long)]
+    no_pivot_root: bool,
+    #[command(flatten)]
+    image: ImageFlags,
+}
+
+/// `--restart POLICY` (`create`, `run`, `task start`).
+#[derive(Args)]
+pub struct RestartArg {
     /// The restart policy.
     #[arg(
         long,
@@ -43,13 +56,7 @@ pub struct Spec {
         default_value = "no",
         help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
     )]
-    restart: RestartPolicy,
-    /// Move the rootfs and chroot instead of pivot_root (for hosts that boot from an
-    /// initramfs, where pivot_root fails).
-    #[arg(long)]
-    no_pivot_root: bool,
-    #[command(flatten)]
-    image: ImageFlags,
+    pub restart: RestartPolicy,
 }
 
 /// How a container from an image is made (with an IMAGE before the id).
@@ -82,6 +89,27 @@ pub struct ImageFlags {
     /// Which manifest of an index (`os/arch[/variant]`; the host's by default).
     #[arg(long, value_name = "OS/ARCH", value_parser = platform)]
     platform: Option<Platform>,
+}
+
+impl ImageFlags {
+    /// The image run these flags describe, for `image` with `cmd` (after `--`) as its Cmd.
+    pub fn image_run(self, image: String, cmd: Vec<String>) -> ImageRun {
+        ImageRun {
+            image,
+            args: (!cmd.is_empty()).then_some(cmd),
+            entrypoint: self
+                .entrypoint
+                .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
+            env: self.env,
+            user: self.user,
+            cwd: self.cwd,
+            hostname: self.hostname,
+            read_only: self.read_only,
+            host_network: self.net.is_some(),
+            mounts: self.mounts,
+            platform: self.platform,
+        }
+    }
 }
 
 fn platform(s: &str) -> Result<Platform, String> {
@@ -250,22 +278,7 @@ fn create_request(
             return Err(usage(command, "give an IMAGE or --bundle DIR, not both"));
         }
         (2, None) => {
-            let f = spec.image;
-            let run = ImageRun {
-                image: names.names[0].clone(),
-                args: (!names.cmd.is_empty()).then_some(names.cmd),
-                entrypoint: f
-                    .entrypoint
-                    .map(|e| if e.is_empty() { Vec::new() } else { vec![e] }),
-                env: f.env,
-                user: f.user,
-                cwd: f.cwd,
-                hostname: f.hostname,
-                read_only: f.read_only,
-                host_network: f.net.is_some(),
-                mounts: f.mounts,
-                platform: f.platform,
-            };
+            let run = spec.image.image_run(names.names[0].clone(), names.cmd);
             (PathBuf::new(), Some(Box::new(run)))
         }
         (_, Some(bundle)) => {
@@ -285,7 +298,7 @@ fn create_request(
         }
     };
     Ok(CreateRequest {
-        restart: spec.restart,
+        restart: spec.restart.restart,
         namespace: ctl.namespace.clone(),
         id,
         bundle,

@@ -14,6 +14,7 @@ mod images;
 mod output;
 mod pipes;
 mod progress;
+mod records;
 mod resources;
 mod show;
 mod tools;
@@ -188,6 +189,8 @@ fn dispatch(cli: Cli) -> Outcome {
         Cmd::Lease(a) => content::lease(&ctl, a),
         Cmd::Namespace(a) => content::namespaces(&ctl, a),
         Cmd::Prune(a) => content::prune(&ctl, a),
+        Cmd::Container(a) => records::container(&ctl, a),
+        Cmd::Task(a) => records::task(&ctl, a),
         Cmd::Bundle(a) => tools::bundle(a),
         Cmd::Completion(a) => tools::completion(a),
         Cmd::Man(a) => tools::man(a),
