@@ -167,7 +167,10 @@ pub(crate) fn mount_task_bundle(inner: &Inner, ns: &str, id: &str, spec: &str) -
     let written = (|| {
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
         let config = dir.join("config.json");
-        super::store::write_atomic(&config, &json)
+        // Not fsync'ed: it is made again from the record at every task start, and a task
+        // does not outlive a power loss (the daemon keeps its own copy for runc).
+        crate::layout::write_atomic(&config, &json)
+            .map_err(|e| Error::io(format!("write {}", config.display()), e))
     })();
     if let Err(e) = written {
         if mounted_here {
