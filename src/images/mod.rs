@@ -8,6 +8,7 @@
 //! onto the service's and awaits the join handle).
 
 mod archive;
+mod checkpoint;
 mod gc;
 mod leases;
 mod namespaces;

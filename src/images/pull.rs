@@ -161,7 +161,7 @@ fn pick(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn fetch_all(
+pub(crate) async fn fetch_all(
     inner: &Arc<Inner>,
     remote: &Remote,
     ns: &str,
@@ -317,7 +317,17 @@ async fn download(
     let mut last = Instant::now();
     let mut stream = body.stream;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.context(&what()))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e @ Error::Corrupt(_)) => {
+                // The bytes do not match the digest: they are no start to resume from
+                // (kept, they would make the next pull of the blob fail too).
+                drop(ingest);
+                let _ = block_in_place(|| inner.content.remove_ingest(&desc.digest));
+                return Err(e.context(&what()));
+            }
+            Err(e) => return Err(e.context(&what())),
+        };
         if let Err(e) = block_in_place(|| ingest.write(&chunk)) {
             if matches!(e, Error::NoSpace(_)) {
                 // The partial blob is what filled the disk: it goes, or nothing else could

@@ -22,7 +22,8 @@ pub(crate) fn bundle_dir(inner: &Inner, ns: &str, id: &str) -> PathBuf {
     bundles_root(inner).join(ns).join(id)
 }
 
-fn snapshot_key(ns: &str, id: &str) -> String {
+/// The key of a container's writable snapshot.
+pub(crate) fn snapshot_key(ns: &str, id: &str) -> String {
     format!("container/{ns}/{id}")
 }
 

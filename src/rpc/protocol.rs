@@ -1,6 +1,8 @@
 //! The messages of the RPC. Changing them changes [`PROTOCOL_VERSION`].
 
-use crate::checkpoint::{CheckpointInfo, CheckpointOptions};
+use crate::checkpoint::{
+    CheckpointInfo, CheckpointOptions, CheckpointPullRequest, CheckpointPushRequest,
+};
 use crate::error::Error;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The wire protocol's version; client and daemon must agree.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A request with its id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -290,6 +292,12 @@ pub enum Request {
         /// Its digest.
         digest: String,
     },
+    /// Push a checkpoint (with its base image) to a registry: a stream of `Progress`
+    /// replies, then `Descriptor` (the index pushed) or `Error`.
+    CheckpointPush(CheckpointPushRequest),
+    /// Pull a checkpoint from a registry into the checkpoint store (its base image into
+    /// the image store): a stream of `Progress` replies, then `Checkpoint` or `Error`.
+    CheckpointPull(CheckpointPullRequest),
 }
 
 impl Request {
@@ -343,6 +351,8 @@ impl Request {
             Request::NamespaceLabel { .. } => "namespace_label",
             Request::NamespaceRemove { .. } => "namespace_remove",
             Request::ContentInfo { .. } => "content_info",
+            Request::CheckpointPush(_) => "checkpoint_push",
+            Request::CheckpointPull(_) => "checkpoint_pull",
         }
     }
 }

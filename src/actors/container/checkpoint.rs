@@ -2,11 +2,15 @@
 //! store, `/tasks/checkpointed` on success. With `exit` the dump stops the container: its
 //! exit waits for `/tasks/checkpointed`, it counts as a user's stop, and no policy
 //! restarts it. A failed dump quotes CRIU's own error lines and the container runs on.
+//!
+//! A container run from an image also has its writable layer (the snapshot's upper dir)
+//! written into the checkpoint as an OCI layer, after the dump: with `exit` its processes
+//! are gone by then, so the files match the memory state the dump saw.
 
 use super::exit_gate::Hold;
 use super::state::{Operation, Phase, StopCause, Verb};
 use super::Container;
-use crate::checkpoint::{CheckpointInfo, CheckpointOptions, CheckpointStore};
+use crate::checkpoint::{BaseImage, CheckpointInfo, CheckpointOptions, CheckpointStore};
 use crate::error::{Error, Result};
 use crate::layout::write_atomic;
 use crate::runtime::{CheckpointCall, RuntimeError};
@@ -24,6 +28,8 @@ pub struct Checkpoint {
     pub options: CheckpointOptions,
     /// Where checkpoints are kept.
     pub store: CheckpointStore,
+    /// For a container run from an image: its writable layer's upper dir and its image.
+    pub rootfs: Option<(PathBuf, BaseImage)>,
 }
 
 impl Container {
@@ -96,7 +102,10 @@ impl Handler<Checkpoint> for Container {
             size: 0,
             labels: self.record.labels.clone(),
             restart: self.record.restart,
+            base_image: msg.rootfs.as_ref().map(|(_, base)| base.clone()),
+            rw_layer: None,
         };
+        let upper = msg.rootfs.map(|(upper, _)| upper);
         let exit = msg.options.exit;
         let was_stopped_by_user = self.record.stopped_by_user;
         self.life.op = Operation::Checkpointing { exit };
@@ -130,6 +139,26 @@ impl Handler<Checkpoint> for Container {
                     return Err(failed_dump(&dir, e.into()));
                 }
                 Err(e) => return Err(failed_dump(&dir, e.into())),
+            }
+            let mut info = info;
+            if let Some(upper) = upper {
+                let out = crate::checkpoint::rw_layer_path(&dir);
+                let written = actix_rt::task::spawn_blocking(move || {
+                    crate::snapshots::diff::write_diff(&upper, &out)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("write the writable layer: {e}")))
+                .and_then(|r| r);
+                match written {
+                    Ok(desc) => info.rw_layer = Some(desc),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        if let Some(parent) = dir.parent() {
+                            let _ = std::fs::remove_dir(parent);
+                        }
+                        return Err(e.context("checkpoint the writable layer"));
+                    }
+                }
             }
             let json =
                 serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
