@@ -525,6 +525,8 @@ mod tests {
         fs::create_dir_all(dir.join("images")).unwrap();
         fs::write(dir.join("images/pages-1.img"), vec![7u8; 10_000]).unwrap();
         fs::write(dir.join("config.json"), b"{\"ociVersion\":\"1.0.2\"}").unwrap();
+        let rw = b"a writable layer, as a tar would be".to_vec();
+        fs::write(dir.join(RW_LAYER_FILE), &rw).unwrap();
         let info = CheckpointInfo {
             name: "one".into(),
             namespace: "default".into(),
@@ -538,8 +540,12 @@ mod tests {
             size: 0,
             labels: [("app".to_string(), "web".to_string())].into(),
             restart: crate::types::RestartPolicy::Always,
-            base_image: None,
-            rw_layer: None,
+            base_image: Some(BaseImage {
+                name: "example.com/app:1".into(),
+                manifest: Descriptor::of(MANIFEST_MEDIA_TYPE, b"{}"),
+                platform: None,
+            }),
+            rw_layer: Some(Descriptor::of(RW_LAYER_MEDIA_TYPE, &rw)),
         };
         fs::write(
             dir.join("checkpoint.json"),
@@ -558,6 +564,11 @@ mod tests {
         assert_eq!(
             fs::read(dir.join("images/pages-1.img")).unwrap(),
             vec![7u8; 10_000]
+        );
+        assert_eq!(fs::read(dir.join(RW_LAYER_FILE)).unwrap(), rw);
+        assert_eq!(
+            (&back.base_image, &back.rw_layer),
+            (&info.base_image, &info.rw_layer)
         );
         // A corrupted blob is refused.
         let mut bytes = fs::read(&file).unwrap();

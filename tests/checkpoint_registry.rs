@@ -241,6 +241,32 @@ fn export_then_import_keeps_the_writable_layer() {
     assert_released(&c, &id);
 }
 
+/// A checkpoint that leaves the container running freezes it from before the dump until
+/// its writable layer is written: restored, the copy's files match its memory (the count
+/// goes on without a gap or a repeat), and the original ran on meanwhile.
+#[test]
+fn a_live_checkpoint_keeps_files_and_memory_together() {
+    let dir = TestDir::new("ckreg-live");
+    let a = Daemon::start("ckreg-live");
+    import_app(&a, &dir);
+    let id = unique_id("cklive");
+    a.ctl_ok(&["run", "-d", IMAGE, &id, "--", SCRIPT]);
+    let count = rootfs(&a, &id).join("count");
+    wait_count(&count, 5);
+    a.ctl_ok(&["checkpoint", &id, "live"]);
+    assert_eq!(a.client().state("", &id).unwrap().status, Status::Running);
+    let now = counter_last(&count);
+    wait_count(&count, now + 3);
+    assert_consecutive(&counter_lines(&count), "the original after the checkpoint");
+
+    let copy = unique_id("cklive2");
+    a.ctl_ok(&["restore", &id, "live", "--as", &copy]);
+    assert_restored(&a, &copy, 5);
+    a.delete("", &copy, true).unwrap();
+    a.delete("", &id, true).unwrap();
+    assert_released(&a, &id);
+}
+
 fn push_req(id: &str, name: &str, reference: &str) -> CheckpointPushRequest {
     CheckpointPushRequest {
         namespace: "default".into(),

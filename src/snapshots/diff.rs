@@ -233,6 +233,103 @@ fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshots::unpack::{apply, Layer};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+        let p = c_path(path).unwrap();
+        let n = CString::new(name).unwrap();
+        // SAFETY: NUL-terminated strings, a buffer of value.len() bytes.
+        let r = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+    }
+
+    /// An overlay upper dir (whiteout, opaque dir, hard links, a setuid file owned by
+    /// someone else with an xattr, a symlink, a fifo) written as a layer and applied over
+    /// the same lower again gives the same upper dir.
+    #[test]
+    fn an_upper_dir_round_trips_through_its_layer() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (mknod, trusted.* xattrs, chown)");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("corral-diff-{}", crate::now_ns()));
+        let (upper, lower, back) = (base.join("upper"), base.join("lower"), base.join("back"));
+        for d in [&upper, &lower, &back] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::create_dir_all(lower.join("d")).unwrap();
+        fs::write(lower.join("d/old"), b"old").unwrap();
+        fs::write(lower.join("gone"), b"gone").unwrap();
+
+        fs::write(upper.join("a"), b"hello").unwrap();
+        std::os::unix::fs::chown(upper.join("a"), Some(1000), Some(1001)).unwrap();
+        fs::set_permissions(upper.join("a"), fs::Permissions::from_mode(0o4750)).unwrap();
+        set_xattr(&upper.join("a"), "user.corral", b"yes");
+        fs::hard_link(upper.join("a"), upper.join("b")).unwrap();
+        std::os::unix::fs::symlink("a", upper.join("s")).unwrap();
+        nix::unistd::mkfifo(
+            &upper.join("p"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &upper.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        fs::create_dir(upper.join("d")).unwrap();
+        set_xattr(&upper.join("d"), OVERLAY_OPAQUE_XATTR, b"y");
+        fs::write(upper.join("d/new"), b"new").unwrap();
+
+        let tar = base.join("layer.tar");
+        let desc = write_diff(&upper, &tar).unwrap();
+        assert_eq!(desc.size, fs::metadata(&tar).unwrap().len());
+        let again = write_diff(&upper, &base.join("again.tar")).unwrap();
+        assert_eq!(again.digest, desc.digest, "the same tree, the same bytes");
+        let layer = Layer {
+            digest: &desc.digest,
+            media_type: &desc.media_type,
+            diff_id: Some(&desc.digest),
+        };
+        let lowers = vec![lower.clone()];
+        apply(fs::File::open(&tar).unwrap(), &back, &lowers, &layer).unwrap();
+
+        let a = fs::symlink_metadata(back.join("a")).unwrap();
+        assert_eq!((a.uid(), a.gid(), a.mode() & 0o7777), (1000, 1001, 0o4750));
+        assert_eq!(fs::read(back.join("a")).unwrap(), b"hello");
+        assert_eq!(
+            get_xattr(&back.join("a"), "user.corral").unwrap().unwrap(),
+            b"yes"
+        );
+        assert_eq!(fs::symlink_metadata(back.join("b")).unwrap().ino(), a.ino());
+        assert_eq!(fs::read_link(back.join("s")).unwrap(), Path::new("a"));
+        assert!(fs::symlink_metadata(back.join("p"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        let gone = fs::symlink_metadata(back.join("gone")).unwrap();
+        assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+        assert_eq!(
+            get_xattr(&back.join("d"), OVERLAY_OPAQUE_XATTR)
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
+        assert_eq!(fs::read(back.join("d/new")).unwrap(), b"new");
+        assert!(!back.join("d/old").exists() && !back.join(".wh.gone").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn pax_records_count_their_own_length() {
