@@ -74,29 +74,12 @@ fn wait_count(count: &Path, n: u64) {
 
 /// Mounts under the daemon's data dir.
 fn mounts_under(d: &Daemon) -> Vec<String> {
-    let data = d.dir.join("data");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(data.to_str().unwrap()))
-        .collect()
+    common::images::mounts_under(&d.dir.join("data"))
 }
 
-/// Snapshots that are not committed layers (containers' writable ones, views, extracts).
+/// Its snapshots that are not committed layers.
 fn active_snapshots(d: &Daemon) -> Vec<String> {
-    let meta = d.dir.join("data/snapshots/metadata.json");
-    let text = std::fs::read_to_string(meta).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
-        for (name, s) in map {
-            if s.get("kind").and_then(|k| k.as_str()) != Some("committed") {
-                out.push(name.clone());
-            }
-        }
-    }
-    out
+    common::images::active_snapshots(&d.dir.join("data"))
 }
 
 /// Nothing of container `id` is left on `d`: no mount, no writable snapshot, no bundle.
@@ -206,6 +189,28 @@ fn a_checkpoint_pushed_and_pulled_by_another_daemon_restores_there() {
     let other = unique_id("ckmove2");
     b.ctl_ok(&["restore", &id, "snap", "--as", &other]);
     assert_restored(&b, &other, stopped);
+
+    // Pulled again: the name is taken; under another id and name (--as) it is stored.
+    let out = b.ctl(&["checkpoint", "pull", &reference, "--plain-http"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("\"snap\""), "{}", stderr(&out));
+    let moved = unique_id("ckmoved");
+    let out = b.ctl_ok(&[
+        "checkpoint",
+        "pull",
+        &reference,
+        "--plain-http",
+        "--as",
+        &format!("{moved}:again"),
+    ]);
+    assert!(out.contains(&format!("again of default/{moved}")), "{out}");
+    let listed = b.client().checkpoints("", &moved).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].base_image,
+        b.client().checkpoints("", &id).unwrap()[0].base_image
+    );
+    b.ctl_ok(&["checkpoint", "rm", &moved, "again"]);
 
     b.delete("", &other, true).unwrap();
     b.delete("", &id, true).unwrap();

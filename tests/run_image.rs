@@ -58,28 +58,12 @@ fn import_app(d: &Daemon, dir: &TestDir) {
 
 /// Mounts under the daemon's data dir.
 fn mounts_under(d: &Daemon) -> Vec<String> {
-    let data = d.dir.join("data");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(data.to_str().unwrap()))
-        .collect()
+    common::images::mounts_under(&d.dir.join("data"))
 }
 
+/// Its snapshots that are not committed layers.
 fn active_snapshots(d: &Daemon) -> Vec<String> {
-    let meta = d.dir.join("data/snapshots/metadata.json");
-    let text = std::fs::read_to_string(meta).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
-        for (name, s) in map {
-            if s.get("kind").and_then(|k| k.as_str()) != Some("committed") {
-                out.push(name.clone());
-            }
-        }
-    }
-    out
+    common::images::active_snapshots(&d.dir.join("data"))
 }
 
 #[test]

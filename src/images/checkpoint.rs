@@ -9,7 +9,7 @@
 //! image's blobs travel with it. Pull fetches both with the image pull's machinery under a
 //! lease, stores the checkpoint in the checkpoint store and records the base image.
 
-use super::{pull::report, Images, Inner, ProgressSender};
+use super::{Images, Inner, ProgressSender};
 use crate::checkpoint::{
     rw_layer_path, BaseImage, CheckpointInfo, CheckpointPullRequest, CheckpointPushRequest,
     CheckpointStore, BASE_IMAGE_ANNOTATION, CHECKPOINT_ANNOTATION,
@@ -272,14 +272,7 @@ async fn pull(
     let ns = namespace_or_default(&req.namespace).to_string();
     let remote = Remote::new(&req.reference, &req.remote)?;
     let name = remote.name();
-    let resolving = Descriptor {
-        media_type: String::new(),
-        digest: name.clone(),
-        size: 0,
-    };
-    report(&progress, &resolving, BlobState::Resolving, 0);
-    let (top, top_bytes) = remote
-        .resolve()
+    let (top, top_bytes) = super::pull::resolve(&remote, &progress)
         .await
         .map_err(|e| e.context(&format!("pull checkpoint {name}")))?;
     let (ckpt, base) = entries_of(&name, &top, &top_bytes)?;

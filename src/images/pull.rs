@@ -39,6 +39,21 @@ pub(crate) fn report(
     }
 }
 
+/// Resolves the remote's reference (the top descriptor and its bytes), reporting
+/// `Resolving` with the reference's full name as the digest.
+pub(crate) async fn resolve(
+    remote: &Remote,
+    progress: &Option<ProgressSender>,
+) -> Result<(Descriptor, Vec<u8>)> {
+    let resolving = Descriptor {
+        media_type: String::new(),
+        digest: remote.name(),
+        size: 0,
+    };
+    report(progress, &resolving, BlobState::Resolving, 0);
+    remote.resolve().await
+}
+
 pub(crate) async fn pull(
     inner: Arc<Inner>,
     req: PullRequest,
@@ -47,13 +62,7 @@ pub(crate) async fn pull(
     let ns = namespace_or_default(&req.namespace).to_string();
     let remote = Remote::new(&req.reference, &req.remote)?;
     let name = remote.name();
-    let resolving = Descriptor {
-        media_type: String::new(),
-        digest: name.clone(),
-        size: 0,
-    };
-    report(&progress, &resolving, BlobState::Resolving, 0);
-    let (top, top_bytes) = remote.resolve().await?;
+    let (top, top_bytes) = resolve(&remote, &progress).await?;
     let platform = req.platform.clone().unwrap_or_else(Platform::host);
 
     // Already here: a manifest check, no download.

@@ -237,19 +237,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-        let p = c_path(path).unwrap();
-        let n = CString::new(name).unwrap();
-        // SAFETY: NUL-terminated strings, a buffer of value.len() bytes.
-        let r = unsafe {
-            libc::lsetxattr(
-                p.as_ptr(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        crate::snapshots::unpack::set_xattr(path, name.as_bytes(), value).unwrap();
     }
 
     /// An overlay upper dir (whiteout, opaque dir, hard links, a setuid file owned by

@@ -1139,3 +1139,29 @@ pub fn skopeo_inspect_raw_with(
     args.push(format!("docker://{registry_addr}/{reference}"));
     skopeo(&args)
 }
+
+/// The mount points under a daemon's data dir `data` (its containers' rootfs overlays).
+pub fn mounts_under(data: &Path) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(data.to_str().unwrap()))
+        .collect()
+}
+
+/// The snapshots of the data dir `data` that are not committed layers (containers'
+/// writable ones, views, extracts).
+pub fn active_snapshots(data: &Path) -> Vec<String> {
+    let text = fs::read_to_string(data.join("snapshots/metadata.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
+        for (name, s) in map {
+            if s.get("kind").and_then(|k| k.as_str()) != Some("committed") {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
