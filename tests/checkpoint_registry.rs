@@ -348,6 +348,14 @@ fn bad_checkpoints_and_registries_are_refused_leaving_nothing() {
         stderr(&out)
     );
     assert!(b.client().images("default").unwrap().is_empty());
+    let bad_as = CheckpointPullRequest {
+        as_id: Some("../x".into()),
+        ..pull_req(&plain_ref)
+    };
+    match b.client().pull_checkpoint(bad_as, |_| {}) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("container id"), "{m}"),
+        other => panic!("a bad --as gave {other:?}"),
+    }
 
     // The real one, pushed; its writable layer's digest.
     let stopped = run_and_checkpoint(&a, &id, "snap");

@@ -61,6 +61,12 @@ impl Images {
         progress: Option<ProgressSender>,
     ) -> Result<CheckpointInfo> {
         super::ns_or_default(&req.namespace)?;
+        if let Some(id) = &req.as_id {
+            validate_id("container id", id)?;
+        }
+        if let Some(name) = &req.as_name {
+            validate_id("checkpoint name", name)?;
+        }
         self.run(move |inner| pull(inner, store, req, progress))
             .await
     }
