@@ -8,7 +8,13 @@
 //!     config.json       the container's OCI spec at checkpoint time
 //!     images/           CRIU's image files
 //!     work/             CRIU's work files and dump.log
+//!     rootfs-diff.tar   of a container run from an image: its writable layer, an OCI layer
 //! ```
+//!
+//! As an OCI image (export to a tar, push to a registry) a checkpoint is a manifest whose
+//! config is checkpoint.json and whose layers are the CRIU images (a tar), the writable
+//! layer (if any) and the OCI spec; pushed, it is an index of that manifest and the base
+//! image's manifest, so that the base image travels with it.
 
 use crate::error::{Error, Result};
 use crate::layout;
@@ -28,7 +34,15 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.corral.checkpoint.config.v1
 pub const IMAGES_MEDIA_TYPE: &str = "application/vnd.corral.checkpoint.images.v1.tar";
 /// Media type of the exported OCI runtime spec.
 pub const SPEC_MEDIA_TYPE: &str = "application/vnd.oci.runtime.spec.v1+json";
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of the container's writable layer (an uncompressed OCI layer).
+pub const RW_LAYER_MEDIA_TYPE: &str = crate::snapshots::diff::LAYER_MEDIA_TYPE;
+/// The file of the writable layer in a checkpoint's directory.
+pub const RW_LAYER_FILE: &str = "rootfs-diff.tar";
+/// The annotation of the checkpoint's manifest in an index (its value: `ns/id:name`).
+pub const CHECKPOINT_ANNOTATION: &str = "dev.corral.checkpoint";
+/// The annotation of the base image's manifest in a checkpoint's index (its image name).
+pub const BASE_IMAGE_ANNOTATION: &str = "dev.corral.checkpoint.base-image";
+pub(crate) const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// The options of a checkpoint (containerd v0.2's Checkpoint).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +104,72 @@ pub struct CheckpointInfo {
     /// The container's restart policy, given to the restored container.
     #[serde(default)]
     pub restart: crate::types::RestartPolicy,
+    /// The image the container ran from (its rootfs a writable snapshot of it).
+    #[serde(default)]
+    pub base_image: Option<BaseImage>,
+    /// The container's writable layer (`rootfs-diff.tar`), when it ran from an image.
+    #[serde(default)]
+    pub rw_layer: Option<crate::types::Descriptor>,
+}
+
+/// The image a checkpointed container ran from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseImage {
+    /// Its name in the image store.
+    pub name: String,
+    /// The manifest its rootfs was unpacked from.
+    pub manifest: crate::types::Descriptor,
+    /// That manifest's platform, when the image is an index.
+    #[serde(default)]
+    pub platform: Option<crate::types::Platform>,
+}
+
+/// Push a checkpoint to a registry (`checkpoint push`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CheckpointPushRequest {
+    /// The checkpointed container's namespace.
+    pub namespace: String,
+    /// The checkpointed container.
+    pub id: String,
+    /// The checkpoint.
+    pub name: String,
+    /// `[registry/]repository[:tag]` to push it under.
+    pub reference: String,
+    /// How to reach the registry.
+    pub remote: crate::types::RemoteOptions,
+}
+
+/// Pull a checkpoint from a registry (`checkpoint pull`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CheckpointPullRequest {
+    /// The namespace the checkpoint (and its base image) is stored in (empty: `default`).
+    pub namespace: String,
+    /// `[registry/]repository[:tag|@digest]`.
+    pub reference: String,
+    /// Store it under this container id instead of the recorded one.
+    pub as_id: Option<String>,
+    /// And under this name instead of the recorded one.
+    pub as_name: Option<String>,
+    /// How to reach the registry.
+    pub remote: crate::types::RemoteOptions,
+}
+
+/// A checkpoint as an OCI manifest: the manifest's bytes and descriptor, and every blob it
+/// names (config, CRIU images, writable layer, spec) with where its bytes are.
+pub struct CheckpointManifest {
+    /// The checkpoint.
+    pub info: CheckpointInfo,
+    /// The manifest document.
+    pub manifest: Vec<u8>,
+    /// Its descriptor.
+    pub desc: Descriptor,
+    /// The blobs it names.
+    pub blobs: Vec<(Descriptor, Source)>,
+}
+
+/// The writable layer's file in a checkpoint's directory.
+pub fn rw_layer_path(dir: &Path) -> PathBuf {
+    dir.join(RW_LAYER_FILE)
 }
 
 /// Where checkpoints live: `<runtime root>/_checkpoints`.
@@ -170,11 +250,16 @@ impl CheckpointStore {
         Ok(())
     }
 
-    /// Writes a checkpoint as an OCI image-layout tar: a manifest whose config is
-    /// checkpoint.json and whose layers are the CRIU images (a tar) and the OCI spec. The
-    /// images are packed into a file beside `file` first (hashed as they are written), then
-    /// streamed into it: memory does not grow with the checkpoint's size.
-    pub fn export(&self, namespace: &str, id: &str, name: &str, file: &Path) -> Result<u64> {
+    /// A checkpoint as an OCI manifest (see [`CheckpointManifest`]); its CRIU images are
+    /// packed into the tar `staged` (hashed as they are written: memory does not grow with
+    /// the checkpoint's size), which the caller removes when done.
+    pub fn manifest(
+        &self,
+        namespace: &str,
+        id: &str,
+        name: &str,
+        staged: &Path,
+    ) -> Result<CheckpointManifest> {
         let info = self.get(namespace, id, name)?;
         let dir = self.dir(namespace, id, name)?;
         let config = serde_json::to_vec_pretty(&CheckpointInfo {
@@ -184,37 +269,59 @@ impl CheckpointStore {
         .map_err(|e| Error::Internal(e.to_string()))?;
         let spec = fs::read(layout::checkpoint_spec(&dir))
             .map_err(|e| Error::io("read config.json", e))?;
+        let images = pack_images(&layout::checkpoint_images(&dir), staged)
+            .map_err(|e| Error::io(format!("pack the CRIU images into {}", staged.display()), e))?;
+        let config_desc = Descriptor::of(CONFIG_MEDIA_TYPE, &config);
+        let spec_desc = Descriptor::of(SPEC_MEDIA_TYPE, &spec);
+        let mut layers = vec![images.json()];
+        let mut blobs = vec![
+            (config_desc.clone(), Source::Bytes(config)),
+            (images, Source::File(staged.to_path_buf())),
+        ];
+        if let Some(rw) = &info.rw_layer {
+            layers.push(rw.json());
+            blobs.push((rw.clone(), Source::File(rw_layer_path(&dir))));
+        }
+        layers.push(spec_desc.json());
+        blobs.push((spec_desc, Source::Bytes(spec)));
+        let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": config_desc.json(),
+            "layers": layers,
+            "annotations": {"org.opencontainers.image.created": crate::types::format_time(info.created_ns)},
+        }))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let desc = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest);
+        Ok(CheckpointManifest {
+            info,
+            manifest,
+            desc,
+            blobs,
+        })
+    }
+
+    /// Writes a checkpoint as an OCI image-layout tar: the manifest of
+    /// [`CheckpointStore::manifest`] and its blobs, streamed.
+    pub fn export(&self, namespace: &str, id: &str, name: &str, file: &Path) -> Result<u64> {
         let mut staged = file.as_os_str().to_owned();
         staged.push(format!(".images-{}.tar", std::process::id()));
         let staged = PathBuf::from(staged);
         let written = (|| {
-            let images = pack_images(&layout::checkpoint_images(&dir), &staged)?;
-            let config_desc = Descriptor::of(CONFIG_MEDIA_TYPE, &config);
-            let spec_desc = Descriptor::of(SPEC_MEDIA_TYPE, &spec);
-            let manifest = serde_json::to_vec_pretty(&serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MANIFEST_MEDIA_TYPE,
-                "config": config_desc.json(),
-                "layers": [images.json(), spec_desc.json()],
-                "annotations": {"org.opencontainers.image.created": crate::types::format_time(info.created_ns)},
-            }))
-            .map_err(std::io::Error::other)?;
-            let manifest_desc = Descriptor::of(MANIFEST_MEDIA_TYPE, &manifest);
-            let mut index_entry = manifest_desc.json();
+            let m = self.manifest(namespace, id, name, &staged)?;
+            let mut index_entry = m.desc.json();
             index_entry["annotations"] = serde_json::json!({
                 "org.opencontainers.image.ref.name": format!("{namespace}/{id}:{name}"),
+                CHECKPOINT_ANNOTATION: format!("{namespace}/{id}:{name}"),
             });
             let index = serde_json::json!({"schemaVersion": 2, "manifests": [index_entry]});
-            let blobs = vec![
-                (manifest_desc, Source::Bytes(manifest)),
-                (config_desc, Source::Bytes(config)),
-                (images, Source::File(staged.clone())),
-                (spec_desc, Source::Bytes(spec)),
-            ];
-            oci_layout::write_tar(file, &index, blobs, info.created_ns / 1_000_000_000)
+            let mut blobs = vec![(m.desc, Source::Bytes(m.manifest))];
+            blobs.extend(m.blobs);
+            oci_layout::write_tar(file, &index, blobs, m.info.created_ns / 1_000_000_000)
+                .map_err(|e| Error::io(format!("write {}", file.display()), e))
         })();
         let _ = fs::remove_file(&staged);
-        written.map_err(|e| Error::io(format!("write {}", file.display()), e))
+        written
     }
 
     /// Reads a tar written by [`CheckpointStore::export`] and stores the checkpoint under the
@@ -231,30 +338,77 @@ impl CheckpointStore {
             crate::types::now_ns()
         ));
         let staged = oci_layout::read_tar(file, &staging).map_err(bad)?;
-        let digest_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let digest = staged.index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let manifest = staged
-            .json(&digest_of(&staged.index["manifests"][0]["digest"]))
+            .json(&digest)
             .map_err(|e| bad(format!("manifest: {e}")))?;
-        if manifest["config"]["mediaType"] != CONFIG_MEDIA_TYPE {
-            return Err(bad("not a corral checkpoint".into()));
+        let blob = |d: &str| staged.blob(d);
+        self.install(&manifest, &blob, (None, None, None))
+            .map_err(|e| e.context(&file.display().to_string()))
+    }
+
+    /// Stores the checkpoint `manifest` names (its blobs found by `blob`), under the
+    /// namespace, container and name it records, or those `target` gives (namespace, id,
+    /// name). Nothing is left of it if it fails.
+    pub fn install(
+        &self,
+        manifest: &serde_json::Value,
+        blob: &dyn Fn(&str) -> Option<PathBuf>,
+        target: (Option<String>, Option<String>, Option<String>),
+    ) -> Result<CheckpointInfo> {
+        let bad = |why: String| Error::InvalidArgument(why);
+        let digest_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let config_type = manifest["config"]["mediaType"].as_str().unwrap_or_default();
+        if config_type != CONFIG_MEDIA_TYPE {
+            return Err(bad(format!(
+                "not a corral checkpoint: its config's media type is {config_type:?}, not \
+                 {CONFIG_MEDIA_TYPE}"
+            )));
         }
-        let config = staged
-            .json(&digest_of(&manifest["config"]["digest"]))
-            .map_err(|e| bad(format!("checkpoint config: {e}")))?;
-        let info: CheckpointInfo =
-            serde_json::from_value(config).map_err(|e| bad(format!("checkpoint config: {e}")))?;
+        let config_digest = digest_of(&manifest["config"]["digest"]);
+        let config = blob(&config_digest)
+            .ok_or_else(|| bad(format!("missing blob {config_digest}")))
+            .and_then(|p| {
+                let bytes =
+                    fs::read(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
+                serde_json::from_slice::<CheckpointInfo>(&bytes)
+                    .map_err(|e| bad(format!("checkpoint config: {e}")))
+            })?;
+        let mut info = config;
+        let (ns, id, name) = target;
+        info.namespace = ns.unwrap_or(info.namespace);
+        info.container_id = id.unwrap_or(info.container_id);
+        info.name = name.unwrap_or(info.name);
         let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-        let layer = |media: &str| -> Result<PathBuf> {
-            let l = layers
-                .iter()
-                .find(|l| l["mediaType"] == media)
-                .ok_or_else(|| bad(format!("no {media} layer")))?;
+        let layer = |media: &str| -> Result<Option<(PathBuf, String)>> {
+            let Some(l) = layers.iter().find(|l| l["mediaType"] == media) else {
+                return Ok(None);
+            };
             let digest = digest_of(&l["digest"]);
-            staged
-                .blob(&digest)
-                .ok_or_else(|| bad(format!("missing blob {digest}")))
+            let path = blob(&digest).ok_or_else(|| bad(format!("missing blob {digest}")))?;
+            Ok(Some((path, digest)))
         };
-        let (images, spec) = (layer(IMAGES_MEDIA_TYPE)?, layer(SPEC_MEDIA_TYPE)?);
+        let need = |media: &str| layer(media)?.ok_or_else(|| bad(format!("no {media} layer")));
+        let (images, spec) = (need(IMAGES_MEDIA_TYPE)?.0, need(SPEC_MEDIA_TYPE)?.0);
+        let rw = layer(RW_LAYER_MEDIA_TYPE)?;
+        match (&info.rw_layer, &rw) {
+            (Some(want), Some((_, got))) if want.digest != *got => {
+                return Err(bad(format!(
+                    "the writable layer is {got}, but the checkpoint records {}",
+                    want.digest
+                )))
+            }
+            (Some(want), None) => {
+                return Err(bad(format!(
+                    "the writable layer {} the checkpoint records is not there",
+                    want.digest
+                )))
+            }
+            _ => {}
+        }
         let dir = self.dir(&info.namespace, &info.container_id, &info.name)?;
         if dir.exists() {
             return Err(Error::AlreadyExists(format!(
@@ -266,6 +420,9 @@ impl CheckpointStore {
             fs::create_dir_all(layout::checkpoint_images(&dir))?;
             tar::Archive::new(fs::File::open(&images)?).unpack(layout::checkpoint_images(&dir))?;
             fs::copy(&spec, layout::checkpoint_spec(&dir))?;
+            if let Some((path, _)) = &rw {
+                fs::copy(path, rw_layer_path(&dir))?;
+            }
             fs::write(
                 layout::checkpoint_json(&dir),
                 serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?,
@@ -273,9 +430,11 @@ impl CheckpointStore {
         };
         if let Err(e) = unpack() {
             let _ = fs::remove_dir_all(&dir);
+            if let Some(parent) = dir.parent() {
+                let _ = fs::remove_dir(parent);
+            }
             return Err(Error::io(format!("unpack into {}", dir.display()), e));
         }
-        drop(staged);
         self.get(&info.namespace, &info.container_id, &info.name)
     }
 }
@@ -366,6 +525,8 @@ mod tests {
         fs::create_dir_all(dir.join("images")).unwrap();
         fs::write(dir.join("images/pages-1.img"), vec![7u8; 10_000]).unwrap();
         fs::write(dir.join("config.json"), b"{\"ociVersion\":\"1.0.2\"}").unwrap();
+        let rw = b"a writable layer, as a tar would be".to_vec();
+        fs::write(dir.join(RW_LAYER_FILE), &rw).unwrap();
         let info = CheckpointInfo {
             name: "one".into(),
             namespace: "default".into(),
@@ -379,6 +540,12 @@ mod tests {
             size: 0,
             labels: [("app".to_string(), "web".to_string())].into(),
             restart: crate::types::RestartPolicy::Always,
+            base_image: Some(BaseImage {
+                name: "example.com/app:1".into(),
+                manifest: Descriptor::of(MANIFEST_MEDIA_TYPE, b"{}"),
+                platform: None,
+            }),
+            rw_layer: Some(Descriptor::of(RW_LAYER_MEDIA_TYPE, &rw)),
         };
         fs::write(
             dir.join("checkpoint.json"),
@@ -397,6 +564,11 @@ mod tests {
         assert_eq!(
             fs::read(dir.join("images/pages-1.img")).unwrap(),
             vec![7u8; 10_000]
+        );
+        assert_eq!(fs::read(dir.join(RW_LAYER_FILE)).unwrap(), rw);
+        assert_eq!(
+            (&back.base_image, &back.rw_layer),
+            (&info.base_image, &info.rw_layer)
         );
         // A corrupted blob is refused.
         let mut bytes = fs::read(&file).unwrap();

@@ -386,12 +386,42 @@ impl Handle {
         name: &str,
         options: checkpoint::CheckpointOptions,
     ) -> Result<checkpoint::CheckpointInfo> {
+        let state = self.state(namespace, id).await?;
+        // A container run from an image: its writable layer goes into the checkpoint.
+        let rootfs = if self.images.is_image_bundle(&state.bundle) {
+            self.images.checkpoint_base(&state.namespace, id).await?
+        } else {
+            None
+        };
         let msg = container::Checkpoint {
             name: name.to_string(),
             options,
             store: self.checkpoints_store(),
+            rootfs,
         };
         self.ask(namespace, id, msg).await?
+    }
+
+    /// Pushes a checkpoint (with its base image, if it has one) to a registry; answers the
+    /// index pushed. `progress` hears about every blob.
+    pub async fn push_checkpoint(
+        &self,
+        req: checkpoint::CheckpointPushRequest,
+        progress: Option<crate::images::ProgressSender>,
+    ) -> Result<Descriptor> {
+        let store = self.checkpoints_store();
+        self.images.checkpoint_push(store, req, progress).await
+    }
+
+    /// Pulls a checkpoint from a registry into the checkpoint store (and its base image
+    /// into the image store).
+    pub async fn pull_checkpoint(
+        &self,
+        req: checkpoint::CheckpointPullRequest,
+        progress: Option<crate::images::ProgressSender>,
+    ) -> Result<checkpoint::CheckpointInfo> {
+        let store = self.checkpoints_store();
+        self.images.checkpoint_pull(store, req, progress).await
     }
 
     /// The checkpoints of a container (which may have been deleted since).
@@ -446,16 +476,47 @@ impl Handle {
         new_id: Option<&str>,
         bundle: Option<PathBuf>,
     ) -> Result<ContainerInfo> {
-        self.supervisor
+        let ns = namespace_or_default(namespace).to_string();
+        let store = self.checkpoints_store();
+        let info = store.get(&ns, id, name)?;
+        let new = new_id.unwrap_or(id).to_string();
+        // A checkpoint of a container run from an image restores on a new image bundle:
+        // its base image, with the checkpoint's writable layer.
+        let made = match (&bundle, &info.base_image) {
+            (None, Some(_)) => {
+                if self.state(&ns, &new).await.is_ok() {
+                    return Err(Error::AlreadyExists(format!(
+                        "container {ns}/{new}: delete it first, or restore under another id \
+                         (--as NEW_ID)"
+                    )));
+                }
+                let dir = store.dir(&ns, id, name)?;
+                Some(
+                    self.images
+                        .prepare_checkpoint_bundle(&ns, &new, dir, info)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
+        let restored = self
+            .supervisor
             .send(supervisor::Restore {
-                namespace: namespace_or_default(namespace).to_string(),
+                namespace: ns.clone(),
                 id: id.to_string(),
                 name: name.to_string(),
-                new_id: new_id.map(str::to_string),
-                bundle,
+                new_id: Some(new.clone()),
+                bundle: made.clone().or(bundle),
             })
             .await
-            .map_err(mailbox)?
+            .map_err(mailbox)
+            .and_then(|r| r);
+        if restored.is_err() && made.is_some() {
+            if let Err(e) = self.images.task_unmount(&ns, &new).await {
+                tracing::warn!("releasing the restore bundle of {ns}/{new}: {e}");
+            }
+        }
+        restored
     }
 
     /// Closes a process's stdin.

@@ -8,6 +8,7 @@
 //! onto the service's and awaits the join handle).
 
 mod archive;
+mod checkpoint;
 mod containers;
 mod gc;
 mod leases;

@@ -39,6 +39,21 @@ pub(crate) fn report(
     }
 }
 
+/// Resolves the remote's reference (the top descriptor and its bytes), reporting
+/// `Resolving` with the reference's full name as the digest.
+pub(crate) async fn resolve(
+    remote: &Remote,
+    progress: &Option<ProgressSender>,
+) -> Result<(Descriptor, Vec<u8>)> {
+    let resolving = Descriptor {
+        media_type: String::new(),
+        digest: remote.name(),
+        size: 0,
+    };
+    report(progress, &resolving, BlobState::Resolving, 0);
+    remote.resolve().await
+}
+
 pub(crate) async fn pull(
     inner: Arc<Inner>,
     req: PullRequest,
@@ -47,13 +62,7 @@ pub(crate) async fn pull(
     let ns = namespace_or_default(&req.namespace).to_string();
     let remote = Remote::new(&req.reference, &req.remote)?;
     let name = remote.name();
-    let resolving = Descriptor {
-        media_type: String::new(),
-        digest: name.clone(),
-        size: 0,
-    };
-    report(&progress, &resolving, BlobState::Resolving, 0);
-    let (top, top_bytes) = remote.resolve().await?;
+    let (top, top_bytes) = resolve(&remote, &progress).await?;
     let platform = req.platform.clone().unwrap_or_else(Platform::host);
 
     // Already here: a manifest check, no download.
@@ -161,7 +170,7 @@ fn pick(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn fetch_all(
+pub(crate) async fn fetch_all(
     inner: &Arc<Inner>,
     remote: &Remote,
     ns: &str,
@@ -317,7 +326,17 @@ async fn download(
     let mut last = Instant::now();
     let mut stream = body.stream;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.context(&what()))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e @ Error::Corrupt(_)) => {
+                // The bytes do not match the digest: they are no start to resume from
+                // (kept, they would make the next pull of the blob fail too).
+                drop(ingest);
+                let _ = block_in_place(|| inner.content.remove_ingest(&desc.digest));
+                return Err(e.context(&what()));
+            }
+            Err(e) => return Err(e.context(&what())),
+        };
         if let Err(e) = block_in_place(|| ingest.write(&chunk)) {
             if matches!(e, Error::NoSpace(_)) {
                 // The partial blob is what filled the disk: it goes, or nothing else could

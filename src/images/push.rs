@@ -31,7 +31,7 @@ pub(crate) async fn push(
 
 /// Pushes `desc` and what it reaches; `tagged` puts it under the remote's reference
 /// (the top), else by digest.
-async fn push_tree(
+pub(crate) async fn push_tree(
     inner: &Inner,
     remote: &Remote,
     desc: &Descriptor,

@@ -44,6 +44,32 @@ impl Client {
         )
     }
 
+    /// Pushes a checkpoint (with its base image) to a registry, calling `progress` for
+    /// every step; returns the index pushed.
+    pub fn push_checkpoint(
+        &mut self,
+        req: crate::checkpoint::CheckpointPushRequest,
+        progress: impl FnMut(&Progress),
+    ) -> Result<Descriptor> {
+        want!(
+            self.transfer(Request::CheckpointPush(req), progress)?,
+            Reply::Descriptor
+        )
+    }
+
+    /// Pulls a checkpoint from a registry, calling `progress` for every step; returns the
+    /// checkpoint as stored.
+    pub fn pull_checkpoint(
+        &mut self,
+        req: crate::checkpoint::CheckpointPullRequest,
+        progress: impl FnMut(&Progress),
+    ) -> Result<crate::checkpoint::CheckpointInfo> {
+        want!(
+            self.transfer(Request::CheckpointPull(req), progress)?,
+            Reply::Checkpoint
+        )
+    }
+
     fn transfer(&mut self, request: Request, mut progress: impl FnMut(&Progress)) -> Result<Reply> {
         let id = self.send(request)?;
         loop {

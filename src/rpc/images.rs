@@ -27,6 +27,14 @@ pub(super) async fn stream_transfer(
                 .push(req, Some(progress))
                 .await
                 .map(Reply::Descriptor),
+            Request::CheckpointPush(req) => handle
+                .push_checkpoint(req, Some(progress))
+                .await
+                .map(Reply::Descriptor),
+            Request::CheckpointPull(req) => handle
+                .pull_checkpoint(req, Some(progress))
+                .await
+                .map(Reply::Checkpoint),
             _ => Err(Error::Internal("not a transfer".into())),
         }
     });

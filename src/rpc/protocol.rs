@@ -1,6 +1,8 @@
 //! The messages of the RPC. Changing them changes [`PROTOCOL_VERSION`].
 
-use crate::checkpoint::{CheckpointInfo, CheckpointOptions};
+use crate::checkpoint::{
+    CheckpointInfo, CheckpointOptions, CheckpointPullRequest, CheckpointPushRequest,
+};
 use crate::error::Error;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -328,6 +330,12 @@ pub enum Request {
         /// Kill it first if running.
         force: bool,
     },
+    /// Push a checkpoint (with its base image) to a registry: a stream of `Progress`
+    /// replies, then `Descriptor` (the index pushed) or `Error`.
+    CheckpointPush(CheckpointPushRequest),
+    /// Pull a checkpoint from a registry into the checkpoint store (its base image into
+    /// the image store): a stream of `Progress` replies, then `Checkpoint` or `Error`.
+    CheckpointPull(CheckpointPullRequest),
 }
 
 impl Request {
@@ -388,6 +396,8 @@ impl Request {
             Request::ContainerRemove { .. } => "container_remove",
             Request::TaskStart(_) => "task_start",
             Request::TaskDelete { .. } => "task_delete",
+            Request::CheckpointPush(_) => "checkpoint_push",
+            Request::CheckpointPull(_) => "checkpoint_pull",
         }
     }
 }

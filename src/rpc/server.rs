@@ -428,6 +428,8 @@ async fn serve_requests(
                 | Request::Wait(_)
                 | Request::ImagePull(_)
                 | Request::ImagePush(_)
+                | Request::CheckpointPush(_)
+                | Request::CheckpointPull(_)
         ) {
             // Streams have their own cap, and hold no request slot.
             drop(permit);
@@ -437,7 +439,7 @@ async fn serve_requests(
             if streams.len() >= limits.max_streams {
                 let error = Error::Protocol(format!(
                     "too many streams: at most {} streams (Subscribe, Wait, ImagePull, \
-                     ImagePush) per connection",
+                     ImagePush, CheckpointPush, CheckpointPull) per connection",
                     limits.max_streams
                 ));
                 if !reply(&tx, error_frame(frame.id, error)).await {
@@ -448,7 +450,10 @@ async fn serve_requests(
             streams.push(actix_rt::spawn(async move {
                 match frame.request {
                     Request::Subscribe(filter) => stream_events(handle, frame.id, filter, tx).await,
-                    request @ (Request::ImagePull(_) | Request::ImagePush(_)) => {
+                    request @ (Request::ImagePull(_)
+                    | Request::ImagePush(_)
+                    | Request::CheckpointPush(_)
+                    | Request::CheckpointPull(_)) => {
                         super::images::stream_transfer(handle, frame.id, request, tx).await
                     }
                     request => answer(&handle, frame.id, request, &tx).await,
@@ -604,9 +609,11 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
         Request::Stats { namespace, ids } => {
             handle.stats_of(&namespace, ids).await.map(Reply::Stats)
         }
-        Request::Subscribe(_) | Request::ImagePull(_) | Request::ImagePush(_) => {
-            Err(Error::Internal("served as a stream".into()))
-        }
+        Request::Subscribe(_)
+        | Request::ImagePull(_)
+        | Request::ImagePush(_)
+        | Request::CheckpointPush(_)
+        | Request::CheckpointPull(_) => Err(Error::Internal("served as a stream".into())),
         request @ (Request::ContainerCreate(_)
         | Request::ContainerList { .. }
         | Request::ContainerGet { .. }

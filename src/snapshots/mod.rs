@@ -20,6 +20,7 @@
 //! One process owns a data dir (`Images::open` holds its lock); a [`Snapshotter`] is
 //! opened once and cloned.
 
+pub mod diff;
 pub(crate) mod mountinfo;
 pub mod unpack;
 

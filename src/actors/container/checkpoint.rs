@@ -2,11 +2,15 @@
 //! store, `/tasks/checkpointed` on success. With `exit` the dump stops the container: its
 //! exit waits for `/tasks/checkpointed`, it counts as a user's stop, and no policy
 //! restarts it. A failed dump quotes CRIU's own error lines and the container runs on.
+//!
+//! A container run from an image also has its writable layer (the snapshot's upper dir)
+//! written into the checkpoint as an OCI layer, after the dump: with `exit` its processes
+//! are gone by then, so the files match the memory state the dump saw.
 
 use super::exit_gate::Hold;
 use super::state::{Operation, Phase, StopCause, Verb};
 use super::Container;
-use crate::checkpoint::{CheckpointInfo, CheckpointOptions, CheckpointStore};
+use crate::checkpoint::{BaseImage, CheckpointInfo, CheckpointOptions, CheckpointStore};
 use crate::error::{Error, Result};
 use crate::layout::write_atomic;
 use crate::runtime::{CheckpointCall, RuntimeError};
@@ -24,6 +28,8 @@ pub struct Checkpoint {
     pub options: CheckpointOptions,
     /// Where checkpoints are kept.
     pub store: CheckpointStore,
+    /// For a container run from an image: its writable layer's upper dir and its image.
+    pub rootfs: Option<(PathBuf, BaseImage)>,
 }
 
 impl Container {
@@ -75,6 +81,49 @@ fn failed_dump(dir: &Path, e: Error) -> Error {
     }
 }
 
+/// After the dump: a failed one cleaned up (see [`failed_dump`]), else the writable
+/// layer written into the checkpoint (if the container runs from an image).
+async fn written_layer(
+    dumped: std::result::Result<(), RuntimeError>,
+    runtime: &std::sync::Arc<dyn crate::runtime::OciRuntime>,
+    id: &str,
+    dir: &Path,
+    upper: Option<PathBuf>,
+) -> Result<Option<Descriptor>> {
+    match dumped {
+        Ok(()) => {}
+        Err(e @ RuntimeError::Timeout { .. }) => {
+            // The runtime and CRIU were killed (their whole process group) mid-dump: a
+            // cgroup CRIU froze stays frozen, so thaw it; the container runs on.
+            match runtime.resume(id).await {
+                Ok(()) | Err(RuntimeError::NotPaused { .. }) => {}
+                Err(thaw) => tracing::warn!("{id}: thaw after a timed-out dump: {thaw}"),
+            }
+            return Err(failed_dump(dir, e.into()));
+        }
+        Err(e) => return Err(failed_dump(dir, e.into())),
+    }
+    let Some(upper) = upper else {
+        return Ok(None);
+    };
+    let out = crate::checkpoint::rw_layer_path(dir);
+    let written =
+        actix_rt::task::spawn_blocking(move || crate::snapshots::diff::write_diff(&upper, &out))
+            .await
+            .map_err(|e| Error::Internal(format!("write the writable layer: {e}")))
+            .and_then(|r| r);
+    match written {
+        Ok(desc) => Ok(Some(desc)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(dir);
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+            Err(e.context("checkpoint the writable layer"))
+        }
+    }
+}
+
 impl Handler<Checkpoint> for Container {
     type Result = ResponseActFuture<Self, Result<CheckpointInfo>>;
 
@@ -96,7 +145,10 @@ impl Handler<Checkpoint> for Container {
             size: 0,
             labels: self.record.labels.clone(),
             restart: self.record.restart,
+            base_image: msg.rootfs.as_ref().map(|(_, base)| base.clone()),
+            rw_layer: None,
         };
+        let upper = msg.rootfs.map(|(upper, _)| upper);
         let exit = msg.options.exit;
         let was_stopped_by_user = self.record.stopped_by_user;
         self.life.op = Operation::Checkpointing { exit };
@@ -113,24 +165,29 @@ impl Handler<Checkpoint> for Container {
             leave_running: !exit,
             flags: msg.options.runtime_flags(),
         };
-        let dumped = self.env.runtime.checkpoint(&self.record.id, call);
         let runtime = self.env.runtime.clone();
+        // A container that runs on after the dump is frozen from before it until its
+        // writable layer is written (as containerd does), so the files match the memory.
+        let freeze = upper.is_some() && !exit;
         let id = self.record.id.clone();
         let store = msg.store;
         let work = async move {
-            match dumped.await {
-                Ok(()) => {}
-                Err(e @ RuntimeError::Timeout { .. }) => {
-                    // The runtime and CRIU were killed (their whole process group) mid-dump:
-                    // a cgroup CRIU froze stays frozen, so thaw it; the container runs on.
-                    match runtime.resume(&id).await {
-                        Ok(()) | Err(RuntimeError::NotPaused { .. }) => {}
-                        Err(thaw) => tracing::warn!("{id}: thaw after a timed-out dump: {thaw}"),
-                    }
+            if freeze {
+                if let Err(e) = runtime.pause(&id).await {
                     return Err(failed_dump(&dir, e.into()));
                 }
-                Err(e) => return Err(failed_dump(&dir, e.into())),
             }
+            let dumped = runtime.checkpoint(&id, call).await;
+            let written = written_layer(dumped, &runtime, &id, &dir, upper).await;
+            if freeze {
+                match runtime.resume(&id).await {
+                    // A timed-out dump was thawed already.
+                    Ok(()) | Err(RuntimeError::NotPaused { .. }) => {}
+                    Err(e) => tracing::warn!("{id}: resume after the checkpoint: {e}"),
+                }
+            }
+            let mut info = info;
+            info.rw_layer = written?;
             let json =
                 serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(&crate::layout::checkpoint_json(&dir), &json)

@@ -251,6 +251,7 @@ fn pause_resume_and_a_kill_of_a_paused_container_thaws_it() {
             name: "snap".into(),
             options: CheckpointOptions::default(),
             store,
+            rootfs: None,
         };
         wrong_state(c.send(cp).await.unwrap(), "resume");
         let exec = Exec {
@@ -407,6 +408,7 @@ fn a_checkpoint_with_exit_comes_before_the_exit_and_is_never_restarted() {
                 ..CheckpointOptions::default()
             },
             store: store.clone(),
+            rootfs: None,
         };
         h.fake.script(
             "checkpoint",

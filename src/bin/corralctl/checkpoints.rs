@@ -1,10 +1,12 @@
-//! Checkpoints: checkpoint (take, rm, export, import), checkpoints, restore.
+//! Checkpoints: checkpoint (take, rm, export, import, push, pull), checkpoints, restore.
 
+use crate::images::RemoteArgs;
 use crate::output::{json, table};
+use crate::progress::Display;
 use crate::resources::human_bytes;
 use crate::{Ctl, Outcome};
 use clap::{Args, Subcommand};
-use corral::checkpoint::CheckpointOptions;
+use corral::checkpoint::{CheckpointOptions, CheckpointPullRequest, CheckpointPushRequest};
 use corral::{format_time, Error};
 use std::path::PathBuf;
 
@@ -60,6 +62,29 @@ enum Action {
         /// The tar file to read.
         file: String,
     },
+    /// Push a checkpoint, with the image its container ran from, to a registry; prints
+    /// `REF DIGEST`.
+    Push {
+        /// The container.
+        id: String,
+        /// The checkpoint.
+        name: String,
+        /// `[registry/]repository[:tag]`.
+        reference: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Pull a checkpoint from a registry into the namespace (under the container id and
+    /// name it records, or --as), and its base image into the image store.
+    Pull {
+        /// `[registry/]repository[:tag|@digest]`.
+        reference: String,
+        /// Store it as `ID[:NAME]` instead.
+        #[arg(long = "as", value_name = "ID[:NAME]")]
+        as_id: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 /// `checkpoints`.
@@ -102,6 +127,52 @@ pub fn checkpoint(ctl: &Ctl, a: CheckpointArgs) -> Outcome {
             let file = absolute(&file)?;
             let size = client.export_checkpoint(&ctl.namespace, &id, &name, &file)?;
             println!("{} ({})", file.display(), human_bytes(size));
+        }
+        Some(Action::Push {
+            id,
+            name,
+            reference,
+            remote,
+        }) => {
+            let req = CheckpointPushRequest {
+                namespace: ctl.namespace.clone(),
+                id,
+                name,
+                reference: reference.clone(),
+                remote: remote.options("checkpoint")?,
+            };
+            let mut display = Display::new(false);
+            let result = client.push_checkpoint(req, |p| display.step(p));
+            display.finish(result.is_ok());
+            drop(display);
+            println!("{reference} {}", result?.digest);
+        }
+        Some(Action::Pull {
+            reference,
+            as_id,
+            remote,
+        }) => {
+            let (as_id, as_name) = match as_id.as_deref().map(|a| a.split_once(':')) {
+                None => (None, None),
+                Some(None) => (as_id, None),
+                Some(Some((id, name))) => (Some(id.to_string()), Some(name.to_string())),
+            };
+            let req = CheckpointPullRequest {
+                namespace: ctl.namespace.clone(),
+                reference,
+                as_id,
+                as_name,
+                remote: remote.options("checkpoint")?,
+            };
+            let mut display = Display::new(false);
+            let result = client.pull_checkpoint(req, |p| display.step(p));
+            display.finish(result.is_ok());
+            drop(display);
+            let c = result?;
+            println!(
+                "pulled checkpoint {} of {}/{}",
+                c.name, c.namespace, c.container_id
+            );
         }
         Some(Action::Import { file }) => {
             let c = client.import_checkpoint(&absolute(&file)?)?;

@@ -42,7 +42,7 @@ enum ImageCmd {
 
 /// How to reach a registry and who to be there.
 #[derive(Args)]
-struct RemoteArgs {
+pub(crate) struct RemoteArgs {
     /// Talk plain HTTP to the registry instead of HTTPS.
     #[arg(long)]
     plain_http: bool,
@@ -209,7 +209,7 @@ fn prompt_password(user: &str) -> Result<String, Error> {
 }
 
 impl RemoteArgs {
-    fn options(&self, command: &str) -> Result<RemoteOptions, Failure> {
+    pub(crate) fn options(&self, command: &str) -> Result<RemoteOptions, Failure> {
         let credentials = match &self.user {
             None => Credentials::FromConfig,
             Some(u) => {
