@@ -46,6 +46,7 @@ fn spec_options(run: &ImageRun) -> Result<spec::SpecOptions> {
             .iter()
             .map(|m| spec::parse_mount(m))
             .collect::<Result<Vec<_>>>()?,
+        user_ns: spec::userns::UserNs::from_maps(&run.uid_maps, &run.gid_maps)?,
         ..spec::SpecOptions::default()
     })
 }
@@ -67,7 +68,7 @@ pub(crate) fn prepare(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Resu
     let detail = inner.inspect(ns, &run.image, run.platform.clone())?;
     let key = snapshot_key(ns, id);
     let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
-    let mounts = inner.snapshots.prepare(&key, parent)?;
+    let mounts = super::remap::prepare(inner, &key, parent, opts.user_ns.as_ref())?;
     let rootfs = dir.join("rootfs");
     let made = (|| {
         std::fs::create_dir_all(&rootfs)
