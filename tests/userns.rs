@@ -34,6 +34,7 @@ fn base_layer() -> Layer {
         .owned(1000, 1000)
         .file("home/app/notes", b"mine\n", 0o640)
         .owned(1000, 1000)
+        .file("bin/capped", b"#!/bin/sh\n", 0o755)
         .file("bin/suid", b"#!/bin/sh\n", 0o4755)
         .file("bin/sgid", b"#!/bin/sh\n", 0o2755)
         .owned(0, 1000)
@@ -128,6 +129,23 @@ fn host_uids(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The `security.capability` xattr of `path`, if it has one.
+fn file_caps(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = vec![0u8; 64];
+    // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes, alive across the call.
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            c"security.capability".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
 fn exec(d: &Daemon, id: &str, script: &str) -> String {
     let exec_id = unique_id("e");
     d.ctl_ok(&["exec", id, &exec_id, "--", "sh", "-c", script])
@@ -150,6 +168,23 @@ fn a_container_with_a_user_namespace_runs_on_a_remapped_snapshot() {
     let d = Daemon::start("userns-run");
     let dir = TestDir::new("userns-run");
     import_images(&d, &dir);
+    // Unpacked first, to give a file of the base layer a capability (setcap: a v2 one).
+    d.ctl_ok(&["run", "--rm", IMAGE, &unique_id("p")]);
+    let capped = snapshots(&d)
+        .into_iter()
+        .map(|(name, _, _)| snapshot_fs(&d, &name).join("bin/capped"))
+        .find(|p| p.exists())
+        .unwrap();
+    let out = std::process::Command::new("setcap")
+        .args(["cap_net_raw+ep", capped.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setcap: {}", stderr(&out));
+    assert_eq!(
+        file_caps(&capped).map(|c| c.len()),
+        Some(20),
+        "not a v2 capability"
+    );
     let one = unique_id("u");
     run_detached(&d, &one, &["--uidmap", MAP, "--gidmap", MAP]);
 
@@ -207,6 +242,24 @@ fn a_container_with_a_user_namespace_runs_on_a_remapped_snapshot() {
     let remapped = snapshot_fs(&d, &made[0].0);
     let m = std::fs::symlink_metadata(remapped.join("home/app/notes")).unwrap();
     assert_eq!((m.uid(), m.gid()), (101000, 101000));
+    // The capability the chown cleared is back, as a v3 one whose root is 100000.
+    let caps = file_caps(&remapped.join("bin/capped")).expect("the capability was lost");
+    assert_eq!(caps.len(), 24, "{caps:?}");
+    assert_eq!(caps[3], 3, "not a v3 capability: {caps:?}");
+    assert_eq!(caps[20..], 100000u32.to_le_bytes(), "{caps:?}");
+    assert_eq!(
+        file_caps(&capped).map(|c| c.len()),
+        Some(20),
+        "the layer changed"
+    );
+    // The copy's time, for docs/architecture.md.
+    for line in d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("made a remapped snapshot"))
+    {
+        eprintln!("{line}");
+    }
 
     // A second container with the same maps (--uidmap alone maps gids too) reuses it.
     let two = unique_id("u");
