@@ -7,8 +7,10 @@
 mod common;
 
 use common::images::*;
-use common::{code, stderr, stdout, unique_id, wait_until, Daemon};
-use corral::ImportRequest;
+use common::{
+    code, import_into, mounts_under_data, snapshot_records, stderr, stdout, unique_id, wait_until,
+    Daemon,
+};
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
@@ -59,50 +61,12 @@ fn import_images(d: &Daemon, dir: &TestDir) {
         )
         .entrypoint(&["/bin/sh", "-c"])
         .cmd(&["true"]);
-    let layout = dir.join("layout");
-    write_layout(&layout, &[(IMAGE, app), (FAR, far)]);
-    let tar = dir.join("images.tar");
-    tar_dir(&layout, &tar);
-    d.client()
-        .import_images(ImportRequest {
-            file: tar,
-            ..Default::default()
-        })
-        .unwrap();
-}
-
-/// Mounts under the daemon's data dir.
-fn mounts_under(d: &Daemon) -> Vec<String> {
-    let data = d.dir.join("data");
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(data.to_str().unwrap()))
-        .collect()
-}
-
-/// The snapshot records: (name, kind, dir id).
-fn snapshots(d: &Daemon) -> Vec<(String, String, u64)> {
-    let meta = d.dir.join("data/snapshots/metadata.json");
-    let text = std::fs::read_to_string(meta).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
-        for (name, s) in map {
-            out.push((
-                name.clone(),
-                s["kind"].as_str().unwrap_or_default().to_string(),
-                s["id"].as_u64().unwrap_or_default(),
-            ));
-        }
-    }
-    out
+    import_into(d, dir, &[(IMAGE, app), (FAR, far)]);
 }
 
 /// The remapped snapshots (and half-made ones): (name, kind, dir id).
 fn remaps(d: &Daemon) -> Vec<(String, String, u64)> {
-    snapshots(d)
+    snapshot_records(d)
         .into_iter()
         .filter(|(n, _, _)| n.starts_with("remap/"))
         .collect()
@@ -110,10 +74,10 @@ fn remaps(d: &Daemon) -> Vec<(String, String, u64)> {
 
 /// The `fs` dir of a snapshot.
 fn snapshot_fs(d: &Daemon, name: &str) -> std::path::PathBuf {
-    let (_, _, id) = snapshots(d)
+    let (_, _, id) = snapshot_records(d)
         .into_iter()
         .find(|(n, _, _)| n == name)
-        .unwrap_or_else(|| panic!("no snapshot {name}: {:?}", snapshots(d)));
+        .unwrap_or_else(|| panic!("no snapshot {name}: {:?}", snapshot_records(d)));
     d.dir.join(format!("data/snapshots/overlayfs/{id}/fs"))
 }
 
@@ -170,7 +134,7 @@ fn a_container_with_a_user_namespace_runs_on_a_remapped_snapshot() {
     import_images(&d, &dir);
     // Unpacked first, to give a file of the base layer a capability (setcap: a v2 one).
     d.ctl_ok(&["run", "--rm", IMAGE, &unique_id("p")]);
-    let capped = snapshots(&d)
+    let capped = snapshot_records(&d)
         .into_iter()
         .map(|(name, _, _)| snapshot_fs(&d, &name).join("bin/capped"))
         .find(|p| p.exists())
@@ -305,16 +269,16 @@ fn a_container_with_a_user_namespace_runs_on_a_remapped_snapshot() {
     for id in [&one, &two, &three] {
         d.ctl_ok(&["rm", "--force", id]);
     }
-    assert_eq!(mounts_under(&d), Vec::<String>::new(), "mounts left");
+    assert_eq!(mounts_under_data(&d), Vec::<String>::new(), "mounts left");
     assert_eq!(remaps(&d).len(), 2, "rm alone took the remaps");
     d.ctl_ok(&["prune"]);
     assert_eq!(remaps(&d), vec![], "prune left remapped snapshots");
-    let left: Vec<_> = snapshots(&d)
+    let left: Vec<_> = snapshot_records(&d)
         .into_iter()
         .filter(|(_, kind, _)| kind != "committed")
         .collect();
     assert_eq!(left, vec![], "active snapshots left");
-    assert_eq!(mounts_under(&d), Vec::<String>::new(), "mounts left");
+    assert_eq!(mounts_under_data(&d), Vec::<String>::new(), "mounts left");
     // The image's own layers stay (it is still there), and it still runs as before.
     assert_eq!(
         d.ctl_ok(&[
@@ -426,7 +390,7 @@ fn bad_user_namespace_maps_are_named_and_leave_nothing() {
     assert_eq!(remaps(&d), before, "a half-made remap is left");
     assert!(d.list_ids("default").is_empty());
     assert!(!d.dir.join("data/remap-mount").exists());
-    assert_eq!(mounts_under(&d), Vec::<String>::new(), "mounts left");
+    assert_eq!(mounts_under_data(&d), Vec::<String>::new(), "mounts left");
     // The daemon is fine after all of it: the same maps work for the other image.
     let out = d.ctl_ok(&[
         "run",
@@ -443,6 +407,8 @@ fn bad_user_namespace_maps_are_named_and_leave_nothing() {
     wait_until(Duration::from_secs(30), "no remap left", || {
         remaps(&d).is_empty()
     });
-    assert_eq!(mounts_under(&d), Vec::<String>::new(), "mounts left");
-    assert!(snapshots(&d).iter().all(|(_, kind, _)| kind == "committed"));
+    assert_eq!(mounts_under_data(&d), Vec::<String>::new(), "mounts left");
+    assert!(snapshot_records(&d)
+        .iter()
+        .all(|(_, kind, _)| kind == "committed"));
 }

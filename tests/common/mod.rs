@@ -1283,3 +1283,44 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Writes `images` as an OCI image layout under `dir`, tars it and imports it into `d`.
+pub fn import_into(d: &Daemon, dir: &images::TestDir, images: &[(&str, images::ImageSpec)]) {
+    let layout = dir.join("layout");
+    images::write_layout(&layout, images);
+    let tar = dir.join("images.tar");
+    images::tar_dir(&layout, &tar);
+    d.client()
+        .import_images(corral::ImportRequest {
+            file: tar.clone(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("import {}: {e}", tar.display()));
+}
+
+/// The mount points under `d`'s data dir (from /proc/self/mountinfo).
+pub fn mounts_under_data(d: &Daemon) -> Vec<String> {
+    let data = d.dir.join("data").display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&data))
+        .collect()
+}
+
+/// `d`'s snapshot records, from its `metadata.json`: (name, kind, directory number).
+pub fn snapshot_records(d: &Daemon) -> Vec<(String, String, u64)> {
+    let meta = d.dir.join("data/snapshots/metadata.json");
+    let text = std::fs::read_to_string(meta).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(name, s)| {
+            let kind = s["kind"].as_str().unwrap_or_default().to_string();
+            (name.clone(), kind, s["id"].as_u64().unwrap_or_default())
+        })
+        .collect()
+}
