@@ -185,8 +185,10 @@ fn chown_tree(root: &Path, ns: &UserNs) -> Result<u64> {
             for entry in list {
                 let entry = entry.map_err(|e| Error::io(shown(), e))?;
                 let p = entry.path();
+                // A directory of another filesystem (something mounted inside) is not
+                // entered; files are chowned whatever device overlayfs reports for them.
                 match std::fs::symlink_metadata(&p) {
-                    Ok(m) if m.dev() != dev => continue,
+                    Ok(m) if m.is_dir() && m.dev() != dev => continue,
                     _ => stack.push(p),
                 }
             }
