@@ -454,4 +454,27 @@ fn bad_user_namespace_maps_are_named_and_leave_nothing() {
     assert!(snapshot_records(&d)
         .iter()
         .all(|(_, kind, _)| kind == "committed"));
+
+    // A crash in the middle of a remap leaves an active `...-remap` snapshot: prune
+    // removes it (made here by hand while the daemon is stopped).
+    let mut d = d;
+    d.stop();
+    let meta_path = d.dir.join("data/snapshots/metadata.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let n = meta["next_id"].as_u64().unwrap();
+    let key = format!("remap/sha256:0123/{MAP}/{MAP}-remap");
+    meta["snapshots"][&key] = serde_json::json!({
+        "id": n, "kind": "active", "parent": null, "created_ns": 1, "updated_ns": 1,
+    });
+    meta["next_id"] = serde_json::json!(n + 1);
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let half = d.dir.join(format!("data/snapshots/overlayfs/{n}"));
+    std::fs::create_dir_all(half.join("fs")).unwrap();
+    std::fs::create_dir_all(half.join("work")).unwrap();
+    d.restart();
+    assert_eq!(remaps(&d).len(), 1, "{:?}", remaps(&d));
+    d.ctl_ok(&["prune"]);
+    assert_eq!(remaps(&d), vec![], "prune left the half-made remap");
+    assert!(!half.exists(), "its directory is left");
 }

@@ -26,7 +26,7 @@
 use super::spec::userns::{self, UserNs};
 use super::Inner;
 use crate::error::{Error, Result};
-use crate::snapshots::{self, mountinfo, Mount, Snapshotter};
+use crate::snapshots::{self, mountinfo, Kind, Mount, Snapshotter};
 use crate::types::IdMap;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -85,6 +85,31 @@ pub(crate) fn prepare(
         return Err(e);
     }
     Ok(mounts)
+}
+
+/// Removes what a crash in the middle of making a remap left: the mount at
+/// `<data>/remap-mount` and the active snapshots `remap/...-remap`; how many snapshots
+/// went. For GC, which holds the unpack lock (so no remap is being made).
+pub(crate) fn remove_half_made(inner: &Inner) -> Result<u64> {
+    let dir = mount_dir(inner);
+    if mountinfo::is_mounted(&dir)? {
+        snapshots::unmount_or_detach(&dir)?;
+    }
+    let mut removed = 0;
+    for s in inner.snapshots.list()? {
+        if s.kind == Kind::Active && s.name.starts_with("remap/") && s.name.ends_with("-remap") {
+            match inner.snapshots.remove(&s.name) {
+                Ok(()) => {
+                    tracing::info!("removed the half-made remapped snapshot {}", s.name);
+                    removed += 1;
+                }
+                Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!("GC keeps snapshot {}: {e}", s.name),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    Ok(removed)
 }
 
 /// Makes the committed snapshot `name`: `parent` chowned by `ns`'s maps.
