@@ -227,13 +227,10 @@ fn an_instant_exit_is_delivered() {
 
 /// The snapshots' names in the data dir's snapshot records.
 fn snapshot_names(d: &Daemon) -> Vec<String> {
-    let meta = d.dir.join("data/snapshots/metadata.json");
-    let text = std::fs::read_to_string(meta).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    v.get("snapshots")
-        .and_then(|s| s.as_object())
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+    data_dir::snapshot_records(d)
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect()
 }
 
 /// 30 cycles of a container from an image (unpack once, then prepare, mount, create,

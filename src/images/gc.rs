@@ -7,7 +7,8 @@
 //! Roots of snapshots: for every image of every namespace and each of its manifests in the
 //! content store, the chain ids of its config's `rootfs.diff_ids`; every active snapshot and
 //! view (a container's root, a user's, an `extract-*` left by a crash: GC never removes
-//! one); and every parent of a rooted snapshot. Committed snapshots not rooted are removed,
+//! one, except a half-made remapped snapshot `remap/...-remap`, see `remap.rs`); and every
+//! parent of a rooted snapshot. Committed snapshots not rooted are removed,
 //! children before parents. One that cannot go (mounted, or given a child since it was
 //! listed) is logged and kept, and the collection goes on.
 //!
@@ -90,7 +91,8 @@ pub(crate) fn collect(inner: &Inner) -> Result<PruneReport> {
         inner.content.remove_ingest(&ingest.key)?;
         report.ingests += 1;
     }
-    report.snapshots = sweep_snapshots(&inner.snapshots, &chains)?;
+    report.snapshots = super::remap::remove_half_made(inner)?;
+    report.snapshots += sweep_snapshots(&inner.snapshots, &chains)?;
     drop(meta);
     tracing::info!(
         blobs = report.blobs,

@@ -15,6 +15,7 @@ mod leases;
 mod namespaces;
 mod pull;
 mod push;
+mod remap;
 mod rootfs;
 pub(crate) mod spec;
 pub(crate) mod store;

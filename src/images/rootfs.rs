@@ -51,6 +51,7 @@ fn spec_options(run: &ImageRun) -> Result<spec::SpecOptions> {
             .iter()
             .map(|m| spec::parse_mount(m))
             .collect::<Result<Vec<_>>>()?,
+        user_ns: spec::userns::UserNs::from_maps(&run.uid_maps, &run.gid_maps)?,
         ..spec::SpecOptions::default()
     })
 }
@@ -87,7 +88,8 @@ pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<
         let report = super::unpack::unpack(inner, ns, &run.image, run.platform.clone())?;
         let detail = inner.inspect(ns, &run.image, run.platform.clone())?;
         let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
-        let mounts = inner.snapshots.prepare(&snapshot_key(ns, id), parent)?;
+        let mounts =
+            super::remap::prepare(inner, &snapshot_key(ns, id), parent, opts.user_ns.as_ref())?;
         Ok((detail, mounts))
     })();
     let (detail, mounts) = match prepared {

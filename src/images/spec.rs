@@ -77,6 +77,8 @@ pub struct SpecOptions {
     pub mounts: Vec<MountSpec>,
     /// `--annotation K=V`: over the image's Labels.
     pub annotations: BTreeMap<String, String>,
+    /// `--uidmap`/`--gidmap`: a user namespace with these maps ([`userns::apply`]).
+    pub user_ns: Option<userns::UserNs>,
 }
 
 /// What a mount is.
@@ -264,6 +266,9 @@ pub fn spec_from_image(config_json: &[u8], rootfs: &Path, opts: &SpecOptions) ->
         annotations.insert(k.clone(), v.clone());
     }
     spec.set_annotations(Some(annotations.into_iter().collect()));
+    if let Some(ns) = &opts.user_ns {
+        userns::apply(&mut spec, ns)?;
+    }
 
     Ok(ImageSpec {
         spec,
@@ -668,6 +673,8 @@ fn read_in_rootfs(rootfs: &Path, rel: &str) -> Result<Option<String>> {
     }
     Ok(None)
 }
+
+pub mod userns;
 
 #[cfg(test)]
 mod tests;

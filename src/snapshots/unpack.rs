@@ -292,6 +292,7 @@ fn parse_time(v: &[u8]) -> Option<TimeSpec> {
     Some(TimeSpec::new(secs, nanos))
 }
 
+/// Sets an xattr of `path` (not following a symlink).
 pub(crate) fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
     let p = CString::new(path.as_os_str().as_bytes())?;
     let n = CString::new(name)?;

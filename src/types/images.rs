@@ -429,4 +429,89 @@ pub struct ImageRun {
     pub mounts: Vec<String>,
     /// Which manifest of an index; the host's by default.
     pub platform: Option<Platform>,
+    /// User-namespace uid mappings (`--uidmap`); empty with `gid_maps` empty: no user
+    /// namespace. Given without `gid_maps`, they map gids too. The rootfs is then a
+    /// remapped snapshot owned by the mapped host ids.
+    #[serde(default)]
+    pub uid_maps: Vec<IdMap>,
+    /// User-namespace gid mappings (`--gidmap`); given without `uid_maps`, they map uids
+    /// too.
+    #[serde(default)]
+    pub gid_maps: Vec<IdMap>,
+}
+
+/// One range of a user namespace's uid or gid map: container ids `container_id ..
+/// container_id + size` are host ids `host_id .. host_id + size` (a line of
+/// `/proc/<pid>/uid_map`; `ctr run --uidmap 0:100000:65536`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdMap {
+    /// The first id inside the container.
+    pub container_id: u32,
+    /// The host id it is.
+    pub host_id: u32,
+    /// How many ids (at least 1).
+    pub size: u32,
+}
+
+impl IdMap {
+    /// The most ranges one map may have (the kernel's limit since Linux 4.15).
+    pub const MAX_RANGES: usize = 340;
+
+    /// Parses `CONTAINER:HOST:SIZE` (decimal) and checks it: size at least 1 and neither
+    /// range past `u32::MAX` (4294967295 itself is never a valid id).
+    pub fn parse(s: &str) -> Result<IdMap, String> {
+        let bad = |why: &str| format!("bad id map {s:?}: {why}");
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let [c, h, n] = parts[..] else {
+            return Err(bad("want CONTAINER_ID:HOST_ID:SIZE, e.g. 0:100000:65536"));
+        };
+        let num = |what: &str, v: &str| {
+            v.trim().parse::<u32>().map_err(|_| {
+                bad(&format!(
+                    "{what} {v:?} is not a number from 0 to 4294967294"
+                ))
+            })
+        };
+        let map = IdMap {
+            container_id: num("container id", c)?,
+            host_id: num("host id", h)?,
+            size: num("size", n)?,
+        };
+        map.check().map_err(|why| bad(&why))?;
+        Ok(map)
+    }
+
+    /// Checks one range: size at least 1, and neither range reaching `u32::MAX`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.size == 0 {
+            return Err("size 0: a range maps at least one id".to_string());
+        }
+        for (what, start) in [("container", self.container_id), ("host", self.host_id)] {
+            if u64::from(start) + u64::from(self.size) > u64::from(u32::MAX) {
+                return Err(format!(
+                    "{what} ids {start} + {} pass 4294967294, the largest id",
+                    self.size
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host id of container id `id`, if this range maps it.
+    pub fn to_host(&self, id: u32) -> Option<u32> {
+        let off = id.checked_sub(self.container_id)?;
+        (off < self.size).then(|| self.host_id + off)
+    }
+
+    /// The container id of host id `id`, if this range maps it.
+    pub fn to_container(&self, id: u32) -> Option<u32> {
+        let off = id.checked_sub(self.host_id)?;
+        (off < self.size).then(|| self.container_id + off)
+    }
+}
+
+impl fmt::Display for IdMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.container_id, self.host_id, self.size)
+    }
 }

@@ -14,19 +14,29 @@ pub fn mounts_under(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
-/// The snapshots that are not committed (active ones and views), sorted by name.
-pub fn active_snapshots(d: &Daemon) -> Vec<String> {
+/// The daemon's snapshot records, from its `metadata.json`: (name, kind, directory number).
+pub fn snapshot_records(d: &Daemon) -> Vec<(String, String, u64)> {
     let meta = d.dir.join("data/snapshots/metadata.json");
     let text = std::fs::read_to_string(meta).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) {
-        for (name, s) in map {
-            if s.get("kind").and_then(|k| k.as_str()) != Some("committed") {
-                out.push(name.clone());
-            }
-        }
-    }
+    let Some(map) = v.get("snapshots").and_then(|s| s.as_object()) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(name, s)| {
+            let kind = s["kind"].as_str().unwrap_or_default().to_string();
+            (name.clone(), kind, s["id"].as_u64().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The snapshots that are not committed (active ones and views), sorted by name.
+pub fn active_snapshots(d: &Daemon) -> Vec<String> {
+    let mut out: Vec<String> = snapshot_records(d)
+        .into_iter()
+        .filter(|(_, kind, _)| kind != "committed")
+        .map(|(name, _, _)| name)
+        .collect();
     out.sort();
     out
 }
@@ -39,16 +49,25 @@ pub fn import_image(
     name: &str,
     spec: super::images::ImageSpec,
 ) {
+    import_images(d, dir, &[(name, spec)]);
+}
+
+/// Writes `images` (name, spec) as one OCI image layout tar in `dir` and imports them.
+pub fn import_images(
+    d: &Daemon,
+    dir: &super::images::TestDir,
+    images: &[(&str, super::images::ImageSpec)],
+) {
     let layout = dir.join("layout");
-    // A test may import several images through one dir: each layout is written afresh.
+    // A test may import several times through one dir: each layout is written afresh.
     let _ = std::fs::remove_dir_all(&layout);
-    super::images::write_layout(&layout, &[(name, spec)]);
-    let tar = dir.join("image.tar");
+    super::images::write_layout(&layout, images);
+    let tar = dir.join("images.tar");
     super::images::tar_dir(&layout, &tar);
     d.client()
         .import_images(corral::ImportRequest {
-            file: tar,
+            file: tar.clone(),
             ..Default::default()
         })
-        .expect("import the image");
+        .unwrap_or_else(|e| panic!("import {}: {e}", tar.display()));
 }

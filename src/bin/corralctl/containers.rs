@@ -89,6 +89,13 @@ pub struct ImageFlags {
     /// Which manifest of an index (`os/arch[/variant]`; the host's by default).
     #[arg(long, value_name = "OS/ARCH", value_parser = platform)]
     platform: Option<Platform>,
+    /// A user namespace: container uids from CONTAINER are host uids from HOST, SIZE of
+    /// them (repeatable; alone it maps gids too). The rootfs is a remapped snapshot.
+    #[arg(long = "uidmap", value_name = "CONTAINER:HOST:SIZE", value_parser = IdMap::parse)]
+    uidmap: Vec<IdMap>,
+    /// The user namespace's gid map, as --uidmap (repeatable; alone it maps uids too).
+    #[arg(long = "gidmap", value_name = "CONTAINER:HOST:SIZE", value_parser = IdMap::parse)]
+    gidmap: Vec<IdMap>,
 }
 
 impl ImageFlags {
@@ -108,6 +115,8 @@ impl ImageFlags {
             host_network: self.net.is_some(),
             mounts: self.mounts,
             platform: self.platform,
+            uid_maps: self.uidmap,
+            gid_maps: self.gidmap,
         }
     }
 }
@@ -282,6 +291,13 @@ fn create_request(
             (PathBuf::new(), Some(Box::new(run)))
         }
         (_, Some(bundle)) => {
+            if !spec.image.uidmap.is_empty() || !spec.image.gidmap.is_empty() {
+                return Err(usage(
+                    command,
+                    "--uidmap and --gidmap need an IMAGE (a bundle's config.json has its own \
+                     user namespace)",
+                ));
+            }
             if !names.cmd.is_empty() {
                 return Err(usage(
                     command,
