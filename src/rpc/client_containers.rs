@@ -23,7 +23,7 @@ fn task(reply: Reply) -> Result<ContainerInfo> {
 impl Client {
     /// Makes a container record from an image (no task).
     pub fn create_container(&mut self, req: ContainerCreateRequest) -> Result<ContainerMeta> {
-        record(self.call(Request::ContainerCreate(req))?)
+        record(self.call(Request::ContainerCreate(Box::new(req)))?)
     }
 
     /// The container records of a namespace whose labels include all of `labels`.

@@ -8,7 +8,7 @@ use crate::Handle;
 pub(super) async fn dispatch(handle: &Handle, request: Request) -> Result<Reply> {
     let one = |r: crate::types::ContainerMeta| Reply::ContainerMeta(Box::new(r));
     match request {
-        Request::ContainerCreate(req) => handle.create_container(req).await.map(one),
+        Request::ContainerCreate(req) => handle.create_container(*req).await.map(one),
         Request::ContainerList { namespace, labels } => handle
             .containers(&namespace, labels)
             .await

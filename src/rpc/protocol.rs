@@ -293,7 +293,7 @@ pub enum Request {
         digest: String,
     },
     /// Make a container record from an image (no task); replies `ContainerMeta`.
-    ContainerCreate(ContainerCreateRequest),
+    ContainerCreate(Box<ContainerCreateRequest>),
     /// The container records of a namespace, filtered by labels; replies `ContainerMetas`.
     ContainerList {
         /// Namespace.
