@@ -30,7 +30,7 @@ const TRANSFER_LEASE: std::time::Duration = std::time::Duration::from_secs(3600)
 
 impl Images {
     /// The writable layer's upper dir and the base image of container `ns/id`, if it runs
-    /// from an image (its bundle made by [`Images::prepare_bundle`]).
+    /// from an image (its bundle made by [`Images::container_create`]).
     pub async fn checkpoint_base(
         &self,
         namespace: &str,
@@ -74,7 +74,7 @@ impl Images {
     /// Makes the bundle container `ns/id` is restored on from the checkpoint in `dir`: its
     /// base image unpacked, a writable snapshot on it with the checkpoint's writable layer
     /// applied, mounted as `rootfs`, and the checkpoint's spec. Released like any image
-    /// bundle ([`Images::release_bundle`]); on failure nothing is left.
+    /// bundle without a record ([`Images::task_unmount`]); on failure nothing is left.
     pub async fn prepare_checkpoint_bundle(
         &self,
         namespace: &str,

@@ -98,6 +98,6 @@ pub struct TaskStartRequest {
     /// When to restart it after its process exits.
     pub restart: RestartPolicy,
     /// The runtime moves the rootfs and chroots instead of `pivot_root` (as
-    /// [`CreateRequest::no_pivot_root`]).
+    /// [`super::CreateRequest::no_pivot_root`]).
     pub no_pivot_root: bool,
 }
