@@ -51,6 +51,19 @@ fn left_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The daemon's descriptor count once it is back to `before`, or after 5 s.
+fn fds_back_to(d: &Daemon, before: usize) -> usize {
+    let mut now = fd_count(d.pid());
+    for _ in 0..50 {
+        if now <= before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        now = fd_count(d.pid());
+    }
+    now
+}
+
 /// 100 create/start/wait/delete cycles: afterwards the daemon has as many descriptors as
 /// before, about as much memory, no child and no zombie, no pending child in its reaper,
 /// and nothing of the containers is left in the state dir, the runtime root or the cgroups.
@@ -90,14 +103,7 @@ fn a_hundred_cycles_leave_nothing_behind() {
     let zombies = zombies_under(d.pid());
     assert!(zombies.is_empty(), "zombies under corrald: {zombies:?}");
     // Descriptors: exactly back (a leak of one per cycle would show as 100).
-    let mut fds_after = fd_count(d.pid());
-    for _ in 0..50 {
-        if fds_after <= fds_before {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        fds_after = fd_count(d.pid());
-    }
+    let fds_after = fds_back_to(&d, fds_before);
     assert!(
         fds_after <= fds_before + 2,
         "corrald had {fds_before} descriptors before 100 cycles and {fds_after} after: {:?}",
@@ -299,14 +305,7 @@ fn image_cycles_leave_nothing_behind() {
         overlay_dirs, 1,
         "snapshot dirs left beside the image's layer"
     );
-    let mut fds_after = fd_count(d.pid());
-    for _ in 0..50 {
-        if fds_after <= fds_before {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        fds_after = fd_count(d.pid());
-    }
+    let fds_after = fds_back_to(&d, fds_before);
     assert!(
         fds_after <= fds_before + 2,
         "corrald had {fds_before} descriptors before 30 image cycles and {fds_after} after"
