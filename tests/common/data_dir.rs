@@ -52,7 +52,8 @@ pub fn import_image(
     import_images(d, dir, &[(name, spec)]);
 }
 
-/// Writes `images` (name, spec) as one OCI image layout tar in `dir` and imports them.
+/// Writes `images` (name, spec) as one OCI image layout tar, `dir/image.tar` (kept for a
+/// second import), and imports them.
 pub fn import_images(
     d: &Daemon,
     dir: &super::images::TestDir,
@@ -62,7 +63,7 @@ pub fn import_images(
     // A test may import several times through one dir: each layout is written afresh.
     let _ = std::fs::remove_dir_all(&layout);
     super::images::write_layout(&layout, images);
-    let tar = dir.join("images.tar");
+    let tar = dir.join("image.tar");
     super::images::tar_dir(&layout, &tar);
     d.client()
         .import_images(corral::ImportRequest {
