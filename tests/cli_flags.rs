@@ -575,12 +575,13 @@ fn inspect_and_top() {
     assert_eq!(cells[2], "root", "{top}");
     assert!(row.ends_with("sleep 1000"), "{top}");
     d.ctl_ok(&["exec", "-d", &id, "side", "--", "sleep", "999"]);
-    let top = d.ctl_ok(&["top", &id]);
-    assert!(
-        top.lines()
-            .any(|l| l.contains(" side ") && l.ends_with("sleep 999")),
-        "{top}"
-    );
+    // `runc exec --detach` may return just before its child execs the command, which
+    // `top` shows as `runc init` for that moment.
+    wait_until(LIVENESS, "top to show the exec's command", || {
+        d.ctl_ok(&["top", &id])
+            .lines()
+            .any(|l| l.contains(" side ") && l.ends_with("sleep 999"))
+    });
     assert_eq!(code(&d.ctl(&["inspect", "no-such-one"])), 125);
     d.ctl_ok(&["rm", "-f", &id]);
 }
