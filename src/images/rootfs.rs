@@ -66,6 +66,7 @@ pub(crate) struct Made {
 /// at the bundle's rootfs and computes the spec from the image's config; the rootfs stays
 /// mounted. On failure nothing is left mounted or made.
 pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<Made> {
+    crate::types::snapshotter_of(run).map_err(Error::InvalidArgument)?;
     let opts = spec_options(run)?;
     let dir = bundle_dir(inner, ns, id);
     if let Some(parent) = dir.parent() {
