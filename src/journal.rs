@@ -302,6 +302,7 @@ mod tests {
             restarts: None,
             checkpoint: None,
             image: None,
+            snapshot: None,
         }
     }
 

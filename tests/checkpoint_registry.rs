@@ -175,6 +175,19 @@ fn a_checkpoint_pushed_and_pulled_by_another_daemon_restores_there() {
     let out = b.ctl_ok(&["restore", &id, "snap"]);
     assert!(out.contains("restored"), "{out}");
     assert_restored(&b, &id, stopped);
+    // The restore's snapshot is published like any other, after b unpacked the base.
+    let prepared: Vec<String> = b
+        .replay(corral::EventFilter::default())
+        .into_iter()
+        .filter(|e| e.topic == corral::Topic::SnapshotPrepare)
+        .filter_map(|e| e.snapshot.map(|s| s.key))
+        .collect();
+    assert_eq!(
+        prepared.last(),
+        Some(&format!("container/default/{id}")),
+        "{prepared:?}"
+    );
+    assert!(prepared[0].starts_with("extract-"), "{prepared:?}");
 
     // Again under another id (--as), from the same pulled checkpoint.
     let other = unique_id("ckmove2");

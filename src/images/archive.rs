@@ -418,7 +418,7 @@ pub(crate) fn import(inner: &Inner, req: ImportRequest) -> Result<Vec<ImageInfo>
     // Success: the images hold what they need. Either way GC then takes the rest (the
     // files of a docker save tar that are no blob of an image, or a failed import's).
     inner.lease_drop(&ns, &lease);
-    if let Err(e) = super::gc::collect(inner) {
+    if let Err(e) = super::gc::collect(inner, &ns) {
         tracing::warn!("GC after the import of {}: {e}", req.file.display());
     }
     result

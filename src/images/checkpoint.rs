@@ -393,7 +393,7 @@ fn prepare(
     }
     let key = super::rootfs::snapshot_key(ns, id);
     let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
-    let mounts = inner.snapshots.prepare(&key, parent)?;
+    let mounts = inner.snaps(ns).prepare(&key, parent)?;
     let rootfs = bundle.join("rootfs");
     let made = (|| {
         if let Some(rw) = &info.rw_layer {

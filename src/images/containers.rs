@@ -210,6 +210,7 @@ fn create(
             "container {id} in namespace {ns} (corralctl container rm {id} removes it)"
         )));
     }
+    let snapshotter = snapshotter_of(&req.image).map_err(Error::InvalidArgument)?;
     let made = rootfs::make(inner, ns, id, &req.image)?;
     let now = now_ns();
     let record = ContainerMeta {
@@ -218,7 +219,7 @@ fn create(
         labels: req.labels,
         image: Some(made.image),
         spec: made.spec,
-        snapshotter: SNAPSHOTTER_OVERLAYFS.to_string(),
+        snapshotter: snapshotter.to_string(),
         snapshot_key: rootfs::snapshot_key(ns, id),
         runtime: req.runtime,
         runtime_args: req.runtime_args,

@@ -27,15 +27,16 @@
 //! long unpack from stalling pulls behind a waiting GC's metadata lock. The snapshotter
 //! never takes 1 or 2.
 
+use super::snapevents::Snaps;
 use super::{poisoned, walk, Inner};
 use crate::content::ContentStore;
 use crate::error::{Error, Result};
-use crate::snapshots::{Info, Kind, Snapshotter};
+use crate::snapshots::{Info, Kind};
 use crate::types::{is_index, is_manifest, now_ns, Descriptor, PruneReport};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Runs one collection.
-pub(crate) fn collect(inner: &Inner) -> Result<PruneReport> {
+/// Runs one collection; the snapshots it removes are published in namespace `ns`.
+pub(crate) fn collect(inner: &Inner, ns: &str) -> Result<PruneReport> {
     let _no_unpack = inner.snapshots.unpack_lock();
     let mut meta = poisoned(&inner.meta);
     let now = now_ns();
@@ -91,8 +92,9 @@ pub(crate) fn collect(inner: &Inner) -> Result<PruneReport> {
         inner.content.remove_ingest(&ingest.key)?;
         report.ingests += 1;
     }
-    report.snapshots = super::remap::remove_half_made(inner)?;
-    report.snapshots += sweep_snapshots(&inner.snapshots, &chains)?;
+    let snaps = inner.snaps(ns);
+    report.snapshots = super::remap::remove_half_made(inner, &snaps)?;
+    report.snapshots += sweep_snapshots(&snaps, &chains)?;
     drop(meta);
     tracing::info!(
         blobs = report.blobs,
@@ -184,7 +186,7 @@ pub(crate) fn unrooted(list: &[Info], chains: &BTreeSet<String>) -> Vec<String> 
 
 /// Removes the committed snapshots not rooted; how many went. One refused (mounted, or
 /// with a child) is logged and kept.
-fn sweep_snapshots(snaps: &Snapshotter, chains: &BTreeSet<String>) -> Result<u64> {
+fn sweep_snapshots(snaps: &Snaps, chains: &BTreeSet<String>) -> Result<u64> {
     let mut removed = 0;
     for name in unrooted(&snaps.list()?, chains) {
         match snaps.remove(&name) {

@@ -72,16 +72,17 @@ impl Images {
                     .ok_or_else(|| Error::NotFound(format!("lease {id} in namespace {ns}")))
             })?;
             if !no_gc {
-                gc::collect(inner)?;
+                gc::collect(inner, &ns)?;
             }
             Ok(())
         })
         .await
     }
 
-    /// Runs GC now.
+    /// Runs GC now (its snapshot events go to namespace `default`).
     pub async fn prune(&self) -> Result<PruneReport> {
-        self.blocking(gc::collect).await
+        self.blocking(|inner| gc::collect(inner, DEFAULT_NAMESPACE))
+            .await
     }
 }
 

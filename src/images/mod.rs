@@ -17,6 +17,7 @@ mod pull;
 mod push;
 mod remap;
 mod rootfs;
+mod snapevents;
 pub(crate) mod spec;
 pub(crate) mod store;
 mod unpack;
@@ -220,7 +221,7 @@ impl Images {
                 inner.publish(&ns, Topic::ImageDelete, name);
             }
             if !no_gc {
-                gc::collect(inner)?;
+                gc::collect(inner, &ns)?;
             }
             Ok(())
         })

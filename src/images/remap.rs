@@ -23,10 +23,11 @@
 //! The copy costs the image's size once per map (see docs/architecture.md for why not an
 //! idmapped mount).
 
+use super::snapevents::Snaps;
 use super::spec::userns::{self, UserNs};
 use super::Inner;
 use crate::error::{Error, Result};
-use crate::snapshots::{self, mountinfo, Kind, Mount, Snapshotter};
+use crate::snapshots::{self, mountinfo, Kind, Mount};
 use crate::types::IdMap;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -53,14 +54,14 @@ fn mount_dir(inner: &Inner) -> PathBuf {
 /// made first if it is not there. Its mounts.
 pub(crate) fn prepare(
     inner: &Inner,
+    snaps: &Snaps,
     key: &str,
     parent: Option<&str>,
     ns: Option<&UserNs>,
 ) -> Result<Vec<Mount>> {
     let Some(ns) = ns else {
-        return inner.snapshots.prepare(key, parent);
+        return snaps.prepare(key, parent);
     };
-    let snaps = &inner.snapshots;
     let _no_gc = snaps.unpack_lock();
     let name = remap_name(parent, ns);
     match snaps.stat(&name) {
@@ -90,15 +91,15 @@ pub(crate) fn prepare(
 /// Removes what a crash in the middle of making a remap left: the mount at
 /// `<data>/remap-mount` and the active snapshots `remap/...-remap`; how many snapshots
 /// went. For GC, which holds the unpack lock (so no remap is being made).
-pub(crate) fn remove_half_made(inner: &Inner) -> Result<u64> {
+pub(crate) fn remove_half_made(inner: &Inner, snaps: &Snaps) -> Result<u64> {
     let dir = mount_dir(inner);
     if mountinfo::is_mounted(&dir)? {
         snapshots::unmount_or_detach(&dir)?;
     }
     let mut removed = 0;
-    for s in inner.snapshots.list()? {
+    for s in snaps.list()? {
         if s.kind == Kind::Active && s.name.starts_with("remap/") && s.name.ends_with("-remap") {
-            match inner.snapshots.remove(&s.name) {
+            match snaps.remove(&s.name) {
                 Ok(()) => {
                     tracing::info!("removed the half-made remapped snapshot {}", s.name);
                     removed += 1;
@@ -113,13 +114,7 @@ pub(crate) fn remove_half_made(inner: &Inner) -> Result<u64> {
 }
 
 /// Makes the committed snapshot `name`: `parent` chowned by `ns`'s maps.
-fn make(
-    snaps: &Snapshotter,
-    name: &str,
-    parent: Option<&str>,
-    ns: &UserNs,
-    dir: &Path,
-) -> Result<()> {
+fn make(snaps: &Snaps, name: &str, parent: Option<&str>, ns: &UserNs, dir: &Path) -> Result<()> {
     let started = Instant::now();
     let tmp = format!("{name}-remap");
     // What a crash in the middle left (only this function, under the unpack lock, mounts

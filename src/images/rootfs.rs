@@ -66,6 +66,7 @@ pub(crate) struct Made {
 /// at the bundle's rootfs and computes the spec from the image's config; the rootfs stays
 /// mounted. On failure nothing is left mounted or made.
 pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<Made> {
+    crate::types::snapshotter_of(run).map_err(Error::InvalidArgument)?;
     let opts = spec_options(run)?;
     let dir = bundle_dir(inner, ns, id);
     if let Some(parent) = dir.parent() {
@@ -88,8 +89,13 @@ pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<
         let report = super::unpack::unpack(inner, ns, &run.image, run.platform.clone())?;
         let detail = inner.inspect(ns, &run.image, run.platform.clone())?;
         let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
-        let mounts =
-            super::remap::prepare(inner, &snapshot_key(ns, id), parent, opts.user_ns.as_ref())?;
+        let mounts = super::remap::prepare(
+            inner,
+            &inner.snaps(ns),
+            &snapshot_key(ns, id),
+            parent,
+            opts.user_ns.as_ref(),
+        )?;
         Ok((detail, mounts))
     })();
     let (detail, mounts) = match prepared {
@@ -210,7 +216,7 @@ pub(crate) fn unmount(inner: &Inner, ns: &str, id: &str) -> Result<()> {
 /// snapshot that is not there is fine (released already).
 pub(crate) fn release(inner: &Inner, ns: &str, id: &str) -> Result<()> {
     unmount(inner, ns, id)?;
-    match inner.snapshots.remove(&snapshot_key(ns, id)) {
+    match inner.snaps(ns).remove(&snapshot_key(ns, id)) {
         Ok(()) | Err(Error::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
     }

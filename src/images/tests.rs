@@ -78,7 +78,7 @@ fn gc_keeps_what_images_and_live_leases_reach_and_sweeps_the_rest() {
         .lease_hold("default", "live", &partial.digest)
         .unwrap();
 
-    let report = gc::collect(inner).unwrap();
+    let report = gc::collect(inner, "default").unwrap();
     assert_eq!(report.blobs, 2, "{report:?}");
     assert_eq!(report.leases, 1);
     assert_eq!(report.ingests, 1);

@@ -9,10 +9,11 @@
 //! snapshot is removed. Unpacks run one at a time (the snapshotter's unpack lock), so an
 //! `extract-*` snapshot found on the way was left by a crash, and is removed.
 
+use super::snapevents::Snaps;
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::registry::ManifestLayer;
-use crate::snapshots::{unpack, Kind, Snapshotter};
+use crate::snapshots::{unpack, Kind};
 use crate::types::{Platform, UnpackReport, UnpackedLayer};
 use std::os::fd::AsRawFd;
 
@@ -36,7 +37,7 @@ pub(crate) fn unpack(
         )));
     }
     let chains = unpack::chain_ids(&diff_ids);
-    let snaps = &inner.snapshots;
+    let snaps = &inner.snaps(ns);
     let _one_at_a_time = snaps.unpack_lock();
     let mut report = UnpackReport {
         image: image.clone(),
@@ -98,7 +99,7 @@ pub(super) fn diff_ids(config: &[u8]) -> Result<Vec<String>> {
 /// bytes. On failure nothing of it is left.
 fn unpack_layer(
     inner: &Inner,
-    snaps: &Snapshotter,
+    snaps: &Snaps,
     layer: &ManifestLayer,
     diff_id: &str,
     chain: &str,

@@ -9,6 +9,17 @@ use std::path::PathBuf;
 /// The snapshotter of every container record made from an image.
 pub const SNAPSHOTTER_OVERLAYFS: &str = "overlayfs";
 
+/// The snapshotter an [`ImageRun`] names: `None` or `overlayfs` is overlayfs; any other
+/// name is an error naming it.
+pub fn snapshotter_of(run: &ImageRun) -> Result<&'static str, String> {
+    match run.snapshotter.as_deref() {
+        None | Some(SNAPSHOTTER_OVERLAYFS) => Ok(SNAPSHOTTER_OVERLAYFS),
+        Some(other) => Err(format!(
+            "unknown snapshotter {other:?} (known: {SNAPSHOTTER_OVERLAYFS})"
+        )),
+    }
+}
+
 /// A container record: what a task is made from. Kept in the data dir's metadata, so it
 /// outlives its tasks and a reboot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,6 +49,13 @@ pub enum Topic {
     ContainerUpdate,
     /// A container record was removed.
     ContainerDelete,
+    /// A snapshot was prepared (active, writable): a layer's extract snapshot, a container's
+    /// root, a remapped copy being made.
+    SnapshotPrepare,
+    /// An active snapshot was committed under a name.
+    SnapshotCommit,
+    /// A snapshot was removed.
+    SnapshotRemove,
 }
 
 impl Topic {
@@ -74,13 +81,16 @@ impl Topic {
             Topic::ContainerCreate => "/containers/create",
             Topic::ContainerUpdate => "/containers/update",
             Topic::ContainerDelete => "/containers/delete",
+            Topic::SnapshotPrepare => "/snapshot/prepare",
+            Topic::SnapshotCommit => "/snapshot/commit",
+            Topic::SnapshotRemove => "/snapshot/remove",
         }
     }
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 19] = [
+    pub const ALL: [Topic; 22] = [
         Topic::TaskCreate,
         Topic::TaskStart,
         Topic::TaskExecAdded,
@@ -100,6 +110,9 @@ impl Topic {
         Topic::ContainerCreate,
         Topic::ContainerUpdate,
         Topic::ContainerDelete,
+        Topic::SnapshotPrepare,
+        Topic::SnapshotCommit,
+        Topic::SnapshotRemove,
     ];
 }
 
@@ -155,6 +168,23 @@ pub struct Event {
     /// /containers/...: the container's image, if it has one.
     #[serde(default)]
     pub image: Option<String>,
+    /// For /snapshot/...: which snapshot.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotEventInfo>,
+}
+
+/// The snapshot of a `/snapshot/...` event (containerd's `SnapshotPrepare`,
+/// `SnapshotCommit`, `SnapshotRemove`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotEventInfo {
+    /// The snapshot's key: the active snapshot prepared, committed or removed (for a
+    /// removed committed snapshot, its name).
+    pub key: String,
+    /// For /snapshot/prepare: the committed snapshot it was prepared on, if any.
+    pub parent: Option<String>,
+    /// For /snapshot/commit: the name it was committed as.
+    pub name: Option<String>,
 }
 
 impl Event {
@@ -174,6 +204,16 @@ impl Event {
             restarts: None,
             checkpoint: None,
             image: Some(name.to_string()),
+            snapshot: None,
+        }
+    }
+
+    /// A `/snapshot/...` event in `namespace`; numbered and stamped when published.
+    pub fn about_snapshot(namespace: &str, topic: Topic, snapshot: SnapshotEventInfo) -> Event {
+        Event {
+            image: None,
+            snapshot: Some(snapshot),
+            ..Event::about(namespace, topic, "")
         }
     }
 }

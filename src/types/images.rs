@@ -438,6 +438,10 @@ pub struct ImageRun {
     /// too.
     #[serde(default)]
     pub gid_maps: Vec<IdMap>,
+    /// The snapshotter of the rootfs (`--snapshotter`): `None` or `overlayfs`, the only
+    /// one there is; any other name is refused.
+    #[serde(default)]
+    pub snapshotter: Option<String>,
 }
 
 /// One range of a user namespace's uid or gid map: container ids `container_id ..

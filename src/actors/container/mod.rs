@@ -196,6 +196,7 @@ impl Container {
                 restarts: None,
                 checkpoint: None,
                 image: None,
+                snapshot: None,
             },
             mark: None,
         }

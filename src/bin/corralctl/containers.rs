@@ -96,6 +96,9 @@ pub struct ImageFlags {
     /// The user namespace's gid map, as --uidmap (repeatable; alone it maps uids too).
     #[arg(long = "gidmap", value_name = "CONTAINER:HOST:SIZE", value_parser = IdMap::parse)]
     gidmap: Vec<IdMap>,
+    /// The snapshotter of the rootfs (`overlayfs`, the default and only one).
+    #[arg(long, value_name = "NAME")]
+    snapshotter: Option<String>,
 }
 
 impl ImageFlags {
@@ -117,6 +120,7 @@ impl ImageFlags {
             platform: self.platform,
             uid_maps: self.uidmap,
             gid_maps: self.gidmap,
+            snapshotter: self.snapshotter,
         }
     }
 }

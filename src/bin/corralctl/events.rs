@@ -173,6 +173,15 @@ fn line_of(event: &Event) -> String {
     if let Some(c) = &event.checkpoint {
         s.push_str(&format!(" checkpoint={c}"));
     }
+    if let Some(snap) = &event.snapshot {
+        s.push_str(&format!(" key={}", snap.key));
+        if let Some(p) = &snap.parent {
+            s.push_str(&format!(" parent={p}"));
+        }
+        if let Some(n) = &snap.name {
+            s.push_str(&format!(" name={n}"));
+        }
+    }
     s
 }
 
