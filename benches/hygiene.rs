@@ -227,7 +227,7 @@ fn main() {
         .collect();
     let mounts_left = mounts_under(&data);
     let snapshots1 = snapshots_in(&data);
-    let bundles_left = count_files(&data.join("bundles"));
+    let bundles_left = count_files(&data.join("bundles/default"));
     let from = if from_image {
         "from a busybox image"
     } else {
@@ -252,7 +252,7 @@ fn main() {
     if from_image {
         println!("| mounts under the data dir | 0 | {mounts_left} |");
         println!("| snapshots (the image's layer) | {snapshots0} | {snapshots1} |");
-        println!("| entries left under the data dir's bundles | 0 | {bundles_left} |");
+        println!("| entries left under the data dir's bundles/default | 0 | {bundles_left} |");
     }
     println!("\nDaemon RSS along the way: {}", curve.join(", "));
     println!(
