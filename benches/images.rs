@@ -872,23 +872,13 @@ fn bench_warm(b: &mut Bench, rep: &mut Report) -> R<()> {
          and `ctr version`, the cost of a ctr process that asks containerd one thing."
     ));
     rep.line("");
-    rep.line("| client | median | p90 | min | corral / this (median) |");
-    rep.line("|---|---|---|---|---|");
     let rows: [(&str, &Samples); 4] = [
         ("**corral** `Client::pull`", &corral),
         ("`ctr content fetch`", &fetch),
         ("`ctr image pull`", &pull),
         ("`ctr version` (floor)", &floor),
     ];
-    for (what, s) in rows {
-        rep.line(format!(
-            "| {what} | {} | {} | {} | {} |",
-            ms(s.median()),
-            ms(s.pct(90.0)),
-            ms(s.min()),
-            ratio(corral.median(), s.median()),
-        ));
-    }
+    rep.timings("client", &rows, &corral);
     rep.line("");
     rep.target(
         "warm re-pull, corral (median) ≤ 50 ms",

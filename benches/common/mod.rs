@@ -147,6 +147,23 @@ impl Report {
     pub fn target(&mut self, what: &str, measured: String, ok: bool) {
         self.targets.push((what.to_string(), measured, ok));
     }
+    /// A table of timings, a row each (`first` names the first column): median, p90, min,
+    /// and `base`'s median over the row's.
+    pub fn timings(&mut self, first: &str, rows: &[(&str, &Samples)], base: &Samples) {
+        self.line(format!(
+            "| {first} | median | p90 | min | corral / this (median) |"
+        ));
+        self.line("|---|---|---|---|---|");
+        for (what, s) in rows {
+            self.line(format!(
+                "| {what} | {} | {} | {} | {} |",
+                ms(s.median()),
+                ms(s.pct(90.0)),
+                ms(s.min()),
+                ratio(base.median(), s.median()),
+            ));
+        }
+    }
 }
 
 pub fn progress(msg: impl AsRef<str>) {

@@ -102,22 +102,12 @@ pub(super) fn bench_run(b: &mut Bench, rep: &mut Report) -> R<()> {
          client). Every time includes its CLI process. {n} rounds after 2 untimed."
     ));
     rep.line("");
-    rep.line("| what | median | p90 | min | corral / this (median) |");
-    rep.line("|---|---|---|---|---|");
     let rows: [(&str, &Samples); 3] = [
         ("**corral** `corralctl run --rm`", &corral),
         ("`ctr run --rm`", &ctr),
         ("`runc run` (bundle)", &runc),
     ];
-    for (what, s) in rows {
-        rep.line(format!(
-            "| {what} | {} | {} | {} | {} |",
-            ms(s.median()),
-            ms(s.pct(90.0)),
-            ms(s.min()),
-            ratio(corral.median(), s.median()),
-        ));
-    }
+    rep.timings("what", &rows, &corral);
     rep.line("");
     let r_runc = corral.median() / runc.median();
     let r_ctr = corral.median() / ctr.median();
