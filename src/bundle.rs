@@ -111,6 +111,45 @@ pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Op
     Some(out)
 }
 
+/// Makes the runtime's spec ask for a terminal exactly when the process has one (`runc`
+/// refuses a console socket without `process.terminal`, and a terminal without one). The
+/// spec corral writes (`runtime`) is changed; a bundle's own spec used as it is cannot be,
+/// so a mismatch there is an error naming the bundle.
+pub fn set_terminal(
+    spec: &Spec,
+    runtime: Option<&mut Spec>,
+    bundle: &Path,
+    terminal: bool,
+) -> crate::error::Result<()> {
+    let has = |s: &Spec| {
+        s.process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
+    };
+    match runtime {
+        Some(out) if has(out) != terminal => {
+            let mut process = out.process().clone().unwrap_or_default();
+            process.set_terminal(Some(terminal));
+            out.set_process(Some(process));
+            Ok(())
+        }
+        Some(_) => Ok(()),
+        None if has(spec) != terminal => Err(crate::error::Error::InvalidArgument(format!(
+            "bundle {}: its config.json sets process.terminal to {}, and the process {} a \
+             terminal; corral uses that spec as it is (it names its cgroupsPath): change it",
+            bundle.display(),
+            has(spec),
+            if terminal {
+                "asks for"
+            } else {
+                "does not ask for"
+            }
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`](crate::cgroups::CgroupPaths::expected)).
 pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::cgroups::CgroupPaths {
     let spec_path = spec

@@ -40,7 +40,31 @@ pub struct Config {
     /// Images, content, leases and namespaces: persistent, apart from the volatile
     /// state dir. One daemon per data dir (it is locked).
     pub data_dir: PathBuf,
+    /// Containers' logs (`<dir>/<namespace>/<id>/<process>.log`), written by their shims;
+    /// `None` for `<data_dir>/logs`.
+    pub log_dir: Option<PathBuf>,
+    /// A log is rotated when it would grow past this many bytes (0: never), unless the
+    /// process asks otherwise ([`crate::Stdio::log_max_size`]).
+    pub log_max_size: u64,
+    /// How many log files a process keeps, the live one included (at least 1).
+    pub log_max_files: u32,
 }
+
+/// Where containers' logs go and how they rotate, as the containers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `<dir>/<namespace>/<id>/<process>.log`.
+    pub dir: PathBuf,
+    /// The default rotation size in bytes (0: never).
+    pub max_size: u64,
+    /// The default number of files kept.
+    pub max_files: u32,
+}
+
+/// The default size at which a container's log is rotated: 10 MiB.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// The default number of log files a process keeps: 3.
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/corral";
@@ -63,6 +87,9 @@ impl Default for Config {
             shim_timeout: Duration::from_secs(60),
             criu: default_criu_path(),
             data_dir: DEFAULT_DATA_DIR.into(),
+            log_dir: None,
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
         }
     }
 }

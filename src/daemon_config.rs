@@ -191,6 +191,12 @@ pub struct FileConfig {
     pub runtime_timeout: Option<Timeout>,
     /// The limit for a shim to create or exec its process.
     pub shim_timeout: Option<Timeout>,
+    /// Containers' logs (default `<data_dir>/logs`).
+    pub container_log_dir: Option<PathBuf>,
+    /// A container log's rotation size in bytes (0: never).
+    pub container_log_max_size: Option<u64>,
+    /// Log files kept per process, the live one included.
+    pub container_log_max_files: Option<u32>,
     /// The metrics endpoint's address (`""`: off).
     pub metrics_address: Option<MetricsAddress>,
     /// `text` or `json`.
@@ -337,6 +343,12 @@ pub struct Flags {
     pub runtime_timeout: Option<Duration>,
     /// `--shim-timeout`.
     pub shim_timeout: Option<Duration>,
+    /// `--container-log-dir`.
+    pub container_log_dir: Option<PathBuf>,
+    /// `--container-log-max-size`.
+    pub container_log_max_size: Option<u64>,
+    /// `--container-log-max-files`.
+    pub container_log_max_files: Option<u32>,
     /// `--metrics-address`.
     pub metrics_address: Option<SocketAddr>,
     /// `--log-format`.
@@ -480,6 +492,29 @@ pub fn resolve(file: &Loaded, flags: Flags) -> Result<Settings> {
             .criu
             .or_else(|| f.criu.clone())
             .unwrap_or(defaults.criu),
+        log_dir: match flags
+            .container_log_dir
+            .or_else(|| f.container_log_dir.clone())
+        {
+            Some(dir) => Some(absolute(dir, "container_log_dir")?),
+            None => None,
+        },
+        log_max_size: flags
+            .container_log_max_size
+            .or(f.container_log_max_size)
+            .unwrap_or(defaults.log_max_size),
+        log_max_files: match flags
+            .container_log_max_files
+            .or(f.container_log_max_files)
+            .unwrap_or(defaults.log_max_files)
+        {
+            0 => {
+                return Err(ConfigError(
+                    "container_log_max_files: at least 1 (the live file)".into(),
+                ))
+            }
+            n => n,
+        },
     };
     Ok(Settings {
         config,
@@ -534,6 +569,13 @@ criu = {criu}
 # (30, 2.5) or a number with a unit ("500ms", "30s", "2m", "1h").
 runtime_timeout = "{runtime_timeout}s"
 shim_timeout = "{shim_timeout}s"
+# Containers' logs (a process with no stdout/stderr path given is logged by its shim):
+# <container_log_dir>/<namespace>/<id>/<process>.log, in the CRI format. The directory
+# defaults to <data_dir>/logs. A log is rotated when it would grow past
+# container_log_max_size bytes (0: never), keeping container_log_max_files files.
+# container_log_dir = "/var/lib/corral/logs"
+container_log_max_size = {log_max_size}
+container_log_max_files = {log_max_files}
 # Serve Prometheus metrics at http://ADDRESS/metrics, e.g. "127.0.0.1:9090"; "" is off.
 metrics_address = ""
 # "text", or "json" (one JSON object per line on stderr).
@@ -562,6 +604,8 @@ options = {{}}
         criu = q(&c.criu),
         runtime_timeout = c.runtime_timeout.as_secs_f64(),
         shim_timeout = c.shim_timeout.as_secs_f64(),
+        log_max_size = c.log_max_size,
+        log_max_files = c.log_max_files,
         default_name = DEFAULT_RUNTIME,
         runc = toml_string(DEFAULT_RUNTIME),
     )

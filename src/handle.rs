@@ -1,6 +1,9 @@
 //! The [`Handle`]: every operation on a running supervisor.
 
 mod containers;
+mod stdio;
+
+pub use stdio::{AttachStdin, Attachment, Logs};
 
 use crate::actors::container::{self, Container};
 use crate::actors::events::{EventStream, Events, Subscribe, SubscriberCounts};

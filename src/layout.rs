@@ -126,6 +126,16 @@ impl ShimDir {
     pub fn exit_fifo(&self) -> PathBuf {
         self.path.join("exit")
     }
+    /// Fifo the daemon makes for a process with `open_stdin`: `attach` writes into it, the
+    /// shim holds a write end so the process sees end-of-file only on close_stdin.
+    pub fn stdin_fifo(&self) -> PathBuf {
+        self.path.join("stdin")
+    }
+    /// What the daemon launched the process's stdio with (`key value` lines): read back
+    /// when a daemon adopts it.
+    pub fn io_file(&self) -> PathBuf {
+        self.path.join("io")
+    }
     /// Fifo the daemon writes `type w h` lines to (0: close stdin, 1: resize).
     pub fn control_fifo(&self) -> PathBuf {
         self.path.join("control")

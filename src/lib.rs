@@ -46,6 +46,7 @@ pub(crate) mod launch;
 #[doc(hidden)] // For corral's own benches (the on-disk layout), not a stable API.
 pub mod layout;
 pub(crate) mod limits;
+pub mod logs;
 #[doc(hidden)] // For corrald (the /metrics endpoint), not a stable API.
 pub mod metrics;
 pub(crate) mod oci_layout;
@@ -69,11 +70,12 @@ pub use actors::EventStream;
 pub use cgroups::stats;
 pub use checkpoint::{CheckpointInfo, CheckpointOptions};
 pub use config::{
-    default_criu_path, default_runtimes, default_shim_path, Config, RuntimeEntry, DEFAULT_DATA_DIR,
-    DEFAULT_RUNTIME, DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
+    default_criu_path, default_runtimes, default_shim_path, Config, LogSettings, RuntimeEntry,
+    DEFAULT_DATA_DIR, DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, DEFAULT_RUNTIME,
+    DEFAULT_RUNTIME_ROOT, DEFAULT_STATE_DIR, VERSION,
 };
 pub use error::{Error, Result};
-pub use handle::Handle;
+pub use handle::{AttachStdin, Attachment, Handle, Logs};
 pub use images::{Images, ProgressSender, PULL_LEASE};
 pub use layout::JOURNAL_DIR;
 pub use startup::{start, Corral};

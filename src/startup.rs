@@ -118,7 +118,15 @@ pub async fn start(config: Config) -> Result<Handle> {
         shim_timeout,
         criu,
         data_dir,
+        log_dir,
+        log_max_size,
+        log_max_files,
     } = config;
+    let logs = crate::config::LogSettings {
+        dir: log_dir.unwrap_or_else(|| data_dir.join("logs")),
+        max_size: log_max_size,
+        max_files: log_max_files.max(1),
+    };
     let images = crate::images::Images::open(&data_dir, Some(events.clone()))?;
     let settings = SupervisorSettings {
         state_dir,
@@ -129,6 +137,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         shim,
         shim_timeout,
         criu,
+        logs: std::sync::Arc::new(logs),
     };
     // The supervisor adopts the containers already in the state dir as it starts.
     let supervisor = Supervisor::new(settings, events.clone(), recovered.exits, lock).start();

@@ -126,6 +126,7 @@ fn exec_through_the_client_reports_output_and_code() {
                 stdin: None,
                 stdout: Some(out.clone()),
                 stderr: Some(err.clone()),
+                ..Stdio::default()
             },
         })
         .unwrap();

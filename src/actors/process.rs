@@ -35,6 +35,16 @@ pub struct SignalProcess(pub i32);
 #[rtype(result = "Result<()>")]
 pub struct CloseStdin;
 
+/// Resizes the process's terminal (control message `1 width height`).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct ResizeTerminal {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+}
+
 /// One container process and its shim.
 pub struct Process {
     process_id: String,
@@ -248,17 +258,32 @@ impl Handler<SignalProcess> for Process {
     }
 }
 
-impl Handler<CloseStdin> for Process {
-    type Result = Result<()>;
-
-    fn handle(&mut self, _: CloseStdin, _: &mut Context<Self>) -> Result<()> {
+impl Process {
+    /// Writes one control message to the shim's control fifo.
+    fn control(&self, message: &str) -> Result<()> {
         let path = self.dir.control_fifo();
         let mut fifo = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        fifo.write_all(b"0 0 0\n")
+        fifo.write_all(message.as_bytes())
             .map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+}
+
+impl Handler<CloseStdin> for Process {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: CloseStdin, _: &mut Context<Self>) -> Result<()> {
+        self.control("0 0 0\n")
+    }
+}
+
+impl Handler<ResizeTerminal> for Process {
+    type Result = Result<()>;
+
+    fn handle(&mut self, msg: ResizeTerminal, _: &mut Context<Self>) -> Result<()> {
+        self.control(&format!("1 {} {}\n", msg.width, msg.height))
     }
 }

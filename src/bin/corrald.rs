@@ -44,6 +44,16 @@ struct Cli {
     /// Limit for a shim to create or exec its process [default: 60]
     #[arg(long, value_name = "SECS", value_parser = daemon_config::parse_duration)]
     shim_timeout: Option<Duration>,
+    /// Containers' logs [default: DATA_DIR/logs]
+    #[arg(long, value_name = "DIR")]
+    container_log_dir: Option<PathBuf>,
+    /// Rotate a container's log when it would grow past this many bytes; 0: never
+    /// [default: 10485760]
+    #[arg(long, value_name = "BYTES")]
+    container_log_max_size: Option<u64>,
+    /// Log files kept per process, the live one included [default: 3]
+    #[arg(long, value_name = "N")]
+    container_log_max_files: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9090 [default: off]
     #[arg(long, value_name = "ADDR")]
     metrics_address: Option<SocketAddr>,
@@ -98,6 +108,9 @@ fn settings(cli: Cli) -> Result<Settings, daemon_config::ConfigError> {
         criu: cli.criu,
         runtime_timeout: cli.runtime_timeout,
         shim_timeout: cli.shim_timeout,
+        container_log_dir: cli.container_log_dir,
+        container_log_max_size: cli.container_log_max_size,
+        container_log_max_files: cli.container_log_max_files,
         metrics_address: cli.metrics_address,
         log_format: cli.log_format.map(|f| match f {
             Format::Text => LogFormat::Text,

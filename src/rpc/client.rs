@@ -29,7 +29,7 @@ macro_rules! expect_reply {
 
 /// A connection to corrald.
 pub struct Client {
-    stream: UnixStream,
+    pub(super) stream: UnixStream,
     next_id: u64,
     daemon: String,
 }

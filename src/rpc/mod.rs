@@ -7,6 +7,7 @@
 mod client;
 mod client_containers;
 mod client_images;
+mod client_stdio;
 mod containers;
 #[doc(hidden)] // For corral's own tests (raw frames), not a stable API.
 pub mod frame;
@@ -14,8 +15,10 @@ mod images;
 mod protocol;
 #[doc(hidden)] // For corrald, not a stable API.
 pub mod server;
+mod stdio;
 
 pub use client::{went_away, Client, Resumed, ResumingSubscription, Subscription};
+pub use client_stdio::{AttachInput, Attached, LogReader};
 pub use frame::MAX_FRAME;
 pub use protocol::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The wire protocol's version; client and daemon must agree.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A request with its id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -336,6 +336,44 @@ pub enum Request {
     /// Pull a checkpoint from a registry into the checkpoint store (its base image into
     /// the image store): a stream of `Progress` replies, then `Checkpoint` or `Error`.
     CheckpointPull(CheckpointPullRequest),
+    /// Join a process's stdio (protocol 5): a stream of `Output` replies, then `Exit`
+    /// (last), or `Error`. With `stdin`, the client sends `AttachInput` frames naming this
+    /// request's frame id.
+    Attach(AttachRequest),
+    /// Bytes for (or the end of) an attach's stdin (protocol 5); answered only with an
+    /// `Error` (under the attach's frame id) if the attach is gone or the write failed.
+    AttachInput {
+        /// The frame id of the `Attach` request.
+        attach: u64,
+        /// Bytes to write.
+        data: Vec<u8>,
+        /// Then close the process's stdin (it reads end-of-file).
+        close: bool,
+    },
+    /// Read a process's log (protocol 5): a stream of `LogEntries` replies, then `Ok`, or
+    /// `Error`.
+    Logs(LogsRequest),
+    /// Resize a process's terminal (protocol 5); replies `Ok`.
+    Resize {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// The exec; `None` for init.
+        exec_id: Option<String>,
+        /// The new size.
+        size: ConsoleSize,
+    },
+    /// Remove an exited exec, freeing its id (protocol 5); replies `Process` (its last
+    /// state).
+    ExecRemove {
+        /// Namespace.
+        namespace: String,
+        /// Container id.
+        id: String,
+        /// The exec.
+        exec_id: String,
+    },
 }
 
 impl Request {
@@ -398,6 +436,11 @@ impl Request {
             Request::TaskDelete { .. } => "task_delete",
             Request::CheckpointPush(_) => "checkpoint_push",
             Request::CheckpointPull(_) => "checkpoint_pull",
+            Request::Attach(_) => "attach",
+            Request::AttachInput { .. } => "attach_input",
+            Request::Logs(_) => "logs",
+            Request::Resize { .. } => "resize",
+            Request::ExecRemove { .. } => "exec_remove",
         }
     }
 }
@@ -481,6 +524,15 @@ pub enum Reply {
     ContainerMeta(Box<ContainerMeta>),
     /// Container records.
     ContainerMetas(Vec<ContainerMeta>),
+    /// Output of an attached process (protocol 5).
+    Output {
+        /// From stderr.
+        stderr: bool,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Entries of a process's log (protocol 5).
+    LogEntries(Vec<crate::logs::LogEntry>),
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::frame::{check_len, decode, encode, read_body, write_frame, MAX_FRAME};
 use super::protocol::*;
+use super::stdio::StdinChunk;
 use crate::error::{Error, Result};
 use crate::Handle;
 use futures_util::future::{select, Either};
@@ -400,6 +401,9 @@ async fn serve_requests(
     let max_requests = limits.max_requests_in_flight.max(1);
     let in_flight = Arc::new(Semaphore::new(max_requests));
     let mut streams: Vec<actix_rt::task::JoinHandle<()>> = Vec::new();
+    // The stdin of this connection's attaches, by the Attach request's frame id.
+    let mut inputs: std::collections::HashMap<u64, mpsc::Sender<StdinChunk>> =
+        std::collections::HashMap::new();
     let result = loop {
         // Backpressure: with every slot taken, the connection is not read until a request
         // finishes (the kernel's socket buffer then stalls the client).
@@ -420,11 +424,30 @@ async fn serve_requests(
             Err(e) => break Err(e),
         };
         drop((payload, share));
+        // Stdin for an attach goes to it in order, inline (never a task of its own, which
+        // could reorder it); waiting while the process does not read is backpressure.
+        if let Request::AttachInput {
+            attach,
+            data,
+            close,
+        } = frame.request
+        {
+            drop(permit);
+            if let Some(input) = inputs.get(&attach) {
+                if input.send(StdinChunk { data, close }).await.is_err() {
+                    inputs.remove(&attach);
+                }
+            }
+            // An attach that has ended takes no more input: dropped, as a terminal would.
+            continue;
+        }
         let handle = handle.clone();
         let tx = tx.clone();
         if matches!(
             frame.request,
             Request::Subscribe(_)
+                | Request::Attach(_)
+                | Request::Logs(_)
                 | Request::Wait(_)
                 | Request::ImagePull(_)
                 | Request::ImagePush(_)
@@ -438,8 +461,8 @@ async fn serve_requests(
             streams.retain(|t| !t.is_finished());
             if streams.len() >= limits.max_streams {
                 let error = Error::Protocol(format!(
-                    "too many streams: at most {} streams (Subscribe, Wait, ImagePull, \
-                     ImagePush, CheckpointPush, CheckpointPull) per connection",
+                    "too many streams: at most {} streams (Subscribe, Wait, Attach, Logs, \
+                     ImagePull, ImagePush, CheckpointPush, CheckpointPull) per connection",
                     limits.max_streams
                 ));
                 if !reply(&tx, error_frame(frame.id, error)).await {
@@ -447,9 +470,26 @@ async fn serve_requests(
                 }
                 continue;
             }
+            inputs.retain(|_, input| !input.is_closed());
+            let input =
+                if let Request::Attach(crate::types::AttachRequest { stdin: true, .. }) =
+                    &frame.request
+                {
+                    let (input_tx, input_rx) = mpsc::channel(8);
+                    inputs.insert(frame.id, input_tx);
+                    Some(input_rx)
+                } else {
+                    None
+                };
             streams.push(actix_rt::spawn(async move {
                 match frame.request {
                     Request::Subscribe(filter) => stream_events(handle, frame.id, filter, tx).await,
+                    Request::Attach(req) => {
+                        super::stdio::stream_attach(handle, frame.id, req, input, tx).await
+                    }
+                    Request::Logs(req) => {
+                        super::stdio::stream_logs(handle, frame.id, req, tx).await
+                    }
                     request @ (Request::ImagePull(_)
                     | Request::ImagePush(_)
                     | Request::CheckpointPush(_)
@@ -609,7 +649,27 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
         Request::Stats { namespace, ids } => {
             handle.stats_of(&namespace, ids).await.map(Reply::Stats)
         }
+        Request::Resize {
+            namespace,
+            id,
+            exec_id,
+            size,
+        } => handle
+            .resize(&namespace, &id, exec_id.as_deref(), size)
+            .await
+            .map(|()| Reply::Ok),
+        Request::ExecRemove {
+            namespace,
+            id,
+            exec_id,
+        } => handle
+            .remove_exec(&namespace, &id, &exec_id)
+            .await
+            .map(Reply::Process),
+        Request::AttachInput { .. } => Err(Error::Internal("served inline".into())),
         Request::Subscribe(_)
+        | Request::Attach(_)
+        | Request::Logs(_)
         | Request::ImagePull(_)
         | Request::ImagePush(_)
         | Request::CheckpointPush(_)

@@ -51,6 +51,16 @@ pub struct ShimArgs {
     pub stdout: Option<PathBuf>,
     /// stderr path, /dev/null if none.
     pub stderr: Option<PathBuf>,
+    /// The CRI log the shim writes stdout and stderr to.
+    pub log: Option<PathBuf>,
+    /// Rotate at this size (0: never).
+    pub log_max_size: u64,
+    /// Files kept.
+    pub log_max_files: u32,
+    /// A pty through a console socket.
+    pub terminal: bool,
+    /// Its initial size (width, height).
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl ShimArgs {
@@ -104,6 +114,11 @@ impl ShimArgs {
             stdin: None,
             stdout: None,
             stderr: None,
+            log: None,
+            log_max_size: 0,
+            log_max_files: 1,
+            terminal: false,
+            console_size: None,
         };
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
@@ -157,6 +172,11 @@ mod tests {
             stdin: None,
             stdout: Some("/tmp/o".into()),
             stderr: None,
+            log: None,
+            log_max_size: 0,
+            log_max_files: 1,
+            terminal: false,
+            console_size: None,
         };
         let b = ShimArgs::parse(a.to_args()).unwrap();
         assert_eq!(b.mode, Mode::Exec);

@@ -84,6 +84,16 @@ pub struct ProcessInfo {
     pub status: Status,
     /// Set once it has exited.
     pub exit: Option<ExitStatus>,
+    /// It has a pseudo-terminal (resizable; one output stream).
+    #[serde(default)]
+    pub terminal: bool,
+    /// It has a stdin that `attach` writes into (`open_stdin`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Its log, when the shim owns its output (CRI format; rotated files beside it as
+    /// `<path>.1`, `<path>.2`, ...); `None` when it writes to paths it was given.
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
 }
 
 /// One container as the supervisor sees it.
@@ -130,6 +140,13 @@ pub struct ContainerInfo {
     /// `org.opencontainers.image.stopSignal` annotation), else SIGTERM (15).
     #[serde(default = "sigterm")]
     pub stop_signal: i32,
+    /// The init process's log, when the shim owns its output (see
+    /// [`ProcessInfo::log_path`]).
+    #[serde(default)]
+    pub log_path: Option<PathBuf>,
+    /// The init process has a pseudo-terminal.
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 fn sigterm() -> i32 {
@@ -157,6 +174,8 @@ impl ContainerInfo {
             busy: false,
             operation: String::new(),
             stop_signal: libc::SIGTERM,
+            log_path: None,
+            terminal: false,
         }
     }
 }

@@ -6,19 +6,54 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Where a process's stdio goes: a path each (file or fifo), `None` for /dev/null.
+/// Where a process's stdio goes.
+///
+/// With neither `stdout` nor `stderr` given, the shim owns both: it drains them for the
+/// process's whole life and writes them to the process's log (CRI format, rotated; see
+/// [`ProcessInfo::log_path`]), which `logs` reads and `attach` follows. A path given is
+/// written by the process itself (a file or a fifo); the other one then goes to /dev/null.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stdio {
-    /// Read as the process's stdin.
+    /// Read as the process's stdin (a file or a fifo); `None` for /dev/null, or for the
+    /// daemon's own stdin fifo with `open_stdin`.
     pub stdin: Option<PathBuf>,
     /// Written with the process's stdout.
     pub stdout: Option<PathBuf>,
     /// Written with the process's stderr.
     pub stderr: Option<PathBuf>,
+    /// Give the process a stdin that `attach` writes into (docker's `-i`): a fifo the
+    /// daemon makes; the process sees end-of-file only on `close_stdin`.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Give the process a pseudo-terminal (`-t`): stdout and stderr are one stream, the
+    /// terminal's, and the process can be resized.
+    #[serde(default)]
+    pub terminal: bool,
+    /// The terminal's initial size.
+    #[serde(default)]
+    pub console_size: Option<ConsoleSize>,
+    /// Rotate the log when it would grow past this many bytes; `None` for the daemon's
+    /// default, `Some(0)` never.
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    /// Keep this many log files, the live one included (at least 1); `None` for the
+    /// daemon's default.
+    #[serde(default)]
+    pub log_max_files: Option<u32>,
+}
+
+/// A terminal's size, in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
 }
 
 impl Stdio {
-    /// Checks that every path given is absolute; `what` starts the error ("exec ", or "").
+    /// Checks that every path given is absolute and the options fit together; `what`
+    /// starts the error ("exec ", or "").
     pub fn check_absolute(&self, what: &str) -> Result<()> {
         for (name, path) in [
             ("stdin", &self.stdin),
@@ -32,7 +67,36 @@ impl Stdio {
                 )));
             }
         }
+        let bad = |msg: &str| Err(Error::InvalidArgument(format!("{what}{msg}")));
+        if self.open_stdin && self.stdin.is_some() {
+            return bad("stdin: give a stdin path or open_stdin, not both");
+        }
+        if self.terminal && self.stderr.is_some() {
+            return bad("stderr path: a terminal has one output stream; give stdout only");
+        }
+        if self.console_size.is_some() && !self.terminal {
+            return bad("console size: the process has no terminal");
+        }
+        if self
+            .console_size
+            .is_some_and(|c| c.width == 0 || c.height == 0)
+        {
+            return bad("console size: width and height must be at least 1");
+        }
+        if self.log_max_files == Some(0) {
+            return bad("log max files: at least 1 (the live file)");
+        }
+        if !self.logged() && (self.log_max_size.is_some() || self.log_max_files.is_some()) {
+            return bad(
+                "log options: the process writes to the stdout/stderr paths given, not to a log",
+            );
+        }
         Ok(())
+    }
+
+    /// Whether the shim writes the process's output to its log (no output path given).
+    pub fn logged(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
     }
 }
 
@@ -275,4 +339,63 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
         .map_err(|_| Error::InvalidArgument(format!("unknown signal {s:?}")))
+}
+
+/// Where an attach's output starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttachFrom {
+    /// Only what the process writes from now on (`docker attach`).
+    #[default]
+    Now,
+    /// Everything the process has written since it was launched (a foreground `run` or
+    /// `exec` that attaches after starting the process, so nothing is missed).
+    Launch,
+}
+
+/// Join a running process's stdio: its output (from its log) and, with `stdin`, its input.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The exec; `None` for the init process.
+    pub exec_id: Option<String>,
+    /// Write into the process's stdin (it needs `open_stdin`).
+    pub stdin: bool,
+    /// Where the output starts.
+    pub from: AttachFrom,
+}
+
+/// What an attach receives, in order: output, then the process's exit (last).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttachItem {
+    /// Bytes the process wrote, as it wrote them.
+    Output {
+        /// From stderr (a terminal's output is all stdout).
+        stderr: bool,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The process exited; nothing follows.
+    Exit(ExitStatus),
+}
+
+/// Read a process's log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// Namespace; empty means `default`.
+    pub namespace: String,
+    /// Container id.
+    pub id: String,
+    /// The exec; `None` for the init process.
+    pub exec_id: Option<String>,
+    /// Keep following the log until the process exits.
+    pub follow: bool,
+    /// Only entries at or after this time (ns since the epoch).
+    pub since_ns: Option<u64>,
+    /// Only entries before this time (ns since the epoch).
+    pub until_ns: Option<u64>,
+    /// Only the last this many entries of the history (following goes on after them).
+    pub tail: Option<usize>,
 }

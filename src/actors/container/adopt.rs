@@ -174,7 +174,12 @@ impl Container {
         for process_id in self.process_dirs() {
             let dir = self.dir.process(&process_id);
             let is_init = process_id == INIT_PROCESS;
-            let mut slot = ProcessSlot::default();
+            let mut slot = ProcessSlot {
+                io: std::fs::read_to_string(dir.io_file())
+                    .map(|text| super::ProcessIo::from_text(&text))
+                    .unwrap_or_default(),
+                ..ProcessSlot::default()
+            };
             match adopt_process(&dir) {
                 Adopted::NeverStarted => {
                     tracing::warn!(

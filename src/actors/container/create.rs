@@ -37,7 +37,7 @@ impl Handler<Init> for Container {
             (None, false) => Mode::Create,
         };
         let init_dir = self.dir.process(INIT_PROCESS);
-        let mut args = self.shim_args(mode, &self.record.stdio);
+        let (mut args, mut io) = self.shim_args(mode, INIT_PROCESS, &self.record.stdio);
         if let Some(from) = &msg.restore {
             restore::add_args(&mut args, from, &self.env.criu, &init_dir);
         }
@@ -47,6 +47,7 @@ impl Handler<Init> for Container {
         let record = self.record.clone();
         let runtime_spec = msg.runtime_spec;
         let restoring = msg.restore.is_some();
+        let log_dir = self.log_dir();
         let work = async move {
             let result = async {
                 std::fs::create_dir_all(dir.path())
@@ -57,10 +58,12 @@ impl Handler<Init> for Container {
                     spec.save(&config)
                         .map_err(|e| Error::Internal(format!("write {}: {e}", config.display())))?;
                 }
-                runtime
+                io.prepare(&init_dir)?;
+                let shim = runtime
                     .launch(init_dir.clone(), args, timeout)
                     .await
-                    .map_err(Error::from)
+                    .map_err(Error::from)?;
+                Ok((shim, io))
             }
             .await;
             let result = match result {
@@ -69,14 +72,16 @@ impl Handler<Init> for Container {
             };
             if result.is_err() {
                 remove_everything(runtime, record.id.clone(), dir, record.cgroups.clone()).await;
+                let _ = std::fs::remove_dir_all(&log_dir);
             }
             result
         };
         Box::pin(
             work.into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok(shim) => {
+                    Ok((shim, io)) => {
                         act.init.pid = shim.pid as u32;
+                        act.init.io = io;
                         act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
                         act.become_(if start {
                             Phase::Running

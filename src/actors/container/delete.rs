@@ -57,6 +57,7 @@ impl Handler<Delete> for Container {
         let dir = self.dir.clone();
         let cgroup = self.record.cgroups.clone();
         let timeout = runtime.timeout();
+        let log_dir = self.log_dir();
         let work = async move {
             if frozen {
                 // "not paused": the pause had not happened yet, or the kill thawed it.
@@ -77,6 +78,13 @@ impl Handler<Delete> for Container {
                 runtime.delete(&id, true).await?;
             }
             remove_everything(runtime, id, dir, cgroup).await;
+            // Its logs go with it (as `docker rm` does); a log still being written by a
+            // stray process of an exec is removed all the same.
+            if let Err(e) = std::fs::remove_dir_all(&log_dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing the logs {}: {e}", log_dir.display());
+                }
+            }
             Ok(())
         };
         Box::pin(work.into_actor(self).map(|result: Result<()>, act, ctx| {

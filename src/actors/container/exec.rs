@@ -23,13 +23,26 @@ pub struct Exec {
 }
 
 /// The exec's `process.json`: a validated OCI process, or the bundle's process with `args`.
-fn process_spec_json(bundle: &std::path::Path, process: ExecProcess) -> Result<String> {
+/// Its `terminal` is the request's: runc refuses a console socket without it.
+fn process_spec_json(
+    bundle: &std::path::Path,
+    process: ExecProcess,
+    terminal: bool,
+) -> Result<String> {
     match process {
         ExecProcess::SpecJson(json) => {
-            serde_json::from_str::<oci_spec::runtime::Process>(&json).map_err(|e| {
-                Error::InvalidArgument(format!("exec process spec is not a valid OCI process: {e}"))
-            })?;
-            Ok(json)
+            let mut process =
+                serde_json::from_str::<oci_spec::runtime::Process>(&json).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "exec process spec is not a valid OCI process: {e}"
+                    ))
+                })?;
+            if process.terminal().unwrap_or(false) == terminal {
+                return Ok(json);
+            }
+            process.set_terminal(Some(terminal));
+            serde_json::to_string(&process)
+                .map_err(|e| Error::Internal(format!("encode process.json: {e}")))
         }
         ExecProcess::Args(args) => {
             if args.is_empty() {
@@ -40,7 +53,7 @@ fn process_spec_json(bundle: &std::path::Path, process: ExecProcess) -> Result<S
             let spec = crate::bundle::load_spec(bundle)?;
             let mut process = spec.process().clone().unwrap_or_default();
             process.set_args(Some(args));
-            process.set_terminal(Some(false));
+            process.set_terminal(Some(terminal));
             serde_json::to_string(&process)
                 .map_err(|e| Error::Internal(format!("encode process.json: {e}")))
         }
@@ -74,7 +87,7 @@ impl Container {
             )));
         }
         let process = std::mem::replace(&mut msg.process, ExecProcess::Args(Vec::new()));
-        let json = process_spec_json(&self.record.bundle, process)?;
+        let json = process_spec_json(&self.record.bundle, process, msg.stdio.terminal)?;
         crate::launch::prepare_dir(&dir)?;
         write_atomic(&dir.process_json(), json.as_bytes())
             .map_err(|e| Error::io("write process.json", e))?;
@@ -94,10 +107,21 @@ impl Handler<Exec> for Container {
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let exec_id = msg.exec_id;
-        self.execs.insert(exec_id.clone(), ProcessSlot::default());
+        let (args, mut io) = self.shim_args(Mode::Exec, &exec_id, &msg.stdio);
+        if let Err(e) = io.prepare(&dir) {
+            let _ = std::fs::remove_dir_all(dir.path());
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let log = io.log.clone();
+        self.execs.insert(
+            exec_id.clone(),
+            ProcessSlot {
+                io,
+                ..ProcessSlot::default()
+            },
+        );
         self.gate.exec_added(&exec_id);
         self.emit(Topic::TaskExecAdded, &exec_id, 0).send();
-        let args = self.shim_args(Mode::Exec, &msg.stdio);
         let launched = self
             .env
             .runtime
@@ -106,6 +130,9 @@ impl Handler<Exec> for Container {
             let result = launched.await.map_err(Error::from);
             if result.is_err() {
                 let _ = std::fs::remove_dir_all(dir.path());
+                if let Some(log) = log {
+                    crate::logs::remove_files(&log);
+                }
             }
             result
         };
@@ -132,5 +159,52 @@ impl Handler<Exec> for Container {
                     }
                 }),
         )
+    }
+}
+
+/// Removes an exited exec: its record, its directory and its log; its id is free again.
+/// Publishes `/tasks/delete` with the exec's id as the process (containerd's
+/// `DeleteProcess`).
+#[derive(Message)]
+#[rtype(result = "Result<ProcessInfo>")]
+pub struct RemoveExec {
+    /// The exec.
+    pub exec_id: String,
+}
+
+impl Handler<RemoveExec> for Container {
+    type Result = Result<ProcessInfo>;
+
+    fn handle(&mut self, msg: RemoveExec, _: &mut Context<Self>) -> Self::Result {
+        let slot = self.slot(Some(&msg.exec_id))?;
+        let Some(exit) = slot.exit else {
+            return Err(Error::WrongState(format!(
+                "exec {:?} of container {} is {}: kill it or wait for it first",
+                msg.exec_id,
+                self.key(),
+                if slot.pid == 0 { "starting" } else { "running" }
+            )));
+        };
+        let info = slot.info(&msg.exec_id);
+        let pid = slot.pid;
+        if let Some(slot) = self.execs.remove(&msg.exec_id) {
+            if let Some(log) = &slot.io.log {
+                crate::logs::remove_files(log);
+            }
+        }
+        let dir = self.dir.process(&msg.exec_id);
+        if let Err(e) = std::fs::remove_dir_all(dir.path()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "{}: removing exec dir {}: {e}",
+                    self.key(),
+                    dir.path().display()
+                );
+            }
+        }
+        self.emit(Topic::TaskDelete, &msg.exec_id, pid)
+            .exit(exit)
+            .send();
+        Ok(info)
     }
 }

@@ -27,7 +27,7 @@ mod pause;
 pub mod record;
 pub mod restart;
 mod restore;
-mod slot;
+pub mod slot;
 mod start;
 pub mod state;
 mod update;
@@ -36,9 +36,9 @@ mod wait;
 pub use checkpoint::Checkpoint;
 pub use create::Init;
 pub use delete::Delete;
-pub use exec::Exec;
+pub use exec::{Exec, RemoveExec};
 pub use inspect::{GetInfo, GetStats, Pids};
-pub use io::CloseProcessStdin;
+pub use io::{CloseProcessStdin, GetProcessStdio, ProcessStdio, ResizeProcess};
 pub use kill::Kill;
 pub use pause::{Pause, Resume};
 pub use record::ContainerRecord;
@@ -61,6 +61,7 @@ use crate::shim::{Mode, ShimArgs};
 use crate::types::*;
 use actix::prelude::*;
 use exit_gate::{ExitGate, Step};
+pub use slot::ProcessIo;
 use slot::ProcessSlot;
 use state::{Lifecycle, Phase, Verb};
 use std::collections::{BTreeMap, HashSet};
@@ -80,6 +81,8 @@ pub struct ContainerEnv {
     pub events: Addr<Events>,
     /// The CRIU binary, for checkpoint and restore.
     pub criu: PathBuf,
+    /// Where logs go.
+    pub logs: Arc<crate::config::LogSettings>,
 }
 
 /// One container.
@@ -176,6 +179,8 @@ impl Container {
             busy: false,
             operation: self.life.op.name().to_string(),
             stop_signal: self.record.stop_signal,
+            log_path: self.init.io.log.clone(),
+            terminal: self.init.io.terminal,
         }
     }
 
@@ -233,9 +238,21 @@ impl Container {
         }
     }
 
-    fn shim_args(&self, mode: Mode, stdio: &Stdio) -> ShimArgs {
+    /// The shim's arguments for one process, and its stdio as [`ProcessIo`]: with no
+    /// output path given, the shim writes the process's log
+    /// (`<log dir>/<namespace>/<id>/<process>.log`).
+    fn shim_args(&self, mode: Mode, process_id: &str, stdio: &Stdio) -> (ShimArgs, ProcessIo) {
         let runtime = &self.env.runtime;
-        ShimArgs {
+        let dir = self.dir.process(process_id);
+        let io = ProcessIo {
+            log: stdio
+                .logged()
+                .then(|| self.log_dir().join(format!("{process_id}.log"))),
+            log_start: None,
+            stdin_fifo: stdio.open_stdin.then(|| dir.stdin_fifo()),
+            terminal: stdio.terminal,
+        };
+        let args = ShimArgs {
             mode,
             runtime: runtime.binary().to_path_buf(),
             root: runtime.root().to_path_buf(),
@@ -252,10 +269,25 @@ impl Container {
             } else {
                 Vec::new()
             },
-            stdin: stdio.stdin.clone(),
+            stdin: io.stdin_fifo.clone().or_else(|| stdio.stdin.clone()),
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),
-        }
+            log: io.log.clone(),
+            log_max_size: stdio.log_max_size.unwrap_or(self.env.logs.max_size),
+            log_max_files: stdio.log_max_files.unwrap_or(self.env.logs.max_files),
+            terminal: stdio.terminal,
+            console_size: stdio.console_size.map(|c| (c.width, c.height)),
+        };
+        (args, io)
+    }
+
+    /// This container's log directory: `<log dir>/<namespace>/<id>`.
+    fn log_dir(&self) -> PathBuf {
+        self.env
+            .logs
+            .dir
+            .join(&self.record.namespace)
+            .join(&self.record.id)
     }
 
     /// Starts the Process actor that watches a launched shim.

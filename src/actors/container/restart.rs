@@ -126,8 +126,9 @@ impl Container {
             stdin: still_there(&self.record.stdio.stdin),
             stdout: still_there(&self.record.stdio.stdout),
             stderr: still_there(&self.record.stdio.stderr),
+            ..self.record.stdio.clone()
         };
-        let args = self.shim_args(Mode::Run, &stdio);
+        let (args, mut io) = self.shim_args(Mode::Run, INIT_PROCESS, &stdio);
         let runtime = self.env.runtime.clone();
         let timeout = self.env.shim_timeout;
         let dir = self.dir.clone();
@@ -144,7 +145,13 @@ impl Container {
             std::fs::rename(init.path(), &last).map_err(|e| {
                 Error::io(format!("keep the last run's {}", init.path().display()), e)
             })?;
-            let launched = runtime.launch(init.clone(), args, timeout).await;
+            let launched = match io.prepare(&init) {
+                Ok(()) => runtime
+                    .launch(init.clone(), args, timeout)
+                    .await
+                    .map_err(Error::from),
+                Err(e) => Err(e),
+            };
             if launched.is_ok() {
                 let _ = std::fs::remove_dir_all(&last);
             } else {
@@ -152,7 +159,7 @@ impl Container {
                 let _ = std::fs::remove_dir_all(init.path());
                 let _ = std::fs::rename(&last, init.path());
             }
-            launched.map_err(Error::from)
+            launched.map(|shim| (shim, io))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.life.op = Operation::Idle;
@@ -167,7 +174,7 @@ impl Container {
                 }
             };
             let answer = match result {
-                Ok(shim) => {
+                Ok((shim, io)) => {
                     act.record.stopped_by_user = false;
                     if done.is_some() {
                         // A user's restart lifts a user's stop (a policy restart never
@@ -178,6 +185,7 @@ impl Container {
                     act.execs.clear();
                     act.init = ProcessSlot {
                         pid: shim.pid as u32,
+                        io,
                         ..ProcessSlot::default()
                     };
                     act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));

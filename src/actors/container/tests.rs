@@ -58,6 +58,11 @@ impl Harness {
             shim_timeout: Duration::from_secs(5),
             events: self.events.clone(),
             criu: self.root.join("criu"),
+            logs: Arc::new(crate::config::LogSettings {
+                dir: self.root.join("logs"),
+                max_size: 1 << 20,
+                max_files: 2,
+            }),
         };
         Container::new(record, dir, env).start()
     }

@@ -141,7 +141,9 @@ impl Supervisor {
             }
             let (bundle, spec) = crate::bundle::check(&req.bundle)?;
             let stop_signal = crate::bundle::stop_signal(&spec)?;
-            let runtime_spec = crate::bundle::runtime_spec(&spec, &bundle, &key.namespace, &key.id);
+            let mut runtime_spec =
+                crate::bundle::runtime_spec(&spec, &bundle, &key.namespace, &key.id);
+            crate::bundle::set_terminal(&spec, runtime_spec.as_mut(), &bundle, req.stdio.terminal)?;
             let wanted = req
                 .runtime
                 .clone()

@@ -38,6 +38,8 @@ pub struct SupervisorSettings {
     pub shim_timeout: Duration,
     /// The CRIU binary, checked before a restore.
     pub criu: PathBuf,
+    /// Containers' logs.
+    pub logs: std::sync::Arc<crate::config::LogSettings>,
 }
 
 /// The registry of containers.
@@ -106,6 +108,7 @@ impl Supervisor {
             shim_timeout: self.settings.shim_timeout,
             events: self.events.clone(),
             criu: self.settings.criu.clone(),
+            logs: self.settings.logs.clone(),
         }
     }
 

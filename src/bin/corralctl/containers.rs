@@ -340,6 +340,7 @@ pub fn create(ctl: &Ctl, a: CreateArgs) -> Outcome {
         stdin: path(a.stdin)?,
         stdout: path(a.stdout)?,
         stderr: path(a.stderr)?,
+        ..Stdio::default()
     };
     let info = ctl.client()?.create(req)?;
     println!("{} created (pid {})", info.id, info.pid);

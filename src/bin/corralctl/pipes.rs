@@ -46,6 +46,7 @@ impl OutputPipes {
             stdin: None,
             stdout: Some(self.dir.join("stdout")),
             stderr: Some(self.dir.join("stderr")),
+            ..Stdio::default()
         }
     }
 

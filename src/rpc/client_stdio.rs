@@ -1,0 +1,203 @@
+//! The client's stdio calls: attach (output in, stdin out on the same connection), logs,
+//! resize, and removing an exec.
+
+use super::client::{unexpected, Client};
+use super::frame::write_frame_sync;
+use super::protocol::*;
+use crate::error::{Error, Result};
+use crate::logs::LogEntry;
+use crate::types::*;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+impl Client {
+    /// Resizes a process's terminal.
+    pub fn resize(
+        &mut self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+        size: ConsoleSize,
+    ) -> Result<()> {
+        match self.call(Request::Resize {
+            namespace: namespace.into(),
+            id: id.into(),
+            exec_id: exec_id.map(Into::into),
+            size,
+        })? {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes an exited exec; its id is free again. Returns its last state.
+    pub fn remove_exec(&mut self, namespace: &str, id: &str, exec_id: &str) -> Result<ProcessInfo> {
+        match self.call(Request::ExecRemove {
+            namespace: namespace.into(),
+            id: id.into(),
+            exec_id: exec_id.into(),
+        })? {
+            Reply::Process(p) => Ok(p),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Attaches to a process: this connection becomes the attach. Read its output with
+    /// [`Attached`]'s iterator; write its stdin (with `req.stdin`) through
+    /// [`Attached::input`], from another thread if you like.
+    pub fn attach(mut self, req: AttachRequest) -> Result<Attached> {
+        let id = self.send(Request::Attach(req))?;
+        let writer = self
+            .stream
+            .try_clone()
+            .map_err(|e| Error::io("clone the connection", e))?;
+        Ok(Attached {
+            client: self,
+            id,
+            writer,
+            ids: Arc::new(AtomicU64::new(1 << 62)),
+            done: false,
+        })
+    }
+
+    /// Reads a process's log: batches of entries until the end (with `req.follow`, until
+    /// the process exits).
+    pub fn logs(mut self, req: LogsRequest) -> Result<LogReader> {
+        let id = self.send(Request::Logs(req))?;
+        Ok(LogReader {
+            client: self,
+            id,
+            done: false,
+        })
+    }
+}
+
+/// An attach: an iterator of output, then the exit (last).
+pub struct Attached {
+    client: Client,
+    id: u64,
+    writer: UnixStream,
+    ids: Arc<AtomicU64>,
+    done: bool,
+}
+
+impl Attached {
+    /// A writer for the process's stdin (and its terminal's size) on this connection.
+    pub fn input(&self) -> Result<AttachInput> {
+        Ok(AttachInput {
+            stream: self
+                .writer
+                .try_clone()
+                .map_err(|e| Error::io("clone the connection", e))?,
+            attach: self.id,
+            ids: self.ids.clone(),
+        })
+    }
+}
+
+impl Iterator for Attached {
+    type Item = Result<AttachItem>;
+
+    fn next(&mut self) -> Option<Result<AttachItem>> {
+        if self.done {
+            return None;
+        }
+        let item = match self.client.receive(self.id) {
+            Ok(Reply::Output { stderr, data }) => {
+                return Some(Ok(AttachItem::Output { stderr, data }))
+            }
+            Ok(Reply::Exit(exit)) => Ok(AttachItem::Exit(exit)),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e),
+        };
+        self.done = true;
+        Some(item)
+    }
+}
+
+/// Writes an attached process's stdin, and resizes its terminal, over the attach's
+/// connection. Nothing is answered (a resize's error is not seen here: use
+/// [`Client::resize`] on a connection of its own to see one).
+pub struct AttachInput {
+    stream: UnixStream,
+    attach: u64,
+    ids: Arc<AtomicU64>,
+}
+
+impl AttachInput {
+    fn send(&mut self, request: Request) -> Result<()> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        write_frame_sync(&mut self.stream, &ClientFrame { id, request })
+    }
+
+    /// Sends bytes to the process's stdin.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        // Frames well under the limit: a terminal sends little, a pipe 64 KiB at a time.
+        for chunk in data.chunks(256 * 1024) {
+            self.send(Request::AttachInput {
+                attach: self.attach,
+                data: chunk.to_vec(),
+                close: false,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the process's stdin: it reads end-of-file.
+    pub fn close(&mut self) -> Result<()> {
+        self.send(Request::AttachInput {
+            attach: self.attach,
+            data: Vec::new(),
+            close: true,
+        })
+    }
+
+    /// Resizes the attached process's terminal.
+    pub fn resize(
+        &mut self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+        size: ConsoleSize,
+    ) -> Result<()> {
+        self.send(Request::Resize {
+            namespace: namespace.into(),
+            id: id.into(),
+            exec_id: exec_id.map(Into::into),
+            size,
+        })
+    }
+}
+
+/// A `logs` reply: an iterator of batches of entries.
+pub struct LogReader {
+    client: Client,
+    id: u64,
+    done: bool,
+}
+
+impl Iterator for LogReader {
+    type Item = Result<Vec<LogEntry>>;
+
+    fn next(&mut self) -> Option<Result<Vec<LogEntry>>> {
+        if self.done {
+            return None;
+        }
+        match self.client.receive(self.id) {
+            Ok(Reply::LogEntries(entries)) => Some(Ok(entries)),
+            Ok(Reply::Ok) => {
+                self.done = true;
+                None
+            }
+            Ok(other) => {
+                self.done = true;
+                Some(Err(unexpected(&other)))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
