@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+/// The file in a process's dir where its shim counts the output it could not log.
+pub const LOG_ERRORS: &str = "log-errors";
+
 /// How long a follower waits for more output before it looks at the process again.
 const FOLLOW_WAIT: Duration = Duration::from_millis(50);
 /// Entries per `logs` batch, at most.
@@ -113,6 +116,36 @@ impl Handle {
             height: size.height,
         };
         self.ask(namespace, id, msg).await?
+    }
+
+    /// The bytes of output each logged process of `container` lost to log write errors (a
+    /// full or failing disk), as its shim counts them in its `log-errors` file; only
+    /// processes that lost some.
+    pub fn log_losses(&self, container: &ContainerInfo) -> Vec<(String, u64)> {
+        let dir = self
+            .features
+            .state_dir
+            .join(namespace_or_default(&container.namespace))
+            .join(&container.id);
+        let logged = container
+            .log_path
+            .is_some()
+            .then_some(INIT_PROCESS)
+            .into_iter()
+            .chain(
+                container
+                    .execs
+                    .iter()
+                    .filter(|p| p.log_path.is_some())
+                    .map(|p| p.id.as_str()),
+            );
+        logged
+            .filter_map(|process| {
+                let text = std::fs::read_to_string(dir.join(process).join(LOG_ERRORS)).ok()?;
+                let lost = text.split_whitespace().next()?.parse::<u64>().ok()?;
+                (lost > 0).then(|| (process.to_string(), lost))
+            })
+            .collect()
     }
 
     /// Removes an exited exec (its record, directory and log); its id is free again.
