@@ -10,7 +10,7 @@
 use super::Handle;
 use crate::actors::container::{self, ProcessStdio};
 use crate::error::{Error, Result};
-use crate::logs::{FollowFrom, Follower, LogEntry, LogStream};
+use crate::logs::{FollowFrom, Follower, FollowerWaker, LogEntry, LogStream};
 use crate::types::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 /// The file in a process's dir where its shim counts the output it could not log.
 pub const LOG_ERRORS: &str = "log-errors";
 
-/// How long a follower waits for more output before it looks at the process again.
-const FOLLOW_WAIT: Duration = Duration::from_millis(50);
+/// How long a follower waits for more output before it looks at its client again (the
+/// exit wakes it at once).
+const FOLLOW_WAIT: Duration = Duration::from_millis(500);
 /// Entries per `logs` batch, at most.
 const LOGS_BATCH: usize = 512;
 
@@ -87,13 +88,30 @@ impl Logs {
     }
 }
 
-/// The exit of a process being followed, set by a task that waits for it.
-#[derive(Default)]
-struct ExitFlag(Mutex<Option<Result<ExitStatus>>>);
+/// The exit of a process being followed, set by a task that waits for it; setting it wakes
+/// the follower.
+struct ExitFlag {
+    exit: Mutex<Option<Result<ExitStatus>>>,
+    waker: FollowerWaker,
+}
 
 impl ExitFlag {
+    fn new(follower: &Follower) -> Arc<ExitFlag> {
+        Arc::new(ExitFlag {
+            exit: Mutex::new(None),
+            waker: follower.waker(),
+        })
+    }
+
+    fn set(&self, exit: Result<ExitStatus>) {
+        if let Ok(mut g) = self.exit.lock() {
+            *g = Some(exit);
+        }
+        self.waker.wake();
+    }
+
     fn take(&self) -> Option<Result<ExitStatus>> {
-        self.0.lock().ok().and_then(|mut g| g.take())
+        self.exit.lock().ok().and_then(|mut g| g.take())
     }
 }
 
@@ -191,10 +209,7 @@ impl Handle {
             exec_id.map(str::to_string),
         );
         actix_rt::spawn(async move {
-            let exit = handle.wait(&ns, &id, exec.as_deref()).await;
-            if let Ok(mut g) = flag.0.lock() {
-                *g = Some(exit);
-            }
+            flag.set(handle.wait(&ns, &id, exec.as_deref()).await);
         });
     }
 
@@ -238,11 +253,11 @@ impl Handle {
             (AttachFrom::Launch, Some(pos)) => FollowFrom::Position(pos),
             (AttachFrom::Launch, None) => FollowFrom::Start,
         };
-        let flag = Arc::new(ExitFlag::default());
         // The follower opens the log before the exit can be seen: what is written between
         // is read either way.
         let follower = Follower::open(&log, from)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
+        let flag = ExitFlag::new(&follower);
         self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
         let (tx, rx) = mpsc::channel(16);
         std::thread::Builder::new()
@@ -259,12 +274,10 @@ impl Handle {
         let (stdio, log) = self.process_stdio(&req.namespace, &req.id, exec).await?;
         let follower = Follower::open(&log, FollowFrom::Start)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
-        let flag = Arc::new(ExitFlag::default());
+        let flag = ExitFlag::new(&follower);
         if req.follow {
             if let Some(exit) = stdio.exit {
-                if let Ok(mut g) = flag.0.lock() {
-                    *g = Some(Ok(exit));
-                }
+                flag.set(Ok(exit));
             } else {
                 self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
             }
