@@ -255,6 +255,11 @@ impl Container {
             stdin: stdio.stdin.clone(),
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),
+            log: None,
+            log_max_size: 0,
+            log_max_files: 1,
+            terminal: false,
+            console_size: None,
         }
     }
 
