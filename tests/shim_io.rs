@@ -444,3 +444,108 @@ fn a_terminal_without_a_log_writes_raw_output_to_stdout() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "raw-out\r\n");
     run.wait_shim();
 }
+
+/// Checkpoints `run`'s container with CRIU, then restores it through a new shim (in a new
+/// shim dir) with `extra` flags.
+fn checkpoint_and_restore(run: &mut Run, extra: &[&str]) {
+    let criu = ["/usr/local/sbin/criu", "/usr/sbin/criu", "/usr/bin/criu"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("criu is needed for the restore tests");
+    let (images, work) = (run.tmp.join("img"), run.tmp.join("work"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(runc())
+        .arg("--root")
+        .arg(&run.root)
+        .args(["--criu", criu, "checkpoint", "--image-path"])
+        .arg(&images)
+        .arg("--work-path")
+        .arg(&work)
+        .arg(&run.id)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "checkpoint: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(work.join("dump.log")).unwrap_or_default()
+    );
+    // The checkpointed process is gone: its shim reports an exit and ends.
+    run.wait_exit();
+    run.wait_shim();
+    run.dir = run.tmp.join("s2");
+    std::fs::create_dir_all(&run.dir).unwrap();
+    for fifo in ["exit", "control"] {
+        nix::unistd::mkfifo(
+            &run.dir.join(fifo),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+    }
+    let mut args: Vec<&str> = vec!["--runtime-arg", "--criu", "--runtime-arg", criu];
+    let images = images.to_str().unwrap().to_string();
+    let work = work.to_str().unwrap().to_string();
+    args.extend(["--verb-arg", "--image-path", "--verb-arg", &images]);
+    args.extend(["--verb-arg", "--work-path", "--verb-arg", &work]);
+    args.extend(extra);
+    run.start_as("restore", &args);
+}
+
+/// The counter lines a log holds, in order.
+fn counters(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("n-").and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+const COUNT: &str = "i=0; while true; do echo n-$i; i=$((i+1)); usleep 50000; done";
+
+#[test]
+fn a_restored_process_logs_through_its_new_shim() {
+    let mut run = Run::new("shimio-restore", COUNT, false);
+    let log = run.log();
+    run.start(&["--log", log.to_str().unwrap()]);
+    wait_until(LIVENESS, "some output", || {
+        counters(&lines_of(&read_log(&log), "stdout")).len() >= 3
+    });
+    let log2 = run.tmp.join("c2.log");
+    checkpoint_and_restore(&mut run, &["--log", log2.to_str().unwrap()]);
+    let before = counters(&lines_of(&read_log(&log), "stdout"));
+    let last = *before.last().unwrap();
+    wait_until(LIVENESS, "output after the restore", || {
+        counters(&lines_of(&read_log(&log2), "stdout")).len() >= 3
+    });
+    run.kill();
+    assert_eq!(run.wait_exit(), 137);
+    run.wait_shim();
+    // The process goes on where it was checkpointed, into the new shim's log.
+    let after = counters(&lines_of(&read_log(&log2), "stdout"));
+    assert_eq!(after[0], last + 1, "before: {before:?}, after: {after:?}");
+    assert!(after.windows(2).all(|w| w[1] == w[0] + 1), "{after:?}");
+}
+
+#[test]
+fn a_restored_process_gets_its_terminal_through_the_new_shim() {
+    let mut run = Run::new("shimio-rtty", COUNT, true);
+    let log = run.log();
+    run.start(&["--log", log.to_str().unwrap(), "--terminal", "1"]);
+    wait_until(LIVENESS, "some output", || {
+        counters(&terminal_lines(&log)).len() >= 3
+    });
+    let log2 = run.tmp.join("c2.log");
+    checkpoint_and_restore(
+        &mut run,
+        &["--log", log2.to_str().unwrap(), "--terminal", "1"],
+    );
+    let last = *counters(&terminal_lines(&log)).last().unwrap();
+    wait_until(LIVENESS, "output after the restore", || {
+        counters(&terminal_lines(&log2)).len() >= 3
+    });
+    run.kill();
+    assert_eq!(run.wait_exit(), 137);
+    run.wait_shim();
+    let after = counters(&terminal_lines(&log2));
+    assert_eq!(after[0], last + 1, "after: {after:?}");
+}
