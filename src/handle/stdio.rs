@@ -12,10 +12,11 @@ use crate::actors::container::{self, ProcessStdio};
 use crate::error::{Error, Result};
 use crate::logs::{FollowFrom, Follower, FollowerWaker, LogEntry, LogStream};
 use crate::types::*;
+use futures_util::future::{select, Either};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The file in a process's dir where its shim counts the output it could not log.
 pub const LOG_ERRORS: &str = "log-errors";
@@ -200,17 +201,30 @@ impl Handle {
         Ok((stdio, log))
     }
 
-    /// Sets `flag` once the process's exit is known (or waiting for it failed).
-    fn watch_exit(&self, namespace: &str, id: &str, exec_id: Option<&str>, flag: Arc<ExitFlag>) {
+    /// Sets `flag` once the process's exit is known (or waiting for it failed). The
+    /// watch ends too when the returned sender is dropped (the reader is done): a client
+    /// that leaves an attach of a long-lived process leaves nothing behind.
+    fn watch_exit(
+        &self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+        flag: Arc<ExitFlag>,
+    ) -> oneshot::Sender<()> {
         let handle = self.clone();
         let (ns, id, exec) = (
             namespace.to_string(),
             id.to_string(),
             exec_id.map(str::to_string),
         );
+        let (done, reader_gone) = oneshot::channel();
         actix_rt::spawn(async move {
-            flag.set(handle.wait(&ns, &id, exec.as_deref()).await);
+            let wait = std::pin::pin!(handle.wait(&ns, &id, exec.as_deref()));
+            if let Either::Left((exit, _)) = select(wait, reader_gone).await {
+                flag.set(exit);
+            }
         });
+        done
     }
 
     /// Joins a process's stdio: its output (from its log: see [`AttachFrom`]) until it
@@ -258,11 +272,14 @@ impl Handle {
         let follower = Follower::open(&log, from)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
         let flag = ExitFlag::new(&follower);
-        self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
+        let watch = self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
         let (tx, rx) = mpsc::channel(16);
         std::thread::Builder::new()
             .name("corral-attach".into())
-            .spawn(move || follow_output(follower, flag, tx))
+            .spawn(move || {
+                follow_output(follower, flag, tx);
+                drop(watch);
+            })
             .map_err(|e| Error::Internal(format!("start an attach thread: {e}")))?;
         Ok(Attachment { output: rx, stdin })
     }
@@ -275,17 +292,21 @@ impl Handle {
         let follower = Follower::open(&log, FollowFrom::Start)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
         let flag = ExitFlag::new(&follower);
+        let mut watch = None;
         if req.follow {
             if let Some(exit) = stdio.exit {
                 flag.set(Ok(exit));
             } else {
-                self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
+                watch = Some(self.watch_exit(&req.namespace, &req.id, exec, flag.clone()));
             }
         }
         let (tx, rx) = mpsc::channel(4);
         std::thread::Builder::new()
             .name("corral-logs".into())
-            .spawn(move || read_logs(follower, req, flag, tx))
+            .spawn(move || {
+                read_logs(follower, req, flag, tx);
+                drop(watch);
+            })
             .map_err(|e| Error::Internal(format!("start a logs thread: {e}")))?;
         Ok(Logs { batches: rx })
     }
