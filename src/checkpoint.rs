@@ -110,6 +110,11 @@ pub struct CheckpointInfo {
     /// The container's writable layer (`rootfs-diff.tar`), when it ran from an image.
     #[serde(default)]
     pub rw_layer: Option<crate::types::Descriptor>,
+    /// The container's stdio options (terminal, open stdin, log rotation; paths are not
+    /// kept): a restore gives the process the same kind of stdio, a terminal again for
+    /// one that had one (CRIU restores the process on a new pty).
+    #[serde(default)]
+    pub stdio: crate::types::Stdio,
 }
 
 /// The image a checkpointed container ran from.
@@ -540,6 +545,10 @@ mod tests {
             size: 0,
             labels: [("app".to_string(), "web".to_string())].into(),
             restart: crate::types::RestartPolicy::Always,
+            stdio: crate::types::Stdio {
+                terminal: true,
+                ..Default::default()
+            },
             base_image: Some(BaseImage {
                 name: "example.com/app:1".into(),
                 manifest: Descriptor::of(MANIFEST_MEDIA_TYPE, b"{}"),

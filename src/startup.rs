@@ -122,8 +122,9 @@ pub async fn start(config: Config) -> Result<Handle> {
         log_max_size,
         log_max_files,
     } = config;
+    let log_dir = log_dir.unwrap_or_else(|| data_dir.join("logs"));
     let logs = crate::config::LogSettings {
-        dir: log_dir.unwrap_or_else(|| data_dir.join("logs")),
+        dir: log_dir.clone(),
         max_size: log_max_size,
         max_files: log_max_files.max(1),
     };
@@ -156,8 +157,14 @@ pub async fn start(config: Config) -> Result<Handle> {
     // removed with their snapshots, a record's snapshot is kept for its next task.
     match handle.all().await {
         Ok(all) => {
-            let live = all.into_iter().map(|c| (c.namespace, c.id)).collect();
-            match handle.images().release_orphan_bundles(live).await {
+            let live: std::collections::HashSet<(String, String)> =
+                all.into_iter().map(|c| (c.namespace, c.id)).collect();
+            crate::logs::release_orphans(&log_dir, &live);
+            match handle
+                .images()
+                .release_orphan_bundles(live.into_iter().collect())
+                .await
+            {
                 Ok(gone) => {
                     if !gone.released.is_empty() {
                         tracing::info!(

@@ -525,3 +525,48 @@ fn a_logged_container_is_restored_and_logs_on() {
     d.assert_no_leftovers("default", &id);
     d.client().remove_checkpoint("", &id, "one").unwrap();
 }
+
+/// A container with a terminal is checkpointed and restored: the restored process has a
+/// terminal again (its shim holds the new pty's master), logs to it and can be resized.
+#[test]
+fn a_terminal_container_is_restored_with_a_terminal() {
+    let d = Daemon::start("ckpt_terminal");
+    let b = d.bundle(
+        "tticker",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+        ],
+    );
+    let id = unique_id("cktty");
+    let mut req = run_req(&id, &b);
+    req.stdio.terminal = true;
+    d.client().create(req).unwrap();
+    wait_until(LIVENESS, "5 lines logged", || {
+        logged_numbers(&d, &id).len() >= 5
+    });
+    d.client().checkpoint("", &id, "tty", exit_ckpt()).unwrap();
+    assert_eq!(d.wait_code("", &id, None), 137);
+    let last = *logged_numbers(&d, &id).last().unwrap();
+    d.delete("", &id, false).unwrap();
+    let restored = d.client().restore("", &id, "tty", None, None).unwrap();
+    assert!(restored.terminal, "{restored:?}");
+    wait_until(LIVENESS, "the restored container to log", || {
+        logged_numbers(&d, &id).iter().any(|n| *n > last + 3)
+    });
+    d.client()
+        .resize(
+            "",
+            &id,
+            None,
+            corral::ConsoleSize {
+                width: 90,
+                height: 20,
+            },
+        )
+        .unwrap();
+    d.delete("", &id, true).unwrap();
+    d.assert_no_leftovers("default", &id);
+    d.client().remove_checkpoint("", &id, "tty").unwrap();
+}

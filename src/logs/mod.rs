@@ -104,3 +104,90 @@ pub fn remove_files(path: &std::path::Path) {
     }
     let _ = std::fs::remove_file(path);
 }
+
+/// Where [`release_orphans`] moves the logs of containers that are gone but wrote output.
+pub const ORPHANED_DIR: &str = "_orphaned";
+
+/// After adoption, the log dirs (`<dir>/<namespace>/<id>`) of containers that are not
+/// `live` (a daemon killed while it created or deleted one): empty ones are removed; one
+/// holding output is moved to `<dir>/_orphaned/<namespace>.<id>.<now_ns>`, so no line is
+/// lost and the id is free for a new container.
+pub fn release_orphans(dir: &std::path::Path, live: &std::collections::HashSet<(String, String)>) {
+    let Ok(namespaces) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ns in namespaces.flatten() {
+        let ns_name = ns.file_name().to_string_lossy().into_owned();
+        if ns_name == ORPHANED_DIR || !ns.path().is_dir() {
+            continue;
+        }
+        let Ok(ids) = std::fs::read_dir(ns.path()) else {
+            continue;
+        };
+        for id in ids.flatten() {
+            let id_name = id.file_name().to_string_lossy().into_owned();
+            if live.contains(&(ns_name.clone(), id_name.clone())) {
+                continue;
+            }
+            let path = id.path();
+            let has_output = std::fs::read_dir(&path).is_ok_and(|files| {
+                files
+                    .flatten()
+                    .any(|f| f.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
+            });
+            if !has_output {
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!("removing the empty logs {}: {e}", path.display());
+                }
+                continue;
+            }
+            let kept = dir
+                .join(ORPHANED_DIR)
+                .join(format!("{ns_name}.{id_name}.{}", crate::types::now_ns()));
+            let moved = std::fs::create_dir_all(dir.join(ORPHANED_DIR))
+                .and_then(|()| std::fs::rename(&path, &kept));
+            match moved {
+                Ok(()) => tracing::warn!(
+                    "the logs of {ns_name}/{id_name}, which is gone, are kept in {}",
+                    kept.display()
+                ),
+                Err(e) => tracing::warn!("keeping the logs {}: {e}", path.display()),
+            }
+        }
+        // A namespace dir left empty goes too.
+        let _ = std::fs::remove_dir(ns.path());
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    #[test]
+    fn orphaned_logs_are_kept_if_they_hold_output_and_removed_if_empty() {
+        let dir = std::env::temp_dir().join(format!("corral-orphans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (ns, id, text) in [
+            ("default", "live", "x"),
+            ("default", "gone", "out"),
+            ("ns2", "empty", ""),
+        ] {
+            std::fs::create_dir_all(dir.join(ns).join(id)).unwrap();
+            std::fs::write(dir.join(ns).join(id).join("init.log"), text).unwrap();
+        }
+        let live = [("default".to_string(), "live".to_string())]
+            .into_iter()
+            .collect();
+        release_orphans(&dir, &live);
+        assert!(dir.join("default/live/init.log").exists());
+        assert!(!dir.join("default/gone").exists());
+        assert!(!dir.join("ns2").exists(), "an emptied namespace dir goes");
+        let kept: Vec<_> = std::fs::read_dir(dir.join(ORPHANED_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].starts_with("default.gone."), "{kept:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

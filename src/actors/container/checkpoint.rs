@@ -147,6 +147,12 @@ impl Handler<Checkpoint> for Container {
             restart: self.record.restart,
             base_image: msg.rootfs.as_ref().map(|(_, base)| base.clone()),
             rw_layer: None,
+            stdio: Stdio {
+                stdin: None,
+                stdout: None,
+                stderr: None,
+                ..self.record.stdio.clone()
+            },
         };
         let upper = msg.rootfs.map(|(upper, _)| upper);
         let exit = msg.options.exit;

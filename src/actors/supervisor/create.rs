@@ -61,6 +61,7 @@ impl Handler<Restore> for Supervisor {
             start: true,
             labels: info.labels,
             restart: info.restart,
+            stdio: info.stdio,
             ..CreateRequest::default()
         };
         let from = RestoreFrom {
