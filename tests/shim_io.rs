@@ -23,6 +23,7 @@ struct Run {
     dir: PathBuf,
     shim: Option<Child>,
     exit_fifo: Option<File>,
+    shim_bin: PathBuf,
 }
 
 impl Run {
@@ -56,6 +57,7 @@ impl Run {
             dir,
             shim: None,
             exit_fifo: None,
+            shim_bin: SHIM.into(),
         }
     }
 
@@ -78,7 +80,7 @@ impl Run {
                 .open(self.dir.join("exit"))
                 .unwrap(),
         );
-        let mut shim = Command::new(SHIM)
+        let mut shim = Command::new(&self.shim_bin)
             .args(["--mode", mode, "--runtime"])
             .arg(runc())
             .arg("--root")
@@ -548,4 +550,87 @@ fn a_restored_process_gets_its_terminal_through_the_new_shim() {
     run.wait_shim();
     let after = counters(&terminal_lines(&log2));
     assert_eq!(after[0], last + 1, "after: {after:?}");
+}
+
+/// Throughput and memory of the log path (run by hand, best with a release shim):
+/// `SHIMIO_SHIM=target/x86_64-unknown-linux-gnu/release/corral-shim cargo test --test
+/// shim_io -- --ignored --nocapture log_throughput`. 100 MiB of 100-byte lines.
+#[test]
+#[ignore]
+fn log_throughput() {
+    const SIZE: usize = 100 << 20;
+    for with_log in [false, true] {
+        let mut run = Run::new("shimio-speed", "cat /data; echo done >&2; sleep 2", false);
+        let line = format!("{}\n", "x".repeat(99));
+        std::fs::write(
+            run.bundle.join("rootfs/data"),
+            line.repeat(SIZE / line.len()),
+        )
+        .unwrap();
+        let log = run.log();
+        let err = run.tmp.join("err");
+        std::fs::write(&err, "").unwrap();
+        if let Ok(shim) = std::env::var("SHIMIO_SHIM") {
+            run.shim_bin = shim.into();
+        }
+        if with_log {
+            run.start(&["--log", log.to_str().unwrap()]);
+        } else {
+            run.start(&["--stderr", err.to_str().unwrap()]);
+        }
+        // From the answer: the process is running (runc's own time is not the log's).
+        let t = Instant::now();
+        let shim_pid = run.shim.as_ref().unwrap().id();
+        wait_until(LIVENESS, "done", || {
+            if with_log {
+                lines_of(&read_tail(&log), "stderr")
+                    .iter()
+                    .any(|l| l == "done")
+            } else {
+                std::fs::read_to_string(&err)
+                    .unwrap_or_default()
+                    .contains("done")
+            }
+        });
+        let took = t.elapsed();
+        let status = std::fs::read_to_string(format!("/proc/{shim_pid}/status")).unwrap();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap_or("");
+        eprintln!(
+            "log={with_log}: {:.0} MiB/s ({took:?}), shim {hwm}",
+            SIZE as f64 / (1 << 20) as f64 / took.as_secs_f64(),
+        );
+        run.wait_exit();
+        if with_log {
+            let entries = read_log(&log);
+            let n = lines_of(&entries, "stdout").len();
+            assert_eq!(n, SIZE / line.len());
+        }
+    }
+}
+
+/// The last 64 KiB of a log, from its first whole entry.
+fn read_tail(path: &Path) -> Vec<Entry> {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().unwrap().len();
+    let from = len.saturating_sub(64 << 10);
+    file.seek(SeekFrom::Start(from)).unwrap();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).unwrap();
+    let start = if from == 0 {
+        0
+    } else {
+        bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1)
+    };
+    // A read may catch an entry half written: keep whole lines only.
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    entries(&bytes[start.min(end)..end])
 }
