@@ -272,14 +272,14 @@ fn stdout_and_stderr_become_cri_lines_complete_at_exit() {
 
 #[test]
 fn one_mib_of_output_is_all_there() {
-    // seq 1 150000 is 1 MB and a bit; every number, in order, as a whole line.
-    let mut run = Run::new("shimio-mib", "seq 1 150000; seq 1 1000 >&2", false);
+    // seq 1 152000 is 1 052 894 bytes, over 1 MiB; every number, in order, a whole line.
+    let mut run = Run::new("shimio-mib", "seq 1 152000; seq 1 1000 >&2", false);
     let log = run.log();
     run.start(&["--log", log.to_str().unwrap()]);
     assert_eq!(run.wait_exit(), 0);
     let entries = read_log(&log);
     let out = lines_of(&entries, "stdout");
-    assert_eq!(out.len(), 150_000);
+    assert_eq!(out.len(), 152_000);
     for (i, line) in out.iter().enumerate() {
         assert_eq!(line, &(i + 1).to_string());
     }
@@ -637,12 +637,13 @@ fn log_throughput() {
             .unwrap()
             .split_whitespace()
             .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let (user, system): (u64, u64) = (fields[11].parse().unwrap(), fields[12].parse().unwrap());
         eprintln!(
-            "{rate}: shim VmRSS {} kB, VmHWM {} kB, CPU {} ms",
+            "{rate}: shim VmRSS {} kB, VmHWM {} kB, CPU {} ms user + {} ms system",
             mem("VmRSS:"),
             mem("VmHWM:"),
-            ticks * 10
+            user * 10,
+            system * 10
         );
         run.wait_exit();
     }
