@@ -51,15 +51,16 @@ pub struct ShimArgs {
     pub stdout: Option<PathBuf>,
     /// stderr path, /dev/null if none.
     pub stderr: Option<PathBuf>,
-    /// The CRI log the shim writes stdout and stderr to.
+    /// The CRI log file (`--log`): the shim owns stdout and stderr and writes them here;
+    /// `stdout` and `stderr` are then ignored.
     pub log: Option<PathBuf>,
-    /// Rotate at this size (0: never).
+    /// Rotate the log before it would grow past this many bytes; 0: never.
     pub log_max_size: u64,
-    /// Files kept.
+    /// How many log files to keep, the live one included (at least 1).
     pub log_max_files: u32,
-    /// A pty through a console socket.
+    /// Give the process a terminal (the runtime's `--console-socket`).
     pub terminal: bool,
-    /// Its initial size (width, height).
+    /// The terminal's first size, (width, height) in characters.
     pub console_size: Option<(u16, u16)>,
 }
 
@@ -95,6 +96,22 @@ impl ShimArgs {
                 out.push(flag.into());
                 out.push(p.clone().into());
             }
+        }
+        if let Some(log) = &self.log {
+            out.push("--log".into());
+            out.push(log.clone().into());
+            out.push("--log-max-size".into());
+            out.push(self.log_max_size.to_string().into());
+            out.push("--log-max-files".into());
+            out.push(self.log_max_files.to_string().into());
+        }
+        if self.terminal {
+            out.push("--terminal".into());
+            out.push("1".into());
+        }
+        if let Some((w, h)) = self.console_size {
+            out.push("--console-size".into());
+            out.push(format!("{w}x{h}").into());
         }
         out
     }
@@ -143,6 +160,17 @@ impl ShimArgs {
                 "--stdin" => parsed.stdin = Some(PathBuf::from(value)),
                 "--stdout" => parsed.stdout = Some(PathBuf::from(value)),
                 "--stderr" => parsed.stderr = Some(PathBuf::from(value)),
+                "--log" => parsed.log = Some(PathBuf::from(value)),
+                "--log-max-size" => parsed.log_max_size = number(&flag, &value)?,
+                "--log-max-files" => parsed.log_max_files = number::<u32>(&flag, &value)?.max(1),
+                "--terminal" => {
+                    parsed.terminal = match value.to_str() {
+                        Some("1" | "true") => true,
+                        Some("0" | "false") => false,
+                        _ => return Err(format!("--terminal takes 1 or 0, not {value:?}")),
+                    }
+                }
+                "--console-size" => parsed.console_size = Some(console_size(&value)?),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -153,6 +181,22 @@ impl ShimArgs {
         parsed.bundle = bundle.ok_or("--bundle is required")?;
         Ok(parsed)
     }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &OsString) -> Result<T, String> {
+    value
+        .to_str()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{flag} takes a number, not {value:?}"))
+}
+
+/// `WxH`, e.g. `80x24`: width then height.
+fn console_size(value: &OsString) -> Result<(u16, u16), String> {
+    value
+        .to_str()
+        .and_then(|v| v.split_once('x'))
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .ok_or_else(|| format!("--console-size takes WxH (e.g. 80x24), not {value:?}"))
 }
 
 #[cfg(test)]
@@ -172,17 +216,54 @@ mod tests {
             stdin: None,
             stdout: Some("/tmp/o".into()),
             stderr: None,
-            log: None,
-            log_max_size: 0,
-            log_max_files: 1,
-            terminal: false,
-            console_size: None,
+            log: Some("/l/c.log".into()),
+            log_max_size: 1000,
+            log_max_files: 3,
+            terminal: true,
+            console_size: Some((80, 24)),
         };
         let b = ShimArgs::parse(a.to_args()).unwrap();
+        assert_eq!(b.log, a.log);
+        assert_eq!((b.log_max_size, b.log_max_files), (1000, 3));
+        assert!(b.terminal);
+        assert_eq!(b.console_size, Some((80, 24)));
         assert_eq!(b.mode, Mode::Exec);
         assert_eq!(b.stdout, a.stdout);
         assert_eq!(b.runtime_args, a.runtime_args);
         assert_eq!(b.verb_args, a.verb_args);
         assert!(ShimArgs::parse(vec!["--mode".into()]).is_err());
+    }
+
+    #[test]
+    fn new_flags_default_off() {
+        let base: Vec<OsString> = [
+            "--mode",
+            "run",
+            "--runtime",
+            "r",
+            "--root",
+            "/x",
+            "--id",
+            "c",
+        ]
+        .iter()
+        .chain(["--bundle", "/b"].iter())
+        .map(Into::into)
+        .collect();
+        let a = ShimArgs::parse(base.clone()).unwrap();
+        assert_eq!(a.log, None);
+        assert_eq!((a.log_max_size, a.log_max_files), (0, 1));
+        assert!(!a.terminal);
+        assert_eq!(a.console_size, None);
+        let with = |extra: &[&str]| {
+            let mut v = base.clone();
+            v.extend(extra.iter().map(Into::into));
+            ShimArgs::parse(v)
+        };
+        assert_eq!(with(&["--log-max-files", "0"]).unwrap().log_max_files, 1);
+        assert!(with(&["--console-size", "80"]).is_err());
+        assert!(with(&["--console-size", "80x"]).is_err());
+        assert!(with(&["--terminal", "yes"]).is_err());
+        assert!(with(&["--log-max-size", "-1"]).is_err());
     }
 }

@@ -6,9 +6,18 @@
 //! `exec --detach`) with `--pid-file`, reaps every child, and when the container process
 //! exits writes `exitStatus` (code, or 128 + signal) before it exits. It holds the write
 //! end of the `exit` fifo for its whole life, so the daemon sees its death as a hang-up, and
-//! reads the `control` fifo (`0 0 0`: close stdin). No actix, no tokio, no JSON parser.
+//! reads the `control` fifo (`0 0 0`: close stdin; `1 W H`: resize the terminal). No actix,
+//! no tokio, no JSON parser.
+//!
+//! With `--log` the shim owns the process's stdout and stderr (pipes it drains into a CRI
+//! log, [`cri`] and [`log_file`]); with `--terminal` it receives the pty master over a
+//! console socket ([`console`]) and drains that. See [`io`].
 
 mod args;
+mod console;
+mod cri;
+mod io;
+mod log_file;
 
 pub use args::{Mode, ShimArgs};
 
@@ -22,9 +31,13 @@ use nix::unistd::Pid;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// How long the shim reads the outputs after the process exited when something else still
+/// holds their write ends (a process the main one left behind).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 
 /// Runs the shim; returns the shim's own exit code.
 pub fn run(args: ShimArgs) -> i32 {
@@ -71,7 +84,8 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     // into a new directory of the same name (a new container with the same id, a restart).
     let own_dir =
         File::open(dir.path()).map_err(|e| format!("open {}: {e}", dir.path().display()))?;
-    let exit_fifo = open_writer(&dir.exit_fifo()).map_err(|e| format!("open exit fifo: {e}"))?;
+    let exit_fifo =
+        io::open_writer(&dir.exit_fifo()).map_err(|e| format!("open exit fifo: {e}"))?;
     let control = OpenOptions::new()
         .read(true)
         .write(true)
@@ -79,10 +93,7 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         .open(dir.control_fifo())
         .map_err(|e| format!("open control fifo: {e}"))?;
 
-    let (stdin, stdin_holder) = open_stdin(args.stdin.as_deref())?;
-    let stdout = open_output(args.stdout.as_deref()).map_err(|e| format!("open stdout: {e}"))?;
-    let stderr = open_output(args.stderr.as_deref()).map_err(|e| format!("open stderr: {e}"))?;
-
+    let (stdio, mut io) = io::prepare(args, dir)?;
     let mut cmd = Command::new(&args.runtime);
     cmd.arg("--root")
         .arg(&args.root)
@@ -110,30 +121,30 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
             .arg(&args.bundle),
     };
     cmd.args(&args.verb_args);
+    if let Some(console) = &stdio.console {
+        cmd.arg("--console-socket").arg(&console.for_runtime);
+    }
     cmd.arg("--pid-file")
         .arg(dir.pid_file())
         .arg(&args.id)
         .current_dir(&args.bundle)
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr));
+        .stdin(Stdio::from(stdio.stdin))
+        .stdout(Stdio::from(stdio.stdout))
+        .stderr(Stdio::from(stdio.stderr));
     let runtime = cmd
         .spawn()
         .map_err(|e| format!("start runtime {}: {e}", args.runtime.display()))?;
-    // The container's copies of its stdio are its own now.
+    // The container's copies of its stdio are its own now: with ours of the pipes' write
+    // ends gone, their read ends see end-of-file when the container's are closed.
     drop(cmd);
     let runtime_pid = Pid::from_raw(runtime.id() as i32);
-    let status = loop {
-        match waitpid(runtime_pid, None) {
-            Err(Errno::EINTR) => continue,
-            other => break other,
-        }
-    };
-    let code = match status {
-        Ok(WaitStatus::Exited(_, code)) => code,
-        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-        other => return Err(format!("waiting for the runtime: {other:?}")),
-    };
+    let (code, terminal) = wait_runtime(
+        runtime_pid,
+        &mut sigfd,
+        stdio.console,
+        &mut io,
+        args.console_size,
+    )?;
     if code != 0 {
         let detail = dir.runtime_errors();
         return Err(format!(
@@ -146,6 +157,7 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
             }
         ));
     }
+    terminal?;
     let pid = read_pid(dir)?;
     if let Some(start) = proc_starttime(pid) {
         crate::layout::write_atomic(&dir.starttime_file(), start.to_string().as_bytes())
@@ -158,7 +170,10 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
     }
 
-    let code = reap_until_exit(pid, &mut sigfd, &control, stdin_holder)?;
+    let code = reap_until_exit(pid, &mut sigfd, &control, &mut io)?;
+    // The log is complete before anyone learns of the exit.
+    io.drain(DRAIN_AFTER_EXIT);
+    drop(io);
     // Tell the daemon first: the code and the time, then end-of-file. The durable record
     // follows, before this shim exits: a daemon that was down reads it from exitStatus.
     let now = crate::types::now_ns();
@@ -170,14 +185,60 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     Ok(())
 }
 
-/// Reaps every child until `main` exits; serves the control fifo meanwhile.
+/// Waits for the runtime to exit: its code, and whether the terminal (if the process has
+/// one) was taken. The terminal is taken as soon as the runtime sends it, so that its size
+/// is set before `run`'s process gets far (a `create`d one waits for `start` anyway).
+fn wait_runtime(
+    runtime: Pid,
+    sigfd: &mut SignalFd,
+    mut console: Option<console::ConsoleSocket>,
+    io: &mut io::Io,
+    size: Option<(u16, u16)>,
+) -> Result<(i32, Result<(), String>), String> {
+    let mut terminal = Ok(());
+    loop {
+        match waitpid(runtime, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(WaitStatus::Exited(_, code)) => {
+                // It connected and sent before it exited, or never will.
+                if code == 0 && console.is_some() {
+                    terminal = io.start(console.take(), size);
+                }
+                return Ok((code, terminal));
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok((128 + sig as i32, terminal)),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for the runtime: {e}")),
+        }
+        let sent = {
+            let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(c) = &console {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            fds.get(1)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        };
+        while let Ok(Some(_)) = sigfd.read_signal() {}
+        if sent {
+            terminal = io.start(console.take(), size);
+        }
+    }
+}
+
+/// Reaps every child until `main` exits; serves the control fifo and the IO meanwhile.
 fn reap_until_exit(
     main: i32,
     sigfd: &mut SignalFd,
     control: &File,
-    mut stdin_holder: Option<File>,
+    io: &mut io::Io,
 ) -> Result<u32, String> {
     let mut line = Vec::new();
+    let mut slots = Vec::new();
     loop {
         // Reap first: the container may have exited before we got here.
         loop {
@@ -197,19 +258,23 @@ fn reap_until_exit(
                 Err(e) => return Err(format!("waitpid: {e}")),
             }
         }
-        let mut fds = [
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(control.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-        let control_ready = fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        slots.clear();
+        let revents: Vec<PollFlags> = {
+            let mut fds = vec![
+                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(control.as_fd(), PollFlags::POLLIN),
+            ];
+            io.register(&mut fds, &mut slots);
+            match poll(&mut fds, io.timeout()) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            fds.iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect()
+        };
         while let Ok(Some(_)) = sigfd.read_signal() {}
-        if control_ready {
+        if revents[1].contains(PollFlags::POLLIN) {
             let mut buf = [0u8; 256];
             let mut reader = control;
             while let Ok(n) = reader.read(&mut buf) {
@@ -220,13 +285,43 @@ fn reap_until_exit(
             }
             while let Some(end) = line.iter().position(|&b| b == b'\n') {
                 let msg: Vec<u8> = line.drain(..=end).collect();
-                // "0 w h": close stdin; "1 w h": resize (no terminals yet).
-                if msg.first() == Some(&b'0') {
-                    stdin_holder = None;
+                match parse_control(&msg) {
+                    Some(Control::CloseStdin) => io.close_stdin(),
+                    Some(Control::Resize(w, h)) => io.resize(w, h),
+                    None => eprintln!(
+                        "corral-shim: unknown control message {:?}",
+                        String::from_utf8_lossy(&msg).trim_end()
+                    ),
                 }
             }
+            // A line that never ends is not a message: do not grow without bound.
+            if line.len() > 256 {
+                line.clear();
+            }
         }
-        let _ = &stdin_holder;
+        io.service(&slots, &revents[2..]);
+    }
+}
+
+/// A message on the control fifo.
+#[derive(Debug, PartialEq, Eq)]
+enum Control {
+    /// `0 0 0`: close the process's stdin.
+    CloseStdin,
+    /// `1 W H`: resize the terminal to W columns, H rows.
+    Resize(u16, u16),
+}
+
+fn parse_control(line: &[u8]) -> Option<Control> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.split_ascii_whitespace();
+    let kind = parts.next()?;
+    let w = parts.next().and_then(|p| p.parse().ok());
+    let h = parts.next().and_then(|p| p.parse().ok());
+    match kind {
+        "0" => Some(Control::CloseStdin),
+        "1" => Some(Control::Resize(w?, h?)),
+        _ => None,
     }
 }
 
@@ -235,71 +330,17 @@ fn read_pid(dir: &ShimDir) -> Result<i32, String> {
         .ok_or_else(|| format!("runtime wrote no pid to {}", dir.pid_file().display()))
 }
 
-/// Opens a fifo for writing without blocking on a missing reader (falls back to O_RDWR).
-fn open_writer(path: &Path) -> std::io::Result<File> {
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-            OpenOptions::new().read(true).write(true).open(path)
-        }
-        other => other,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn is_fifo(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
-}
-
-fn clear_nonblock(file: &File) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(std::os::fd::AsRawFd::as_raw_fd(file), FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-        let _ = fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(file),
-            FcntlArg::F_SETFL(flags),
-        );
-    }
-}
-
-/// The container's stdout or stderr: /dev/null, a fifo (never blocks on a missing reader),
-/// or a file (created, appended to).
-fn open_output(path: Option<&Path>) -> std::io::Result<File> {
-    let Some(path) = path else {
-        return OpenOptions::new().write(true).open("/dev/null");
-    };
-    if is_fifo(path) {
-        let file = open_writer(path)?;
-        clear_nonblock(&file);
-        Ok(file)
-    } else {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(path)
-    }
-}
-
-/// The container's stdin, and for a fifo a write end the shim holds so that the container
-/// sees end-of-file only when asked to (control `0`), not when a client disconnects.
-fn open_stdin(path: Option<&Path>) -> Result<(File, Option<File>), String> {
-    let err = |e: std::io::Error| format!("open stdin: {e}");
-    let Some(path) = path else {
-        return Ok((File::open("/dev/null").map_err(err)?, None));
-    };
-    if is_fifo(path) {
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(err)?;
-        let holder = OpenOptions::new().write(true).open(path).map_err(err)?;
-        clear_nonblock(&reader);
-        Ok((reader, Some(holder)))
-    } else {
-        Ok((File::open(path).map_err(err)?, None))
+    #[test]
+    fn control_messages() {
+        assert_eq!(parse_control(b"0 0 0\n"), Some(Control::CloseStdin));
+        assert_eq!(parse_control(b"1 120 40\n"), Some(Control::Resize(120, 40)));
+        assert_eq!(parse_control(b"1 120\n"), None);
+        assert_eq!(parse_control(b"1 x 40\n"), None);
+        assert_eq!(parse_control(b"7 1 1\n"), None);
+        assert_eq!(parse_control(b"\n"), None);
     }
 }
