@@ -46,6 +46,7 @@ pub(crate) mod launch;
 #[doc(hidden)] // For corral's own benches (the on-disk layout), not a stable API.
 pub mod layout;
 pub(crate) mod limits;
+#[doc(hidden)] // For corrald (serving `corralctl logs` and `attach`), not a stable API yet.
 pub mod logs;
 #[doc(hidden)] // For corrald (the /metrics endpoint), not a stable API.
 pub mod metrics;

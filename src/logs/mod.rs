@@ -1,75 +1,106 @@
-//! PLACEHOLDER until the logs module lands (replaced on merge).
+//! Container logs in the CRI format: parsing, reading the history across rotated files,
+//! and following the live file.
+//!
+//! The shim writes one entry per line: `<timestamp> <stream> <tag> <content>\n`, where the
+//! timestamp is RFC 3339 with nanoseconds (`2026-12-07T02:39:49.123456789Z`), the stream is
+//! `stdout` or `stderr`, and the tag is `F` (a full line: the process wrote content + `\n`)
+//! or `P` (a partial line: the process wrote the content alone, and the line goes on in the
+//! next entry of the same stream). The content is raw bytes, maybe not UTF-8.
+//!
+//! To rebuild what a process wrote, per stream: a `P` entry gives its content, an `F` entry
+//! its content followed by `\n`.
+//!
+//! Rotation: the live file is `PATH`; older files are `PATH.1` (the newest rotated one),
+//! `PATH.2`, and so on. The shim rotates by renaming `PATH.i` to `PATH.(i+1)` and `PATH`
+//! to `PATH.1`, then creating a new `PATH`.
+//!
+//! Malformed lines (garbage, a torn line) are skipped, never an error. A last line without
+//! its `\n` is still being written: [`read_logs`] skips it, and a [`Follower`] returns it
+//! once its newline arrives. All of it is blocking code, for a thread.
+
+mod files;
+mod follow;
+mod read;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use files::{log_files, position_now, LogPosition};
+pub use follow::{FollowFrom, Follower};
+pub use read::{for_each_entry, read_logs, LogQuery};
+pub use time::{format_time, parse_time};
+
 use serde::{Deserialize, Serialize};
 
-/// Stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which output of the process an entry came from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogStream {
-    /// stdout
+    /// The process's standard output.
     Stdout,
-    /// stderr
+    /// The process's standard error.
     Stderr,
 }
 
-/// Entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// time
-    pub time_ns: u64,
-    /// stream
-    pub stream: LogStream,
-    /// partial
-    pub partial: bool,
-    /// content
-    pub content: Vec<u8>,
-}
-
-/// Position.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogPosition {
-    /// inode
-    pub ino: u64,
-    /// offset
-    pub offset: u64,
-}
-
-/// Removes a log and its rotated files.
-pub fn remove_files(path: &std::path::Path) {
-    let _ = std::fs::remove_file(path);
-    for n in 1.. {
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(".{n}"));
-        if std::fs::remove_file(std::path::Path::new(&name)).is_err() {
-            break;
+impl LogStream {
+    /// The stream's name in the file: `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
         }
     }
 }
 
-/// Where following starts.
-#[derive(Clone, Copy, Debug)]
-pub enum FollowFrom {
-    /// Start.
-    Start,
-    /// End.
-    End,
-    /// Position.
-    Position(LogPosition),
+/// One line of a log file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// When the shim read the output, in nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// Which output it came from.
+    pub stream: LogStream,
+    /// True for a `P` entry: the process wrote `content` without a newline.
+    pub partial: bool,
+    /// The bytes, without the newline of a full line.
+    pub content: Vec<u8>,
 }
 
-/// Follower.
-pub struct Follower;
+/// Parses one line of a log file (without its `\n`); `None` if it is malformed.
+///
+/// The tag may carry `:`-separated extras after `F` or `P`, as kubelet allows.
+pub fn parse_entry(line: &[u8]) -> Option<LogEntry> {
+    let (time, rest) = split_space(line)?;
+    let (stream, rest) = split_space(rest)?;
+    let (tag, content) = split_space(rest)?;
+    let time_ns = time::parse_rfc3339(std::str::from_utf8(time).ok()?)?;
+    let stream = match stream {
+        b"stdout" => LogStream::Stdout,
+        b"stderr" => LogStream::Stderr,
+        _ => return None,
+    };
+    let partial = match tag.split(|&b| b == b':').next()? {
+        b"F" => false,
+        b"P" => true,
+        _ => return None,
+    };
+    Some(LogEntry {
+        time_ns,
+        stream,
+        partial,
+        content: content.to_vec(),
+    })
+}
 
-impl Follower {
-    /// Open.
-    pub fn open(_path: &std::path::Path, _from: FollowFrom) -> std::io::Result<Follower> {
-        Ok(Follower)
+/// Splits at the first space: the field before it and the rest after it.
+fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&b| b == b' ')?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// Removes a log and its rotated files (`PATH`, `PATH.1`, ...).
+pub fn remove_files(path: &std::path::Path) {
+    for file in log_files(path) {
+        let _ = std::fs::remove_file(file);
     }
-    /// Next.
-    pub fn next_batch(&mut self, wait: std::time::Duration) -> std::io::Result<Vec<LogEntry>> {
-        std::thread::sleep(wait);
-        Ok(Vec::new())
-    }
-    /// Drain.
-    pub fn drain_to_end(&mut self) -> std::io::Result<Vec<LogEntry>> {
-        Ok(Vec::new())
-    }
+    let _ = std::fs::remove_file(path);
 }
