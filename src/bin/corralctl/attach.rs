@@ -200,6 +200,12 @@ pub fn terminal_size() -> Option<ConsoleSize> {
 /// exits or the user detaches.
 pub fn attach(ctl: &Ctl, id: &str, exec_id: Option<&str>, opts: Options) -> Result<Ended, Error> {
     block_signals();
+    // A reader of our output that goes away (`| head`) must not kill us with the terminal
+    // raw or the container left behind: the write fails instead, and we drain to the exit.
+    // SAFETY: setting a signal's disposition to ignore runs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
+    }
     let attached = ctl.client()?.attach(AttachRequest {
         namespace: ctl.namespace.clone(),
         id: id.to_string(),

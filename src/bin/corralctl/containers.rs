@@ -3,7 +3,7 @@
 
 use crate::attach::{self, Ended, DEFAULT_DETACH_KEYS};
 use crate::cli::{label, restart_policy, signal};
-use crate::{each_id, exit_code_of, usage, Ctl, Failure, Outcome};
+use crate::{each_id, usage, Ctl, Outcome};
 use clap::Args;
 use corral::*;
 use std::path::PathBuf;
@@ -524,23 +524,23 @@ pub fn exec(ctl: &Ctl, a: ExecArgs) -> Outcome {
     attach::block_signals();
     ctl.client()?.exec(req)?;
     let ended = attach::attach(ctl, &a.id, Some(&exec_id), a.term.foreground());
-    let code = match ended {
-        Ok(Ended::Exited(exit)) => exit.code as i32,
-        // It runs on: `exec-rm` it once it has exited.
-        Ok(Ended::Detached) => return Ok(0),
-        Err(e) => {
-            eprintln!("corralctl: {e}");
-            exit_code_of(&e)
-        }
+    let remove = || {
+        ctl.client()
+            .and_then(|mut c| c.remove_exec(&ctl.namespace, &a.id, &exec_id))
     };
-    if let Err(e) = ctl
-        .client()
-        .and_then(|mut c| c.remove_exec(&ctl.namespace, &a.id, &exec_id))
-    {
-        eprintln!("corralctl: remove exec {exec_id}: {e}");
-        return Err(Failure::Code(code.max(1)));
+    match ended {
+        Ok(Ended::Exited(exit)) => {
+            remove()?;
+            Ok(exit.code as i32)
+        }
+        // It runs on: `exec-rm` it once it has exited.
+        Ok(Ended::Detached) => Ok(0),
+        Err(e) => {
+            // If it has exited, free its id anyway; if it runs, it stays (`exec-rm` later).
+            let _ = remove();
+            Err(e.into())
+        }
     }
-    Ok(code)
 }
 
 /// `attach`.
