@@ -305,3 +305,59 @@ fn signals_are_forwarded_without_a_terminal() {
     assert_eq!(String::from_utf8_lossy(&seen), "ready\ngot-term\n");
     assert_eq!(code(&d.ctl(&["state", &id])), 125, "--rm left {id} behind");
 }
+
+/// `run -i` without a terminal: our stdin goes to the process byte for byte and our
+/// end-of-file closes its stdin; a process that exits before reading (its stdin closed
+/// before corralctl attached) still has its output and code copied.
+#[test]
+fn run_i_pipes_stdin_and_survives_a_quick_process() {
+    let d = Daemon::start("term_stdin");
+    let cat = d.bundle("cat", &["sh", "-c", "cat; echo done"]);
+    let id = unique_id("cat");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut child = Command::new(CORRALCTL)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["run", "-i", "--rm", "--bundle", cat.to_str().unwrap(), &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let sent = data.clone();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&sent);
+    });
+    let out = within(EXPECT, "run -i cat", move || {
+        child.wait_with_output().unwrap()
+    });
+    assert_eq!(code(&out), 0, "stderr {}", stderr(&out));
+    let mut want = data;
+    want.extend_from_slice(b"done\n");
+    assert!(
+        out.stdout == want,
+        "{} bytes back of {}",
+        out.stdout.len(),
+        want.len()
+    );
+
+    let quick = d.bundle("quick", &["sh", "-c", "echo fast; exit 3"]);
+    for n in 0..3 {
+        let id = unique_id("quick");
+        let out = d.ctl(&[
+            "run",
+            "-i",
+            "--rm",
+            "--bundle",
+            quick.to_str().unwrap(),
+            &id,
+        ]);
+        assert_eq!(
+            (code(&out), stdout(&out).as_str()),
+            (3, "fast\n"),
+            "round {n}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -206,13 +206,14 @@ pub fn attach(ctl: &Ctl, id: &str, exec_id: Option<&str>, opts: Options) -> Resu
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
-    let attached = ctl.client()?.attach(AttachRequest {
+    let request = AttachRequest {
         namespace: ctl.namespace.clone(),
         id: id.to_string(),
         exec_id: exec_id.map(str::to_string),
         stdin: opts.stdin,
         from: opts.from,
-    })?;
+    };
+    let attached = ctl.client()?.attach(request.clone())?;
     let input = Arc::new(Mutex::new(attached.input()?));
     let raw = if opts.tty && opts.stdin {
         RawMode::enter()
@@ -250,10 +251,11 @@ pub fn attach(ctl: &Ctl, id: &str, exec_id: Option<&str>, opts: Options) -> Resu
             .spawn(move || copy_stdin(input, DetachMatcher::new(keys), tx))
             .map_err(|e| Error::Internal(format!("start the stdin thread: {e}")))?;
     }
+    let socket = ctl.socket.clone();
     std::thread::Builder::new()
         .name("output".into())
         .spawn(move || {
-            let _ = tx.send(copy_output(attached));
+            let _ = tx.send(copy_output_retrying(attached, request, &socket));
         })
         .map_err(|e| Error::Internal(format!("start the output thread: {e}")))?;
     let ended = rx
@@ -349,6 +351,26 @@ fn copy_stdin(
             let _ = tx.send(Ok(Ended::Detached));
             return;
         }
+    }
+}
+
+/// The output thread: [`copy_output`]; if the process's stdin was closed before we came
+/// (a quick process may have run to its end), once more without stdin: there is nothing to
+/// send it, but its output and exit are still to come.
+fn copy_output_retrying(
+    attached: corral::rpc::Attached,
+    request: AttachRequest,
+    socket: &std::path::Path,
+) -> Result<Ended, Error> {
+    match copy_output(attached) {
+        Err(Error::WrongState(m)) if request.stdin && m.contains("stdin is closed") => {
+            let again = AttachRequest {
+                stdin: false,
+                ..request
+            };
+            copy_output(Client::connect(socket)?.attach(again)?)
+        }
+        other => other,
     }
 }
 
