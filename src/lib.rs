@@ -46,7 +46,7 @@ pub(crate) mod launch;
 #[doc(hidden)] // For corral's own benches (the on-disk layout), not a stable API.
 pub mod layout;
 pub(crate) mod limits;
-#[doc(hidden)] // For corrald (serving `corralctl logs` and `attach`), not a stable API yet.
+#[doc(hidden)] // For corrald (serving `corralctl logs` and `attach`); the types are re-exported.
 pub mod logs;
 #[doc(hidden)] // For corrald (the /metrics endpoint), not a stable API.
 pub mod metrics;
@@ -79,6 +79,7 @@ pub use error::{Error, Result};
 pub use handle::{AttachStdin, Attachment, Handle, Logs};
 pub use images::{Images, ProgressSender, PULL_LEASE};
 pub use layout::JOURNAL_DIR;
+pub use logs::{LogEntry, LogPosition, LogStream};
 pub use startup::{start, Corral};
 pub use stats::{
     BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,

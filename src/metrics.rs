@@ -67,6 +67,13 @@ struct ContainerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    namespace: String,
+    id: String,
+    process: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     namespace: String,
     id: String,
@@ -223,6 +230,7 @@ impl State {
         let mut registry = Registry::default();
         register_daemon(&mut registry, &snapshot, stale);
         register_containers(&mut registry, &snapshot.containers, &answers);
+        register_log_losses(&mut registry, handle, &snapshot.containers);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
             tracing::warn!("metrics: cannot encode: {e}");
@@ -431,6 +439,27 @@ fn register_containers(registry: &mut Registry, containers: &[ContainerInfo], an
         "corral_container_unresponsive",
         "1 when the container did not answer this scrape within the per-container timeout (or the supervisor's list marks it busy)",
         unresponsive,
+    );
+}
+
+/// Output lost to log write errors, per process: read from each shim's count at scrape.
+fn register_log_losses(registry: &mut Registry, handle: &Handle, containers: &[ContainerInfo]) {
+    let lost: Family<ProcessLabels, Counter> = Family::default();
+    for c in containers {
+        for (process, bytes) in handle.log_losses(c) {
+            let l = ProcessLabels {
+                namespace: c.namespace.clone(),
+                id: c.id.clone(),
+                process,
+            };
+            lost.get_or_create(&l).inc_by(bytes);
+        }
+    }
+    registry.register_with_unit(
+        "corral_log_lost",
+        "Output a container process wrote that its shim could not write to its log (a full or failing disk); the process never blocks on it",
+        Unit::Bytes,
+        lost,
     );
 }
 

@@ -472,3 +472,56 @@ fn a_timed_out_checkpoint_kills_runc_and_criu_and_the_container_runs_on() {
     d.assert_no_leftovers("default", &id);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The numbers a ticker container has logged so far.
+fn logged_numbers(d: &Daemon, id: &str) -> Vec<u64> {
+    let req = corral::LogsRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    d.client()
+        .logs(req)
+        .unwrap()
+        .flat_map(|batch| batch.unwrap())
+        .filter_map(|e| String::from_utf8_lossy(&e.content).trim().parse().ok())
+        .collect()
+}
+
+/// A logged container (its stdout a pipe its shim drains) is checkpointed and restored;
+/// the restored process's output goes to its log again, going on where it stopped.
+#[test]
+fn a_logged_container_is_restored_and_logs_on() {
+    let d = Daemon::start("ckpt_logged");
+    let b = d.bundle(
+        "ticker",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+        ],
+    );
+    let id = unique_id("cklog");
+    d.run(&id, &b);
+    wait_until(LIVENESS, "5 lines logged", || {
+        logged_numbers(&d, &id).len() >= 5
+    });
+    d.client().checkpoint("", &id, "one", exit_ckpt()).unwrap();
+    assert_eq!(d.wait_code("", &id, None), 137);
+    let before = logged_numbers(&d, &id);
+    let last = *before.last().unwrap();
+    d.delete("", &id, false).unwrap();
+    let restored = d.client().restore("", &id, "one", None, None).unwrap();
+    assert!(restored.log_path.is_some(), "{restored:?}");
+    wait_until(LIVENESS, "the restored container to log", || {
+        logged_numbers(&d, &id).iter().any(|n| *n > last + 3)
+    });
+    let after = logged_numbers(&d, &id);
+    assert!(
+        after[0] <= last + 2,
+        "it goes on where it stopped ({last}): {after:?}"
+    );
+    assert_consecutive(&after, "the restored container's log");
+    d.delete("", &id, true).unwrap();
+    d.assert_no_leftovers("default", &id);
+    d.client().remove_checkpoint("", &id, "one").unwrap();
+}

@@ -10,15 +10,20 @@
 use super::Handle;
 use crate::actors::container::{self, ProcessStdio};
 use crate::error::{Error, Result};
-use crate::logs::{FollowFrom, Follower, LogEntry, LogStream};
+use crate::logs::{FollowFrom, Follower, FollowerWaker, LogEntry, LogStream};
 use crate::types::*;
+use futures_util::future::{select, Either};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-/// How long a follower waits for more output before it looks at the process again.
-const FOLLOW_WAIT: Duration = Duration::from_millis(50);
+/// The file in a process's dir where its shim counts the output it could not log.
+pub const LOG_ERRORS: &str = "log-errors";
+
+/// How long a follower waits for more output before it looks at its client again (the
+/// exit wakes it at once).
+const FOLLOW_WAIT: Duration = Duration::from_millis(500);
 /// Entries per `logs` batch, at most.
 const LOGS_BATCH: usize = 512;
 
@@ -84,13 +89,30 @@ impl Logs {
     }
 }
 
-/// The exit of a process being followed, set by a task that waits for it.
-#[derive(Default)]
-struct ExitFlag(Mutex<Option<Result<ExitStatus>>>);
+/// The exit of a process being followed, set by a task that waits for it; setting it wakes
+/// the follower.
+struct ExitFlag {
+    exit: Mutex<Option<Result<ExitStatus>>>,
+    waker: FollowerWaker,
+}
 
 impl ExitFlag {
+    fn new(follower: &Follower) -> Arc<ExitFlag> {
+        Arc::new(ExitFlag {
+            exit: Mutex::new(None),
+            waker: follower.waker(),
+        })
+    }
+
+    fn set(&self, exit: Result<ExitStatus>) {
+        if let Ok(mut g) = self.exit.lock() {
+            *g = Some(exit);
+        }
+        self.waker.wake();
+    }
+
     fn take(&self) -> Option<Result<ExitStatus>> {
-        self.0.lock().ok().and_then(|mut g| g.take())
+        self.exit.lock().ok().and_then(|mut g| g.take())
     }
 }
 
@@ -113,6 +135,36 @@ impl Handle {
             height: size.height,
         };
         self.ask(namespace, id, msg).await?
+    }
+
+    /// The bytes of output each logged process of `container` lost to log write errors (a
+    /// full or failing disk), as its shim counts them in its `log-errors` file; only
+    /// processes that lost some.
+    pub fn log_losses(&self, container: &ContainerInfo) -> Vec<(String, u64)> {
+        let dir = self
+            .features
+            .state_dir
+            .join(namespace_or_default(&container.namespace))
+            .join(&container.id);
+        let logged = container
+            .log_path
+            .is_some()
+            .then_some(INIT_PROCESS)
+            .into_iter()
+            .chain(
+                container
+                    .execs
+                    .iter()
+                    .filter(|p| p.log_path.is_some())
+                    .map(|p| p.id.as_str()),
+            );
+        logged
+            .filter_map(|process| {
+                let text = std::fs::read_to_string(dir.join(process).join(LOG_ERRORS)).ok()?;
+                let lost = text.split_whitespace().next()?.parse::<u64>().ok()?;
+                (lost > 0).then(|| (process.to_string(), lost))
+            })
+            .collect()
     }
 
     /// Removes an exited exec (its record, directory and log); its id is free again.
@@ -149,20 +201,30 @@ impl Handle {
         Ok((stdio, log))
     }
 
-    /// Sets `flag` once the process's exit is known (or waiting for it failed).
-    fn watch_exit(&self, namespace: &str, id: &str, exec_id: Option<&str>, flag: Arc<ExitFlag>) {
+    /// Sets `flag` once the process's exit is known (or waiting for it failed). The
+    /// watch ends too when the returned sender is dropped (the reader is done): a client
+    /// that leaves an attach of a long-lived process leaves nothing behind.
+    fn watch_exit(
+        &self,
+        namespace: &str,
+        id: &str,
+        exec_id: Option<&str>,
+        flag: Arc<ExitFlag>,
+    ) -> oneshot::Sender<()> {
         let handle = self.clone();
         let (ns, id, exec) = (
             namespace.to_string(),
             id.to_string(),
             exec_id.map(str::to_string),
         );
+        let (done, reader_gone) = oneshot::channel();
         actix_rt::spawn(async move {
-            let exit = handle.wait(&ns, &id, exec.as_deref()).await;
-            if let Ok(mut g) = flag.0.lock() {
-                *g = Some(exit);
+            let wait = std::pin::pin!(handle.wait(&ns, &id, exec.as_deref()));
+            if let Either::Left((exit, _)) = select(wait, reader_gone).await {
+                flag.set(exit);
             }
         });
+        done
     }
 
     /// Joins a process's stdio: its output (from its log: see [`AttachFrom`]) until it
@@ -205,16 +267,19 @@ impl Handle {
             (AttachFrom::Launch, Some(pos)) => FollowFrom::Position(pos),
             (AttachFrom::Launch, None) => FollowFrom::Start,
         };
-        let flag = Arc::new(ExitFlag::default());
         // The follower opens the log before the exit can be seen: what is written between
         // is read either way.
         let follower = Follower::open(&log, from)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
-        self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
+        let flag = ExitFlag::new(&follower);
+        let watch = self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
         let (tx, rx) = mpsc::channel(16);
         std::thread::Builder::new()
             .name("corral-attach".into())
-            .spawn(move || follow_output(follower, flag, tx))
+            .spawn(move || {
+                follow_output(follower, flag, tx);
+                drop(watch);
+            })
             .map_err(|e| Error::Internal(format!("start an attach thread: {e}")))?;
         Ok(Attachment { output: rx, stdin })
     }
@@ -226,20 +291,22 @@ impl Handle {
         let (stdio, log) = self.process_stdio(&req.namespace, &req.id, exec).await?;
         let follower = Follower::open(&log, FollowFrom::Start)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
-        let flag = Arc::new(ExitFlag::default());
+        let flag = ExitFlag::new(&follower);
+        let mut watch = None;
         if req.follow {
             if let Some(exit) = stdio.exit {
-                if let Ok(mut g) = flag.0.lock() {
-                    *g = Some(Ok(exit));
-                }
+                flag.set(Ok(exit));
             } else {
-                self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
+                watch = Some(self.watch_exit(&req.namespace, &req.id, exec, flag.clone()));
             }
         }
         let (tx, rx) = mpsc::channel(4);
         std::thread::Builder::new()
             .name("corral-logs".into())
-            .spawn(move || read_logs(follower, req, flag, tx))
+            .spawn(move || {
+                read_logs(follower, req, flag, tx);
+                drop(watch);
+            })
             .map_err(|e| Error::Internal(format!("start a logs thread: {e}")))?;
         Ok(Logs { batches: rx })
     }

@@ -61,6 +61,36 @@ pub struct Follower {
     lines: LineSplitter,
     buf: Vec<u8>,
     inotify: Inotify,
+    /// An eventfd a [`FollowerWaker`] writes to: ends a [`Follower::next_batch`] wait.
+    wake: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+/// Ends a [`Follower`]'s current (or next) wait early, from another thread: for when the
+/// writer is known to be done (the process exited).
+#[derive(Clone)]
+pub struct FollowerWaker(std::sync::Arc<std::os::fd::OwnedFd>);
+
+impl FollowerWaker {
+    /// Wakes the follower.
+    pub fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an eventfd we hold open.
+        unsafe {
+            libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len());
+        }
+    }
+}
+
+fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: eventfd takes an initial value and flags and returns a new fd or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative result is a fresh descriptor that we own.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 impl Follower {
@@ -82,6 +112,7 @@ impl Follower {
             lines: LineSplitter::default(),
             buf: vec![0u8; CHUNK],
             inotify,
+            wake: std::sync::Arc::new(eventfd()?),
         };
         match from {
             FollowFrom::Start => follower.push(open_all(path)?.into_iter().map(Source::from)),
@@ -144,12 +175,31 @@ impl Follower {
             // Rounded up, so a wait does not end a little early and spin.
             let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
             let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [
+                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
+            ];
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
+            if fds[1]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            {
+                let mut buf = [0u8; 8];
+                use std::os::fd::AsRawFd;
+                let _ = nix::unistd::read(self.wake.as_raw_fd(), &mut buf);
+                self.drain_events();
+                self.read_available(&mut out)?;
+                return Ok(out);
+            }
         }
+    }
+
+    /// A handle that ends this follower's waits early.
+    pub fn waker(&self) -> FollowerWaker {
+        FollowerWaker(self.wake.clone())
     }
 
     /// Reads everything present now, across rotations, without waiting: for when the

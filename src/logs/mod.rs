@@ -27,7 +27,7 @@ mod time;
 mod tests;
 
 pub use files::{log_files, position_now, LogPosition};
-pub use follow::{FollowFrom, Follower};
+pub use follow::{FollowFrom, Follower, FollowerWaker};
 pub use read::{for_each_entry, read_logs, LogQuery};
 pub use time::{format_time, parse_time};
 

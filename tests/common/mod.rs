@@ -920,6 +920,11 @@ impl Daemon {
 
     /// Panics if anything of container `ns/id` is left: its state dir, runc's state, a
     /// cgroup named after it, or a process (shim) working in its state dir.
+    /// Where the daemon keeps `ns`/`id`'s logs (the default under the test's data dir).
+    pub fn log_dir(&self, ns: &str, id: &str) -> PathBuf {
+        self.dir.join("data").join("logs").join(ns).join(id)
+    }
+
     pub fn assert_no_leftovers(&self, ns: &str, id: &str) {
         let state = self.container_state_dir(ns, id);
         assert!(
@@ -937,6 +942,12 @@ impl Daemon {
         assert!(
             cgroups.is_empty(),
             "{ns}/{id}: cgroups left behind: {cgroups:?}"
+        );
+        let logs = self.log_dir(ns, id);
+        assert!(
+            !logs.exists(),
+            "{ns}/{id}: logs {} are left behind",
+            logs.display()
         );
         // A shim may still be between closing its exit fifo and exiting: give it a moment.
         let mut left = Vec::new();
