@@ -134,7 +134,9 @@ fn state_and_pids_json() {
         "--label",
         "k=v",
     ]);
-    let out = d.ctl(&["exec", &id, "x1", "--", "sh", "-c", "exit 2"]);
+    // Detached, so that it stays in the state (a foreground exec is removed at its exit).
+    d.ctl_ok(&["exec", "-d", &id, "x1", "--", "sh", "-c", "exit 2"]);
+    let out = d.ctl(&["wait", &id, "--exec", "x1"]);
     assert_eq!(code(&out), 2);
 
     let s: ContainerInfo = parse(&d.ctl_ok(&["state", &id, "--json"]), "state --json");

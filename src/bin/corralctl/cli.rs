@@ -1,6 +1,8 @@
 //! The command line: global options, the commands, and the value parsers they share.
 
-use crate::{checkpoints, containers, content, events, images, records, resources, show, tools};
+use crate::{
+    checkpoints, containers, content, events, images, logs, records, resources, show, tools,
+};
 use clap::{Parser, Subcommand};
 use corral::rpc::DEFAULT_SOCKET;
 use corral::{RestartPolicy, DEFAULT_NAMESPACE};
@@ -53,13 +55,24 @@ pub enum Cmd {
     /// Start a created container.
     Start(containers::IdArg),
     /// Create and start a container (from a bundle or an image); without -d copy its
-    /// output, wait, exit with its code.
+    /// output (our stdin with -i), wait, exit with its code.
     #[command(
         override_usage = "corralctl run [OPTIONS] --bundle DIR ID\n       corralctl run [OPTIONS] IMAGE ID [-- CMD...]"
     )]
     Run(containers::RunArgs),
-    /// Run a command in a container; copies its output and exits with its code.
+    /// Run a command in a container; copies its output (our stdin with -i), exits with its
+    /// code and removes it (not with -d).
     Exec(containers::ExecArgs),
+    /// Remove an exited exec; its id is free again.
+    #[command(name = "exec-rm")]
+    ExecRm(containers::ExecRmArgs),
+    /// Join a running process: its output from now on, our stdin to it if it has one;
+    /// detach with ctrl-p ctrl-q.
+    Attach(containers::AttachArgs),
+    /// Print a process's log: stdout to stdout, stderr to stderr.
+    Logs(logs::LogsArgs),
+    /// Resize a process's terminal.
+    Resize(containers::ResizeArgs),
     /// Send a signal to containers (SIGTERM by default).
     Kill(containers::KillArgs),
     /// Stop containers: the signal, then SIGKILL after the timeout; prints each exit code.

@@ -1,8 +1,8 @@
 //! The lifecycle commands: create, start, run, exec, kill, stop, restart, wait, delete,
 //! pause, resume, close-stdin.
 
+use crate::attach::{self, Ended, DEFAULT_DETACH_KEYS};
 use crate::cli::{label, restart_policy, signal};
-use crate::pipes::OutputPipes;
 use crate::{each_id, usage, Ctl, Outcome};
 use clap::Args;
 use corral::*;
@@ -57,6 +57,73 @@ pub struct RestartArg {
         help = "Restart policy: no, on-failure[:MAX], always, unless-stopped"
     )]
     pub restart: RestartPolicy,
+}
+
+/// `-t`, `-i` and the detach keys (`run`, `exec`, `create`).
+#[derive(Args)]
+pub struct TerminalFlags {
+    /// Give the process a pseudo-terminal of our terminal's size (with -i, our terminal is
+    /// raw meanwhile: Ctrl-C goes to the process).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep the process's stdin open; in the foreground, send ours to it.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// The keys that detach from a process with a terminal, leaving it running (docker's
+    /// syntax; "" for none).
+    #[arg(long, value_name = "KEYS", default_value = DEFAULT_DETACH_KEYS, value_parser = detach_keys)]
+    pub detach_keys: String,
+}
+
+/// `--detach-keys`: checked here, parsed again where used.
+pub fn detach_keys(s: &str) -> Result<String, String> {
+    attach::parse_detach_keys(s).map(|_| s.to_string())
+}
+
+impl TerminalFlags {
+    /// The stdio of a process whose output goes to its log, with these flags.
+    fn stdio(&self, logs: &LogFlags) -> Stdio {
+        Stdio {
+            open_stdin: self.interactive,
+            terminal: self.tty,
+            console_size: if self.tty {
+                attach::terminal_size()
+            } else {
+                None
+            },
+            log_max_size: logs.log_max_size,
+            log_max_files: logs.log_max_files,
+            ..Stdio::default()
+        }
+    }
+
+    /// How a foreground run or exec attaches: our stdin with -i, raw mode and the detach
+    /// keys with -t too.
+    fn foreground(&self) -> attach::Options {
+        attach::Options {
+            from: AttachFrom::Launch,
+            stdin: self.interactive,
+            tty: self.tty,
+            detach_keys: if self.tty {
+                attach::parse_detach_keys(&self.detach_keys).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// How the process's log rotates (`run`, `create`).
+#[derive(Args)]
+pub struct LogFlags {
+    /// Rotate the process's log when it would grow past this many bytes (0: never; the
+    /// daemon's default when not given).
+    #[arg(long, value_name = "BYTES")]
+    pub log_max_size: Option<u64>,
+    /// Keep this many log files, the live one included (the daemon's default when not
+    /// given).
+    #[arg(long, value_name = "N")]
+    pub log_max_files: Option<u32>,
 }
 
 /// How a container from an image is made (with an IMAGE before the id).
@@ -162,6 +229,10 @@ pub struct CreateArgs {
     /// The process's stderr.
     #[arg(long, value_name = "PATH")]
     stderr: Option<String>,
+    #[command(flatten)]
+    term: TerminalFlags,
+    #[command(flatten)]
+    logs: LogFlags,
 }
 
 /// `run`.
@@ -174,21 +245,32 @@ pub struct RunArgs {
     /// Return once it runs; print its pid.
     #[arg(short, long)]
     detach: bool,
-    /// Delete the container after it exits.
+    /// Delete the container after it exits (not after a detach: it runs on).
     #[arg(long, conflicts_with = "detach")]
     rm: bool,
+    #[command(flatten)]
+    term: TerminalFlags,
+    #[command(flatten)]
+    logs: LogFlags,
 }
 
 /// `exec`.
 #[derive(Args)]
+#[command(override_usage = "corralctl exec [OPTIONS] ID [EXEC_ID] -- CMD...")]
 pub struct ExecArgs {
     /// The container.
     id: String,
+    /// The new process's id (as --exec-id; one is made up when neither is given).
+    #[arg(value_name = "EXEC_ID")]
+    exec_id: Option<String>,
     /// The new process's id.
-    exec_id: String,
-    /// Return once it runs; print its pid.
+    #[arg(long = "exec-id", value_name = "EXEC_ID", conflicts_with = "exec_id")]
+    exec_id_flag: Option<String>,
+    /// Return once it runs; print its pid (remove it with `exec-rm` after it exits).
     #[arg(short, long)]
     detach: bool,
+    #[command(flatten)]
+    term: TerminalFlags,
     /// The command, after `--`.
     #[arg(last = true, value_name = "CMD")]
     cmd: Vec<String>,
@@ -340,7 +422,7 @@ pub fn create(ctl: &Ctl, a: CreateArgs) -> Outcome {
         stdin: path(a.stdin)?,
         stdout: path(a.stdout)?,
         stderr: path(a.stderr)?,
-        ..Stdio::default()
+        ..a.term.stdio(&a.logs)
     };
     let info = ctl.client()?.create(req)?;
     println!("{} created (pid {})", info.id, info.pid);
@@ -354,58 +436,211 @@ pub fn start(ctl: &Ctl, a: IdArg) -> Outcome {
     Ok(0)
 }
 
-/// `run`.
+/// `run`: with -d, returns once it runs; else copies its output (and our stdin with -i)
+/// until it exits and exits with its code.
 pub fn run(ctl: &Ctl, a: RunArgs) -> Outcome {
     let id = a.names.id();
     let mut req = create_request(ctl, "run", a.spec, a.names)?;
     req.start = true;
-    let mut client = ctl.client()?;
+    req.stdio = a.term.stdio(&a.logs);
     if a.detach {
-        let info = client.create(req)?;
+        let info = ctl.client()?.create(req)?;
         println!("{} running (pid {})", info.id, info.pid);
         return Ok(0);
     }
-    let mut pipes = OutputPipes::new(&id)?;
-    req.stdio = pipes.stdio();
-    client.create(req)?;
-    let copiers = pipes.copy();
-    let exit = client.wait(&ctl.namespace, &id, None)?;
-    for c in copiers {
-        let _ = c.join();
+    // Before the container exists: a Ctrl-C from now on is forwarded to it, not lost.
+    attach::block_signals();
+    let created = ctl.client()?.create(req);
+    if let Err(e) = created {
+        if a.rm {
+            remove_container(ctl, &id);
+        }
+        return Err(e.into());
     }
-    if a.rm {
-        client.delete(&ctl.namespace, &id, false)?;
+    let ended = attach::attach(ctl, &id, None, a.term.foreground());
+    match ended {
+        Ok(Ended::Exited(exit)) => {
+            if a.rm {
+                ctl.client()?.delete(&ctl.namespace, &id, false)?;
+            }
+            Ok(exit.code as i32)
+        }
+        Ok(Ended::Detached) => {
+            if a.rm {
+                eprintln!("corralctl: detached from {id}: it runs on and is not removed (--rm)");
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if a.rm {
+                remove_container(ctl, &id);
+            }
+            Err(e.into())
+        }
     }
-    Ok(exit.code as i32)
 }
 
-/// `exec`.
+/// `--rm` after a failure: deletes the container, killing it if it runs; errors are
+/// reported, not returned (the failure that got us here is the one to return).
+fn remove_container(ctl: &Ctl, id: &str) {
+    let removed = ctl
+        .client()
+        .and_then(|mut c| c.delete(&ctl.namespace, id, true));
+    match removed {
+        Ok(_) | Err(Error::NotFound(_)) => {}
+        Err(e) => eprintln!("corralctl: --rm: delete {id}: {e}"),
+    }
+}
+
+/// A made-up exec id: `exec-` and 8 hex digits from the time and our pid.
+fn new_exec_id() -> String {
+    let pid = u64::from(std::process::id());
+    let mixed = now_ns() ^ pid.rotate_left(40);
+    format!("exec-{:08x}", (mixed ^ (mixed >> 32)) as u32)
+}
+
+/// `exec`: with -d, returns once it runs; else copies its output (and our stdin with -i)
+/// until it exits, removes it (its id is free again) and exits with its code.
 pub fn exec(ctl: &Ctl, a: ExecArgs) -> Outcome {
     if a.cmd.is_empty() {
         return Err(usage("exec", "exec needs a command after --"));
     }
-    let mut req = ExecRequest {
+    let exec_id = a.exec_id.or(a.exec_id_flag).unwrap_or_else(new_exec_id);
+    let req = ExecRequest {
         namespace: ctl.namespace.clone(),
         id: a.id.clone(),
-        exec_id: a.exec_id.clone(),
+        exec_id: exec_id.clone(),
         process: ExecProcess::Args(a.cmd),
-        stdio: Stdio::default(),
+        stdio: a.term.stdio(&LogFlags {
+            log_max_size: None,
+            log_max_files: None,
+        }),
     };
-    let mut client = ctl.client()?;
     if a.detach {
-        let p = client.exec(req)?;
+        let p = ctl.client()?.exec(req)?;
         println!("{} started in {} (pid {})", p.id, a.id, p.pid);
         return Ok(0);
     }
-    let mut pipes = OutputPipes::new(&a.exec_id)?;
-    req.stdio = pipes.stdio();
-    client.exec(req)?;
-    let copiers = pipes.copy();
-    let exit = client.wait(&ctl.namespace, &a.id, Some(&a.exec_id))?;
-    for c in copiers {
-        let _ = c.join();
+    attach::block_signals();
+    ctl.client()?.exec(req)?;
+    let ended = attach::attach(ctl, &a.id, Some(&exec_id), a.term.foreground());
+    let remove = || {
+        ctl.client()
+            .and_then(|mut c| c.remove_exec(&ctl.namespace, &a.id, &exec_id))
+    };
+    match ended {
+        Ok(Ended::Exited(exit)) => {
+            remove()?;
+            Ok(exit.code as i32)
+        }
+        // It runs on: `exec-rm` it once it has exited.
+        Ok(Ended::Detached) => Ok(0),
+        Err(e) => {
+            // If it has exited, free its id anyway; if it runs, it stays (`exec-rm` later).
+            let _ = remove();
+            Err(e.into())
+        }
     }
-    Ok(exit.code as i32)
+}
+
+/// `attach`.
+#[derive(Args)]
+pub struct AttachArgs {
+    /// The container.
+    id: String,
+    /// Attach to this exec instead of the init.
+    #[arg(long, value_name = "EXEC_ID")]
+    exec: Option<String>,
+    /// Do not send our stdin, even if the process has one.
+    #[arg(long)]
+    no_stdin: bool,
+    /// The keys that detach, leaving the process running (docker's syntax; "" for none).
+    #[arg(long, value_name = "KEYS", default_value = DEFAULT_DETACH_KEYS, value_parser = detach_keys)]
+    detach_keys: String,
+}
+
+/// `attach`: the process's output from now on (and our stdin to it, if it has one) until
+/// it exits (exits with its code) or the detach keys (exits 0).
+pub fn attach_cmd(ctl: &Ctl, a: AttachArgs) -> Outcome {
+    let c = ctl.client()?.state(&ctl.namespace, &a.id)?;
+    let (tty, has_stdin) = match &a.exec {
+        None => (c.terminal, None),
+        Some(e) => match c.execs.iter().find(|p| &p.id == e) {
+            Some(p) => (p.terminal, Some(p.stdin)),
+            None => {
+                return Err(Error::NotFound(format!(
+                    "exec {e} of container {}/{}",
+                    c.namespace, c.id
+                ))
+                .into())
+            }
+        },
+    };
+    let keys = attach::parse_detach_keys(&a.detach_keys).unwrap_or_default();
+    let opts = |stdin: bool| attach::Options {
+        from: AttachFrom::Now,
+        stdin,
+        tty,
+        detach_keys: keys.clone(),
+    };
+    // The init's stdin is not in its state: ask for it, and do without if it has none.
+    let want_stdin = !a.no_stdin && has_stdin.unwrap_or(true);
+    let mut ended = attach::attach(ctl, &a.id, a.exec.as_deref(), opts(want_stdin));
+    if want_stdin && has_stdin.is_none() {
+        if let Err(Error::InvalidArgument(m)) = &ended {
+            if m.contains("no stdin") {
+                ended = attach::attach(ctl, &a.id, a.exec.as_deref(), opts(false));
+            }
+        }
+    }
+    match ended? {
+        Ended::Exited(exit) => Ok(exit.code as i32),
+        Ended::Detached => Ok(0),
+    }
+}
+
+/// `exec-rm`.
+#[derive(Args)]
+pub struct ExecRmArgs {
+    /// The container.
+    id: String,
+    /// The exited exec to remove.
+    exec_id: String,
+}
+
+/// `exec-rm`: removes an exited exec (its log too); its id is free again.
+pub fn exec_rm(ctl: &Ctl, a: ExecRmArgs) -> Outcome {
+    ctl.client()?
+        .remove_exec(&ctl.namespace, &a.id, &a.exec_id)?;
+    Ok(0)
+}
+
+/// `resize`.
+#[derive(Args)]
+pub struct ResizeArgs {
+    /// The container.
+    id: String,
+    /// Resize this exec's terminal instead of the init's.
+    #[arg(long, value_name = "EXEC_ID")]
+    exec: Option<String>,
+    /// Columns.
+    width: u16,
+    /// Rows.
+    height: u16,
+}
+
+/// `resize`: sets the size of a process's terminal.
+pub fn resize(ctl: &Ctl, a: ResizeArgs) -> Outcome {
+    ctl.client()?.resize(
+        &ctl.namespace,
+        &a.id,
+        a.exec.as_deref(),
+        ConsoleSize {
+            width: a.width,
+            height: a.height,
+        },
+    )?;
+    Ok(0)
 }
 
 /// `kill`.

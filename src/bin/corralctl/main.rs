@@ -5,14 +5,15 @@
 //! code through; 125 is corral's own failure, 126 a process that cannot be invoked, 127 one
 //! that is not found, and 2 a usage error.
 
+mod attach;
 mod checkpoints;
 mod cli;
 mod containers;
 mod content;
 mod events;
 mod images;
+mod logs;
 mod output;
-mod pipes;
 mod progress;
 mod records;
 mod resources;
@@ -137,6 +138,8 @@ fn main() {
             Err(Failure::Code(code)) => code,
         },
     };
+    // Whatever path got here, a raw terminal is put back before we go.
+    attach::restore_terminal();
     std::process::exit(code);
 }
 
@@ -170,6 +173,10 @@ fn dispatch(cli: Cli) -> Outcome {
         Cmd::Pause(a) => containers::pause_resume(&ctl, a, true),
         Cmd::Resume(a) => containers::pause_resume(&ctl, a, false),
         Cmd::CloseStdin(a) => containers::close_stdin(&ctl, a),
+        Cmd::Attach(a) => containers::attach_cmd(&ctl, a),
+        Cmd::Logs(a) => logs::logs(&ctl, a),
+        Cmd::ExecRm(a) => containers::exec_rm(&ctl, a),
+        Cmd::Resize(a) => containers::resize(&ctl, a),
         Cmd::List(a) => show::list(&ctl, a),
         Cmd::State(a) => show::state(&ctl, a),
         Cmd::Pids(a) => show::pids(&ctl, a),

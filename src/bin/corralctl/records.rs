@@ -5,7 +5,6 @@
 use crate::cli::label;
 use crate::containers::{ImageFlags, RestartArg};
 use crate::output::{json, labels_text, listing};
-use crate::pipes::OutputPipes;
 use crate::show::{self, ListArgs};
 use crate::{each_id, Ctl, Failure, Outcome};
 use clap::{Args, Subcommand};
@@ -264,7 +263,7 @@ pub fn task(ctl: &Ctl, a: TaskArgs) -> Outcome {
 /// `task start`.
 fn start(ctl: &Ctl, a: StartArgs) -> Outcome {
     let mut client = ctl.client()?;
-    let mut req = TaskStartRequest {
+    let req = TaskStartRequest {
         namespace: ctl.namespace.clone(),
         id: a.id.clone(),
         stdio: Stdio::default(),
@@ -276,13 +275,17 @@ fn start(ctl: &Ctl, a: StartArgs) -> Outcome {
         println!("{} running (pid {})", info.id, info.pid);
         return Ok(0);
     }
-    let mut pipes = OutputPipes::new(&a.id)?;
-    req.stdio = pipes.stdio();
+    // Its output goes to its log (the default stdio); we follow it from the launch.
+    crate::attach::block_signals();
     client.start_task(req)?;
-    let copiers = pipes.copy();
-    let exit = client.wait(&ctl.namespace, &a.id, None)?;
-    for c in copiers {
-        let _ = c.join();
+    let opts = crate::attach::Options {
+        from: AttachFrom::Launch,
+        stdin: false,
+        tty: false,
+        detach_keys: Vec::new(),
+    };
+    match crate::attach::attach(ctl, &a.id, None, opts)? {
+        crate::attach::Ended::Exited(exit) => Ok(exit.code as i32),
+        crate::attach::Ended::Detached => Ok(0),
     }
-    Ok(exit.code as i32)
 }

@@ -97,6 +97,12 @@ pub fn state(ctl: &Ctl, a: StateArgs) -> Outcome {
     println!("runtime:   {}", c.runtime.display());
     println!("created:   {}", format_time(c.created_at_ns));
     println!("restart:   {} ({} restarts)", c.restart, c.restarts);
+    if c.terminal {
+        println!("terminal:  yes");
+    }
+    if let Some(log) = &c.log_path {
+        println!("log:       {}", log.display());
+    }
     if c.oom_kills > 0 {
         println!("oom kills: {}", c.oom_kills);
     }
