@@ -119,8 +119,9 @@ pub fn set_terminal(
     spec: &Spec,
     runtime: Option<&mut Spec>,
     bundle: &Path,
-    terminal: bool,
+    stdio: &crate::types::Stdio,
 ) -> crate::error::Result<()> {
+    let terminal = stdio.terminal;
     let has = |s: &Spec| {
         s.process()
             .as_ref()
@@ -128,13 +129,17 @@ pub fn set_terminal(
             .unwrap_or(false)
     };
     match runtime {
-        Some(out) if has(out) != terminal => {
+        Some(out) => {
             let mut process = out.process().clone().unwrap_or_default();
             process.set_terminal(Some(terminal));
+            // runc sizes the pty itself before the process starts: the size is right from
+            // the process's first instruction (the shim's resize may come after it).
+            if let Some(size) = stdio.console_size.filter(|_| terminal) {
+                process.set_console_size(Some(console_box(size)));
+            }
             out.set_process(Some(process));
             Ok(())
         }
-        Some(_) => Ok(()),
         None if has(spec) != terminal => Err(crate::error::Error::InvalidArgument(format!(
             "bundle {}: its config.json sets process.terminal to {}, and the process {} a \
              terminal; corral uses that spec as it is (it names its cgroupsPath): change it",
@@ -148,6 +153,15 @@ pub fn set_terminal(
         ))),
         None => Ok(()),
     }
+}
+
+/// An OCI console size.
+pub fn console_box(size: crate::types::ConsoleSize) -> oci_spec::runtime::Box {
+    oci_spec::runtime::BoxBuilder::default()
+        .width(u64::from(size.width))
+        .height(u64::from(size.height))
+        .build()
+        .unwrap_or_default()
 }
 
 /// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`](crate::cgroups::CgroupPaths::expected)).

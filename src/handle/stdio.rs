@@ -249,16 +249,24 @@ impl Handle {
                     "{key} has no stdin to attach to: start it with open_stdin (-i)"
                 ))
             })?;
-            let sender = tokio::net::unix::pipe::OpenOptions::new()
-                .open_sender(&fifo)
-                .map_err(|e| Error::WrongState(format!("{key}: its stdin is closed: {e}")))?;
-            Some(AttachStdin {
-                fifo: sender,
-                handle: self.clone(),
-                namespace: req.namespace.clone(),
-                id: req.id.clone(),
-                exec_id: req.exec_id.clone(),
-            })
+            // No reader (ENXIO): the process closed its stdin or has exited. Its output and
+            // exit are still worth having; the input has nowhere to go and is dropped.
+            match tokio::net::unix::pipe::OpenOptions::new().open_sender(&fifo) {
+                Ok(sender) => Some(AttachStdin {
+                    fifo: sender,
+                    handle: self.clone(),
+                    namespace: req.namespace.clone(),
+                    id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                }),
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => None,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("{key}: open its stdin {}", fifo.display()),
+                        e,
+                    ))
+                }
+            }
         } else {
             None
         };

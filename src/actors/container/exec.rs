@@ -27,8 +27,13 @@ pub struct Exec {
 fn process_spec_json(
     bundle: &std::path::Path,
     process: ExecProcess,
-    terminal: bool,
+    stdio: &Stdio,
 ) -> Result<String> {
+    let terminal = stdio.terminal;
+    let size = stdio
+        .console_size
+        .filter(|_| terminal)
+        .map(crate::bundle::console_box);
     match process {
         ExecProcess::SpecJson(json) => {
             let mut process =
@@ -37,10 +42,13 @@ fn process_spec_json(
                         "exec process spec is not a valid OCI process: {e}"
                     ))
                 })?;
-            if process.terminal().unwrap_or(false) == terminal {
+            if process.terminal().unwrap_or(false) == terminal && size.is_none() {
                 return Ok(json);
             }
             process.set_terminal(Some(terminal));
+            if size.is_some() {
+                process.set_console_size(size);
+            }
             serde_json::to_string(&process)
                 .map_err(|e| Error::Internal(format!("encode process.json: {e}")))
         }
@@ -54,6 +62,7 @@ fn process_spec_json(
             let mut process = spec.process().clone().unwrap_or_default();
             process.set_args(Some(args));
             process.set_terminal(Some(terminal));
+            process.set_console_size(size);
             serde_json::to_string(&process)
                 .map_err(|e| Error::Internal(format!("encode process.json: {e}")))
         }
@@ -87,7 +96,7 @@ impl Container {
             )));
         }
         let process = std::mem::replace(&mut msg.process, ExecProcess::Args(Vec::new()));
-        let json = process_spec_json(&self.record.bundle, process, msg.stdio.terminal)?;
+        let json = process_spec_json(&self.record.bundle, process, &msg.stdio)?;
         crate::launch::prepare_dir(&dir)?;
         write_atomic(&dir.process_json(), json.as_bytes())
             .map_err(|e| Error::io("write process.json", e))?;

@@ -144,7 +144,7 @@ impl Supervisor {
             let stop_signal = crate::bundle::stop_signal(&spec)?;
             let mut runtime_spec =
                 crate::bundle::runtime_spec(&spec, &bundle, &key.namespace, &key.id);
-            crate::bundle::set_terminal(&spec, runtime_spec.as_mut(), &bundle, req.stdio.terminal)?;
+            crate::bundle::set_terminal(&spec, runtime_spec.as_mut(), &bundle, &req.stdio)?;
             let wanted = req
                 .runtime
                 .clone()
