@@ -540,3 +540,53 @@ fn a_client_leaving_mid_attach_leaves_the_process_running_and_nothing_behind() {
     d.client().delete("", &id, true).unwrap();
     d.assert_no_leftovers("default", &id);
 }
+
+/// `logs` with `follow` reads on across rotations, every line once and in order, and ends
+/// when the process exits.
+#[test]
+fn following_a_log_goes_across_rotations() {
+    let d = Daemon::start("stdio_follow_rotation");
+    let b = d.bundle(
+        "counter",
+        &[
+            "sh",
+            "-c",
+            "echo 0 ready; while [ ! -e /go ]; do usleep 2000; done; i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo \"$i 0123456789012345678901234567890123456789012345678901234567890123456789\"; usleep 5000; done",
+        ],
+    );
+    let id = unique_id("follow");
+    let mut req = run_req(&id, &b);
+    req.stdio.log_max_size = Some(4096);
+    req.stdio.log_max_files = Some(3);
+    d.client().create(req).unwrap();
+    let mut follow = d
+        .client()
+        .logs(LogsRequest {
+            id: id.clone(),
+            follow: true,
+            ..Default::default()
+        })
+        .unwrap();
+    // The follower is open once the first line came: only then does the counting start.
+    let first = follow.next().unwrap().unwrap();
+    assert_eq!(first[0].content, b"0 ready");
+    std::fs::write(b.join("rootfs/go"), b"").unwrap();
+    let numbers: Vec<u64> = within(LIVENESS, "the follow to end at the exit", move || {
+        follow
+            .flat_map(|batch| batch.unwrap())
+            .filter_map(|e| {
+                String::from_utf8_lossy(&e.content)
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect()
+    });
+    assert_eq!(numbers.len(), 400, "every line once: {numbers:?}");
+    assert_consecutive(&numbers, "the followed log");
+    let files = std::fs::read_dir(d.log_dir("default", &id))
+        .unwrap()
+        .count();
+    assert!(files <= 3, "{files} log files");
+    d.client().delete("", &id, false).unwrap();
+}

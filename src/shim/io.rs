@@ -157,7 +157,9 @@ pub(super) fn prepare(args: &ShimArgs, dir: &ShimDir) -> Result<(RuntimeStdio, I
         }
     };
     if !io.sources.is_empty() || args.terminal {
-        io.chunk = vec![0; CHUNK];
+        // Capacity only: a page of it is resident once a read reaches it, so a process
+        // that writes little costs the shim a page, not 64 KiB (see `read_into`).
+        io.chunk = Vec::with_capacity(CHUNK);
         // Entries are written before they would pass CHUNK: this never grows (a growing
         // buffer would leave its smaller copies in the heap, and in the shim's RSS).
         if args.log.is_some() {
@@ -351,7 +353,7 @@ impl Io {
         let Some(source) = self.sources.get_mut(i) else {
             return;
         };
-        let n = match (&source.file).read(&mut self.chunk) {
+        let n = match read_into(&source.file, &mut self.chunk) {
             Ok(0) => {
                 source.open = false;
                 return;
@@ -517,4 +519,22 @@ fn open_stdin(path: Option<&Path>) -> Result<(File, Option<File>), String> {
     } else {
         Ok((File::open(path).map_err(err)?, None))
     }
+}
+
+/// One read of `file` into `buf`'s capacity (its length becomes what was read), without
+/// zeroing the buffer first: the pages a short read never reaches stay untouched.
+fn read_into(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.clear();
+    let room = buf.capacity();
+    // SAFETY: the kernel writes at most `room` bytes into the Vec's own allocation; the
+    // length is set to what it wrote, so only initialized bytes are ever read.
+    let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), room) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: `n <= room` bytes were written by read(2) above.
+    unsafe { buf.set_len(n) };
+    Ok(n)
 }

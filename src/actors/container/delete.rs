@@ -120,9 +120,14 @@ pub(super) async fn remove_everything(
             tracing::warn!("cleaning up {id}: {e}");
         }
     }
-    // A shim may still be writing its durable exitStatus (it tells the daemon first): the
-    // directory is then not empty for a moment. Try again for a while before giving up.
-    let path = dir.path();
+    remove_dir_settled(dir.path()).await;
+    crate::cgroups::remove_leftovers(&cgroup);
+}
+
+/// Removes a directory a shim may still be writing its durable exitStatus into (it tells
+/// the daemon first): the directory is then not empty for a moment. Tries again for a
+/// while before giving up.
+pub(super) async fn remove_dir_settled(path: &std::path::Path) {
     for attempt in 0..200 {
         match std::fs::remove_dir_all(path) {
             Ok(()) => break,
@@ -136,5 +141,4 @@ pub(super) async fn remove_everything(
             }
         }
     }
-    crate::cgroups::remove_leftovers(&cgroup);
 }

@@ -182,38 +182,40 @@ pub struct RemoveExec {
 }
 
 impl Handler<RemoveExec> for Container {
-    type Result = Result<ProcessInfo>;
+    type Result = ResponseActFuture<Self, Result<ProcessInfo>>;
 
     fn handle(&mut self, msg: RemoveExec, _: &mut Context<Self>) -> Self::Result {
-        let slot = self.slot(Some(&msg.exec_id))?;
-        let Some(exit) = slot.exit else {
-            return Err(Error::WrongState(format!(
-                "exec {:?} of container {} is {}: kill it or wait for it first",
-                msg.exec_id,
-                self.key(),
-                if slot.pid == 0 { "starting" } else { "running" }
-            )));
-        };
-        let info = slot.info(&msg.exec_id);
-        let pid = slot.pid;
-        if let Some(slot) = self.execs.remove(&msg.exec_id) {
-            if let Some(log) = &slot.io.log {
-                crate::logs::remove_files(log);
-            }
-        }
-        let dir = self.dir.process(&msg.exec_id);
-        if let Err(e) = std::fs::remove_dir_all(dir.path()) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(
-                    "{}: removing exec dir {}: {e}",
+        let checked = self
+            .slot(Some(&msg.exec_id))
+            .and_then(|slot| match slot.exit {
+                Some(exit) => Ok((exit, slot.pid, slot.io.log.clone())),
+                None => Err(Error::WrongState(format!(
+                    "exec {:?} of container {} is {}: kill it or wait for it first",
+                    msg.exec_id,
                     self.key(),
-                    dir.path().display()
-                );
+                    if slot.pid == 0 { "starting" } else { "running" }
+                ))),
+            });
+        let (exit, pid, log) = match checked {
+            Ok(parts) => parts,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        // The slot stays until its files are gone: an exec of the same id meanwhile is
+        // refused, never removed with them.
+        let dir = self.dir.process(&msg.exec_id);
+        let work = async move {
+            super::delete::remove_dir_settled(dir.path()).await;
+            if let Some(log) = log {
+                crate::logs::remove_files(&log);
             }
-        }
-        self.emit(Topic::TaskDelete, &msg.exec_id, pid)
-            .exit(exit)
-            .send();
-        Ok(info)
+        };
+        let exec_id = msg.exec_id;
+        Box::pin(work.into_actor(self).map(move |(), act, _| {
+            let slot = act.execs.remove(&exec_id);
+            act.emit(Topic::TaskDelete, &exec_id, pid).exit(exit).send();
+            slot.map(|s| s.info(&exec_id)).ok_or_else(|| {
+                Error::NotFound(format!("exec {exec_id:?} in container {}", act.key()))
+            })
+        }))
     }
 }
