@@ -23,6 +23,7 @@ struct Run {
     dir: PathBuf,
     shim: Option<Child>,
     exit_fifo: Option<File>,
+    shim_bin: PathBuf,
 }
 
 impl Run {
@@ -56,6 +57,7 @@ impl Run {
             dir,
             shim: None,
             exit_fifo: None,
+            shim_bin: SHIM.into(),
         }
     }
 
@@ -78,7 +80,7 @@ impl Run {
                 .open(self.dir.join("exit"))
                 .unwrap(),
         );
-        let mut shim = Command::new(SHIM)
+        let mut shim = Command::new(&self.shim_bin)
             .args(["--mode", mode, "--runtime"])
             .arg(runc())
             .arg("--root")
@@ -169,7 +171,7 @@ impl Drop for Run {
             let _ = shim.wait();
         }
         // SHIMIO_KEEP=1 keeps the temp dir (log, shim.log) to look at.
-        if std::env::var_os("SHIMIO_KEEP").is_none() {
+        if std::env::var_os("SHIMIO_KEEP").is_none_or(|v| v.is_empty()) {
             let _ = std::fs::remove_dir_all(&self.tmp);
         }
     }
@@ -270,14 +272,14 @@ fn stdout_and_stderr_become_cri_lines_complete_at_exit() {
 
 #[test]
 fn one_mib_of_output_is_all_there() {
-    // seq 1 150000 is 1 MB and a bit; every number, in order, as a whole line.
-    let mut run = Run::new("shimio-mib", "seq 1 150000; seq 1 1000 >&2", false);
+    // seq 1 152000 is 1 052 894 bytes, over 1 MiB; every number, in order, a whole line.
+    let mut run = Run::new("shimio-mib", "seq 1 152000; seq 1 1000 >&2", false);
     let log = run.log();
     run.start(&["--log", log.to_str().unwrap()]);
     assert_eq!(run.wait_exit(), 0);
     let entries = read_log(&log);
     let out = lines_of(&entries, "stdout");
-    assert_eq!(out.len(), 150_000);
+    assert_eq!(out.len(), 152_000);
     for (i, line) in out.iter().enumerate() {
         assert_eq!(line, &(i + 1).to_string());
     }
@@ -548,4 +550,187 @@ fn a_restored_process_gets_its_terminal_through_the_new_shim() {
     run.wait_shim();
     let after = counters(&terminal_lines(&log2));
     assert_eq!(after[0], last + 1, "after: {after:?}");
+}
+
+/// Throughput and memory of the log path (run by hand, best with a release shim):
+/// `SHIMIO_SHIM=$PWD/target/x86_64-unknown-linux-gnu/release/corral-shim cargo test --test
+/// shim_io -- --ignored --nocapture log_throughput`. 100 MiB of 100-byte lines; the rate is
+/// from the log's own timestamps (first read to last), the memory the shim's while the
+/// process sleeps afterwards, next to a shim that logs nothing.
+#[test]
+#[ignore]
+fn log_throughput() {
+    const SIZE: usize = 100 << 20;
+    for with_log in [false, true] {
+        let mut run = Run::new("shimio-speed", "cat /data; echo done >&2; sleep 2", false);
+        let line = format!("{}\n", "x".repeat(99));
+        std::fs::write(
+            run.bundle.join("rootfs/data"),
+            line.repeat(SIZE / line.len()),
+        )
+        .unwrap();
+        let log = run.log();
+        let err = run.tmp.join("err");
+        std::fs::write(&err, "").unwrap();
+        if let Ok(shim) = std::env::var("SHIMIO_SHIM") {
+            run.shim_bin = shim.into();
+        }
+        if with_log {
+            run.start(&["--log", log.to_str().unwrap()]);
+        } else {
+            run.start(&["--stderr", err.to_str().unwrap()]);
+        }
+        let shim_pid = run.shim.as_ref().unwrap().id();
+        wait_until(LIVENESS, "done", || {
+            if with_log {
+                lines_of(&read_tail(&log), "stderr")
+                    .iter()
+                    .any(|l| l == "done")
+            } else {
+                std::fs::read_to_string(&err)
+                    .unwrap_or_default()
+                    .contains("done")
+            }
+        });
+        let status = std::fs::read_to_string(format!("/proc/{shim_pid}/status")).unwrap();
+        let mem = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or("")
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("?")
+                .to_string()
+        };
+        let rate = if with_log {
+            let bytes = std::fs::read(&log).unwrap();
+            let stamps: Vec<f64> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| l.len() > 30 && &l[31..37] == b"stdout")
+                .map(|l| {
+                    let t = std::str::from_utf8(&l[11..29]).unwrap();
+                    let (h, rest) = t.split_once(':').unwrap();
+                    let (m, sec) = rest.split_once(':').unwrap();
+                    h.parse::<f64>().unwrap() * 3600.0
+                        + m.parse::<f64>().unwrap() * 60.0
+                        + sec.parse::<f64>().unwrap()
+                })
+                .collect();
+            let took = stamps.last().unwrap() - stamps[0];
+            assert_eq!(
+                lines_of(&entries(&bytes), "stdout").len(),
+                SIZE / line.len()
+            );
+            format!(
+                "{:.0} MiB/s ({:.0} ms first read to last)",
+                SIZE as f64 / (1 << 20) as f64 / took,
+                took * 1000.0
+            )
+        } else {
+            "no log".to_string()
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{shim_pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let (user, system): (u64, u64) = (fields[11].parse().unwrap(), fields[12].parse().unwrap());
+        eprintln!(
+            "{rate}: shim VmRSS {} kB, VmHWM {} kB, CPU {} ms user + {} ms system",
+            mem("VmRSS:"),
+            mem("VmHWM:"),
+            user * 10,
+            system * 10
+        );
+        run.wait_exit();
+    }
+}
+
+/// The last 64 KiB of a log, from its first whole entry.
+fn read_tail(path: &Path) -> Vec<Entry> {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().unwrap().len();
+    let from = len.saturating_sub(64 << 10);
+    file.seek(SeekFrom::Start(from)).unwrap();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).unwrap();
+    let start = if from == 0 {
+        0
+    } else {
+        bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| i + 1)
+    };
+    // A read may catch an entry half written: keep whole lines only.
+    let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    entries(&bytes[start.min(end)..end])
+}
+
+#[test]
+fn an_exec_logs_and_gets_a_terminal() {
+    let mut init = Run::new("shimio-exec", "sleep 60", false);
+    let init_log = init.log();
+    init.start(&["--log", init_log.to_str().unwrap()]);
+    for (terminal, script) in [(false, "echo exec-out; echo exec-err >&2"), (true, "tty")] {
+        // An exec shim of its own, in its own dir, on the same container.
+        let mut exec = Run::new("shimio-exec-p", "true", terminal);
+        exec.id = init.id.clone();
+        exec.root = init.root.clone();
+        exec.bundle = init.bundle.clone();
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(init.bundle.join("config.json")).unwrap())
+                .unwrap();
+        let mut process = spec["process"].clone();
+        process["args"] = serde_json::json!(["sh", "-c", script]);
+        process["terminal"] = serde_json::Value::Bool(terminal);
+        std::fs::write(
+            exec.dir.join("process.json"),
+            serde_json::to_vec(&process).unwrap(),
+        )
+        .unwrap();
+        let log = exec.log();
+        let mut args = vec!["--log", log.to_str().unwrap()];
+        if terminal {
+            args.extend(["--terminal", "1"]);
+        }
+        exec.start_as("exec", &args);
+        assert_eq!(exec.wait_exit(), 0);
+        exec.wait_shim();
+        if terminal {
+            let lines = terminal_lines(&log);
+            assert!(lines[0].starts_with("/dev/pts/"), "{lines:?}");
+        } else {
+            let entries = read_log(&log);
+            assert_eq!(lines_of(&entries, "stdout"), ["exec-out"]);
+            assert_eq!(lines_of(&entries, "stderr"), ["exec-err"]);
+        }
+        // The container is the init's: its Drop must not delete it.
+        exec.id = format!("{}-not-a-container", exec.id);
+    }
+    init.kill();
+    assert_eq!(init.wait_exit(), 137);
+    init.wait_shim();
+}
+
+#[test]
+fn log_write_errors_lose_output_but_not_the_process() {
+    // /dev/full: every write fails with ENOSPC.
+    let mut run = Run::new("shimio-full", "seq 1 20000; echo end", false);
+    run.start(&["--log", "/dev/full"]);
+    assert_eq!(run.wait_exit(), 0);
+    run.wait_shim();
+    let report = std::fs::read_to_string(run.dir.join("log-errors")).unwrap();
+    let (lost, error) = report.trim_end().split_once(' ').unwrap();
+    let lost: u64 = lost.parse().unwrap();
+    // Every line was lost, with its CRI header: 88 897 bytes of digits in 20 001 entries of
+    // 41 bytes more each (more if a read cut a line into pieces).
+    assert!(lost >= 88_897 + 20_001 * 41, "{report}");
+    assert!(error.contains("space"), "{report}");
 }

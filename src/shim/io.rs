@@ -158,6 +158,11 @@ pub(super) fn prepare(args: &ShimArgs, dir: &ShimDir) -> Result<(RuntimeStdio, I
     };
     if !io.sources.is_empty() || args.terminal {
         io.chunk = vec![0; CHUNK];
+        // Entries are written before they would pass CHUNK: this never grows (a growing
+        // buffer would leave its smaller copies in the heap, and in the shim's RSS).
+        if args.log.is_some() {
+            io.out = Vec::with_capacity(CHUNK);
+        }
     }
     Ok((stdio, io))
 }

@@ -171,12 +171,13 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     }
 
     let code = reap_until_exit(pid, &mut sigfd, &control, &mut io)?;
+    // The time of the exit, not of the end of the draining.
+    let now = crate::types::now_ns();
     // The log is complete before anyone learns of the exit.
     io.drain(DRAIN_AFTER_EXIT);
     drop(io);
     // Tell the daemon first: the code and the time, then end-of-file. The durable record
     // follows, before this shim exits: a daemon that was down reads it from exitStatus.
-    let now = crate::types::now_ns();
     let mut exit_fifo = exit_fifo;
     let _ = exit_fifo.write_all(crate::layout::exit_message(code, now).as_bytes());
     drop(exit_fifo);
