@@ -897,9 +897,20 @@ fn bench_throughput(b: &mut Bench, rep: &mut Report) -> R<()> {
 // ---------------------------------------------------------------------------------------
 // 2. Memory
 
-/// RSS and PSS (KiB) of each of `pids`, sampled every 100 ms: `[rss, pss]` per pid.
-fn sample_memory(b: &Bench, pids: &[i32], samples: usize) -> R<Vec<[Vec<u64>; 2]>> {
-    let mut m: Vec<[Vec<u64>; 2]> = vec![Default::default(); pids.len()];
+/// The resident KiB of a process's `[heap]` mapping (from `/proc/PID/smaps`).
+fn heap_kib(pid: i32) -> Option<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut lines = smaps.lines();
+    lines.find(|l| l.ends_with("[heap]"))?;
+    lines
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// RSS, PSS and resident heap (KiB) of each of `pids`, sampled every 100 ms:
+/// `[rss, pss, heap]` per pid.
+fn sample_memory(b: &Bench, pids: &[i32], samples: usize) -> R<Vec<[Vec<u64>; 3]>> {
+    let mut m: Vec<[Vec<u64>; 3]> = vec![Default::default(); pids.len()];
     for _ in 0..samples {
         b.check_stop()?;
         for (pid, m) in pids.iter().zip(&mut m) {
@@ -909,6 +920,7 @@ fn sample_memory(b: &Bench, pids: &[i32], samples: usize) -> R<Vec<[Vec<u64>; 2]
             ) {
                 m[0].push(rss);
                 m[1].push(pss);
+                m[2].push(heap_kib(*pid).unwrap_or(0));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -926,7 +938,7 @@ fn corral_memory(
     bundle: &Path,
     stdio: Stdio,
     conmon_too: bool,
-) -> R<Vec<[Vec<u64>; 2]>> {
+) -> R<Vec<[Vec<u64>; 3]>> {
     let id = b.id("mem");
     let mut client = b.client()?;
     client
@@ -938,7 +950,7 @@ fn corral_memory(
             ..CreateRequest::default()
         })
         .map_err(|e| format!("corral create {id}: {e}"))?;
-    let result = (|| -> R<Vec<[Vec<u64>; 2]>> {
+    let result = (|| -> R<Vec<[Vec<u64>; 3]>> {
         let shim = StateDir::new(&b.state_dir)
             .container(DEFAULT_NAMESPACE, &id)
             .process(INIT_PROCESS)
@@ -986,29 +998,33 @@ fn bench_memory(b: &mut Bench, rep: &mut Report) -> R<()> {
     rep.line(format!(
         "A busybox loop printing a line every 10 ms for 2 s, under corral and under conmon \
          at the same time; VmRSS (`/proc/PID/status`) and Pss (`smaps_rollup`) of corral's \
-         shim and of conmon, the largest of {} samples 100 ms apart while they log. Then \
+         shim and of conmon, and the resident part of their `[heap]` mapping (`smaps`), \
+         the largest of {} samples 100 ms apart while they log. Then \
          the same loop under corral with its stdout path given as /dev/null (the shim owns \
          no output), alone, for the shim's cost without logging. One shim at a time, so its \
          PSS counts all of its static binary's pages (they are shared among many shims).",
         logged[0][0].len()
     ));
     rep.line("");
-    rep.line("| monitor | RSS | PSS |");
-    rep.line("|---|---|---|");
+    rep.line("| monitor | RSS | PSS | of which heap |");
+    rep.line("|---|---|---|---|");
     rep.line(format!(
-        "| corral-shim, logging | {} | {} |",
+        "| corral-shim, logging | {} | {} | {} |",
         cell(&logged[0][0]),
-        cell(&logged[0][1])
+        cell(&logged[0][1]),
+        cell(&logged[0][2])
     ));
     rep.line(format!(
-        "| conmon, logging (k8s-file) | {} | {} |",
+        "| conmon, logging (k8s-file) | {} | {} | {} |",
         cell(&logged[1][0]),
-        cell(&logged[1][1])
+        cell(&logged[1][1]),
+        cell(&logged[1][2])
     ));
     rep.line(format!(
-        "| corral-shim, stdout on /dev/null | {} | {} |",
+        "| corral-shim, stdout on /dev/null | {} | {} | {} |",
         cell(&unlogged[0][0]),
-        cell(&unlogged[0][1])
+        cell(&unlogged[0][1]),
+        cell(&unlogged[0][2])
     ));
     rep.line("");
     let rss = max(&logged[0][0]);
