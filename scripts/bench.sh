@@ -7,14 +7,16 @@
 # create/start/wait/delete hygiene check (from an image with `image`); or
 # `images [cold warm import big run]` for the image
 # benchmark (benches/images.rs: pull and import against containerd and skopeo, about a
-# minute; data on BENCH_TMP, default /tmp; see docs/operations.md).
+# minute; data on BENCH_TMP, default /tmp; see docs/operations.md); or
+# `logs [throughput memory latency]` for the logs benchmark (benches/logs.rs: corral's log
+# path against conmon and bare runc; installs conmon if missing; about a minute).
 # Settings: BENCH_N (default 40), BENCH_CONTAINERS (100), BENCH_WARMUP (3),
 # BENCH_RUNC (runc from PATH), BENCH_TMP (/dev/shm, a tmpfs like /run; /tmp for a disk).
 # About two minutes after the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 save=""
 sections=()
@@ -59,6 +61,18 @@ if [ "${sections[0]:-}" = images ]; then
     echo "bench.sh: report saved to $save" >&2
   else
     cargo bench --locked --bench images -- "${sections[@]:1}"
+  fi
+  exit
+fi
+
+# `bench.sh logs [SECTION...]`: the logs benchmark instead (benches/logs.rs; needs conmon).
+if [ "${sections[0]:-}" = logs ]; then
+  command -v conmon >/dev/null || apt-get install -y conmon >&2
+  if [ -n "$save" ]; then
+    cargo bench --locked --bench logs -- "${sections[@]:1}" | tee "$save"
+    echo "bench.sh: report saved to $save" >&2
+  else
+    cargo bench --locked --bench logs -- "${sections[@]:1}"
   fi
   exit
 fi
