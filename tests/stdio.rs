@@ -407,13 +407,13 @@ fn execs_are_logged_and_removed_and_their_ids_freed() {
 #[test]
 fn a_container_nobody_reads_never_blocks_and_its_log_rotates() {
     let d = Daemon::start("stdio_no_reader");
-    // 32 MiB of 100-byte lines.
+    // 1 GiB of 100-byte lines, nobody reading: it runs at the shim's write speed.
     let b = d.bundle(
         "flood",
         &[
             "sh",
             "-c",
-            "yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 33554432",
+            "yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 1073741824",
         ],
     );
     let id = unique_id("flood");
@@ -421,7 +421,19 @@ fn a_container_nobody_reads_never_blocks_and_its_log_rotates() {
     req.stdio.log_max_size = Some(1 << 20);
     req.stdio.log_max_files = Some(2);
     let info = d.client().create(req).unwrap();
-    let exit = wait_exit(&d, &id);
+    // Liveness only (about 15 s here with a debug shim): a blocked writer never ends.
+    let socket = d.socket.clone();
+    let waited = id.clone();
+    let exit = within(
+        Duration::from_secs(300),
+        "1 GiB through the shim",
+        move || {
+            Client::connect(&socket)
+                .unwrap()
+                .wait("", &waited, None)
+                .unwrap()
+        },
+    );
     assert_eq!(exit.code, 0);
     let dir = info.log_path.unwrap().parent().unwrap().to_path_buf();
     let files: Vec<_> = std::fs::read_dir(&dir)
