@@ -57,6 +57,8 @@ pub mod registry;
 pub mod rpc;
 #[doc(hidden)] // For corral's own binaries and tests (resolve_binary), not a stable API.
 pub mod runtime;
+#[doc(hidden)] // For corrald (systemd readiness and its unit), not a stable API.
+pub mod sd_notify;
 #[doc(hidden)] // For the corral-shim binary, not a stable API.
 pub mod shim;
 #[doc(hidden)] // For corral's own tests (the overlayfs snapshotter), not a stable API yet.

@@ -270,3 +270,60 @@ fn health_answers_serving_and_info_lists_the_features() {
     assert!(client.health().unwrap());
     d.delete("", &id, true).unwrap();
 }
+
+/// Under systemd (`Type=notify`), corrald says READY=1 on `NOTIFY_SOCKET` once it serves;
+/// `corrald unit install` writes a unit that keeps containers across restarts.
+#[test]
+fn corrald_tells_systemd_it_is_ready_and_installs_its_unit() {
+    let dir = std::env::temp_dir().join(format!("corral-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(LIVENESS)).unwrap();
+    let d = Daemon::start_with_env(
+        "sd_notify",
+        &[],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = socket
+        .recv(&mut buf)
+        .expect("READY=1 within the liveness bound");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(text.lines().any(|l| l == "READY=1"), "{text:?}");
+    // Ready means serving.
+    d.client().list("", Default::default()).unwrap();
+
+    let out = output_within(
+        std::process::Command::new(CORRALD)
+            .args(["unit", "install", "--dir"])
+            .arg(&dir),
+        LIVENESS,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let unit = std::fs::read_to_string(dir.join("corrald.service")).unwrap();
+    for line in ["Type=notify", "KillMode=process", "Delegate=yes"] {
+        assert!(unit.lines().any(|l| l == line), "{line}: {unit}");
+    }
+    assert!(
+        unit.lines().any(|l| l
+            == format!(
+                "ExecStart={}",
+                std::fs::canonicalize(CORRALD).unwrap().display()
+            )),
+        "{unit}"
+    );
+    let out = output_within(
+        std::process::Command::new(CORRALD).args(["unit", "install", "--dir", "/proc/no-such-dir"]),
+        LIVENESS,
+    );
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("cannot write /proc/no-such-dir/corrald.service"),
+        "{}",
+        stderr(&out)
+    );
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,6 +81,24 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The systemd unit (Type=notify, KillMode=process, Delegate=yes).
+    Unit {
+        #[command(subcommand)]
+        action: UnitAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UnitAction {
+    /// Print the unit for this corrald binary.
+    Print,
+    /// Write it as DIR/corrald.service (then: systemctl daemon-reload; systemctl enable
+    /// --now corrald).
+    Install {
+        /// Where systemd reads units from.
+        #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,12 +162,15 @@ fn init_logging(format: LogFormat, level: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(Command::Config {
-        action: ConfigAction::Default,
-    }) = cli.command
-    {
-        print!("{}", daemon_config::default_text());
-        return;
+    match &cli.command {
+        Some(Command::Config {
+            action: ConfigAction::Default,
+        }) => {
+            print!("{}", daemon_config::default_text());
+            return;
+        }
+        Some(Command::Unit { action }) => std::process::exit(unit(action)),
+        None => {}
     }
     let Settings {
         config,
@@ -208,15 +229,56 @@ fn main() {
             tracing::info!("metrics at http://{addr}/metrics");
             l.ready(handle.clone());
         }
+        // Under systemd (Type=notify): ready once the socket is served and adoption is done.
+        match corral::sd_notify::notify("READY=1\nSTATUS=serving") {
+            Ok(true) => tracing::info!("told systemd it is ready"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot tell systemd it is ready: {e}"),
+        }
         let serve = Box::pin(rpc::server::serve(handle, listener));
         let stop = Box::pin(shutdown_signal());
         futures_util::future::select(serve, stop).await;
+        let _ = corral::sd_notify::notify("STOPPING=1");
         // Containers and their shims keep running; only the socket goes.
         let _ = std::fs::remove_file(&socket);
         tracing::info!("corrald stopped; containers keep running");
         0
     });
     std::process::exit(code);
+}
+
+/// `corrald unit print|install`: the exit code.
+fn unit(action: &UnitAction) -> i32 {
+    let binary = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("corrald: where is this binary? {e}");
+            return 1;
+        }
+    };
+    let text = corral::sd_notify::unit(&binary);
+    match action {
+        UnitAction::Print => {
+            print!("{text}");
+            0
+        }
+        UnitAction::Install { dir } => {
+            let path = dir.join("corrald.service");
+            match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+                Ok(()) => {
+                    println!(
+                        "wrote {}; now: systemctl daemon-reload && systemctl enable --now corrald",
+                        path.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("corrald: cannot write {}: {e}", path.display());
+                    1
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
