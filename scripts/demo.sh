@@ -44,6 +44,8 @@ sleep 0.2
 echo; echo "\$ corralctl run hello --bundle $work/bundle"
 ctl run hello --bundle "$work/bundle"
 echo "(exit code $?)"
+echo; echo "\$ corralctl logs --timestamps hello   # its output, as its shim logged it"
+ctl logs --timestamps hello
 echo; echo "\$ corralctl list"; ctl list
 echo; echo "\$ corralctl state hello"; ctl state hello
 echo; echo "\$ corralctl delete hello"; ctl delete hello
