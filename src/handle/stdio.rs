@@ -24,6 +24,35 @@ pub const LOG_ERRORS: &str = "log-errors";
 /// How long a follower waits for more output before it looks at its client again (the
 /// exit wakes it at once).
 const FOLLOW_WAIT: Duration = Duration::from_millis(500);
+/// Attaches and `logs` readers at once, at most (a thread each): past it, new ones are
+/// refused (`Unavailable`) rather than let clients spawn threads without bound.
+pub const MAX_READERS: usize = 512;
+
+static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_READERS`]; given back when dropped.
+struct ReaderSlot;
+
+impl ReaderSlot {
+    fn take() -> Result<ReaderSlot> {
+        use std::sync::atomic::Ordering;
+        let taken = READERS.fetch_add(1, Ordering::AcqRel);
+        if taken >= MAX_READERS {
+            READERS.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Unavailable(format!(
+                "{MAX_READERS} attaches and log readers are open already: try again later"
+            )));
+        }
+        Ok(ReaderSlot)
+    }
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        READERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Entries per `logs` batch, at most.
 const LOGS_BATCH: usize = 512;
 
@@ -280,13 +309,14 @@ impl Handle {
         let follower = Follower::open(&log, from)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
         let flag = ExitFlag::new(&follower);
+        let slot = ReaderSlot::take()?;
         let watch = self.watch_exit(&req.namespace, &req.id, exec, flag.clone());
         let (tx, rx) = mpsc::channel(16);
         std::thread::Builder::new()
             .name("corral-attach".into())
             .spawn(move || {
                 follow_output(follower, flag, tx);
-                drop(watch);
+                drop((watch, slot));
             })
             .map_err(|e| Error::Internal(format!("start an attach thread: {e}")))?;
         Ok(Attachment { output: rx, stdin })
@@ -297,6 +327,7 @@ impl Handle {
     pub async fn logs(&self, req: LogsRequest) -> Result<Logs> {
         let exec = req.exec_id.as_deref();
         let (stdio, log) = self.process_stdio(&req.namespace, &req.id, exec).await?;
+        let slot = ReaderSlot::take()?;
         let follower = Follower::open(&log, FollowFrom::Start)
             .map_err(|e| Error::io(format!("open {}", log.display()), e))?;
         let flag = ExitFlag::new(&follower);
@@ -313,7 +344,7 @@ impl Handle {
             .name("corral-logs".into())
             .spawn(move || {
                 read_logs(follower, req, flag, tx);
-                drop(watch);
+                drop((watch, slot));
             })
             .map_err(|e| Error::Internal(format!("start a logs thread: {e}")))?;
         Ok(Logs { batches: rx })
