@@ -10,8 +10,8 @@
 //! no tokio, no JSON parser.
 //!
 //! With `--log` the shim owns the process's stdout and stderr (pipes it drains into a CRI
-//! log, [`cri`] and [`log_file`]); with `--terminal` it receives the pty master over a
-//! console socket ([`console`]) and drains that. See [`io`].
+//! log: `cri.rs`, `log_file.rs`); with `--terminal` it receives the pty master over a
+//! console socket (`console.rs`) and drains that. See `io.rs`.
 
 mod args;
 mod console;
