@@ -50,7 +50,8 @@ impl From<Opened> for Source {
     }
 }
 
-/// Reads a log as it grows, across rotations: see the [module doc](self).
+/// Reads a log as it grows, across rotations: it holds its files open, and at the end of
+/// the newest one it knows it looks whether the log was rotated.
 pub struct Follower {
     path: PathBuf,
     /// Open files not read to their end yet, oldest first; the front is being read.
