@@ -27,7 +27,7 @@
 mod common;
 use common::*;
 
-use corral::layout::{proc_starttime, StateDir};
+use corral::layout::StateDir;
 use corral::logs::{parse_entry, LogStream};
 use corral::rpc::Client;
 use corral::{CreateRequest, LogsRequest, Stdio, DEFAULT_NAMESPACE, INIT_PROCESS};
@@ -489,55 +489,13 @@ impl Bench {
                 }
             }
         }
-        if let Some(mut child) = self.daemon.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let t = Instant::now();
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if t.elapsed() > Duration::from_secs(5) => {
-                        problems.push("corrald ignored SIGTERM for 5 s; killed".into());
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        }
-        // Whatever the daemon left: shims and container processes, then runtime state.
-        let state = StateDir::new(&self.state_dir);
-        if let Ok(namespaces) = std::fs::read_dir(state.path()) {
-            for ns in namespaces.flatten().filter(|e| e.path().is_dir()) {
-                let ns_name = ns.file_name().to_string_lossy().into_owned();
-                for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                    let id = c.file_name().to_string_lossy().into_owned();
-                    let dir = state.container(&ns_name, &id).process(INIT_PROCESS);
-                    let mut pids = Vec::new();
-                    if let (Some(pid), Some(start)) = (dir.read_pid(), dir.read_starttime()) {
-                        if proc_starttime(pid) == Some(start) {
-                            pids.push(pid);
-                        }
-                    }
-                    if let Some((pid, start)) = dir.read_shim_pid() {
-                        if proc_starttime(pid) == Some(start) {
-                            pids.push(pid);
-                        }
-                    }
-                    for pid in pids {
-                        problems.push(format!("killed leftover pid {pid} of {ns_name}/{id}"));
-                        // SAFETY: a pid checked against its recorded start time.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                    let _ = Command::new(&self.s.runc)
-                        .arg("--root")
-                        .arg(self.corral_root.join(&ns_name))
-                        .args(["delete", "--force", &id])
-                        .output();
-                }
-            }
-        }
+        common::stop_daemon_and_leftovers(
+            self.daemon.take(),
+            &self.state_dir,
+            &self.corral_root,
+            &self.s.runc,
+            &mut problems,
+        );
         std::thread::sleep(Duration::from_millis(50));
         reap_strays(None);
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {

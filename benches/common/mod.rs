@@ -233,3 +233,68 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("find a free port")
 }
+
+/// Stops a bench's corrald (SIGTERM, SIGKILL if it is still there after 5 s), then kills
+/// what its containers left (their init processes and shims, each checked against its
+/// recorded start time) and force-deletes their runtime state under `corral_root`.
+pub fn stop_daemon_and_leftovers(
+    daemon: Option<std::process::Child>,
+    state_dir: &std::path::Path,
+    corral_root: &std::path::Path,
+    runc: &std::path::Path,
+    problems: &mut Vec<String>,
+) {
+    use corral::layout::{proc_starttime, StateDir};
+    if let Some(mut child) = daemon {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if t.elapsed() > Duration::from_secs(5) => {
+                    problems.push("corrald ignored SIGTERM for 5 s; killed".into());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+    // Whatever the daemon left: shims and container processes, then runtime state.
+    let state = StateDir::new(state_dir);
+    let Ok(namespaces) = std::fs::read_dir(state.path()) else {
+        return;
+    };
+    for ns in namespaces.flatten().filter(|e| e.path().is_dir()) {
+        let ns_name = ns.file_name().to_string_lossy().into_owned();
+        for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            let id = c.file_name().to_string_lossy().into_owned();
+            let dir = state
+                .container(&ns_name, &id)
+                .process(corral::INIT_PROCESS);
+            let mut pids = Vec::new();
+            if let (Some(pid), Some(start)) = (dir.read_pid(), dir.read_starttime()) {
+                if proc_starttime(pid) == Some(start) {
+                    pids.push(pid);
+                }
+            }
+            if let Some((pid, start)) = dir.read_shim_pid() {
+                if proc_starttime(pid) == Some(start) {
+                    pids.push(pid);
+                }
+            }
+            for pid in pids {
+                problems.push(format!("killed leftover pid {pid} of {ns_name}/{id}"));
+                // SAFETY: a pid checked against its recorded start time.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = Command::new(runc)
+                .arg("--root")
+                .arg(corral_root.join(&ns_name))
+                .args(["delete", "--force", &id])
+                .output();
+        }
+    }
+}
