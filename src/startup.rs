@@ -76,6 +76,15 @@ pub async fn start(config: Config) -> Result<Handle> {
         Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
         Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
     }
+    let default_snapshotter =
+        crate::snapshots::default_snapshotter(&config.data_dir.join("overlay-check"));
+    if default_snapshotter != crate::types::SNAPSHOTTER_OVERLAYFS {
+        tracing::warn!(
+            "overlayfs is not in /proc/filesystems and cannot be loaded: containers from \
+             images use the {default_snapshotter} snapshotter (a full copy of the image per \
+             container) unless they name one"
+        );
+    }
     let features = Features {
         runtimes: config
             .runtimes
@@ -86,7 +95,11 @@ pub async fn start(config: Config) -> Result<Handle> {
             })
             .collect(),
         default_runtime: config.runtime.clone(),
-        snapshotters: vec!["overlayfs".to_string()],
+        snapshotters: vec![
+            crate::types::SNAPSHOTTER_OVERLAYFS.to_string(),
+            crate::types::SNAPSHOTTER_NATIVE.to_string(),
+        ],
+        default_snapshotter: default_snapshotter.to_string(),
         criu: CriuFeature {
             path: config.criu.clone(),
             version: criu_version
@@ -128,7 +141,8 @@ pub async fn start(config: Config) -> Result<Handle> {
         max_size: log_max_size,
         max_files: log_max_files.max(1),
     };
-    let images = crate::images::Images::open(&data_dir, Some(events.clone()))?;
+    let images =
+        crate::images::Images::open_with(&data_dir, Some(events.clone()), default_snapshotter)?;
     let settings = SupervisorSettings {
         state_dir,
         runtime_root: runtime_root.clone(),

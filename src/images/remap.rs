@@ -27,7 +27,7 @@ use super::snapevents::Snaps;
 use super::spec::userns::{self, UserNs};
 use super::Inner;
 use crate::error::{Error, Result};
-use crate::snapshots::{self, mountinfo, Kind, Mount};
+use crate::snapshots::{self, mountinfo, Flavor, Kind, Mount};
 use crate::types::IdMap;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -49,18 +49,20 @@ fn mount_dir(inner: &Inner) -> PathBuf {
     inner.snapshots.root().with_file_name("remap-mount")
 }
 
-/// Prepares the container's writable snapshot `key`: on `parent` (the image's top chain
-/// id) without a user namespace, else on the remapped snapshot of `parent` for `ns`,
-/// made first if it is not there. Its mounts.
+/// Prepares the container's writable snapshot `key` of `flavor`: on `parent` (the
+/// image's top chain id) without a user namespace, else on the remapped snapshot of
+/// `parent` for `ns`, made first if it is not there (always an overlayfs one: a native
+/// container's copy flattens it like any committed chain). Its mounts.
 pub(crate) fn prepare(
     inner: &Inner,
     snaps: &Snaps,
+    flavor: Flavor,
     key: &str,
     parent: Option<&str>,
     ns: Option<&UserNs>,
 ) -> Result<Vec<Mount>> {
     let Some(ns) = ns else {
-        return snaps.prepare(key, parent);
+        return snaps.prepare_as(flavor, key, parent);
     };
     let _no_gc = snaps.unpack_lock();
     let name = remap_name(parent, ns);
@@ -69,7 +71,7 @@ pub(crate) fn prepare(
         Err(Error::NotFound(_)) => make(snaps, &name, parent, ns, &mount_dir(inner))?,
         Err(e) => return Err(e),
     }
-    let mounts = snaps.prepare(key, Some(&name))?;
+    let mounts = snaps.prepare_as(flavor, key, Some(&name))?;
     // The upper dir is the root directory of the container: owned as the remapped one's
     // (containerd's overlay snapshotter does this for every snapshot with a parent).
     let owned = (|| {
