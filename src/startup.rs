@@ -95,11 +95,19 @@ pub async fn start(config: Config) -> Result<Handle> {
             })
             .collect(),
         default_runtime: config.runtime.clone(),
-        snapshotters: vec![
-            crate::types::SNAPSHOTTER_OVERLAYFS.to_string(),
-            crate::types::SNAPSHOTTER_NATIVE.to_string(),
-        ],
-        default_snapshotter: default_snapshotter.to_string(),
+        // The default first (a field of its own would change the protocol).
+        snapshotters: [default_snapshotter]
+            .into_iter()
+            .chain(
+                [
+                    crate::types::SNAPSHOTTER_OVERLAYFS,
+                    crate::types::SNAPSHOTTER_NATIVE,
+                ]
+                .into_iter()
+                .filter(|s| *s != default_snapshotter),
+            )
+            .map(str::to_string)
+            .collect(),
         criu: CriuFeature {
             path: config.criu.clone(),
             version: criu_version

@@ -2,7 +2,7 @@
 //! `--snapshotter native` gives a container a full copy of its image's merged layers
 //! (whiteouts and opaque dirs applied), bind mounted; its writes stay in its copy; its
 //! record keeps the snapshotter across tasks; rm and GC leave nothing; a checkpoint of it
-//! is refused naming the snapshotter; a user namespace's remap is flattened like any chain.
+//! is refused naming the snapshotter; with a user namespace its copy is chowned.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
@@ -70,13 +70,12 @@ fn a_native_container_sees_the_merged_image_and_keeps_its_writes_to_itself() {
     let d = Daemon::start("native-run");
     let dir = TestDir::new("native-run");
     import_layered(&d, &dir);
-    // This host has overlayfs: the default stays, native is offered.
+    // This host has overlayfs: the default (first) stays, native is offered.
     let info = d.ctl_ok(&["info"]);
     assert!(
-        info.contains("features default snapshotter: overlayfs"),
+        info.contains("features snapshotters: overlayfs, native\n"),
         "{info}"
     );
-    assert!(info.contains("snapshotters: overlayfs, native"), "{info}");
 
     let out = d.ctl_ok(&[
         "run",
@@ -205,7 +204,7 @@ fn a_checkpoint_of_a_native_container_is_refused_naming_the_snapshotter() {
 }
 
 #[test]
-fn a_native_container_in_a_user_namespace_flattens_the_remapped_chain() {
+fn a_native_container_in_a_user_namespace_gets_its_copy_chowned() {
     let d = Daemon::start("native-userns");
     let dir = TestDir::new("native-userns");
     import_layered(&d, &dir);
@@ -228,6 +227,12 @@ fn a_native_container_in_a_user_namespace_flattens_the_remapped_chain() {
     assert_eq!(lines[..3], ["0", "0:0", "0:0"], "{out}");
     assert!(lines[3].contains("No such file"), "{out}");
     assert_eq!(lines[4], "0", "{out}");
+    // No remapped snapshot (its making mounts an overlay): the copy itself was chowned.
+    let remaps: Vec<_> = snapshot_records(&d)
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("remap/"))
+        .collect();
+    assert_eq!(remaps, Vec::new());
     assert_eq!(mounts_under(&d), Vec::<String>::new());
     assert_eq!(active_snapshots(&d), Vec::<String>::new());
 }

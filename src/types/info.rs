@@ -220,12 +220,9 @@ pub struct Features {
     pub runtimes: BTreeMap<String, PathBuf>,
     /// The runtime of a create that names none.
     pub default_runtime: PathBuf,
-    /// Snapshotters: `overlayfs` and `native`.
+    /// Snapshotters: `overlayfs` and `native`, the default first (that of an image run
+    /// that names none: `native` where the kernel has no overlayfs).
     pub snapshotters: Vec<String>,
-    /// The snapshotter of an image run that names none: `overlayfs`, or `native` where the
-    /// kernel has no overlayfs.
-    #[serde(default)]
-    pub default_snapshotter: String,
     /// CRIU, for checkpoint and restore.
     pub criu: CriuFeature,
     /// The host's cgroup layout: `v1`, `v2` or `hybrid`.
