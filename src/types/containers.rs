@@ -118,3 +118,36 @@ pub struct TaskStartRequest {
     /// [`super::CreateRequest::no_pivot_root`]).
     pub no_pivot_root: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshotter_names_are_overlayfs_native_or_the_default() {
+        let named = |n: Option<&str>| ImageRun {
+            snapshotter: n.map(str::to_string),
+            ..ImageRun::default()
+        };
+        assert_eq!(
+            snapshotter_of(&named(None), SNAPSHOTTER_NATIVE),
+            Ok(SNAPSHOTTER_NATIVE)
+        );
+        assert_eq!(
+            snapshotter_of(&named(None), SNAPSHOTTER_OVERLAYFS),
+            Ok(SNAPSHOTTER_OVERLAYFS)
+        );
+        assert_eq!(
+            snapshotter_of(&named(Some("overlayfs")), SNAPSHOTTER_NATIVE),
+            Ok(SNAPSHOTTER_OVERLAYFS)
+        );
+        assert_eq!(
+            snapshotter_of(&named(Some("native")), SNAPSHOTTER_OVERLAYFS),
+            Ok(SNAPSHOTTER_NATIVE)
+        );
+        assert_eq!(
+            snapshotter_of(&named(Some("zfs")), SNAPSHOTTER_OVERLAYFS),
+            Err("unknown snapshotter \"zfs\" (known: overlayfs, native)".to_string())
+        );
+    }
+}
