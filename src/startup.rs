@@ -76,6 +76,15 @@ pub async fn start(config: Config) -> Result<Handle> {
         Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
         Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
     }
+    let default_snapshotter =
+        crate::snapshots::default_snapshotter(&config.data_dir.join("overlay-check"));
+    if default_snapshotter != crate::types::SNAPSHOTTER_OVERLAYFS {
+        tracing::warn!(
+            "overlayfs is not in /proc/filesystems and cannot be loaded: containers from \
+             images use the {default_snapshotter} snapshotter (a full copy of the image per \
+             container) unless they name one"
+        );
+    }
     let features = Features {
         runtimes: config
             .runtimes
@@ -86,7 +95,19 @@ pub async fn start(config: Config) -> Result<Handle> {
             })
             .collect(),
         default_runtime: config.runtime.clone(),
-        snapshotters: vec!["overlayfs".to_string()],
+        // The default first (a field of its own would change the protocol).
+        snapshotters: [default_snapshotter]
+            .into_iter()
+            .chain(
+                [
+                    crate::types::SNAPSHOTTER_OVERLAYFS,
+                    crate::types::SNAPSHOTTER_NATIVE,
+                ]
+                .into_iter()
+                .filter(|s| *s != default_snapshotter),
+            )
+            .map(str::to_string)
+            .collect(),
         criu: CriuFeature {
             path: config.criu.clone(),
             version: criu_version
@@ -128,7 +149,8 @@ pub async fn start(config: Config) -> Result<Handle> {
         max_size: log_max_size,
         max_files: log_max_files.max(1),
     };
-    let images = crate::images::Images::open(&data_dir, Some(events.clone()))?;
+    let images =
+        crate::images::Images::open_with(&data_dir, Some(events.clone()), default_snapshotter)?;
     let settings = SupervisorSettings {
         state_dir,
         runtime_root: runtime_root.clone(),

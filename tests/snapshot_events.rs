@@ -208,15 +208,15 @@ fn an_unknown_snapshotter_is_refused_before_anything_is_made() {
     import_image(&d, &dir);
     let id = unique_id("snapbad");
     for args in [
-        &["run", "--rm", "--snapshotter", "native", IMAGE, &id][..],
+        &["run", "--rm", "--snapshotter", "devmapper", IMAGE, &id][..],
         &["run", "-d", "--snapshotter", "zfs", IMAGE, &id],
-        &["create", "--snapshotter", "native", IMAGE, &id],
+        &["create", "--snapshotter", "aufs", IMAGE, &id],
         &["container", "create", "--snapshotter", "btrfs", IMAGE, &id],
     ] {
         let out = d.ctl(args);
         assert_eq!(code(&out), 125, "{args:?}: {}", stderr(&out));
         let name = args[args.iter().position(|a| *a == "--snapshotter").unwrap() + 1];
-        let want = format!("unknown snapshotter \"{name}\" (known: overlayfs)");
+        let want = format!("unknown snapshotter \"{name}\" (known: overlayfs, native)");
         assert!(
             stderr(&out).contains(&want),
             "{args:?}: {want:?} not in {}",

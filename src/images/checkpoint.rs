@@ -97,6 +97,13 @@ fn base_of(inner: &Inner, ns: &str, id: &str) -> Result<Option<(PathBuf, BaseIma
         Err(Error::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
+    if snap.flavor == crate::snapshots::Flavor::Native {
+        return Err(Error::InvalidArgument(format!(
+            "container {ns}/{id} runs on the native snapshotter: checkpoint needs its writable \
+             layer as an overlayfs upper dir, so only containers on the overlayfs snapshotter \
+             can be checkpointed"
+        )));
+    }
     let upper = inner.snapshots.fs_dir(&key)?;
     let parent = snap.parent.unwrap_or_default();
     let names: Vec<String> = inner.with_meta(|m| {

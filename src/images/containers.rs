@@ -210,7 +210,8 @@ fn create(
             "container {id} in namespace {ns} (corralctl container rm {id} removes it)"
         )));
     }
-    let snapshotter = snapshotter_of(&req.image).map_err(Error::InvalidArgument)?;
+    let snapshotter =
+        snapshotter_of(&req.image, inner.default_snapshotter).map_err(Error::InvalidArgument)?;
     let made = rootfs::make(inner, ns, id, &req.image)?;
     let now = now_ns();
     let record = ContainerMeta {

@@ -247,6 +247,7 @@ mod tests {
             id: 0,
             created_ns: 0,
             updated_ns: 0,
+            flavor: Default::default(),
         }
     }
 

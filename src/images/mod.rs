@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     /// Namespaces known to be recorded (a cache that never waits for the metadata lock).
     pub(crate) known_namespaces: Mutex<std::collections::HashSet<String>>,
     events: Option<Addr<Events>>,
+    /// The snapshotter of an image run that names none (`overlayfs` or `native`).
+    pub(crate) default_snapshotter: &'static str,
     _lock: Flock<std::fs::File>,
 }
 
@@ -95,6 +97,16 @@ impl Images {
     /// Opens the data dir (creating it), locks it for this process alone, and starts the
     /// service's runtime. `events` receives `/images/...` and `/namespaces/...` events.
     pub fn open(data_dir: &Path, events: Option<Addr<Events>>) -> Result<Images> {
+        Images::open_with(data_dir, events, crate::types::SNAPSHOTTER_OVERLAYFS)
+    }
+
+    /// [`Images::open`], with the snapshotter of an image run that names none
+    /// (`overlayfs` or `native`; see [`crate::snapshots::default_snapshotter`]).
+    pub fn open_with(
+        data_dir: &Path,
+        events: Option<Addr<Events>>,
+        default_snapshotter: &'static str,
+    ) -> Result<Images> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::io(format!("create {}", data_dir.display()), e))?;
         let lock_path = data_dir.join("lock");
@@ -125,6 +137,7 @@ impl Images {
                 downloads: Mutex::new(HashMap::new()),
                 known_namespaces,
                 events,
+                default_snapshotter,
                 _lock: lock,
             }),
         })

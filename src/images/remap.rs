@@ -20,6 +20,9 @@
 //! container's prepare on it: GC (which takes it first) cannot collect it in between, and
 //! two containers never make the same remap at once.
 //!
+//! A native container (`--snapshotter native`) gets no remapped snapshot: its own copy
+//! is chowned by the same walk right after it is made.
+//!
 //! The copy costs the image's size once per map (see docs/architecture.md for why not an
 //! idmapped mount).
 
@@ -27,7 +30,7 @@ use super::snapevents::Snaps;
 use super::spec::userns::{self, UserNs};
 use super::Inner;
 use crate::error::{Error, Result};
-use crate::snapshots::{self, mountinfo, Kind, Mount};
+use crate::snapshots::{self, mountinfo, Flavor, Kind, Mount};
 use crate::types::IdMap;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -49,19 +52,43 @@ fn mount_dir(inner: &Inner) -> PathBuf {
     inner.snapshots.root().with_file_name("remap-mount")
 }
 
-/// Prepares the container's writable snapshot `key`: on `parent` (the image's top chain
-/// id) without a user namespace, else on the remapped snapshot of `parent` for `ns`,
-/// made first if it is not there. Its mounts.
+/// Prepares the container's writable snapshot `key` of `flavor`: on `parent` (the
+/// image's top chain id) without a user namespace, else on the remapped snapshot of
+/// `parent` for `ns`, made first if it is not there. A native snapshot with a user
+/// namespace is its own copy chowned instead (no remapped snapshot: making one mounts an
+/// overlay, which a host on the native snapshotter may not have). Its mounts.
 pub(crate) fn prepare(
     inner: &Inner,
     snaps: &Snaps,
+    flavor: Flavor,
     key: &str,
     parent: Option<&str>,
     ns: Option<&UserNs>,
 ) -> Result<Vec<Mount>> {
     let Some(ns) = ns else {
-        return snaps.prepare(key, parent);
+        return snaps.prepare_as(flavor, key, parent);
     };
+    if flavor == Flavor::Native {
+        let mounts = snaps.prepare_as(flavor, key, parent)?;
+        let started = Instant::now();
+        match snaps.fs_dir(key).and_then(|fs| chown_tree(&fs, ns)) {
+            Ok(entries) => {
+                tracing::info!(
+                    snapshot = key,
+                    entries,
+                    ms = started.elapsed().as_millis() as u64,
+                    "chowned a native snapshot for its user namespace"
+                );
+                return Ok(mounts);
+            }
+            Err(e) => {
+                if let Err(r) = snaps.remove(key) {
+                    tracing::warn!("snapshot {key}: {r}");
+                }
+                return Err(e.context(&format!("native snapshot {key}")));
+            }
+        }
+    }
     let _no_gc = snaps.unpack_lock();
     let name = remap_name(parent, ns);
     match snaps.stat(&name) {
@@ -69,7 +96,7 @@ pub(crate) fn prepare(
         Err(Error::NotFound(_)) => make(snaps, &name, parent, ns, &mount_dir(inner))?,
         Err(e) => return Err(e),
     }
-    let mounts = snaps.prepare(key, Some(&name))?;
+    let mounts = snaps.prepare_as(flavor, key, Some(&name))?;
     // The upper dir is the root directory of the container: owned as the remapped one's
     // (containerd's overlay snapshotter does this for every snapshot with a parent).
     let owned = (|| {

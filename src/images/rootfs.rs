@@ -66,7 +66,9 @@ pub(crate) struct Made {
 /// at the bundle's rootfs and computes the spec from the image's config; the rootfs stays
 /// mounted. On failure nothing is left mounted or made.
 pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<Made> {
-    crate::types::snapshotter_of(run).map_err(Error::InvalidArgument)?;
+    let snapshotter = crate::types::snapshotter_of(run, inner.default_snapshotter)
+        .map_err(Error::InvalidArgument)?;
+    let flavor = snapshots::Flavor::of_snapshotter(snapshotter);
     let opts = spec_options(run)?;
     let dir = bundle_dir(inner, ns, id);
     if let Some(parent) = dir.parent() {
@@ -92,6 +94,7 @@ pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<
         let mounts = super::remap::prepare(
             inner,
             &inner.snaps(ns),
+            flavor,
             &snapshot_key(ns, id),
             parent,
             opts.user_ns.as_ref(),

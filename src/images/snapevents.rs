@@ -12,7 +12,7 @@
 use super::Inner;
 use crate::actors::events::Publish;
 use crate::error::Result;
-use crate::snapshots::{Mount, Snapshotter};
+use crate::snapshots::{Flavor, Mount, Snapshotter};
 use crate::types::{Event, SnapshotEventInfo, Topic};
 
 /// The snapshotter as the image service uses it: its changes are published. Reads
@@ -32,7 +32,17 @@ impl std::ops::Deref for Snaps<'_> {
 impl Snaps<'_> {
     /// Prepares the active snapshot `key` on `parent`; its mounts.
     pub(crate) fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        let mounts = self.inner.snapshots.prepare(key, parent)?;
+        self.prepare_as(Flavor::Overlay, key, parent)
+    }
+
+    /// Prepares the active snapshot `key` of `flavor` on `parent`; its mounts.
+    pub(crate) fn prepare_as(
+        &self,
+        flavor: Flavor,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
+        let mounts = self.inner.snapshots.prepare_as(flavor, key, parent)?;
         self.publish(
             Topic::SnapshotPrepare,
             key,

@@ -185,7 +185,7 @@ fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
 }
 
-fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+pub(crate) fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let p = c_path(path)?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -209,7 +209,7 @@ fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let p = c_path(path)?;
     let n = CString::new(name).map_err(io::Error::other)?;
     let mut buf = vec![0u8; 4096];

@@ -16,12 +16,23 @@
 //!   no parent), an overlay of lowerdirs only with several parents.
 //! - **Committed**: read-only for good, a parent for others; never mounted itself.
 //!
+//! **Native** snapshots (containerd's `native` snapshotter, for hosts without overlayfs):
+//! an active snapshot or a view prepared with [`Flavor::Native`] has in its `fs` a full
+//! copy of its parents' merged view (`native.rs` flattens the chain, whiteouts and opaque
+//! directories applied), and its mounts are one bind of that `fs` (`rw`; a view's `ro`).
+//! The committed chain stays as unpacked (overlay-style upper dirs) for both: only the
+//! native prepare copies. A native snapshot cannot be committed (it is no upper dir), and
+//! its dir sits under `overlayfs/` with the others; its record says `"flavor": "native"`
+//! (no field: overlay). The copy is made under the record lock, so other snapshot calls
+//! wait for it.
+//!
 //! Everything here is synchronous file I/O and mount(2), called from blocking threads.
 //! One process owns a data dir (`Images::open` holds its lock); a [`Snapshotter`] is
 //! opened once and cloned.
 
 pub mod diff;
 pub(crate) mod mountinfo;
+pub(crate) mod native;
 pub mod unpack;
 
 #[cfg(test)]
@@ -71,6 +82,85 @@ impl fmt::Display for Kind {
     }
 }
 
+/// How a snapshot is laid out and mounted: the snapshotter it is of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// overlayfs: its `fs` is an upper dir over its parents' (`overlayfs`).
+    #[default]
+    Overlay,
+    /// A full copy of its parents' merged view, bind mounted (`native`).
+    Native,
+}
+
+impl Flavor {
+    fn is_overlay(&self) -> bool {
+        *self == Flavor::Overlay
+    }
+
+    /// The flavor of a snapshotter's name (`native`; anything else: overlay).
+    pub fn of_snapshotter(name: &str) -> Flavor {
+        if name == crate::types::SNAPSHOTTER_NATIVE {
+            Flavor::Native
+        } else {
+            Flavor::Overlay
+        }
+    }
+}
+
+/// Whether `/proc/filesystems` (its text) lists overlayfs.
+pub fn lists_overlay(filesystems: &str) -> bool {
+    filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+}
+
+/// The snapshotter of an image run that names none: `overlayfs` if the kernel has it
+/// (listed in `/proc/filesystems`, or loaded by a trial overlay mount in `scratch`, which
+/// is made and removed), else `native`.
+pub fn default_snapshotter(scratch: &Path) -> &'static str {
+    let listed = || fs::read_to_string("/proc/filesystems").is_ok_and(|t| lists_overlay(&t));
+    if listed() || (trial_overlay_mount(scratch) && listed()) {
+        crate::types::SNAPSHOTTER_OVERLAYFS
+    } else {
+        crate::types::SNAPSHOTTER_NATIVE
+    }
+}
+
+/// Mounts an overlay of empty dirs in `scratch` (which the kernel loads the module for)
+/// and unmounts it; whether it mounted. `scratch` is removed after.
+fn trial_overlay_mount(scratch: &Path) -> bool {
+    let made = (|| -> std::io::Result<()> {
+        for d in ["lower", "upper", "work", "merged"] {
+            fs::create_dir_all(scratch.join(d))?;
+        }
+        Ok(())
+    })();
+    let mounted = made.is_ok() && {
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            scratch.join("lower").display(),
+            scratch.join("upper").display(),
+            scratch.join("work").display()
+        );
+        let target = scratch.join("merged");
+        let ok = nix::mount::mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .is_ok();
+        if ok {
+            let _ = unmount_or_detach(&target);
+        }
+        ok
+    };
+    let _ = fs::remove_dir_all(scratch);
+    mounted
+}
+
 /// A snapshot as answered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Info {
@@ -86,6 +176,9 @@ pub struct Info {
     pub created_ns: u64,
     /// Nanoseconds since the epoch (a commit updates it).
     pub updated_ns: u64,
+    /// Overlay or native.
+    #[serde(default)]
+    pub flavor: Flavor,
 }
 
 /// What a snapshot's own `fs` directory holds (its parents not counted).
@@ -117,6 +210,8 @@ struct Record {
     parent: Option<String>,
     created_ns: u64,
     updated_ns: u64,
+    #[serde(default, skip_serializing_if = "Flavor::is_overlay")]
+    flavor: Flavor,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -256,15 +351,37 @@ impl Snapshotter {
 
     /// A new active (writable) snapshot `key` on the committed `parent`; its mounts.
     pub fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        self.create(Kind::Active, key, parent)
+        self.create(Kind::Active, Flavor::Overlay, key, parent)
     }
 
     /// A new read-only view `key` of the committed `parent`; its mounts.
     pub fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        self.create(Kind::View, key, parent)
+        self.create(Kind::View, Flavor::Overlay, key, parent)
     }
 
-    fn create(&self, kind: Kind, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+    /// [`Snapshotter::prepare`] of the given flavor: a native one's `fs` is a copy of
+    /// `parent`'s merged view, made now.
+    pub fn prepare_as(
+        &self,
+        flavor: Flavor,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
+        self.create(Kind::Active, flavor, key, parent)
+    }
+
+    /// [`Snapshotter::view`] of the given flavor.
+    pub fn view_as(&self, flavor: Flavor, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        self.create(Kind::View, flavor, key, parent)
+    }
+
+    fn create(
+        &self,
+        kind: Kind,
+        flavor: Flavor,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
         check_key(key)?;
         let mut db = lock(&self.inner.db);
         if db.snapshots.contains_key(key) {
@@ -290,6 +407,7 @@ impl Snapshotter {
             parent: parent.map(str::to_string),
             created_ns: now,
             updated_ns: now,
+            flavor,
         };
         let lowers = self.chain(&db, parent)?;
         // Refused before anything is made when its mount could not be done.
@@ -302,12 +420,19 @@ impl Snapshotter {
             let mut b = fs::DirBuilder::new();
             b.mode(0o700).create(&dir)?;
             b.mode(0o755).create(dir.join("fs"))?;
-            if kind == Kind::Active {
+            if kind == Kind::Active && flavor == Flavor::Overlay {
                 b.mode(0o711).create(dir.join("work"))?;
             }
             Ok(())
         };
         make().map_err(|e| Error::io(format!("create snapshot dir {}", dir.display()), e))?;
+        if flavor == Flavor::Native {
+            let layers: Vec<PathBuf> = lowers.iter().map(|id| self.dir(*id).join("fs")).collect();
+            if let Err(e) = native::flatten(&layers, &dir.join("fs")) {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e.context(&format!("native snapshot {key}")));
+            }
+        }
         let saved = Self::change(&mut db, &self.metadata_path(), |db| {
             db.next_id = id + 1;
             db.snapshots.insert(key.to_string(), record);
@@ -366,6 +491,8 @@ impl Snapshotter {
                     "snapshot {key} is committed: prepare or view a snapshot on it to mount it"
                 )))
             }
+            (Kind::Active, _) if r.flavor == Flavor::Native => vec![bind(self.fs_path(r.id), "rw")],
+            (Kind::View, _) if r.flavor == Flavor::Native => vec![bind(self.fs_path(r.id), "ro")],
             (Kind::Active, []) => vec![bind(self.fs_path(r.id), "rw")],
             (Kind::Active, _) => vec![Mount {
                 kind: "overlay".into(),
@@ -439,6 +566,12 @@ impl Snapshotter {
             return Err(Error::InvalidArgument(format!(
                 "snapshot {key} is {}: only an active snapshot can be committed",
                 r.kind
+            )));
+        }
+        if r.flavor == Flavor::Native {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {key} is native (a full copy, not a layer): only an overlayfs \
+                 snapshot can be committed"
             )));
         }
         if db.snapshots.contains_key(name) {
@@ -546,6 +679,7 @@ fn info(name: &str, r: &Record) -> Info {
         id: r.id,
         created_ns: r.created_ns,
         updated_ns: r.updated_ns,
+        flavor: r.flavor,
     }
 }
 

@@ -564,3 +564,193 @@ fn a_data_dir_overlay_cannot_name_opens_but_prepares_nothing() {
     );
     assert!(s.list().unwrap().is_empty());
 }
+
+// ---- the native snapshotter's copy ----
+
+/// A whiteout (0/0 character device) at `path`.
+fn whiteout_at(path: &Path) {
+    nix::sys::stat::mknod(
+        path,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::empty(),
+        0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn native_flattening_applies_whiteouts_opaque_dirs_and_keeps_links_modes_and_owners() {
+    if !root() {
+        return;
+    }
+    let bottom = TempDir::new("nat-bottom");
+    let b = &bottom.0;
+    fs::create_dir_all(b.join("etc")).unwrap();
+    fs::write(b.join("etc/keep"), b"kept").unwrap();
+    fs::write(b.join("etc/gone"), b"gone").unwrap();
+    fs::create_dir_all(b.join("opq/deep")).unwrap();
+    fs::write(b.join("opq/old"), b"old").unwrap();
+    fs::create_dir_all(b.join("tree/sub")).unwrap();
+    fs::write(b.join("tree/sub/f"), b"f").unwrap();
+    fs::write(b.join("replaced"), b"a file below").unwrap();
+    // A hardlink pair and a setuid file owned by someone.
+    fs::write(b.join("bin-a"), b"linked").unwrap();
+    fs::hard_link(b.join("bin-a"), b.join("bin-b")).unwrap();
+    fs::write(b.join("suid"), b"#!").unwrap();
+    std::os::unix::fs::lchown(b.join("suid"), Some(1000), Some(1001)).unwrap();
+    fs::set_permissions(b.join("suid"), fs::Permissions::from_mode(0o4750)).unwrap();
+    diff_set_xattr(&b.join("suid"), "user.corral", b"yes");
+    // A file capability (v2, cap_net_bind_service permitted and effective).
+    let cap: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    fs::write(b.join("capped"), b"#!").unwrap();
+    std::os::unix::fs::lchown(b.join("capped"), Some(1000), Some(1000)).unwrap();
+    diff_set_xattr(&b.join("capped"), "security.capability", &cap);
+    std::os::unix::fs::symlink("etc/keep", b.join("link")).unwrap();
+    std::os::unix::fs::lchown(b.join("link"), Some(7), Some(8)).unwrap();
+    let mtime = nix::sys::time::TimeSpec::new(1_000_000, 5);
+    nix::sys::stat::utimensat(
+        None,
+        &b.join("etc/keep"),
+        &mtime,
+        &mtime,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+
+    let top = TempDir::new("nat-top");
+    let t = &top.0;
+    fs::create_dir_all(t.join("etc")).unwrap();
+    whiteout_at(&t.join("etc/gone"));
+    fs::write(t.join("etc/new"), b"new").unwrap();
+    fs::create_dir(t.join("opq")).unwrap();
+    diff_set_xattr(&t.join("opq"), "trusted.overlay.opaque", b"y");
+    fs::write(t.join("opq/fresh"), b"fresh").unwrap();
+    whiteout_at(&t.join("tree"));
+    fs::create_dir(t.join("replaced")).unwrap();
+    fs::write(t.join("replaced/inside"), b"a dir above").unwrap();
+    fs::set_permissions(t.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+
+    let dest = TempDir::new("nat-dest");
+    let d = &dest.0;
+    super::native::flatten(&[t.clone(), b.clone()], d).unwrap();
+
+    assert_eq!(fs::read(d.join("etc/keep")).unwrap(), b"kept");
+    assert_eq!(fs::read(d.join("etc/new")).unwrap(), b"new");
+    assert!(
+        fs::symlink_metadata(d.join("etc/gone")).is_err(),
+        "whiteout"
+    );
+    assert!(
+        fs::symlink_metadata(d.join("tree")).is_err(),
+        "whited-out dir"
+    );
+    let mut opq: Vec<String> = fs::read_dir(d.join("opq"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    opq.sort();
+    assert_eq!(opq, vec!["fresh"], "an opaque dir hides what was below");
+    assert_eq!(xattr(&d.join("opq"), "trusted.overlay.opaque"), None);
+    assert_eq!(fs::read(d.join("replaced/inside")).unwrap(), b"a dir above");
+    let (la, lb) = (
+        fs::metadata(d.join("bin-a")).unwrap(),
+        fs::metadata(d.join("bin-b")).unwrap(),
+    );
+    assert_eq!(la.ino(), lb.ino(), "hardlinks stay hardlinks");
+    assert_eq!(la.nlink(), 2);
+    let s = fs::symlink_metadata(d.join("suid")).unwrap();
+    assert_eq!((s.uid(), s.gid()), (1000, 1001));
+    assert_eq!(s.permissions().mode() & 0o7777, 0o4750);
+    assert_eq!(
+        xattr(&d.join("suid"), "user.corral").as_deref(),
+        Some(&b"yes"[..])
+    );
+    assert_eq!(
+        xattr(&d.join("capped"), "security.capability").as_deref(),
+        Some(&cap[..]),
+        "a capability outlives the chown"
+    );
+    assert_eq!(fs::metadata(d.join("capped")).unwrap().uid(), 1000);
+    let l = fs::symlink_metadata(d.join("link")).unwrap();
+    assert!(l.file_type().is_symlink());
+    assert_eq!(
+        fs::read_link(d.join("link")).unwrap(),
+        Path::new("etc/keep")
+    );
+    assert_eq!((l.uid(), l.gid()), (7, 8));
+    let k = fs::metadata(d.join("etc/keep")).unwrap();
+    assert_eq!((k.mtime(), k.mtime_nsec()), (1_000_000, 5));
+    let e = fs::metadata(d.join("etc")).unwrap();
+    assert_eq!(e.permissions().mode() & 0o7777, 0o750);
+    // The layers are not changed.
+    assert_eq!(fs::read(b.join("etc/gone")).unwrap(), b"gone");
+    assert!(b.join("tree/sub/f").is_file());
+}
+
+fn diff_set_xattr(path: &Path, name: &str, value: &[u8]) {
+    unpack::set_xattr(path, name.as_bytes(), value).unwrap();
+}
+
+#[test]
+fn a_native_snapshot_is_a_copy_bind_mounted_and_never_committed() {
+    if !root() {
+        return;
+    }
+    let dir = TempDir::new("nat-snaps");
+    let s = Snapshotter::open(&dir.0).unwrap();
+    s.prepare("a", None).unwrap();
+    fs::write(s.fs_dir("a").unwrap().join("f"), b"base").unwrap();
+    fs::write(s.fs_dir("a").unwrap().join("g"), b"deleted above").unwrap();
+    s.commit("base", "a").unwrap();
+    s.prepare("b", Some("base")).unwrap();
+    whiteout_at(&s.fs_dir("b").unwrap().join("g"));
+    s.commit("top", "b").unwrap();
+
+    let m = s.prepare_as(Flavor::Native, "n", Some("top")).unwrap();
+    let fs_n = s.fs_dir("n").unwrap();
+    assert_eq!(
+        m,
+        vec![Mount {
+            kind: "bind".into(),
+            source: fs_n.display().to_string(),
+            options: vec!["rbind".into(), "rw".into()],
+        }]
+    );
+    assert_eq!(s.mounts("n").unwrap(), m);
+    assert_eq!(s.stat("n").unwrap().flavor, Flavor::Native);
+    assert_eq!(s.stat("top").unwrap().flavor, Flavor::Overlay);
+    assert_eq!(fs::read(fs_n.join("f")).unwrap(), b"base");
+    assert!(fs::symlink_metadata(fs_n.join("g")).is_err());
+    assert!(!fs_n.with_file_name("work").exists());
+    // A write to the copy does not reach the committed chain.
+    fs::write(fs_n.join("f"), b"changed").unwrap();
+    assert_eq!(
+        fs::read(s.fs_dir("base").unwrap().join("f")).unwrap(),
+        b"base"
+    );
+    let e = s.commit("nope", "n").unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains("native")),
+        "{e}"
+    );
+    let v = s.view_as(Flavor::Native, "nv", Some("top")).unwrap();
+    assert_eq!(v[0].kind, "bind");
+    assert_eq!(v[0].options, vec!["rbind", "ro"]);
+    // The flavor is recorded: it survives a reopen; a record without one is overlay.
+    drop(s);
+    let meta = fs::read_to_string(dir.0.join(METADATA_FILE)).unwrap();
+    assert_eq!(meta.matches("\"native\"").count(), 2, "{meta}");
+    let s = Snapshotter::open(&dir.0).unwrap();
+    assert_eq!(s.mounts("n").unwrap(), m);
+    s.remove("n").unwrap();
+    s.remove("nv").unwrap();
+    assert!(!fs_n.exists());
+    s.remove("top").unwrap();
+}
+
+#[test]
+fn proc_filesystems_lists_overlay_or_not() {
+    assert!(lists_overlay("nodev\tsysfs\n\text4\nnodev\toverlay\n"));
+    assert!(!lists_overlay("nodev\tsysfs\n\text4\nnodev\toverlayfs2\n"));
+    assert!(!lists_overlay(""));
+}

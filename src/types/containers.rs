@@ -6,16 +6,22 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The snapshotter of every container record made from an image.
+/// The overlayfs snapshotter (the default where the kernel has overlayfs).
 pub const SNAPSHOTTER_OVERLAYFS: &str = "overlayfs";
 
-/// The snapshotter an [`ImageRun`] names: `None` or `overlayfs` is overlayfs; any other
-/// name is an error naming it.
-pub fn snapshotter_of(run: &ImageRun) -> Result<&'static str, String> {
+/// The native (copying) snapshotter: the default where the kernel has no overlayfs.
+pub const SNAPSHOTTER_NATIVE: &str = "native";
+
+/// The snapshotter an [`ImageRun`] names: `overlayfs` or `native`, `None` the daemon's
+/// `default`; any other name is an error naming it and the known ones.
+pub fn snapshotter_of(run: &ImageRun, default: &'static str) -> Result<&'static str, String> {
     match run.snapshotter.as_deref() {
-        None | Some(SNAPSHOTTER_OVERLAYFS) => Ok(SNAPSHOTTER_OVERLAYFS),
+        None => Ok(default),
+        Some(SNAPSHOTTER_OVERLAYFS) => Ok(SNAPSHOTTER_OVERLAYFS),
+        Some(SNAPSHOTTER_NATIVE) => Ok(SNAPSHOTTER_NATIVE),
         Some(other) => Err(format!(
-            "unknown snapshotter {other:?} (known: {SNAPSHOTTER_OVERLAYFS})"
+            "unknown snapshotter {other:?} (known: {SNAPSHOTTER_OVERLAYFS}, \
+             {SNAPSHOTTER_NATIVE})"
         )),
     }
 }
@@ -38,7 +44,7 @@ pub struct ContainerMeta {
     /// image's config with the snapshot mounted; `ContainerUpdate` may replace it, for the
     /// next task.
     pub spec: String,
-    /// The snapshotter of its rootfs (`overlayfs`).
+    /// The snapshotter of its rootfs (`overlayfs` or `native`).
     pub snapshotter: String,
     /// Its writable snapshot (`container/<ns>/<id>`), mounted as a task's rootfs.
     pub snapshot_key: String,
@@ -111,4 +117,37 @@ pub struct TaskStartRequest {
     /// The runtime moves the rootfs and chroots instead of `pivot_root` (as
     /// [`super::CreateRequest::no_pivot_root`]).
     pub no_pivot_root: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshotter_names_are_overlayfs_native_or_the_default() {
+        let named = |n: Option<&str>| ImageRun {
+            snapshotter: n.map(str::to_string),
+            ..ImageRun::default()
+        };
+        assert_eq!(
+            snapshotter_of(&named(None), SNAPSHOTTER_NATIVE),
+            Ok(SNAPSHOTTER_NATIVE)
+        );
+        assert_eq!(
+            snapshotter_of(&named(None), SNAPSHOTTER_OVERLAYFS),
+            Ok(SNAPSHOTTER_OVERLAYFS)
+        );
+        assert_eq!(
+            snapshotter_of(&named(Some("overlayfs")), SNAPSHOTTER_NATIVE),
+            Ok(SNAPSHOTTER_OVERLAYFS)
+        );
+        assert_eq!(
+            snapshotter_of(&named(Some("native")), SNAPSHOTTER_OVERLAYFS),
+            Ok(SNAPSHOTTER_NATIVE)
+        );
+        assert_eq!(
+            snapshotter_of(&named(Some("zfs")), SNAPSHOTTER_OVERLAYFS),
+            Err("unknown snapshotter \"zfs\" (known: overlayfs, native)".to_string())
+        );
+    }
 }

@@ -220,7 +220,8 @@ pub struct Features {
     pub runtimes: BTreeMap<String, PathBuf>,
     /// The runtime of a create that names none.
     pub default_runtime: PathBuf,
-    /// Snapshotters: `overlayfs` (the one corral has).
+    /// Snapshotters: `overlayfs` and `native`, the default first (that of an image run
+    /// that names none: `native` where the kernel has no overlayfs).
     pub snapshotters: Vec<String>,
     /// CRIU, for checkpoint and restore.
     pub criu: CriuFeature,

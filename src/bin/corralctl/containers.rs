@@ -163,7 +163,8 @@ pub struct ImageFlags {
     /// The user namespace's gid map, as --uidmap (repeatable; alone it maps uids too).
     #[arg(long = "gidmap", value_name = "CONTAINER:HOST:SIZE", value_parser = IdMap::parse)]
     gidmap: Vec<IdMap>,
-    /// The snapshotter of the rootfs (`overlayfs`, the default and only one).
+    /// The snapshotter of the rootfs: `overlayfs`, or `native` (a full copy, for hosts
+    /// without overlayfs); default: the daemon's (`info` shows it).
     #[arg(long, value_name = "NAME")]
     snapshotter: Option<String>,
 }
