@@ -271,9 +271,7 @@ pub fn stop_daemon_and_leftovers(
         let ns_name = ns.file_name().to_string_lossy().into_owned();
         for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
             let id = c.file_name().to_string_lossy().into_owned();
-            let dir = state
-                .container(&ns_name, &id)
-                .process(corral::INIT_PROCESS);
+            let dir = state.container(&ns_name, &id).process(corral::INIT_PROCESS);
             let mut pids = Vec::new();
             if let (Some(pid), Some(start)) = (dir.read_pid(), dir.read_starttime()) {
                 if proc_starttime(pid) == Some(start) {
