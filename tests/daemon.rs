@@ -241,7 +241,12 @@ fn health_answers_serving_and_info_lists_the_features() {
     let f = &info.features;
     assert!(f.runtimes.contains_key("runc"), "{info:?}");
     assert_eq!(f.default_runtime, runc(), "{info:?}");
-    assert_eq!(f.snapshotters, vec!["overlayfs".to_string()], "{info:?}");
+    // Both snapshotters, the default first: overlayfs on this host (it has overlay).
+    assert_eq!(
+        f.snapshotters,
+        vec!["overlayfs".to_string(), "native".to_string()],
+        "{info:?}"
+    );
     assert!(
         ["v1", "v2", "hybrid"].contains(&f.cgroups.as_str()),
         "{info:?}"
