@@ -376,6 +376,41 @@ fn io_error(e: std::io::Error) -> Error {
     Error::io("read the log", e)
 }
 
+/// How a follow ended.
+enum Followed {
+    /// The exit is known, and every entry up to it was handed over.
+    Exited(Result<ExitStatus>),
+    /// The reader went away (`send` refused), or `stop` held.
+    Stopped,
+}
+
+/// Hands the log's entries to `send` as they come, until the process's exit is known
+/// (then the rest of the log), `send` refuses them (the reader left) or `stop` holds. The
+/// one loop of both attach and `logs -f`.
+fn follow_until_exit(
+    follower: &mut Follower,
+    flag: &ExitFlag,
+    mut send: impl FnMut(Vec<LogEntry>) -> bool,
+    stop: impl Fn() -> bool,
+) -> std::io::Result<Followed> {
+    loop {
+        if let Some(exit) = flag.take() {
+            let rest = follower.drain_to_end()?;
+            return Ok(if send(rest) {
+                Followed::Exited(exit)
+            } else {
+                Followed::Stopped
+            });
+        }
+        if stop() {
+            return Ok(Followed::Stopped);
+        }
+        if !send(follower.next_batch(FOLLOW_WAIT)?) {
+            return Ok(Followed::Stopped);
+        }
+    }
+}
+
 /// The attach thread: sends output until the exit is known, then the rest and the exit.
 fn follow_output(
     mut follower: Follower,
@@ -387,36 +422,12 @@ fn follow_output(
             .into_iter()
             .all(|item| tx.blocking_send(Ok(item)).is_ok())
     };
-    loop {
-        if let Some(exit) = flag.take() {
-            let rest = follower.drain_to_end().map_err(io_error);
-            let last = match rest {
-                Ok(rest) => {
-                    if !send_all(rest) {
-                        return;
-                    }
-                    exit.map(AttachItem::Exit)
-                }
-                Err(e) => Err(e),
-            };
-            let _ = tx.blocking_send(last);
-            return;
-        }
-        match follower.next_batch(FOLLOW_WAIT) {
-            Ok(batch) => {
-                if !send_all(batch) {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(io_error(e)));
-                return;
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
-    }
+    let last = match follow_until_exit(&mut follower, &flag, send_all, || tx.is_closed()) {
+        Ok(Followed::Exited(exit)) => exit.map(AttachItem::Exit),
+        Ok(Followed::Stopped) => return,
+        Err(e) => Err(io_error(e)),
+    };
+    let _ = tx.blocking_send(last);
 }
 
 /// The logs thread: the filtered history, then (following) new entries until the exit.
@@ -452,36 +463,12 @@ fn read_logs(
     if !send(history) || !req.follow {
         return;
     }
-    loop {
-        if let Some(exit) = flag.take() {
-            match follower.drain_to_end() {
-                Ok(rest) => {
-                    send(rest);
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(io_error(e)));
-                }
-            }
-            // Waiting failed (the container went): the history sent is all there is.
-            let _ = exit;
-            return;
-        }
-        if req.until_ns.is_some_and(|u| now_ns() >= u) {
-            return;
-        }
-        match follower.next_batch(FOLLOW_WAIT) {
-            Ok(batch) => {
-                if !send(batch) {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(io_error(e)));
-                return;
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
+    let past_until = || req.until_ns.is_some_and(|u| now_ns() >= u);
+    // The exit itself is not sent: `logs` ends with `Ok` (a failed wait, the container
+    // gone, leaves the entries sent as all there is).
+    if let Err(e) = follow_until_exit(&mut follower, &flag, send, || {
+        past_until() || tx.is_closed()
+    }) {
+        let _ = tx.blocking_send(Err(io_error(e)));
     }
 }
