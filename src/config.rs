@@ -48,6 +48,10 @@ pub struct Config {
     pub log_max_size: u64,
     /// How many log files a process keeps, the live one included (at least 1).
     pub log_max_files: u32,
+    /// The snapshotter of containers from images that name none, and of restores of
+    /// their checkpoints: `overlayfs` or `native`; `None` for overlayfs, or native when
+    /// the kernel has no overlayfs.
+    pub snapshotter: Option<String>,
 }
 
 /// Where containers' logs go and how they rotate, as the containers see it.
@@ -90,6 +94,7 @@ impl Default for Config {
             log_dir: None,
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
+            snapshotter: None,
         }
     }
 }

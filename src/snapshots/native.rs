@@ -42,6 +42,25 @@ pub(crate) fn flatten(layers: &[PathBuf], dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Lays the entries of one overlay-style upper dir `layer` over `dest` as [`flatten`]
+/// does, but leaves `dest`'s own owner, mode and times as they are (a staging dir's root
+/// is no layer's root).
+pub(crate) fn lay_over(layer: &Path, dest: &Path) -> Result<()> {
+    let mut copy = Copy {
+        links: HashMap::new(),
+    };
+    copy.dir(layer, dest).map_err(|(path, e)| {
+        Error::io(
+            format!(
+                "copy {} into the native snapshot {}",
+                path.display(),
+                dest.display()
+            ),
+            e,
+        )
+    })
+}
+
 type Failed = (PathBuf, io::Error);
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> Failed + '_ {
