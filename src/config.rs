@@ -124,7 +124,7 @@ pub fn default_shim_path() -> PathBuf {
     PathBuf::from("corral-shim")
 }
 
-/// CRIU 4.1.1 at /usr/local/sbin/criu when there, else `criu` from PATH.
+/// CRIU 4.2.1 at /usr/local/sbin/criu when there, else `criu` from PATH.
 pub fn default_criu_path() -> PathBuf {
     let built = PathBuf::from(crate::checkpoint::DEFAULT_CRIU);
     if built.is_file() {
