@@ -5,6 +5,7 @@
 //! the container's state rules be unit-tested without root.
 
 mod runc;
+mod runc_state;
 
 #[cfg(test)]
 pub(crate) mod fake;

@@ -126,14 +126,19 @@ pub(super) async fn remove_everything(
 
 /// Removes a directory a shim may still be writing its durable exitStatus into (it tells
 /// the daemon first): the directory is then not empty for a moment. Tries again for a
-/// while before giving up.
+/// while (about two seconds) before giving up; soon at first, since the shim's write takes
+/// well under a millisecond on a tmpfs and a delete right after an exit meets it.
 pub(super) async fn remove_dir_settled(path: &std::path::Path) {
-    for attempt in 0..200 {
+    const ATTEMPTS: u32 = 250;
+    for attempt in 0..ATTEMPTS {
         match std::fs::remove_dir_all(path) {
             Ok(()) => break,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempt < 199 => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            Err(e)
+                if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempt + 1 < ATTEMPTS =>
+            {
+                let pause = if attempt < 50 { 1 } else { 10 };
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             Err(e) => {
                 tracing::warn!("cleaning up {}: {e}", path.display());
