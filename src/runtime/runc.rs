@@ -144,9 +144,14 @@ impl OciRuntime for Runc {
         // A stopped container's state and cgroups are removed here, without starting runc,
         // when runc itself would do nothing more (see runc_state.rs); `--force` adds nothing
         // for a container whose init is gone.
-        match super::runc_state::delete_stopped(&self.root, id, &self.args) {
-            Ok(()) => return Box::pin(std::future::ready(Ok(()))),
-            Err(why) => tracing::debug!("{id}: runtime delete, not directly: {why}"),
+        // Only for runc itself: another runtime's state (crun's, youki's) has another
+        // layout and other duties, even under the same root.
+        let is_runc = self.path.file_name().is_some_and(|n| n == "runc");
+        if is_runc {
+            match super::runc_state::delete_stopped(&self.root, id, &self.args) {
+                Ok(()) => return Box::pin(std::future::ready(Ok(()))),
+                Err(why) => tracing::debug!("{id}: runtime delete, not directly: {why}"),
+            }
         }
         let mut args = Vec::new();
         if force {
