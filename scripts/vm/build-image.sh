@@ -5,7 +5,7 @@
 # libraries) as a raw ext4 disk, with the kernel and initrd beside it.
 #   scripts/vm/build-image.sh CACHE_DIR [MIRROR]
 # The image lives in CACHE_DIR/image-<key>, where the key is a hash of this file and of the
-# host's CRIU binary: a change to either builds a new image (older ones are removed). The
+# host's CRIU version: a change to either builds a new image (older ones are removed). The
 # boot stub in the image only mounts the repository (9p) and runs its scripts/vm/guest.sh,
 # so changes to the guest's tests need no new image.
 set -euo pipefail
@@ -15,7 +15,7 @@ mirror=${2:-}
 criu=/usr/local/sbin/criu
 log() { echo "vm-image: $*" >&2; }
 
-key=$( { cat "${BASH_SOURCE[0]}"; [ -x "$criu" ] && cat "$criu"; } | sha256sum | cut -c1-16)
+key=$( { cat "${BASH_SOURCE[0]}"; [ -x "$criu" ] && "$criu" --version; } 2>/dev/null | sha256sum | cut -c1-16)
 dir=$cache/image-$key
 if [ -f "$dir/done" ]; then
   echo "$dir"
