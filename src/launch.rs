@@ -66,6 +66,10 @@ pub async fn launch(
     let mut cmd = Command::new(shim_bin);
     cmd.args(args.to_args())
         .current_dir(dir.path())
+        // corrald's own: a runtime that sees NOTIFY_SOCKET (runc) passes it into the
+        // container and waits for the container's READY=1, so under a Type=notify unit
+        // `runc create`/`run -d` would never return.
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
         .stdout(Stdio::from(sync_w))
         .stderr(Stdio::from(log));

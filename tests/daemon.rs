@@ -276,7 +276,8 @@ fn health_answers_serving_and_info_lists_the_features() {
     d.delete("", &id, true).unwrap();
 }
 
-/// Under systemd (`Type=notify`), corrald says READY=1 on `NOTIFY_SOCKET` once it serves;
+/// Under systemd (`Type=notify`), corrald says READY=1 on `NOTIFY_SOCKET` once it serves,
+/// and its containers start (the runtime does not see `NOTIFY_SOCKET`);
 /// `corrald unit install` writes a unit that keeps containers across restarts.
 #[test]
 fn corrald_tells_systemd_it_is_ready_and_installs_its_unit() {
@@ -299,6 +300,12 @@ fn corrald_tells_systemd_it_is_ready_and_installs_its_unit() {
     assert!(text.lines().any(|l| l == "READY=1"), "{text:?}");
     // Ready means serving.
     d.client().list("", Default::default()).unwrap();
+    // NOTIFY_SOCKET is corrald's alone: a runtime that inherited it (runc does socket
+    // activation with it) would wait for the container's own READY=1 and never return.
+    let b = d.bundle("sleep", &["sleep", "100"]);
+    let id = unique_id("notify");
+    d.run(&id, &b);
+    d.delete("", &id, true).unwrap();
 
     let out = output_within(
         std::process::Command::new(CORRALD)

@@ -132,14 +132,30 @@ fn update_changes_the_cgroup_limits() {
         )
         .unwrap();
     let read = |controller: &str, file: &str| cgroup_file(pid, controller, file);
-    assert_eq!(
-        read("memory", "memory.limit_in_bytes"),
-        (64u64 << 20).to_string()
-    );
+    // The v1 file, or its v2 counterpart (runc maps shares to a weight,
+    // 1 + (shares - 2) * 9999 / 262142, and period and quota to one cpu.max).
+    let v2 = cgroup_v2();
+    let memory_limit = || {
+        if v2 {
+            read("memory", "memory.max")
+        } else {
+            read("memory", "memory.limit_in_bytes")
+        }
+    };
+    let cpu = |period: u64, quota: u64, shares: u64| {
+        if v2 {
+            assert_eq!(read("cpu", "cpu.max"), format!("{quota} {period}"));
+            let weight = 1 + (shares - 2) * 9999 / 262142;
+            assert_eq!(read("cpu", "cpu.weight"), weight.to_string());
+        } else {
+            assert_eq!(read("cpu", "cpu.cfs_period_us"), period.to_string());
+            assert_eq!(read("cpu", "cpu.cfs_quota_us"), quota.to_string());
+            assert_eq!(read("cpu", "cpu.shares"), shares.to_string());
+        }
+    };
+    assert_eq!(memory_limit(), (64u64 << 20).to_string());
     assert_eq!(read("pids", "pids.max"), "20");
-    assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
-    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
-    assert_eq!(read("cpu", "cpu.shares"), "512");
+    cpu(100_000, 50_000, 512);
 
     d.ctl_ok(&[
         "update",
@@ -153,13 +169,9 @@ fn update_changes_the_cgroup_limits() {
         "--cpu-shares",
         "256",
     ]);
-    assert_eq!(
-        read("memory", "memory.limit_in_bytes"),
-        (32u64 << 20).to_string()
-    );
+    assert_eq!(memory_limit(), (32u64 << 20).to_string());
     assert_eq!(read("pids", "pids.max"), "10");
-    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "25000");
-    assert_eq!(read("cpu", "cpu.shares"), "256");
+    cpu(100_000, 25_000, 256);
 
     // 999 CPUs do not exist here.
     let cpus_before = read("cpuset", "cpuset.cpus");
@@ -183,10 +195,7 @@ fn update_changes_the_cgroup_limits() {
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("CpusetCpus"), "{}", stderr(&out));
     assert_eq!(read("cpuset", "cpuset.cpus"), cpus_before);
-    assert_eq!(
-        read("memory", "memory.limit_in_bytes"),
-        (32u64 << 20).to_string()
-    );
+    assert_eq!(memory_limit(), (32u64 << 20).to_string());
     assert_eq!(d.client().state("", &id).unwrap().status, Status::Running);
     d.delete("", &id, true).unwrap();
     d.assert_no_leftovers("default", &id);

@@ -47,6 +47,8 @@ impl Runc {
             .args(&extra)
             .arg(verb)
             .args(&verb_args)
+            // corrald's own (see launch.rs): never the runtime's.
+            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

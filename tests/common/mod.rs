@@ -295,12 +295,23 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     out
 }
 
+/// A pure cgroup-v2 host (one unified hierarchy at /sys/fs/cgroup)?
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 /// The directory of `pid`'s cgroup in the v1 hierarchy of `controller` (e.g. "memory",
-/// "pids", "cpu"), read from `/proc/<pid>/cgroup`: a container's real cgroup, wherever
-/// its runtime put it (nested under the test's own memory cgroup on some hosts).
+/// "pids", "cpu"), or its one cgroup on a v2 host, read from `/proc/<pid>/cgroup`: a
+/// container's real cgroup, wherever its runtime put it (nested under the test's own
+/// memory cgroup on some hosts).
 pub fn cgroup_dir(pid: u32, controller: &str) -> PathBuf {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup: {e}"));
+    if cgroup_v2() {
+        if let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) {
+            return Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        }
+    }
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
