@@ -48,6 +48,8 @@ pub struct Config {
     pub log_max_size: u64,
     /// How many log files a process keeps, the live one included (at least 1).
     pub log_max_files: u32,
+    /// Where shims and containers' cgroups go, apart from corrald's own cgroup.
+    pub cgroups: crate::cgroups::placement::CgroupPlacement,
 }
 
 /// Where containers' logs go and how they rotate, as the containers see it.
@@ -90,6 +92,7 @@ impl Default for Config {
             log_dir: None,
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
+            cgroups: Default::default(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Runc {
     pub timeout: Duration,
     /// The corral-shim binary, for the long-lived verbs.
     pub shim: PathBuf,
+    /// The cgroup each shim moves itself into before it runs the runtime (None: it stays
+    /// in corrald's).
+    pub shim_cgroup: Option<String>,
 }
 
 impl Runc {
@@ -120,6 +123,8 @@ impl OciRuntime for Runc {
         timeout: Duration,
     ) -> RuntimeFuture<LaunchedShim> {
         let shim = self.shim.clone();
+        let mut args = args;
+        args.cgroup = self.shim_cgroup.clone();
         Box::pin(async move {
             crate::launch::launch(&shim, &dir, &args, timeout)
                 .await
