@@ -648,7 +648,10 @@ shim_cgroup = {shim_cgroup}
 # here first. binary: a path or a name in PATH (checked at start); args: global arguments
 # placed before the request's own; options: more global arguments, each given as
 # --KEY=VALUE after args (a string, boolean or integer value). runc is always here unless
-# redefined.
+# redefined. options = {{ systemd-cgroup = true }} selects runc's systemd cgroup driver
+# (systemd must be PID 1). crun works too, on hybrid cgroup hosts as well:
+#   [runtimes.crun]
+#   binary = "crun"
 [runtimes.{default_name}]
 binary = {runc}
 args = []

@@ -136,6 +136,7 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         .stdin(Stdio::from(stdio.stdin))
         .stdout(Stdio::from(stdio.stdout))
         .stderr(Stdio::from(stdio.stderr));
+    crate::runtime::crun::prepare(&mut cmd, &args.runtime);
     let runtime = cmd
         .spawn()
         .map_err(|e| format!("start runtime {}: {e}", args.runtime.display()))?;
