@@ -446,3 +446,46 @@ fn containers_survive_a_kill_of_corralds_cgroup() {
         let _ = std::fs::remove_dir(dir);
     }
 }
+
+/// A corrald that cannot write to the cgroup hierarchies (here a read-only memory
+/// hierarchy, as under a unit without delegation) stops at start with a message naming the
+/// shims' cgroup and the directory it could not make.
+#[test]
+fn an_unwritable_cgroup_hierarchy_stops_corrald_at_start() {
+    let d = Daemon::start("cgroup_ro");
+    let cgroup = format!("/corral-ro-test-{}", std::process::id());
+    // A private mount namespace: the read-only remount is seen by this corrald only.
+    let script = format!("mount -o remount,bind,ro /sys/fs/cgroup/memory && exec {CORRALD} \"$@\"");
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "corrald",
+    ])
+    .args(d.command().get_args())
+    .arg("--socket")
+    .arg(d.path("ro.sock"))
+    .arg("--state-dir")
+    .arg(d.path("ro-state"))
+    .arg("--shim-cgroup")
+    .arg(&cgroup);
+    let out = output_within(&mut cmd, LIVENESS);
+    let err = stderr(&out);
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory").join(&cgroup[1..]);
+    let made = memory.exists();
+    for h in corral::cgroups::placement::mounts() {
+        let _ = std::fs::remove_dir(h.dir.join(&cgroup[1..]));
+    }
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("the shims' cgroup {cgroup}")),
+        "{err}"
+    );
+    assert!(err.contains(&memory.display().to_string()), "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!made, "{} was made", memory.display());
+}
