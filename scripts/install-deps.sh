@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what corral's tests and demo need on a Debian 12 machine (run as root):
-#   runc, crun (tests/runtimes.rs), busybox-static (/bin/busybox), procps, iptables, and
-#   CRIU 4.1.1 built from Debian's
-#   source into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on kernels >= 6.13);
+#   runc, crun (tests/runtimes.rs), busybox-static (/bin/busybox), procps, iptables,
+#   iproute2, and CRIU 4.2.1 built
+#   from Debian's source into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on
+#   kernels >= 6.13, and 4.1.1 cannot dump a TCP socket on kernels >= 6.16, which allow
+#   SO_PASSCRED/SO_PASSSEC only on unix and netlink sockets: CRIU's issue 2718, fixed in 4.2);
 #   for the image tests: docker-registry (distribution 2.8, started privately by each test),
 #   skopeo, zstd, apache2-utils (htpasswd), and containerd (started privately by a benchmark).
 # docker-registry and containerd are installed with a policy-rc.d that forbids starting
@@ -18,19 +20,21 @@
 #      CORRAL_CRIU_FETCH_ONLY=DIR only fetches and checks CRIU's source tarball into DIR
 #      (installs nothing but the deb-src entry), then exits.
 #      CORRAL_INSTALL_YOUKI=1 also builds youki ${YOUKI_VERSION} with `cargo install --locked`
-#      into /usr/local/bin (needs cargo and libseccomp-dev; about 10 minutes of build on
-#      2 cores, so it is opt-in: tests/runtimes.rs skips youki when it is absent).
+#      into /usr/local/bin (needs cargo and libseccomp-dev; about 140 crates, which took
+#      well over half an hour on 2 loaded cores, so it is opt-in: tests/runtimes.rs skips
+#      youki when it is absent).
 set -euo pipefail
 
-CRIU_VERSION=4.1.1
+CRIU_VERSION=4.2.1
 CRIU_TARBALL="criu_${CRIU_VERSION}.orig.tar.xz"
 CRIU_POOL_PATH="pool/main/c/criu/${CRIU_TARBALL}"
-CRIU_SHA256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
+CRIU_SHA256=29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9
 CRIU_BIN=/usr/local/sbin/criu
 
 # iptables: CRIU locks a container's network with iptables-restore while it dumps.
-# strace and curl: the tests use them (a syscall delayed to hold a race open; a real HTTP client).
-RUNTIME_PKGS=(runc crun busybox-static procps iptables strace curl)
+# strace, curl and iproute2: the tests use them (a syscall delayed to hold a race open; a real
+# HTTP client; `ip netns` and veth pairs for the TCP checkpoint tests).
+RUNTIME_PKGS=(runc crun busybox-static procps iptables strace curl iproute2)
 YOUKI_VERSION=0.7.0
 # The image tests: a local registry, a reference client, zstd layers, bcrypt htpasswd files.
 IMAGE_PKGS=(skopeo zstd apache2-utils)

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 /// The directory under the runtime root that holds checkpoints (not a valid namespace).
 pub use crate::layout::CHECKPOINTS_DIR;
-/// Where CRIU is looked for first: 4.1.1 built by scripts/install-deps.sh.
+/// Where CRIU is looked for first: 4.2.1 built by scripts/install-deps.sh.
 pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
 /// Media type of the exported checkpoint's config blob.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.corral.checkpoint.config.v1+json";
@@ -491,7 +491,7 @@ pub fn check_criu(criu: &Path) -> Result<()> {
     let v = criu_version(criu)?;
     if v < (4, 1, 0) {
         return Err(Error::InvalidArgument(format!(
-            "CRIU at {} is {}.{}.{}, too old for this kernel: 4.1 or later is needed (scripts/install-deps.sh builds 4.1.1)",
+            "CRIU at {} is {}.{}.{}, too old for this kernel: 4.1 or later is needed (scripts/install-deps.sh builds 4.2.1)",
             criu.display(),
             v.0,
             v.1,

@@ -50,6 +50,10 @@ pub struct Config {
     pub log_max_files: u32,
     /// Where shims and containers' cgroups go, apart from corrald's own cgroup.
     pub cgroups: crate::cgroups::placement::CgroupPlacement,
+    /// The snapshotter of containers from images that name none, and of restores of
+    /// their checkpoints: `overlayfs` or `native`; `None` for overlayfs, or native when
+    /// the kernel has no overlayfs.
+    pub snapshotter: Option<String>,
 }
 
 /// Where containers' logs go and how they rotate, as the containers see it.
@@ -93,6 +97,7 @@ impl Default for Config {
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
             cgroups: Default::default(),
+            snapshotter: None,
         }
     }
 }
@@ -122,7 +127,7 @@ pub fn default_shim_path() -> PathBuf {
     PathBuf::from("corral-shim")
 }
 
-/// CRIU 4.1.1 at /usr/local/sbin/criu when there, else `criu` from PATH.
+/// CRIU 4.2.1 at /usr/local/sbin/criu when there, else `criu` from PATH.
 pub fn default_criu_path() -> PathBuf {
     let built = PathBuf::from(crate::checkpoint::DEFAULT_CRIU);
     if built.is_file() {

@@ -197,6 +197,8 @@ pub struct FileConfig {
     pub container_log_max_size: Option<u64>,
     /// Log files kept per process, the live one included.
     pub container_log_max_files: Option<u32>,
+    /// The default snapshotter for containers from images.
+    pub snapshotter: Option<Spanned<String>>,
     /// The metrics endpoint's address (`""`: off).
     pub metrics_address: Option<MetricsAddress>,
     /// `text` or `json`.
@@ -353,6 +355,8 @@ pub struct Flags {
     pub container_log_max_size: Option<u64>,
     /// `--container-log-max-files`.
     pub container_log_max_files: Option<u32>,
+    /// `--snapshotter`.
+    pub snapshotter: Option<String>,
     /// `--metrics-address`.
     pub metrics_address: Option<SocketAddr>,
     /// `--log-format`.
@@ -569,6 +573,19 @@ pub fn resolve(file: &Loaded, flags: Flags) -> Result<Settings> {
             n => n,
         },
         cgroups,
+        snapshotter: match (flags.snapshotter, &f.snapshotter) {
+            (Some(flag), _) => Some(
+                crate::types::snapshotter_named(&flag)
+                    .map_err(|e| ConfigError(format!("--snapshotter: {e}")))?
+                    .to_string(),
+            ),
+            (None, Some(spanned)) => Some(
+                crate::types::snapshotter_named(spanned.get_ref())
+                    .map_err(|e| file.error_at(spanned.span(), "snapshotter", &e))?
+                    .to_string(),
+            ),
+            (None, None) => None,
+        },
     };
     Ok(Settings {
         config,
@@ -630,6 +647,10 @@ shim_timeout = "{shim_timeout}s"
 # container_log_dir = "/var/lib/corral/logs"
 container_log_max_size = {log_max_size}
 container_log_max_files = {log_max_files}
+# The snapshotter of containers from images that name none (and of restored
+# checkpoints): "overlayfs" or "native" (a full copy of the image per container). Unset:
+# overlayfs, or native when the kernel has no overlayfs.
+# snapshotter = "overlayfs"
 # Serve Prometheus metrics at http://ADDRESS/metrics, e.g. "127.0.0.1:9090"; "" is off.
 metrics_address = ""
 # "text", or "json" (one JSON object per line on stderr).

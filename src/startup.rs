@@ -76,9 +76,11 @@ pub async fn start(config: Config) -> Result<Handle> {
         Ok(()) => tracing::debug!("CRIU at {}", config.criu.display()),
         Err(e) => tracing::warn!("checkpoint and restore unavailable: {e}"),
     }
-    let default_snapshotter =
-        crate::snapshots::default_snapshotter(&config.data_dir.join("overlay-check"));
-    if default_snapshotter != crate::types::SNAPSHOTTER_OVERLAYFS {
+    let default_snapshotter = match config.snapshotter.as_deref() {
+        Some(name) => crate::types::snapshotter_named(name).map_err(Error::InvalidArgument)?,
+        None => crate::snapshots::default_snapshotter(&config.data_dir.join("overlay-check")),
+    };
+    if config.snapshotter.is_none() && default_snapshotter != crate::types::SNAPSHOTTER_OVERLAYFS {
         tracing::warn!(
             "overlayfs is not in /proc/filesystems and cannot be loaded: containers from \
              images use the {default_snapshotter} snapshotter (a full copy of the image per \
@@ -142,6 +144,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         log_dir,
         log_max_size,
         log_max_files,
+        snapshotter: _,
         cgroups,
     } = config;
     // Shims move themselves there; a host where corrald cannot make it is told now, not

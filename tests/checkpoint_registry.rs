@@ -86,7 +86,15 @@ fn assert_released(d: &Daemon, id: &str) {
 /// Runs the counting container from the image on `d` and checkpoints it with --exit once
 /// it has counted to 5; answers where it stopped.
 fn run_and_checkpoint(d: &Daemon, id: &str, name: &str) -> u64 {
-    d.ctl_ok(&["run", "-d", IMAGE, id, "--", SCRIPT]);
+    run_and_checkpoint_with(d, id, name, &[])
+}
+
+/// [`run_and_checkpoint`] with more `run` flags.
+fn run_and_checkpoint_with(d: &Daemon, id: &str, name: &str, flags: &[&str]) -> u64 {
+    let mut args = vec!["run", "-d"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[IMAGE, id, "--", SCRIPT]);
+    d.ctl_ok(&args);
     let count = rootfs(d, id).join("count");
     wait_count(&count, 5);
     let out = d.ctl_ok(&["checkpoint", id, name, "--exit"]);
@@ -246,6 +254,42 @@ fn export_then_import_keeps_the_writable_layer() {
     assert!(info.rw_layer.is_some() && info.base_image.is_some());
     c.ctl_ok(&["restore", &id, "snap"]);
     assert_restored(&c, &id, stopped);
+    c.delete("", &id, true).unwrap();
+    assert_released(&c, &id);
+}
+
+/// A container on the native snapshotter (a full copy of its image) checkpoints with a
+/// writable layer of just its changes against the image, and restores, through export and
+/// import, on a daemon whose snapshotter is native (as on a host without overlayfs): its
+/// files and its memory come back, on a native copy of its own.
+#[test]
+fn a_native_containers_checkpoint_restores_on_a_native_daemon() {
+    let dir = TestDir::new("ckreg-native");
+    let a = Daemon::start("ckreg-nat-a");
+    import_app(&a, &dir);
+    let id = unique_id("cknat");
+    let stopped = run_and_checkpoint_with(&a, &id, "snap", &["--snapshotter", "native"]);
+    let info = &a.client().checkpoints("", &id).unwrap()[0];
+    let layer = info.rw_layer.as_ref().unwrap();
+    assert!(
+        layer.size < 64 * 1024,
+        "the writable layer holds more than the container's changes: {} bytes",
+        layer.size
+    );
+    let tar = dir.join("ckpt.tar");
+    a.ctl_ok(&["checkpoint", "export", &id, "snap", tar.to_str().unwrap()]);
+    a.delete("", &id, true).unwrap();
+    assert_released(&a, &id);
+
+    let c = Daemon::start_with("ckreg-nat-c", &["--snapshotter", "native"]);
+    import_app(&c, &dir);
+    c.ctl_ok(&["checkpoint", "import", tar.to_str().unwrap()]);
+    c.ctl_ok(&["restore", &id, "snap"]);
+    assert_restored(&c, &id, stopped);
+    let meta = std::fs::read_to_string(c.dir.join("data/snapshots/metadata.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    let key = format!("container/default/{id}");
+    assert_eq!(meta["snapshots"][&key]["flavor"], "native", "{meta:#}");
     c.delete("", &id, true).unwrap();
     assert_released(&c, &id);
 }

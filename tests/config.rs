@@ -97,6 +97,12 @@ fn bad_config_files_exit_2_naming_the_file_line_and_key() {
             "line 2",
             "runtimes.text.binary",
         ),
+        (
+            "snapshotter.toml",
+            "log_level = \"info\"\nsnapshotter = \"zfs\"\n",
+            "line 2",
+            "snapshotter",
+        ),
     ];
     let not_executable = write(&dir, "plain-file", "not a runtime");
     for (name, text, line, key) in cases {

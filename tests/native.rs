@@ -1,15 +1,15 @@
 //! The native (copying) snapshotter through a real corrald and real runc:
 //! `--snapshotter native` gives a container a full copy of its image's merged layers
 //! (whiteouts and opaque dirs applied), bind mounted; its writes stay in its copy; its
-//! record keeps the snapshotter across tasks; rm and GC leave nothing; a checkpoint of it
-//! is refused naming the snapshotter; with a user namespace its copy is chowned.
+//! record keeps the snapshotter across tasks; rm and GC leave nothing; with a user
+//! namespace its copy is chowned. (Its checkpoints: tests/checkpoint_registry.rs.)
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 
 use common::data_dir::{self, active_snapshots, mounts_under, snapshot_records};
 use common::images::*;
-use common::{code, stderr, unique_id, Daemon};
+use common::{unique_id, Daemon};
 
 const IMAGE: &str = "demo.local/native:1";
 
@@ -173,34 +173,6 @@ fn a_native_record_keeps_its_copy_across_tasks_and_gc_and_rm_leave_nothing() {
     d.ctl_ok(&["prune"]);
     assert_eq!(snapshot_records(&d), Vec::new());
     assert_eq!(mounts_under(&d), Vec::<String>::new());
-}
-
-#[test]
-fn a_checkpoint_of_a_native_container_is_refused_naming_the_snapshotter() {
-    let d = Daemon::start("native-ckpt");
-    let dir = TestDir::new("native-ckpt");
-    import_layered(&d, &dir);
-    let id = unique_id("k");
-    d.ctl_ok(&[
-        "run",
-        "-d",
-        "--snapshotter",
-        "native",
-        IMAGE,
-        &id,
-        "--",
-        "exec sleep 1000",
-    ]);
-    let out = d.ctl(&["checkpoint", &id, "snap"]);
-    assert_ne!(code(&out), 0);
-    assert!(
-        stderr(&out).contains("native snapshotter"),
-        "{}",
-        stderr(&out)
-    );
-    d.ctl_ok(&["rm", "-f", &id]);
-    assert_eq!(mounts_under(&d), Vec::<String>::new());
-    assert_eq!(active_snapshots(&d), Vec::<String>::new());
 }
 
 #[test]

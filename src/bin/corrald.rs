@@ -54,6 +54,10 @@ struct Cli {
     /// Log files kept per process, the live one included [default: 3]
     #[arg(long, value_name = "N")]
     container_log_max_files: Option<u32>,
+    /// The snapshotter of containers from images that name none: overlayfs or native
+    /// [default: overlayfs, or native without overlayfs in the kernel]
+    #[arg(long, value_name = "NAME")]
+    snapshotter: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9090 [default: off]
     #[arg(long, value_name = "ADDR")]
     metrics_address: Option<SocketAddr>,
@@ -136,6 +140,7 @@ fn settings(cli: Cli) -> Result<Settings, daemon_config::ConfigError> {
         container_log_dir: cli.container_log_dir,
         container_log_max_size: cli.container_log_max_size,
         container_log_max_files: cli.container_log_max_files,
+        snapshotter: cli.snapshotter,
         metrics_address: cli.metrics_address,
         log_format: cli.log_format.map(|f| match f {
             Format::Text => LogFormat::Text,

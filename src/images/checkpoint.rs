@@ -17,7 +17,8 @@ use crate::checkpoint::{
 use crate::error::{Error, Result};
 use crate::oci_layout::Source;
 use crate::registry::Remote;
-use crate::snapshots::unpack;
+use crate::snapshots::diff::Writable;
+use crate::snapshots::{unpack, Flavor};
 use crate::types::*;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -29,13 +30,13 @@ use tokio::task::block_in_place;
 const TRANSFER_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Images {
-    /// The writable layer's upper dir and the base image of container `ns/id`, if it runs
-    /// from an image (its bundle made by [`Images::container_create`]).
+    /// The writable layer and the base image of container `ns/id`, if it runs from an
+    /// image (its bundle made by [`Images::container_create`]).
     pub async fn checkpoint_base(
         &self,
         namespace: &str,
         id: &str,
-    ) -> Result<Option<(PathBuf, BaseImage)>> {
+    ) -> Result<Option<(Writable, BaseImage)>> {
         let (ns, id) = (super::ns_or_default(namespace)?, id.to_string());
         self.blocking(move |inner| base_of(inner, &ns, &id)).await
     }
@@ -90,21 +91,14 @@ impl Images {
     }
 }
 
-fn base_of(inner: &Inner, ns: &str, id: &str) -> Result<Option<(PathBuf, BaseImage)>> {
+fn base_of(inner: &Inner, ns: &str, id: &str) -> Result<Option<(Writable, BaseImage)>> {
     let key = super::rootfs::snapshot_key(ns, id);
     let snap = match inner.snapshots.stat(&key) {
         Ok(s) => s,
         Err(Error::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if snap.flavor == crate::snapshots::Flavor::Native {
-        return Err(Error::InvalidArgument(format!(
-            "container {ns}/{id} runs on the native snapshotter: checkpoint needs its writable \
-             layer as an overlayfs upper dir, so only containers on the overlayfs snapshotter \
-             can be checkpointed"
-        )));
-    }
-    let upper = inner.snapshots.fs_dir(&key)?;
+    let writable = inner.snapshots.writable(&key)?;
     let parent = snap.parent.unwrap_or_default();
     let names: Vec<String> = inner.with_meta(|m| {
         m.db.images
@@ -134,7 +128,7 @@ fn base_of(inner: &Inner, ns: &str, id: &str) -> Result<Option<(PathBuf, BaseIma
                 manifest,
                 platform: detail.index.as_ref().and(detail.platform),
             };
-            return Ok(Some((upper, base)));
+            return Ok(Some((writable, base)));
         }
     }
     Err(Error::NotFound(format!(
@@ -400,12 +394,11 @@ fn prepare(
     }
     let key = super::rootfs::snapshot_key(ns, id);
     let parent = (!report.chain_id.is_empty()).then_some(report.chain_id.as_str());
-    let mounts = inner.snaps(ns).prepare(&key, parent)?;
+    let flavor = Flavor::of_snapshotter(inner.default_snapshotter);
+    let mounts = inner.snaps(ns).prepare_as(flavor, &key, parent)?;
     let rootfs = bundle.join("rootfs");
     let made = (|| {
         if let Some(rw) = &info.rw_layer {
-            let upper = inner.snapshots.fs_dir(&key)?;
-            let lowers = inner.snapshots.parent_dirs(&key)?;
             let path = rw_layer_path(dir);
             let file = std::fs::File::open(&path)
                 .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
@@ -414,7 +407,9 @@ fn prepare(
                 media_type: &rw.media_type,
                 diff_id: Some(&rw.digest),
             };
-            unpack::apply(file, &upper, &lowers, &layer)
+            inner
+                .snapshots
+                .apply_layer(&key, file, &layer)
                 .map_err(|e| e.context("the checkpoint's writable layer"))?;
         }
         std::fs::create_dir_all(&rootfs)

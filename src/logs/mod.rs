@@ -72,7 +72,7 @@ pub fn parse_entry(line: &[u8]) -> Option<LogEntry> {
     let (time, rest) = split_space(line)?;
     let (stream, rest) = split_space(rest)?;
     let (tag, content) = split_space(rest)?;
-    let time_ns = time::parse_rfc3339(std::str::from_utf8(time).ok()?)?;
+    let time_ns = crate::types::parse_rfc3339(std::str::from_utf8(time).ok()?)?;
     let stream = match stream {
         b"stdout" => LogStream::Stdout,
         b"stderr" => LogStream::Stderr,

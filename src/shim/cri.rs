@@ -32,20 +32,11 @@ impl Stream {
 }
 
 /// `secs.nanos` since the epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (UTC, always nine
-/// fraction digits), by hand: the days become a civil date with Howard Hinnant's
-/// `civil_from_days` (proleptic Gregorian, valid for any year we will see).
+/// fraction digits), by hand into a fixed buffer (no allocation on the log path); the days
+/// become a civil date with [`crate::types::civil_from_days`].
 pub fn timestamp(secs: u64, nanos: u32) -> [u8; TIMESTAMP_LEN] {
-    let days = (secs / 86_400) as i64;
     let in_day = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::types::civil_from_days((secs / 86_400) as i64);
 
     let mut out = *b"0000-00-00T00:00:00.000000000Z";
     let mut put = |at: usize, width: usize, mut value: u64| {

@@ -9,12 +9,20 @@
 //!   path. Symlinks are kept as they are, devices and fifos as such.
 //! - Entries are written in name order, so the same tree gives the same bytes.
 //!
+//! A native snapshot (a full copy, see `native.rs`) has no upper dir: its changes are found
+//! against its parents' merged view, computed from their dirs without copying anything.
+//! An entry is written when the parents do not have it, have it as another kind (directory
+//! or not), or when its ctime is not older than the snapshot's `copied` stamp (made when
+//! the copy was done; nothing can set a ctime back, so anything the container wrote,
+//! chmod'ed or linked since is newer); the parents' entries it lacks become whiteouts.
+//! Unchanged directories on the way to a change are written before it.
+//!
 //! The tar is hashed as it is written: its digest is its diff id (it is not compressed).
 
 use super::unpack::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::oci_layout::{Descriptor, Hashing};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -25,28 +33,154 @@ use std::path::{Path, PathBuf};
 /// The media type of the layer written: an uncompressed OCI layer.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
+/// A writable snapshot's changes, as [`crate::snapshots::Snapshotter::writable`] answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Writable {
+    /// An overlay upper dir: all of it is the change.
+    Upper(PathBuf),
+    /// A native snapshot: its full copy `fs`, its parents' dirs (nearest first), and the
+    /// ctime (seconds, nanoseconds) of its `copied` stamp (`None`: not known, so every
+    /// entry counts as changed).
+    Native {
+        /// The copy.
+        fs: PathBuf,
+        /// The parents' `fs` dirs, nearest first.
+        layers: Vec<PathBuf>,
+        /// When the copy was finished.
+        copied: Option<(i64, i64)>,
+    },
+}
+
+impl Writable {
+    /// Writes the changes as an OCI layer tar to `out`; answers its descriptor. On failure
+    /// `out` is removed.
+    pub fn write_diff(&self, out: &Path) -> Result<Descriptor> {
+        let (root, native) = match self {
+            Writable::Upper(upper) => (upper.as_path(), None),
+            Writable::Native { fs, layers, copied } => {
+                let lower = merged(layers)
+                    .map_err(|e| Error::io(format!("read the parents of {}", fs.display()), e))?;
+                let native = NativeDiff {
+                    lower,
+                    copied: *copied,
+                    pending: Vec::new(),
+                };
+                (fs.as_path(), Some(native))
+            }
+        };
+        let what = || format!("write the diff of {} to {}", root.display(), out.display());
+        let file = fs::File::create(out).map_err(|e| Error::io(what(), e))?;
+        let mut writer = DiffWriter {
+            root,
+            tar: tar::Builder::new(Hashing::new(BufWriter::new(file))),
+            links: HashMap::new(),
+            native,
+        };
+        let written = (|| {
+            writer.dir(root)?;
+            let (_, digest, size) = writer.tar.into_inner()?.finish()?;
+            Ok::<_, io::Error>(Descriptor {
+                media_type: LAYER_MEDIA_TYPE.to_string(),
+                digest,
+                size,
+            })
+        })();
+        written.map_err(|e| {
+            let _ = fs::remove_file(out);
+            Error::io(what(), e)
+        })
+    }
+}
+
 /// Writes the upper dir `upper` as an OCI layer tar to `out`; answers its descriptor.
 pub fn write_diff(upper: &Path, out: &Path) -> Result<Descriptor> {
-    let what = || format!("write the diff of {} to {}", upper.display(), out.display());
-    let file = fs::File::create(out).map_err(|e| Error::io(what(), e))?;
-    let mut writer = DiffWriter {
-        root: upper,
-        tar: tar::Builder::new(Hashing::new(BufWriter::new(file))),
-        links: HashMap::new(),
+    Writable::Upper(upper.to_path_buf()).write_diff(out)
+}
+
+/// The merged view of overlay-style `layers` (nearest first): every path in it, and
+/// whether it is a directory. Whiteouts remove a name and what is under it; an opaque
+/// directory hides what was under its name below; a non-directory hides what was under it.
+fn merged(layers: &[PathBuf]) -> io::Result<BTreeMap<PathBuf, bool>> {
+    fn walk(root: &Path, rel: &Path, view: &mut BTreeMap<PathBuf, bool>) -> io::Result<()> {
+        for entry in fs::read_dir(root.join(rel))? {
+            let entry = entry?;
+            let rel = rel.join(entry.file_name());
+            let meta = fs::symlink_metadata(entry.path())?;
+            let ft = meta.file_type();
+            let whiteout = ft.is_char_device() && meta.rdev() == 0;
+            let keep_below = ft.is_dir()
+                && view.get(&rel) == Some(&true)
+                && get_xattr(&entry.path(), OVERLAY_OPAQUE_XATTR)?.as_deref() != Some(b"y");
+            if !keep_below {
+                let below: Vec<PathBuf> = descendants(view, &rel).map(|(p, _)| p.clone()).collect();
+                for p in below {
+                    view.remove(&p);
+                }
+            }
+            if whiteout {
+                view.remove(&rel);
+                continue;
+            }
+            view.insert(rel.clone(), ft.is_dir());
+            if ft.is_dir() {
+                walk(root, &rel, view)?;
+            }
+        }
+        Ok(())
+    }
+    let mut view = BTreeMap::new();
+    for layer in layers.iter().rev() {
+        walk(layer, Path::new(""), &mut view)?;
+    }
+    Ok(view)
+}
+
+/// The entries under `dir` in `view` (paths order component by component, so they follow
+/// `dir` together).
+fn descendants<'a>(
+    view: &'a BTreeMap<PathBuf, bool>,
+    dir: &'a Path,
+) -> impl Iterator<Item = (&'a PathBuf, &'a bool)> + 'a {
+    use std::ops::Bound;
+    let from = if dir.as_os_str().is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(dir.to_path_buf())
     };
-    let written = (|| {
-        writer.dir(upper)?;
-        let (_, digest, size) = writer.tar.into_inner()?.finish()?;
-        Ok::<_, io::Error>(Descriptor {
-            media_type: LAYER_MEDIA_TYPE.to_string(),
-            digest,
-            size,
-        })
-    })();
-    written.map_err(|e| {
-        let _ = fs::remove_file(out);
-        Error::io(what(), e)
-    })
+    view.range((from, Bound::Unbounded))
+        .take_while(move |(p, _)| p.starts_with(dir))
+}
+
+/// What a native snapshot's diff needs besides the tree.
+struct NativeDiff {
+    /// The parents' merged view.
+    lower: BTreeMap<PathBuf, bool>,
+    /// The `copied` stamp's ctime.
+    copied: Option<(i64, i64)>,
+    /// Unchanged directories being walked: (relative path, path, written yet).
+    pending: Vec<(PathBuf, PathBuf, bool)>,
+}
+
+impl NativeDiff {
+    /// Whether `rel` is as the copy left it: the parents have it, as the same kind, and
+    /// its ctime is older than the stamp.
+    fn unchanged(&self, rel: &Path, meta: &fs::Metadata) -> bool {
+        let Some(copied) = self.copied else {
+            return false;
+        };
+        self.lower.get(rel) == Some(&meta.is_dir()) && (meta.ctime(), meta.ctime_nsec()) < copied
+    }
+
+    /// The names the parents have in directory `rel` (a directory there too).
+    fn lower_names(&self, rel: &Path) -> Vec<std::ffi::OsString> {
+        if !rel.as_os_str().is_empty() && self.lower.get(rel) != Some(&true) {
+            return Vec::new();
+        }
+        descendants(&self.lower, rel)
+            .filter(|(p, _)| p.parent() == Some(rel))
+            .filter_map(|(p, _)| p.file_name().map(|n| n.to_os_string()))
+            .collect()
+    }
 }
 
 struct DiffWriter<'a, W: Write> {
@@ -54,6 +188,8 @@ struct DiffWriter<'a, W: Write> {
     tar: tar::Builder<W>,
     /// (dev, inode) of files with several links, and the first path written for them.
     links: HashMap<(u64, u64), PathBuf>,
+    /// For a native snapshot: its parents' view and stamp.
+    native: Option<NativeDiff>,
 }
 
 impl<W: Write> DiffWriter<'_, W> {
@@ -62,6 +198,9 @@ impl<W: Write> DiffWriter<'_, W> {
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
         names.sort();
+        if self.native.is_some() {
+            self.native_whiteouts(dir, &names)?;
+        }
         for name in names {
             let path = dir.join(&name);
             let rel = path
@@ -70,7 +209,19 @@ impl<W: Write> DiffWriter<'_, W> {
                 .to_path_buf();
             let meta = fs::symlink_metadata(&path)?;
             let ft = meta.file_type();
-            if ft.is_char_device() && meta.rdev() == 0 {
+            if let Some(native) = &mut self.native {
+                if native.unchanged(&rel, &meta) {
+                    if ft.is_dir() {
+                        native.pending.push((rel, path.clone(), false));
+                        self.dir(&path)?;
+                        if let Some(n) = &mut self.native {
+                            n.pending.pop();
+                        }
+                    }
+                    continue;
+                }
+                self.flush_pending()?;
+            } else if ft.is_char_device() && meta.rdev() == 0 {
                 let mut whiteout = rel.clone();
                 let mut wh = std::ffi::OsString::from(WHITEOUT_PREFIX);
                 wh.push(&name);
@@ -126,6 +277,58 @@ impl<W: Write> DiffWriter<'_, W> {
                 h.set_device_minor(libc::minor(dev))?;
                 self.tar.append_data(&mut h, &rel, io::empty())?;
             }
+        }
+        Ok(())
+    }
+
+    /// Whiteouts for the names the parents have in `dir` and the copy no longer does.
+    fn native_whiteouts(&mut self, dir: &Path, names: &[std::ffi::OsString]) -> io::Result<()> {
+        let rel = dir.strip_prefix(self.root).map_err(io::Error::other)?;
+        let Some(native) = &self.native else {
+            return Ok(());
+        };
+        let mut gone: Vec<_> = native
+            .lower_names(rel)
+            .into_iter()
+            .filter(|n| names.binary_search(n).is_err())
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        gone.sort();
+        self.flush_pending()?;
+        let meta = fs::symlink_metadata(dir)?;
+        for name in gone {
+            let mut wh = std::ffi::OsString::from(WHITEOUT_PREFIX);
+            wh.push(&name);
+            let mut h = header(&meta, tar::EntryType::Regular);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mode(0o644);
+            self.tar.append_data(&mut h, rel.join(wh), io::empty())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the unchanged directories above what is written next, once each.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        let Some(native) = &mut self.native else {
+            return Ok(());
+        };
+        let todo: Vec<(PathBuf, PathBuf)> = native
+            .pending
+            .iter_mut()
+            .filter(|(_, _, written)| !*written)
+            .map(|(rel, path, written)| {
+                *written = true;
+                (rel.clone(), path.clone())
+            })
+            .collect();
+        for (rel, path) in todo {
+            let meta = fs::symlink_metadata(&path)?;
+            self.xattrs(&path)?;
+            let mut h = header(&meta, tar::EntryType::Directory);
+            self.tar.append_data(&mut h, &rel, io::empty())?;
         }
         Ok(())
     }
@@ -316,6 +519,143 @@ mod tests {
         );
         assert_eq!(fs::read(back.join("d/new")).unwrap(), b"new");
         assert!(!back.join("d/old").exists() && !back.join(".wh.gone").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Every path under `root` with its kind, mode and content (or link target).
+    fn tree(root: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let path = e.unwrap().path();
+                let m = fs::symlink_metadata(&path).unwrap();
+                let (kind, data) = if m.is_dir() {
+                    todo.push(path.clone());
+                    ("dir", Vec::new())
+                } else if m.file_type().is_symlink() {
+                    let t = fs::read_link(&path).unwrap();
+                    ("symlink", t.as_os_str().as_bytes().to_vec())
+                } else {
+                    ("file", fs::read(&path).unwrap())
+                };
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, (kind.to_string(), m.mode() & 0o7777, data));
+            }
+        }
+        out
+    }
+
+    /// A native copy changed every way a container can (a file rewritten, one added, one
+    /// and a directory deleted, a directory replaced by a file, a mode changed, a new
+    /// directory) gives a layer holding just those changes, which laid over the same parents
+    /// gives the same tree back.
+    #[test]
+    fn a_native_copys_changes_round_trip_through_its_layer() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (mknod, trusted.* xattrs)");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("corral-ndiff-{}", crate::now_ns()));
+        let (l1, l2, copy, up, back) = (
+            base.join("l1"),
+            base.join("l2"),
+            base.join("copy"),
+            base.join("up"),
+            base.join("back"),
+        );
+        for d in [&l1, &l2, &copy, &up, &back] {
+            fs::create_dir_all(d).unwrap();
+        }
+        for dir in ["d", "dir2", "rep", "deep/er"] {
+            fs::create_dir_all(l1.join(dir)).unwrap();
+        }
+        for (f, text) in [
+            ("d/a", "1"),
+            ("d/b", "b"),
+            ("gone", "g"),
+            ("keep", "k"),
+            ("mode", "m"),
+            ("dir2/x", "x"),
+            ("rep/y", "y"),
+            ("deep/er/z", "z"),
+        ] {
+            fs::write(l1.join(f), text).unwrap();
+        }
+        fs::create_dir_all(l2.join("d")).unwrap();
+        fs::write(l2.join("d/a"), "2").unwrap();
+        nix::sys::stat::mknod(
+            &l2.join("d/b"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let layers = vec![l2.clone(), l1.clone()];
+        crate::snapshots::native::flatten(&layers, &copy).unwrap();
+        let stamp = base.join("copied");
+        crate::snapshots::write_stamp(&stamp).unwrap();
+        let m = fs::metadata(&stamp).unwrap();
+        let copied = Some((m.ctime(), m.ctime_nsec()));
+
+        fs::write(copy.join("d/a"), "3").unwrap();
+        fs::write(copy.join("new"), "new").unwrap();
+        fs::remove_file(copy.join("gone")).unwrap();
+        fs::remove_dir_all(copy.join("dir2")).unwrap();
+        fs::remove_dir_all(copy.join("rep")).unwrap();
+        fs::write(copy.join("rep"), "now a file").unwrap();
+        fs::set_permissions(copy.join("mode"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::create_dir_all(copy.join("nd")).unwrap();
+        fs::write(copy.join("nd/f"), "f").unwrap();
+        fs::write(copy.join("deep/er/z"), "zz").unwrap();
+
+        let writable = Writable::Native {
+            fs: copy.clone(),
+            layers: layers.clone(),
+            copied,
+        };
+        let tar = base.join("layer.tar");
+        let desc = writable.write_diff(&tar).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(fs::File::open(&tar).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        let expected = [
+            ".wh.dir2",
+            ".wh.gone",
+            "d",
+            "d/a",
+            "deep",
+            "deep/er",
+            "deep/er/z",
+            "mode",
+            "nd",
+            "nd/f",
+            "new",
+            "rep",
+        ];
+        assert_eq!(names, expected, "the layer holds just the changes");
+
+        let layer = Layer {
+            digest: &desc.digest,
+            media_type: &desc.media_type,
+            diff_id: Some(&desc.digest),
+        };
+        apply(fs::File::open(&tar).unwrap(), &up, &layers, &layer).unwrap();
+        let all = vec![up.clone(), l2.clone(), l1.clone()];
+        crate::snapshots::native::flatten(&all, &back).unwrap();
+        assert_eq!(tree(&back), tree(&copy));
+
+        // Without a stamp every entry counts as changed: a bigger layer, the same tree.
+        let unstamped = Writable::Native {
+            fs: copy.clone(),
+            layers: layers.clone(),
+            copied: None,
+        };
+        let whole = unstamped.write_diff(&base.join("whole.tar")).unwrap();
+        assert!(whole.size > desc.size);
         fs::remove_dir_all(&base).unwrap();
     }
 

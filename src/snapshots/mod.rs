@@ -54,6 +54,10 @@ use std::time::Duration;
 /// The directory of the snapshot dirs, under the snapshotter's root.
 pub const OVERLAY_DIR: &str = "overlayfs";
 
+/// A native snapshot's stamp, beside its `fs`, written when its copy is done: what the
+/// copy holds with an older ctime is as the parents have it ([`diff::Writable::Native`]).
+const COPIED_STAMP: &str = "copied";
+
 /// The metadata file, under the snapshotter's root.
 pub const METADATA_FILE: &str = "metadata.json";
 
@@ -428,7 +432,11 @@ impl Snapshotter {
         make().map_err(|e| Error::io(format!("create snapshot dir {}", dir.display()), e))?;
         if flavor == Flavor::Native {
             let layers: Vec<PathBuf> = lowers.iter().map(|id| self.dir(*id).join("fs")).collect();
-            if let Err(e) = native::flatten(&layers, &dir.join("fs")) {
+            let copied = native::flatten(&layers, &dir.join("fs")).and_then(|()| {
+                write_stamp(&dir.join(COPIED_STAMP))
+                    .map_err(|e| Error::io(format!("write {}/{COPIED_STAMP}", dir.display()), e))
+            });
+            if let Err(e) = copied {
                 let _ = fs::remove_dir_all(&dir);
                 return Err(e.context(&format!("native snapshot {key}")));
             }
@@ -553,6 +561,61 @@ impl Snapshotter {
             .collect())
     }
 
+    /// The changes of the active snapshot `key`, to be written as a layer: its upper dir,
+    /// or for a native one its copy, parents and `copied` stamp.
+    pub fn writable(&self, key: &str) -> Result<diff::Writable> {
+        let db = lock(&self.inner.db);
+        let r = db
+            .snapshots
+            .get(key)
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key}")))?;
+        let dir = self.dir(r.id);
+        if r.flavor.is_overlay() {
+            return Ok(diff::Writable::Upper(dir.join("fs")));
+        }
+        let layers = self.chain(&db, r.parent.as_deref())?;
+        Ok(diff::Writable::Native {
+            fs: dir.join("fs"),
+            layers: layers
+                .into_iter()
+                .map(|id| self.dir(id).join("fs"))
+                .collect(),
+            copied: fs::symlink_metadata(dir.join(COPIED_STAMP))
+                .ok()
+                .map(|m| (m.ctime(), m.ctime_nsec())),
+        })
+    }
+
+    /// Applies a layer to the active snapshot `key`: into its upper dir (overlay), or for a
+    /// native one laid over its copy (the layer is applied to a staging upper dir beside
+    /// it, then merged in as the copy was made, whiteouts removing names). The staging dir
+    /// is removed either way.
+    pub fn apply_layer(
+        &self,
+        key: &str,
+        blob: impl std::io::Read,
+        layer: &unpack::Layer,
+    ) -> Result<unpack::Applied> {
+        let flavor = self.stat(key)?.flavor;
+        let fs_dir = self.fs_dir(key)?;
+        let lowers = self.parent_dirs(key)?;
+        if flavor.is_overlay() {
+            return unpack::apply(blob, &fs_dir, &lowers, layer);
+        }
+        let stage = fs_dir.with_file_name("stage");
+        let _ = fs::remove_dir_all(&stage);
+        let applied = fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&stage)
+            .map_err(|e| Error::io(format!("create {}", stage.display()), e))
+            .and_then(|()| unpack::apply(blob, &stage, &lowers, layer))
+            .and_then(|applied| native::lay_over(&stage, &fs_dir).map(|()| applied));
+        if let Err(e) = fs::remove_dir_all(&stage) {
+            tracing::warn!("snapshot {key}: cannot remove {}: {e}", stage.display());
+        }
+        applied
+    }
+
     /// Commits the active snapshot `key` as `name` (read-only from then on). Refused while
     /// it is mounted.
     pub fn commit(&self, name: &str, key: &str) -> Result<()> {
@@ -669,6 +732,29 @@ impl Snapshotter {
     pub(crate) fn unpack_lock(&self) -> MutexGuard<'_, ()> {
         lock(&self.inner.unpacking)
     }
+}
+
+/// Writes the empty file `path` with a ctime newer than that of anything written before
+/// the call. File times come from the kernel's coarse clock (a tick of a few
+/// milliseconds), so a copy that took less than a tick has the ctime a stamp written right
+/// after it would get: the stamp is made again until its ctime has moved on (a tick or
+/// two, at most a second).
+pub(crate) fn write_stamp(path: &Path) -> std::io::Result<()> {
+    let ctime = |p: &Path| fs::symlink_metadata(p).map(|m| (m.ctime(), m.ctime_nsec()));
+    let _ = fs::remove_file(path);
+    fs::write(path, b"")?;
+    let first = ctime(path)?;
+    for _ in 0..1000 {
+        std::thread::sleep(Duration::from_millis(1));
+        fs::remove_file(path)?;
+        fs::write(path, b"")?;
+        if ctime(path)? > first {
+            return Ok(());
+        }
+    }
+    Err(std::io::Error::other(
+        "the file clock did not move in a second",
+    ))
 }
 
 fn info(name: &str, r: &Record) -> Info {

@@ -25,21 +25,29 @@ use std::path::{Path, PathBuf};
 /// `dest`, an existing directory.
 pub(crate) fn flatten(layers: &[PathBuf], dest: &Path) -> Result<()> {
     for layer in layers.iter().rev() {
-        let mut copy = Copy {
-            links: HashMap::new(),
-        };
-        copy.layer(layer, dest).map_err(|(path, e)| {
-            Error::io(
-                format!(
-                    "copy {} into the native snapshot {}",
-                    path.display(),
-                    dest.display()
-                ),
-                e,
-            )
-        })?;
+        Copy::new().layer(layer, dest).map_err(copy_error(dest))?;
     }
     Ok(())
+}
+
+/// Lays the entries of one overlay-style upper dir `layer` over `dest` as [`flatten`]
+/// does, but leaves `dest`'s own owner, mode and times as they are (a staging dir's root
+/// is no layer's root).
+pub(crate) fn lay_over(layer: &Path, dest: &Path) -> Result<()> {
+    Copy::new().dir(layer, dest).map_err(copy_error(dest))
+}
+
+fn copy_error(dest: &Path) -> impl FnOnce(Failed) -> Error + '_ {
+    move |(path, e)| {
+        Error::io(
+            format!(
+                "copy {} into the native snapshot {}",
+                path.display(),
+                dest.display()
+            ),
+            e,
+        )
+    }
 }
 
 type Failed = (PathBuf, io::Error);
@@ -54,6 +62,12 @@ struct Copy {
 }
 
 impl Copy {
+    fn new() -> Copy {
+        Copy {
+            links: HashMap::new(),
+        }
+    }
+
     fn layer(&mut self, src: &Path, dest: &Path) -> std::result::Result<(), Failed> {
         let meta = fs::symlink_metadata(src).map_err(at(src))?;
         if is_opaque(src).map_err(at(src))? {

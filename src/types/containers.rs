@@ -17,9 +17,16 @@ pub const SNAPSHOTTER_NATIVE: &str = "native";
 pub fn snapshotter_of(run: &ImageRun, default: &'static str) -> Result<&'static str, String> {
     match run.snapshotter.as_deref() {
         None => Ok(default),
-        Some(SNAPSHOTTER_OVERLAYFS) => Ok(SNAPSHOTTER_OVERLAYFS),
-        Some(SNAPSHOTTER_NATIVE) => Ok(SNAPSHOTTER_NATIVE),
-        Some(other) => Err(format!(
+        Some(name) => snapshotter_named(name),
+    }
+}
+
+/// The snapshotter called `name`, or an error naming it and the known ones.
+pub fn snapshotter_named(name: &str) -> Result<&'static str, String> {
+    match name {
+        SNAPSHOTTER_OVERLAYFS => Ok(SNAPSHOTTER_OVERLAYFS),
+        SNAPSHOTTER_NATIVE => Ok(SNAPSHOTTER_NATIVE),
+        other => Err(format!(
             "unknown snapshotter {other:?} (known: {SNAPSHOTTER_OVERLAYFS}, \
              {SNAPSHOTTER_NATIVE})"
         )),

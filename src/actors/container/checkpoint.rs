@@ -3,8 +3,8 @@
 //! exit waits for `/tasks/checkpointed`, it counts as a user's stop, and no policy
 //! restarts it. A failed dump quotes CRIU's own error lines and the container runs on.
 //!
-//! A container run from an image also has its writable layer (the snapshot's upper dir)
-//! written into the checkpoint as an OCI layer, after the dump: with `exit` its processes
+//! A container run from an image also has its writable layer (the snapshot's upper dir, or
+//! a native snapshot's changes against its image) written into the checkpoint as an OCI layer, after the dump: with `exit` its processes
 //! are gone by then, so the files match the memory state the dump saw.
 
 use super::exit_gate::Hold;
@@ -14,6 +14,7 @@ use crate::checkpoint::{BaseImage, CheckpointInfo, CheckpointOptions, Checkpoint
 use crate::error::{Error, Result};
 use crate::layout::write_atomic;
 use crate::runtime::{CheckpointCall, RuntimeError};
+use crate::snapshots::diff::Writable;
 use crate::types::*;
 use actix::prelude::*;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,8 @@ pub struct Checkpoint {
     pub options: CheckpointOptions,
     /// Where checkpoints are kept.
     pub store: CheckpointStore,
-    /// For a container run from an image: its writable layer's upper dir and its image.
-    pub rootfs: Option<(PathBuf, BaseImage)>,
+    /// For a container run from an image: its writable layer and its image.
+    pub rootfs: Option<(Writable, BaseImage)>,
 }
 
 impl Container {
@@ -88,7 +89,7 @@ async fn written_layer(
     runtime: &std::sync::Arc<dyn crate::runtime::OciRuntime>,
     id: &str,
     dir: &Path,
-    upper: Option<PathBuf>,
+    upper: Option<Writable>,
 ) -> Result<Option<Descriptor>> {
     match dumped {
         Ok(()) => {}
@@ -107,11 +108,10 @@ async fn written_layer(
         return Ok(None);
     };
     let out = crate::checkpoint::rw_layer_path(dir);
-    let written =
-        actix_rt::task::spawn_blocking(move || crate::snapshots::diff::write_diff(&upper, &out))
-            .await
-            .map_err(|e| Error::Internal(format!("write the writable layer: {e}")))
-            .and_then(|r| r);
+    let written = actix_rt::task::spawn_blocking(move || upper.write_diff(&out))
+        .await
+        .map_err(|e| Error::Internal(format!("write the writable layer: {e}")))
+        .and_then(|r| r);
     match written {
         Ok(desc) => Ok(Some(desc)),
         Err(e) => {
