@@ -20,9 +20,11 @@
 #      CORRAL_CRIU_FETCH_ONLY=DIR only fetches and checks CRIU's source tarball into DIR
 #      (installs nothing but the deb-src entry), then exits.
 #      CORRAL_INSTALL_YOUKI=1 also builds youki ${YOUKI_VERSION} with `cargo install --locked`
-#      into /usr/local/bin (needs cargo and libseccomp-dev; about 140 crates, which took
-#      well over half an hour on 2 loaded cores, so it is opt-in: tests/runtimes.rs skips
-#      youki when it is absent).
+#      into /usr/local/bin, with the cgroup drivers and seccomp (the crate enables no
+#      feature by default: a plain `cargo install youki` cannot create a container on a v1
+#      or hybrid host). Needs cargo and libseccomp-dev; about 140 crates, 74 minutes with
+#      -j1 on 2 cores shared with other builds, so it is opt-in: tests/runtimes.rs skips
+#      youki when it is absent.
 set -euo pipefail
 
 CRIU_VERSION=4.2.1
@@ -351,7 +353,8 @@ if [[ ${CORRAL_INSTALL_YOUKI:-0} == 1 ]]; then
     apt_install libseccomp-dev pkg-config
     log "cargo install youki $YOUKI_VERSION (several minutes)"
     start=$SECONDS
-    cargo install youki --version "$YOUKI_VERSION" --locked --root /usr/local >/dev/null ||
+    cargo install youki --version "$YOUKI_VERSION" --locked --features v1,v2,systemd,seccomp \
+      --root /usr/local >/dev/null ||
       die "cargo install youki failed"
     log "installed youki to /usr/local/bin/youki in $((SECONDS - start)) s"
   fi
