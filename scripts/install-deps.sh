@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what corral's tests and demo need on a Debian 12 machine (run as root):
-#   runc, busybox-static (/bin/busybox), procps, iptables, iproute2, and CRIU 4.2.1 built
+#   runc, crun (tests/runtimes.rs), busybox-static (/bin/busybox), procps, iptables,
+#   iproute2, and CRIU 4.2.1 built
 #   from Debian's source into /usr/local/sbin/criu (Debian 12's criu 3.17 cannot run on
 #   kernels >= 6.13, and 4.1.1 cannot dump a TCP socket on kernels >= 6.16, which allow
 #   SO_PASSCRED/SO_PASSSEC only on unix and netlink sockets: CRIU's issue 2718, fixed in 4.2);
@@ -18,6 +19,12 @@
 # Env: CORRAL_SKIP_CRIU=1 skips building/checking CRIU.
 #      CORRAL_CRIU_FETCH_ONLY=DIR only fetches and checks CRIU's source tarball into DIR
 #      (installs nothing but the deb-src entry), then exits.
+#      CORRAL_INSTALL_YOUKI=1 also builds youki ${YOUKI_VERSION} with `cargo install --locked`
+#      into /usr/local/bin, with the cgroup drivers and seccomp (the crate enables no
+#      feature by default: a plain `cargo install youki` cannot create a container on a v1
+#      or hybrid host). Needs cargo and libseccomp-dev; about 140 crates, 74 minutes with
+#      -j1 on 2 cores shared with other builds, so it is opt-in: tests/runtimes.rs skips
+#      youki when it is absent.
 set -euo pipefail
 
 CRIU_VERSION=4.2.1
@@ -29,7 +36,8 @@ CRIU_BIN=/usr/local/sbin/criu
 # iptables: CRIU locks a container's network with iptables-restore while it dumps.
 # strace, curl and iproute2: the tests use them (a syscall delayed to hold a race open; a real
 # HTTP client; `ip netns` and veth pairs for the TCP checkpoint tests).
-RUNTIME_PKGS=(runc busybox-static procps iptables strace curl iproute2)
+RUNTIME_PKGS=(runc crun busybox-static procps iptables strace curl iproute2)
+YOUKI_VERSION=0.7.0
 # The image tests: a local registry, a reference client, zstd layers, bcrypt htpasswd files.
 IMAGE_PKGS=(skopeo zstd apache2-utils)
 # Packages whose maintainer scripts would start a system service: see apt_install_no_services.
@@ -337,9 +345,26 @@ else
   install_criu
 fi
 
+if [[ ${CORRAL_INSTALL_YOUKI:-0} == 1 ]]; then
+  if [[ -x /usr/local/bin/youki ]] && /usr/local/bin/youki --version 2>/dev/null | grep -q "$YOUKI_VERSION"; then
+    log "youki $YOUKI_VERSION present"
+  else
+    command -v cargo >/dev/null || die "CORRAL_INSTALL_YOUKI=1 needs cargo in PATH"
+    apt_install libseccomp-dev pkg-config
+    log "cargo install youki $YOUKI_VERSION (several minutes)"
+    start=$SECONDS
+    cargo install youki --version "$YOUKI_VERSION" --locked --features v1,v2,systemd,seccomp \
+      --root /usr/local >/dev/null ||
+      die "cargo install youki failed"
+    log "installed youki to /usr/local/bin/youki in $((SECONDS - start)) s"
+  fi
+fi
+
 # Final checks.
 runc_version="$(runc --version 2>/dev/null | head -n1)" || die "runc --version failed"
 log "$runc_version"
+crun_version="$(crun --version 2>/dev/null | head -n1)" || die "crun --version failed"
+log "$crun_version"
 [[ -x /bin/busybox ]] || die "/bin/busybox missing (busybox-static)"
 log "/bin/busybox present"
 for tool in docker-registry skopeo zstd gzip htpasswd containerd; do

@@ -73,10 +73,11 @@ pub fn stop_signal(spec: &Spec) -> Result<i32> {
 }
 
 /// The spec the runtime is given for a container whose own spec names no cgroupsPath:
-/// cgroupsPath `<namespace>/<id>` (so one id in two namespaces never shares a cgroup; runc
-/// would use `<id>` for both) and an absolute root path (the bundle dir changes). `None`
-/// when the spec names its cgroupsPath: then it is used as it is.
-pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Option<Spec> {
+/// corral's `cgroups_path` (`<parent>/<namespace>/<id>`, so one id in two namespaces never
+/// shares a cgroup, see [`crate::cgroups::placement`]) and an absolute root path (the
+/// bundle dir changes). `None` when the spec names its cgroupsPath: then it is used as it
+/// is.
+pub fn runtime_spec(spec: &Spec, bundle: &Path, cgroups_path: &str) -> Option<Spec> {
     let mut linux = spec.linux().clone().unwrap_or_default();
     if linux
         .cgroups_path()
@@ -86,7 +87,7 @@ pub fn runtime_spec(spec: &Spec, bundle: &Path, namespace: &str, id: &str) -> Op
         return None;
     }
     let mut out = spec.clone();
-    linux.set_cgroups_path(Some(PathBuf::from(format!("{namespace}/{id}"))));
+    linux.set_cgroups_path(Some(PathBuf::from(cgroups_path)));
     out.set_linux(Some(linux));
     if let Some(mut root) = out.root().clone() {
         if root.path().is_relative() {
@@ -164,14 +165,19 @@ pub fn console_box(size: crate::types::ConsoleSize) -> oci_spec::runtime::Box {
         .unwrap_or_default()
 }
 
-/// Where the runtime will put `id`'s cgroups under `spec` (see [`CgroupPaths::expected`](crate::cgroups::CgroupPaths::expected)).
-pub fn cgroup_paths(spec: &Spec, id: &str) -> crate::cgroups::CgroupPaths {
+/// Where the runtime (run from `runtime_cgroup`, or from corrald's when None) will put
+/// `id`'s cgroups under `spec` (see [`CgroupPaths::expected`](crate::cgroups::CgroupPaths::expected)).
+pub fn cgroup_paths(
+    spec: &Spec,
+    id: &str,
+    runtime_cgroup: Option<&str>,
+) -> crate::cgroups::CgroupPaths {
     let spec_path = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    crate::cgroups::CgroupPaths::expected(spec_path.as_deref(), id)
+    crate::cgroups::CgroupPaths::expected(spec_path.as_deref(), id, runtime_cgroup)
 }
 
 /// The defaults every spec corral makes starts from (a busybox bundle's, an image's):
@@ -267,7 +273,7 @@ mod tests {
         m.set_options(Some(vec!["rbind".into()]));
         mounts.push(m);
         spec.set_mounts(Some(mounts));
-        let out = runtime_spec(&spec, Path::new("/b"), "ns1", "web").unwrap();
+        let out = runtime_spec(&spec, Path::new("/b"), "/corral/ns1/web").unwrap();
         let cg = out
             .linux()
             .as_ref()
@@ -275,7 +281,11 @@ mod tests {
             .cgroups_path()
             .clone()
             .unwrap();
-        assert_eq!(cg, PathBuf::from("ns1/web"));
+        assert_eq!(cg, PathBuf::from("/corral/ns1/web"));
+        assert_eq!(
+            cgroup_paths(&out, "web", Some("/corral/_shims")),
+            crate::cgroups::CgroupPaths::uniform("/corral/ns1/web")
+        );
         assert_eq!(
             out.root().as_ref().unwrap().path(),
             &PathBuf::from("/b/rootfs")
@@ -292,6 +302,14 @@ mod tests {
         let mut linux = spec.linux().clone().unwrap_or_default();
         linux.set_cgroups_path(Some("/mine".into()));
         spec.set_linux(Some(linux));
-        assert!(runtime_spec(&spec, Path::new("/b"), "ns1", "web").is_none());
+        assert!(runtime_spec(&spec, Path::new("/b"), "/corral/ns1/web").is_none());
+        // ... and a relative one is placed under the runtime's cgroup, the shims'.
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_cgroups_path(Some("mine".into()));
+        spec.set_linux(Some(linux));
+        assert_eq!(
+            cgroup_paths(&spec, "web", Some("/corral/_shims")),
+            crate::cgroups::CgroupPaths::uniform("/corral/_shims/mine")
+        );
     }
 }

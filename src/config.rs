@@ -48,6 +48,8 @@ pub struct Config {
     pub log_max_size: u64,
     /// How many log files a process keeps, the live one included (at least 1).
     pub log_max_files: u32,
+    /// Where shims and containers' cgroups go, apart from corrald's own cgroup.
+    pub cgroups: crate::cgroups::placement::CgroupPlacement,
     /// The snapshotter of containers from images that name none, and of restores of
     /// their checkpoints: `overlayfs` or `native`; `None` for overlayfs, or native when
     /// the kernel has no overlayfs.
@@ -94,6 +96,7 @@ impl Default for Config {
             log_dir: None,
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
+            cgroups: Default::default(),
             snapshotter: None,
         }
     }

@@ -205,6 +205,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// A tracing EnvFilter directive.
     pub log_level: Option<String>,
+    /// Containers' cgroups go under this cgroup (`<parent>/<namespace>/<id>`).
+    pub cgroup_parent: Option<Spanned<String>>,
+    /// The shims' cgroup (`""`: shims stay in corrald's).
+    pub shim_cgroup: Option<Spanned<String>>,
     /// Named runtimes.
     #[serde(default)]
     pub runtimes: BTreeMap<String, RuntimeTable>,
@@ -359,6 +363,10 @@ pub struct Flags {
     pub log_format: Option<LogFormat>,
     /// `--log-level` (or its environment variables).
     pub log_level: Option<String>,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
+    /// `--shim-cgroup`.
+    pub shim_cgroup: Option<String>,
 }
 
 /// Everything corrald runs with: the library's config and the daemon's own settings.
@@ -459,6 +467,51 @@ pub fn resolve(file: &Loaded, flags: Flags) -> Result<Settings> {
         })?,
     };
 
+    let cgroups = {
+        use crate::cgroups::placement::{check_path, CgroupPlacement};
+        let defaults = CgroupPlacement::default();
+        let pick = |flag: Option<String>,
+                    key: &Option<Spanned<String>>,
+                    name: &str,
+                    default: String|
+         -> Result<String> {
+            match (flag, key) {
+                (Some(flag), _) => Ok(flag),
+                (None, Some(spanned)) => Ok(spanned.get_ref().clone()),
+                (None, None) => Ok(default),
+            }
+            .and_then(|value: String| {
+                if name == "shim_cgroup" && value.is_empty() {
+                    return Ok(value);
+                }
+                check_path(name, &value)
+                    .map_err(|e| match key {
+                        Some(spanned) if spanned.get_ref() == &value => {
+                            file.error_at(spanned.span(), name, &e)
+                        }
+                        _ => ConfigError(e),
+                    })
+                    .map(|()| value)
+            })
+        };
+        let parent = pick(
+            flags.cgroup_parent,
+            &f.cgroup_parent,
+            "cgroup_parent",
+            defaults.parent,
+        )?;
+        let shims = pick(
+            flags.shim_cgroup,
+            &f.shim_cgroup,
+            "shim_cgroup",
+            defaults.shims.unwrap_or_default(),
+        )?;
+        CgroupPlacement {
+            parent,
+            shims: (!shims.is_empty()).then_some(shims),
+        }
+    };
+
     let config = Config {
         state_dir: absolute(
             flags
@@ -519,6 +572,7 @@ pub fn resolve(file: &Loaded, flags: Flags) -> Result<Settings> {
             }
             n => n,
         },
+        cgroups,
         snapshotter: match (flags.snapshotter, &f.snapshotter) {
             (Some(flag), _) => Some(
                 crate::types::snapshotter_named(&flag)
@@ -604,17 +658,28 @@ log_format = "text"
 # A tracing filter: error, warn, info, debug, trace, or directives like "corral=debug".
 # CORRAL_LOG or RUST_LOG override it, and --log-level overrides them.
 log_level = "info"
+# Cgroups, apart from corrald's own so that stopping corrald's unit kills no container:
+# containers get cgroupsPath <cgroup_parent>/<namespace>/<id> (or, with runc's systemd
+# driver, corral.slice:corral-<namespace>:<id>); every shim moves into shim_cgroup in
+# every hierarchy before it runs the runtime ("": shims stay in corrald's cgroup).
+cgroup_parent = {cgroup_parent}
+shim_cgroup = {shim_cgroup}
 
 # Named runtimes: a create request's runtime (corralctl run --runtime NAME) is looked up
 # here first. binary: a path or a name in PATH (checked at start); args: global arguments
 # placed before the request's own; options: more global arguments, each given as
 # --KEY=VALUE after args (a string, boolean or integer value). runc is always here unless
-# redefined.
+# redefined. options = {{ systemd-cgroup = true }} selects runc's systemd cgroup driver
+# (systemd must be PID 1). crun works too, on hybrid cgroup hosts as well:
+#   [runtimes.crun]
+#   binary = "crun"
 [runtimes.{default_name}]
 binary = {runc}
 args = []
 options = {{}}
 "#,
+        cgroup_parent = toml_string(&c.cgroups.parent),
+        shim_cgroup = toml_string(c.cgroups.shims.as_deref().unwrap_or("")),
         state_dir = q(&c.state_dir),
         runtime_root = q(&c.runtime_root),
         data_dir = q(&c.data_dir),
@@ -745,5 +810,35 @@ mod tests {
         let e = resolve(&bad, Flags::default()).unwrap_err().0;
         assert!(e.contains("line 2: key `runtime`"), "{e}");
         assert!(e.contains("runc"), "{e}");
+    }
+
+    #[test]
+    fn cgroup_placement_from_the_file_and_the_flags() {
+        let loaded = parse("shim = \"/bin/sh\"\n").unwrap();
+        let s = resolve(&loaded, Flags::default()).unwrap();
+        assert_eq!(s.config.cgroups, Default::default());
+        assert_eq!(s.config.cgroups.shims.as_deref(), Some("/corral/_shims"));
+        let loaded =
+            parse("shim = \"/bin/sh\"\ncgroup_parent = \"/mine\"\nshim_cgroup = \"/mine/_s\"\n")
+                .unwrap();
+        let s = resolve(&loaded, Flags::default()).unwrap();
+        assert_eq!(s.config.cgroups.parent, "/mine");
+        assert_eq!(s.config.cgroups.shims.as_deref(), Some("/mine/_s"));
+        // "" keeps shims in corrald's cgroup.
+        let flags = Flags {
+            shim_cgroup: Some(String::new()),
+            ..Flags::default()
+        };
+        assert_eq!(resolve(&loaded, flags).unwrap().config.cgroups.shims, None);
+        let bad = parse("shim = \"/bin/sh\"\nshim_cgroup = \"relative\"\n").unwrap();
+        let e = resolve(&bad, Flags::default()).unwrap_err().0;
+        assert!(e.contains("line 2: key `shim_cgroup`"), "{e}");
+        assert!(e.contains("absolute"), "{e}");
+        let flags = Flags {
+            cgroup_parent: Some("/".into()),
+            ..Flags::default()
+        };
+        let e = resolve(&loaded, flags).unwrap_err().0;
+        assert!(e.contains("cgroup_parent"), "{e}");
     }
 }

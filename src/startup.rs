@@ -145,7 +145,19 @@ pub async fn start(config: Config) -> Result<Handle> {
         log_max_size,
         log_max_files,
         snapshotter: _,
+        cgroups,
     } = config;
+    // Shims move themselves there; a host where corrald cannot make it is told now, not
+    // at the first create.
+    if let Some(shims) = &cgroups.shims {
+        crate::cgroups::placement::prepare(shims).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the shims' cgroup {shims}: {e} (corrald needs write access to the cgroup \
+                 hierarchies, e.g. Delegate=yes and root; or --shim-cgroup \"\" keeps shims in \
+                 corrald's own cgroup)"
+            ))
+        })?;
+    }
     let log_dir = log_dir.unwrap_or_else(|| data_dir.join("logs"));
     let logs = crate::config::LogSettings {
         dir: log_dir.clone(),
@@ -164,6 +176,7 @@ pub async fn start(config: Config) -> Result<Handle> {
         shim_timeout,
         criu,
         logs: std::sync::Arc::new(logs),
+        cgroups,
     };
     // The supervisor adopts the containers already in the state dir as it starts.
     let supervisor = Supervisor::new(settings, events.clone(), recovered.exits, lock).start();

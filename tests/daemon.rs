@@ -339,3 +339,160 @@ fn corrald_tells_systemd_it_is_ready_and_installs_its_unit() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Moves `pid` into a new child of this test's own cgroup, in every hierarchy; returns the
+/// new cgroups' directories.
+fn own_child_cgroup(pid: i32, name: &str) -> Vec<std::path::PathBuf> {
+    let me = std::process::id().to_string();
+    let paths: Vec<String> = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_string))
+        .collect();
+    let mut dirs = Vec::new();
+    for mount in corral::cgroups::placement::mounts() {
+        // Our cgroup in this hierarchy: the one of our paths whose cgroup.procs lists us.
+        let Some(own) = paths
+            .iter()
+            .map(|p| mount.dir.join(p.trim_start_matches('/')))
+            .find(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs"))
+                    .is_ok_and(|t| t.lines().any(|l| l == me))
+            })
+        else {
+            panic!("this test is in no cgroup of {}", mount.dir.display());
+        };
+        let dir = own.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if mount.cpuset {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                std::fs::write(dir.join(f), std::fs::read(own.join(f)).unwrap()).unwrap();
+            }
+        }
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", dir.display()));
+        dirs.push(dir);
+    }
+    dirs
+}
+
+/// Shims live outside corrald's cgroup in every hierarchy (the shim cgroup, /corral/_shims
+/// by default) and containers in /corral/<namespace>/<id>: a kill of every process in
+/// corrald's cgroup (what systemd does to a unit on stop) leaves them running, and the next
+/// corrald adopts them.
+#[test]
+fn containers_survive_a_kill_of_corralds_cgroup() {
+    let mut d = Daemon::start("cgroup_kill");
+    let name = format!("corrald-test-{}", std::process::id());
+    let dirs = own_child_cgroup(d.pid(), &name);
+    let sleeper = d.bundle("sleep", &["sleep", "1000"]);
+    let id = unique_id("cgkill");
+    let info = d.run(&id, &sleeper);
+    let shim = d.shim_pid("default", &id, "init");
+    let cgroups = |pid: i32| -> Vec<String> {
+        let mut lines: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let (daemon_cg, shim_cg, container_cg) =
+        (cgroups(d.pid()), cgroups(shim), cgroups(info.pid as i32));
+    assert_eq!(daemon_cg.len(), shim_cg.len());
+    for (ours, theirs) in daemon_cg.iter().zip(&shim_cg) {
+        assert_ne!(ours, theirs, "the shim shares a cgroup with corrald");
+        assert!(
+            theirs.ends_with(":/corral/_shims"),
+            "the shim is not in /corral/_shims: {shim_cg:?}"
+        );
+    }
+    for line in &container_cg {
+        assert!(
+            line.ends_with(&format!(":/corral/default/{id}")),
+            "{container_cg:?}"
+        );
+    }
+
+    // systemd's stop of a unit: SIGKILL to every process in its cgroup, until none is left.
+    wait_until(LIVENESS, "corrald's cgroup to be empty", || {
+        let mut left = false;
+        for dir in &dirs {
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse::<i32>().ok())
+            {
+                left = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        !left
+    });
+    d.kill9(); // reaps it: it died of that SIGKILL
+    assert!(alive(shim), "the shim died with corrald's cgroup");
+    assert!(
+        alive(info.pid as i32),
+        "the container died with corrald's cgroup"
+    );
+
+    d.restart();
+    let r = d.client().state("", &id).unwrap();
+    assert_eq!((r.status, r.pid), (Status::Running, info.pid));
+    exec(&d, &id, "after", &["sh", "-c", "exit 4"]);
+    assert_eq!(d.wait_code("", &id, Some("after")), 4);
+    d.client().kill(kill_init_req(&id)).unwrap();
+    assert_eq!(d.wait_code("", &id, None), 137);
+    d.delete("", &id, false).unwrap();
+    d.assert_no_leftovers("default", &id);
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// A corrald that cannot write to the cgroup hierarchies (here a read-only memory
+/// hierarchy, as under a unit without delegation) stops at start with a message naming the
+/// shims' cgroup and the directory it could not make.
+#[test]
+fn an_unwritable_cgroup_hierarchy_stops_corrald_at_start() {
+    let d = Daemon::start("cgroup_ro");
+    let cgroup = format!("/corral-ro-test-{}", std::process::id());
+    // A private mount namespace: the read-only remount is seen by this corrald only.
+    let script = format!("mount -o remount,bind,ro /sys/fs/cgroup/memory && exec {CORRALD} \"$@\"");
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "corrald",
+    ])
+    .args(d.command().get_args())
+    .arg("--socket")
+    .arg(d.path("ro.sock"))
+    .arg("--state-dir")
+    .arg(d.path("ro-state"))
+    .arg("--shim-cgroup")
+    .arg(&cgroup);
+    let out = output_within(&mut cmd, LIVENESS);
+    let err = stderr(&out);
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory").join(&cgroup[1..]);
+    let made = memory.exists();
+    for h in corral::cgroups::placement::mounts() {
+        let _ = std::fs::remove_dir(h.dir.join(&cgroup[1..]));
+    }
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("the shims' cgroup {cgroup}")),
+        "{err}"
+    );
+    assert!(err.contains(&memory.display().to_string()), "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!made, "{} was made", memory.display());
+}

@@ -68,6 +68,13 @@ struct Cli {
     /// else RUST_LOG, else the file's log_level [default: info]
     #[arg(long, value_name = "LEVEL", env = "CORRAL_LOG")]
     log_level: Option<String>,
+    /// Containers' cgroups go in PARENT/NAMESPACE/ID (cgroupfs drivers) [default: /corral]
+    #[arg(long, value_name = "CGROUP")]
+    cgroup_parent: Option<String>,
+    /// The cgroup every shim moves into, out of corrald's ("": stay in corrald's)
+    /// [default: /corral/_shims]
+    #[arg(long, value_name = "CGROUP")]
+    shim_cgroup: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -142,6 +149,8 @@ fn settings(cli: Cli) -> Result<Settings, daemon_config::ConfigError> {
         log_level: cli
             .log_level
             .or_else(|| std::env::var("RUST_LOG").ok().filter(|l| !l.is_empty())),
+        cgroup_parent: cli.cgroup_parent,
+        shim_cgroup: cli.shim_cgroup,
     };
     daemon_config::resolve(&loaded, flags)
 }

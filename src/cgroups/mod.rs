@@ -1,13 +1,15 @@
 //! Everything corral does with cgroups itself (no cgroups-rs, no runtime fork): where a
 //! host mounts them and where a container's are ([`Hierarchy`], [`host`], [`CgroupPaths`]),
 //! statistics ([`stats`]), OOM notification ([`oom`]), the v1 kernel memory limits runc 1.1
-//! ignores (`kmem`) and the removal of cgroups a runtime left behind ([`cleanup`]).
+//! ignores (`kmem`), the removal of cgroups a runtime left behind ([`cleanup`]) and where
+//! shims and containers' cgroups go, apart from corrald's ([`placement`]).
 //!
 //! Works on cgroup v1, v2 and hybrid hosts (v1 controllers plus a cgroup2 mount at
 //! `<root>/unified`).
 
 pub mod cleanup;
 pub mod oom;
+pub mod placement;
 pub mod stats;
 
 mod error;
@@ -81,14 +83,21 @@ impl CgroupPaths {
     }
 
     /// Where a runtime like runc puts a new container's cgroups: the spec's cgroupsPath
-    /// when absolute, else that path (or the id) under the runtime's own cgroups, which
-    /// are the daemon's.
-    pub fn expected(spec_path: Option<&str>, id: &str) -> Self {
+    /// when absolute, the scope runc's systemd driver makes for `slice:prefix:name`, else
+    /// that path (or the id) under the runtime's own cgroups: `runtime_cgroup` when the
+    /// shim that runs it moved there, else the daemon's.
+    pub fn expected(spec_path: Option<&str>, id: &str, runtime_cgroup: Option<&str>) -> Self {
         let wanted = spec_path.filter(|p| !p.is_empty()).unwrap_or(id);
         if wanted.starts_with('/') {
             return Self::uniform(wanted);
         }
-        let own = Self::of_pid(std::process::id()).unwrap_or_else(|| Self::uniform("/"));
+        if let Some(scope) = placement::systemd_cgroup(wanted) {
+            return Self::uniform(&scope);
+        }
+        let own = match runtime_cgroup {
+            Some(cgroup) => Self::uniform(cgroup),
+            None => Self::of_pid(std::process::id()).unwrap_or_else(|| Self::uniform("/")),
+        };
         CgroupPaths(
             own.0
                 .into_iter()

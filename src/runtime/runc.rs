@@ -28,6 +28,9 @@ pub struct Runc {
     pub timeout: Duration,
     /// The corral-shim binary, for the long-lived verbs.
     pub shim: PathBuf,
+    /// The cgroup each shim moves itself into before it runs the runtime (None: it stays
+    /// in corrald's).
+    pub shim_cgroup: Option<String>,
 }
 
 impl Runc {
@@ -55,6 +58,7 @@ impl Runc {
             // A group of its own: on a timeout the runtime goes with every helper it started
             // (CRIU under `checkpoint`), not just itself.
             .process_group(0);
+        super::crun::prepare(&mut cmd, &self.path);
         let (mut child, exited) =
             crate::reaper::spawn(&mut cmd).map_err(|source| RuntimeError::Spawn {
                 path: self.path.clone(),
@@ -85,7 +89,18 @@ impl Runc {
             }
         };
         if code != 0 {
-            return Err(classify(verb, &id, runtime_message(&stderr, code)));
+            let msg = runtime_message(&stderr, code);
+            if lacks_verb(&msg, verb) {
+                return Err(RuntimeError::Failed {
+                    verb: verb.to_string(),
+                    id,
+                    stderr: format!(
+                        "the runtime {} has no `{verb}` command: {msg}",
+                        self.path.display()
+                    ),
+                });
+            }
+            return Err(classify(verb, &id, msg));
         }
         Ok(stdout)
     }
@@ -122,6 +137,8 @@ impl OciRuntime for Runc {
         timeout: Duration,
     ) -> RuntimeFuture<LaunchedShim> {
         let shim = self.shim.clone();
+        let mut args = args;
+        args.cgroup = self.shim_cgroup.clone();
         Box::pin(async move {
             crate::launch::launch(&shim, &dir, &args, timeout)
                 .await
@@ -194,10 +211,15 @@ impl OciRuntime for Runc {
         }
         args.extend(call.flags);
         args.push(id.to_string());
-        let extra = vec![
-            "--criu".to_string(),
-            call.criu.to_string_lossy().into_owned(),
-        ];
+        // crun links libcriu and has no --criu option (it would refuse the whole call).
+        let extra = if super::crun::is_crun(&self.path) {
+            Vec::new()
+        } else {
+            vec![
+                "--criu".to_string(),
+                call.criu.to_string_lossy().into_owned(),
+            ]
+        };
         let call = self.clone().call(extra, "checkpoint", args, id.to_string());
         Box::pin(async move { call.await.map(drop) })
     }
@@ -206,6 +228,7 @@ impl OciRuntime for Runc {
         let args = vec!["--format".to_string(), "json".to_string(), id.to_string()];
         let call = self.clone().call(Vec::new(), "ps", args, id.to_string());
         let id = id.to_string();
+        let binary = self.path.clone();
         Box::pin(async move {
             let out = call.await?;
             serde_json::from_slice::<Option<Vec<u32>>>(&out)
@@ -213,7 +236,7 @@ impl OciRuntime for Runc {
                 .map_err(|e| RuntimeError::BadOutput {
                     verb: "ps".into(),
                     id,
-                    why: e.to_string(),
+                    why: garbage(&binary, &out, e),
                 })
         })
     }
@@ -227,13 +250,14 @@ impl OciRuntime for Runc {
             .clone()
             .call(Vec::new(), "state", vec![id.to_string()], id.to_string());
         let id = id.to_string();
+        let binary = self.path.clone();
         Box::pin(async move {
             let out = call.await?;
             let state: State =
                 serde_json::from_slice(&out).map_err(|e| RuntimeError::BadOutput {
                     verb: "state".into(),
                     id,
-                    why: e.to_string(),
+                    why: garbage(&binary, &out, e),
                 })?;
             Ok(match state.status.as_str() {
                 "created" => Status::Created,
@@ -288,6 +312,24 @@ pub fn runtime_message(stderr: &[u8], code: i32) -> String {
     }
 }
 
+/// Whether a runtime's complaint says it has no such command: crun's "unknown command",
+/// runc's "No help topic", clap's (youki's) "unrecognized subcommand".
+fn lacks_verb(msg: &str, verb: &str) -> bool {
+    let lower = msg.to_lowercase();
+    lower.contains(&verb.to_lowercase())
+        && (lower.contains("unknown command")
+            || lower.contains("no help topic")
+            || lower.contains("unrecognized subcommand"))
+}
+
+/// What to say about output that is not what `binary` should print: the runtime, the
+/// parse error and the start of the text.
+fn garbage(binary: &Path, out: &[u8], e: serde_json::Error) -> String {
+    let text = String::from_utf8_lossy(out);
+    let head: String = text.trim().chars().take(120).collect();
+    format!("{} printed {head:?}: {e}", binary.display())
+}
+
 async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
     let mut out = Vec::new();
     let Some(fd) = fd else { return out };
@@ -322,6 +364,24 @@ mod tests {
         assert_eq!(runtime_message(err, 1), "container \"x\" does not exist");
         assert_eq!(runtime_message(b"plain failure\n", 1), "plain failure");
         assert!(runtime_message(b"", 2).contains("status 2"));
+    }
+
+    #[test]
+    fn missing_verbs_are_told_apart() {
+        assert!(lacks_verb("unknown command checkpoint", "checkpoint"));
+        assert!(lacks_verb("No help topic for 'checkpoint'", "checkpoint"));
+        assert!(lacks_verb(
+            "error: unrecognized subcommand 'checkpoint'",
+            "checkpoint"
+        ));
+        assert!(!lacks_verb(
+            "criu failed: type NOTIFY errno 0",
+            "checkpoint"
+        ));
+        assert!(!lacks_verb("unknown command checkpoint", "pause"));
+        let e = serde_json::from_slice::<u32>(b"hello").unwrap_err();
+        let why = garbage(Path::new("/x/rt"), b"hello\n", e);
+        assert!(why.contains("/x/rt") && why.contains("hello"), "{why}");
     }
 
     #[test]

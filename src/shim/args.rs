@@ -62,6 +62,9 @@ pub struct ShimArgs {
     pub terminal: bool,
     /// The terminal's first size, (width, height) in characters.
     pub console_size: Option<(u16, u16)>,
+    /// The cgroup the shim moves itself into (in every hierarchy) before it runs the
+    /// runtime: out of corrald's, so that stopping corrald's unit leaves it alone.
+    pub cgroup: Option<String>,
 }
 
 impl ShimArgs {
@@ -113,6 +116,10 @@ impl ShimArgs {
             out.push("--console-size".into());
             out.push(format!("{w}x{h}").into());
         }
+        if let Some(cgroup) = &self.cgroup {
+            out.push("--cgroup".into());
+            out.push(cgroup.into());
+        }
         out
     }
 
@@ -136,6 +143,7 @@ impl ShimArgs {
             log_max_files: 1,
             terminal: false,
             console_size: None,
+            cgroup: None,
         };
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
@@ -171,6 +179,7 @@ impl ShimArgs {
                     }
                 }
                 "--console-size" => parsed.console_size = Some(console_size(&value)?),
+                "--cgroup" => parsed.cgroup = Some(value.to_string_lossy().into_owned()),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -221,6 +230,7 @@ mod tests {
             log_max_files: 3,
             terminal: true,
             console_size: Some((80, 24)),
+            cgroup: Some("/corral/_shims".into()),
         };
         let b = ShimArgs::parse(a.to_args()).unwrap();
         assert_eq!(b.log, a.log);
@@ -231,6 +241,7 @@ mod tests {
         assert_eq!(b.stdout, a.stdout);
         assert_eq!(b.runtime_args, a.runtime_args);
         assert_eq!(b.verb_args, a.verb_args);
+        assert_eq!(b.cgroup, a.cgroup);
         assert!(ShimArgs::parse(vec!["--mode".into()]).is_err());
     }
 
@@ -255,6 +266,7 @@ mod tests {
         assert_eq!((a.log_max_size, a.log_max_files), (0, 1));
         assert!(!a.terminal);
         assert_eq!(a.console_size, None);
+        assert_eq!(a.cgroup, None);
         let with = |extra: &[&str]| {
             let mut v = base.clone();
             v.extend(extra.iter().map(Into::into));

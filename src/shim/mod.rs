@@ -56,6 +56,11 @@ pub fn run(args: ShimArgs) -> i32 {
 }
 
 fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Result<(), String> {
+    // Out of corrald's cgroup first: the runtime, and the container until it has its own
+    // cgroup, start where we are.
+    if let Some(cgroup) = &args.cgroup {
+        crate::cgroups::placement::enter(cgroup, std::process::id())?;
+    }
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("set subreaper: {e}"))?;
     // Block SIGCHLD before any child exists, so no exit is missed: it queues on the signalfd.
     let mut mask = SigSet::empty();
@@ -131,6 +136,7 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         .stdin(Stdio::from(stdio.stdin))
         .stdout(Stdio::from(stdio.stdout))
         .stderr(Stdio::from(stdio.stderr));
+    crate::runtime::crun::prepare(&mut cmd, &args.runtime);
     let runtime = cmd
         .spawn()
         .map_err(|e| format!("start runtime {}: {e}", args.runtime.display()))?;

@@ -277,6 +277,7 @@ impl Container {
             log_max_files: stdio.log_max_files.unwrap_or(self.env.logs.max_files),
             terminal: stdio.terminal,
             console_size: stdio.console_size.map(|c| (c.width, c.height)),
+            cgroup: None, // the runtime's launch sets its shims' cgroup
         };
         (args, io)
     }

@@ -142,14 +142,20 @@ impl Supervisor {
             }
             let (bundle, spec) = crate::bundle::check(&req.bundle)?;
             let stop_signal = crate::bundle::stop_signal(&spec)?;
-            let mut runtime_spec =
-                crate::bundle::runtime_spec(&spec, &bundle, &key.namespace, &key.id);
-            crate::bundle::set_terminal(&spec, runtime_spec.as_mut(), &bundle, &req.stdio)?;
             let wanted = req
                 .runtime
                 .clone()
                 .unwrap_or_else(|| self.settings.default_runtime.clone());
             let (runtime_bin, runtime_args) = self.resolve_runtime(&wanted, &req.runtime_args)?;
+            let cgroups_path = self
+                .settings
+                .cgroups
+                .cgroups_path(&runtime_args, &key.namespace, &key.id)
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("runtime {}: {e}", wanted.display()))
+                })?;
+            let mut runtime_spec = crate::bundle::runtime_spec(&spec, &bundle, &cgroups_path);
+            crate::bundle::set_terminal(&spec, runtime_spec.as_mut(), &bundle, &req.stdio)?;
             req.stdio.check_absolute("")?;
             let runtime =
                 self.runtime_for(&key.namespace, runtime_bin.clone(), runtime_args.clone());
@@ -157,6 +163,7 @@ impl Supervisor {
                 cgroups: crate::bundle::cgroup_paths(
                     runtime_spec.as_ref().unwrap_or(&spec),
                     &key.id,
+                    self.settings.cgroups.shims.as_deref(),
                 ),
                 runtime_bundle: runtime_spec.as_ref().map(|_| dir.path().to_path_buf()),
                 runtime_args,

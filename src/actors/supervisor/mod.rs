@@ -40,6 +40,8 @@ pub struct SupervisorSettings {
     pub criu: PathBuf,
     /// Containers' logs.
     pub logs: std::sync::Arc<crate::config::LogSettings>,
+    /// Where shims and containers' cgroups go.
+    pub cgroups: crate::cgroups::placement::CgroupPlacement,
 }
 
 /// The registry of containers.
@@ -119,6 +121,7 @@ impl Supervisor {
             args,
             timeout: self.settings.runtime_timeout,
             shim: self.settings.shim.clone(),
+            shim_cgroup: self.settings.cgroups.shims.clone(),
         }
     }
 }

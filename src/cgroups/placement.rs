@@ -1,0 +1,370 @@
+//! Where corral puts shims and containers' cgroups, apart from corrald's own cgroup.
+//!
+//! A shim started by corrald would stay in corrald's cgroup, and a runtime places a
+//! relative cgroupsPath under its own: stopping corrald's systemd unit (any KillMode but
+//! `process`) would then kill every container, and on cgroup v2 the containers' parent
+//! would hold corrald itself (the no-internal-processes rule stops runc from enabling
+//! controllers below it). So, like podman's cgroupfs manager (conmon in
+//! `<parent>/conmon`, containers in `<parent>/libpod-<id>`):
+//!
+//! - each shim moves itself into the shim cgroup ([`DEFAULT_SHIM_CGROUP`]) in every
+//!   mounted hierarchy (v1 controllers, `name=systemd`, the unified one) before it runs
+//!   the runtime, so the runtime, and the container until it gets its own, are there too;
+//! - containers get cgroupsPath `<parent>/<namespace>/<id>` ([`DEFAULT_CGROUP_PARENT`]),
+//!   absolute, so every runtime puts them in the same place whatever its own cgroup;
+//!   `<parent>` and `<parent>/<namespace>` never hold a process;
+//! - with runc's systemd cgroup driver (`--systemd-cgroup`), cgroupsPath is
+//!   `corral.slice:corral-<namespace>:<id>` instead (a scope systemd owns).
+
+use std::path::{Path, PathBuf};
+
+/// Containers' cgroups are `<this>/<namespace>/<id>` unless configured otherwise.
+pub const DEFAULT_CGROUP_PARENT: &str = "/corral";
+/// Where shims go unless configured otherwise: beside the namespaces (`_` starts no
+/// namespace name, so no namespace's cgroup can be this one).
+pub const DEFAULT_SHIM_CGROUP: &str = "/corral/_shims";
+/// The slice of containers' scopes under runc's systemd cgroup driver.
+pub const SYSTEMD_SLICE: &str = "corral.slice";
+
+/// Where shims and containers' cgroups go (corrald's `--cgroup-parent` and `--shim-cgroup`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupPlacement {
+    /// Containers' cgroups are `<parent>/<namespace>/<id>` (cgroupfs drivers).
+    pub parent: String,
+    /// The shims' cgroup; None: shims stay in corrald's (the old way, for a daemon that
+    /// cannot write to the cgroup hierarchies).
+    pub shims: Option<String>,
+}
+
+impl Default for CgroupPlacement {
+    fn default() -> Self {
+        CgroupPlacement {
+            parent: DEFAULT_CGROUP_PARENT.into(),
+            shims: Some(DEFAULT_SHIM_CGROUP.into()),
+        }
+    }
+}
+
+impl CgroupPlacement {
+    /// The cgroupsPath for a container of `namespace` run by a runtime with these global
+    /// arguments; an error when they ask for the systemd driver and systemd is not PID 1.
+    pub fn cgroups_path(
+        &self,
+        runtime_args: &[String],
+        namespace: &str,
+        id: &str,
+    ) -> Result<String, String> {
+        let systemd = uses_systemd_driver(runtime_args);
+        if systemd && !systemd_running() {
+            return Err(format!(
+                "the runtime's arguments ({}) ask for the systemd cgroup driver, but systemd \
+                 is not running as PID 1 on this host (/run/systemd/system is missing): drop \
+                 --systemd-cgroup (options.systemd-cgroup in the runtimes table)",
+                runtime_args.join(" ")
+            ));
+        }
+        Ok(container_cgroups_path(&self.parent, systemd, namespace, id))
+    }
+}
+
+/// Checks a configured cgroup path: absolute, without `.` or `..` components.
+pub fn check_path(what: &str, path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{what} {path:?} must be an absolute cgroup path"));
+    }
+    if path.split('/').any(|c| c == ".." || c == ".") {
+        return Err(format!("{what} {path:?} must not hold `.` or `..`"));
+    }
+    if path.trim_matches('/').is_empty() {
+        return Err(format!(
+            "{what} {path:?} is the root cgroup, which holds every process: name a cgroup below it"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a runtime's global arguments select runc's (or crun's) systemd cgroup driver.
+pub fn uses_systemd_driver(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        a == "--systemd-cgroup" || a == "--systemd-cgroup=true" || a == "--systemd-cgroup=1"
+    })
+}
+
+/// Whether systemd runs as PID 1 (what `sd_booted()` checks).
+pub fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// The cgroupsPath corral gives a container whose spec names none.
+pub fn container_cgroups_path(parent: &str, systemd: bool, namespace: &str, id: &str) -> String {
+    if systemd {
+        // runc makes the scope `<prefix>-<name>.scope`: a `-` in the namespace is escaped
+        // the way systemd-escape does, so that `a-b`/`c` and `a`/`b-c` stay apart.
+        format!(
+            "{SYSTEMD_SLICE}:corral-{}:{id}",
+            namespace.replace('-', "\\x2d")
+        )
+    } else {
+        format!("{}/{namespace}/{id}", parent.trim_end_matches('/'))
+    }
+}
+
+/// The cgroup path (in every hierarchy) a `slice:prefix:name` cgroupsPath stands for, as
+/// runc's systemd driver makes it; None when `path` is not of that form.
+pub fn systemd_cgroup(path: &str) -> Option<String> {
+    let mut parts = path.split(':');
+    let (Some(slice), Some(prefix), Some(name), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if slice.contains('/') || name.is_empty() {
+        return None;
+    }
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    // A slice `a-b.slice` lives in `a.slice/a-b.slice`.
+    let stem = slice.strip_suffix(".slice").unwrap_or(slice);
+    let mut dir = String::new();
+    let mut acc = String::new();
+    for part in stem.split('-') {
+        if !acc.is_empty() {
+            acc.push('-');
+        }
+        acc.push_str(part);
+        dir.push('/');
+        dir.push_str(&acc);
+        dir.push_str(".slice");
+    }
+    let unit = if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    Some(format!("{dir}/{unit}"))
+}
+
+/// One mounted cgroup hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted.
+    pub dir: PathBuf,
+    /// A v1 cpuset hierarchy (a new cgroup there has no cpus nor mems until given some).
+    pub cpuset: bool,
+}
+
+/// Every cgroup hierarchy mounted at its root, once each, read from `mountinfo` text.
+pub fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for line in mountinfo.lines() {
+        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS`
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = before.split(' ').collect();
+        let mut rest = after.split(' ');
+        let (Some(fstype), Some(_source), Some(super_opts)) =
+            (rest.next(), rest.next(), rest.next())
+        else {
+            continue;
+        };
+        if fields.len() < 5 || fields[3] != "/" {
+            continue; // a bind mount of a cgroup below the root: not a hierarchy's root
+        }
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        // One hierarchy is one superblock: mounted twice, it shows the same device.
+        let key = fields[2].to_string();
+        if seen.contains(&key) {
+            continue;
+        }
+        let cpuset = fstype == "cgroup" && super_opts.split(',').any(|o| o == "cpuset");
+        seen.push(key);
+        out.push(Mount {
+            dir: PathBuf::from(unescape(fields[4])),
+            cpuset,
+        });
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut chars = field.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let code: String = chars.by_ref().take(3).collect();
+            if let Ok(n) = u8::from_str_radix(&code, 8) {
+                out.push(n as char);
+                continue;
+            }
+            out.push('\\');
+            out.push_str(&code);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// This host's cgroup hierarchies.
+pub fn mounts() -> Vec<Mount> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mounts(&t))
+        .unwrap_or_default()
+}
+
+/// Makes `cgroup` in every hierarchy (with its parents), giving each new v1 cpuset level
+/// its parent's cpus and mems (else no process could join it). Errors name the directory.
+pub fn prepare(cgroup: &str) -> Result<(), String> {
+    let rel = cgroup.trim_matches('/');
+    for mount in mounts() {
+        let mut dir = mount.dir.clone();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            let parent = dir.clone();
+            dir.push(part);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create cgroup {}: {e}", dir.display())),
+            }
+            if mount.cpuset {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let mine = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                    if mine.trim().is_empty() {
+                        let theirs = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                        std::fs::write(dir.join(file), theirs.trim()).map_err(|e| {
+                            format!("cannot write {}: {e}", dir.join(file).display())
+                        })?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves process `pid` into `cgroup` in every hierarchy, making the cgroup first where it
+/// is missing. Errors name the file that refused.
+pub fn enter(cgroup: &str, pid: u32) -> Result<(), String> {
+    prepare(cgroup)?;
+    let rel = cgroup.trim_matches('/');
+    for mount in mounts() {
+        let procs = mount.dir.join(rel).join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .map_err(|e| format!("cannot move pid {pid} into {}: {e}", procs.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_paths_are_checked() {
+        assert!(check_path("--shim-cgroup", "/corral/_shims").is_ok());
+        assert!(check_path("--shim-cgroup", "corral").is_err());
+        assert!(check_path("--shim-cgroup", "/a/../b").is_err());
+        assert!(check_path("--cgroup-parent", "/").is_err());
+    }
+
+    #[test]
+    fn cgroupfs_paths_are_absolute_and_per_namespace() {
+        assert_eq!(
+            container_cgroups_path("/corral", false, "ns", "web"),
+            "/corral/ns/web"
+        );
+        assert_eq!(
+            container_cgroups_path("/corral/", false, "ns", "web"),
+            "/corral/ns/web"
+        );
+    }
+
+    #[test]
+    fn systemd_paths_are_slice_prefix_name() {
+        let p = container_cgroups_path("/corral", true, "default", "web");
+        assert_eq!(p, "corral.slice:corral-default:web");
+        assert_eq!(
+            systemd_cgroup(&p).as_deref(),
+            Some("/corral.slice/corral-default-web.scope")
+        );
+        // Namespaces with `-` cannot meet ids with `-`.
+        let a = container_cgroups_path("/corral", true, "a-b", "c");
+        let b = container_cgroups_path("/corral", true, "a", "b-c");
+        assert_ne!(systemd_cgroup(&a), systemd_cgroup(&b));
+        assert_eq!(
+            systemd_cgroup("system.slice:docker:x").as_deref(),
+            Some("/system.slice/docker-x.scope")
+        );
+        assert_eq!(
+            systemd_cgroup("a-b.slice::x").as_deref(),
+            Some("/a.slice/a-b.slice/x.scope")
+        );
+        assert_eq!(systemd_cgroup("/corral/ns/web"), None);
+        assert_eq!(systemd_cgroup("a:b"), None);
+    }
+
+    #[test]
+    fn the_systemd_driver_without_systemd_is_a_clear_error() {
+        let p = CgroupPlacement::default();
+        assert_eq!(
+            p.cgroups_path(&[], "ns", "web").as_deref(),
+            Ok("/corral/ns/web")
+        );
+        let systemd = p.cgroups_path(&["--systemd-cgroup".into()], "ns", "web");
+        if systemd_running() {
+            assert_eq!(systemd.as_deref(), Ok("corral.slice:corral-ns:web"));
+        } else {
+            let e = systemd.unwrap_err();
+            assert!(e.contains("systemd is not running as PID 1"), "{e}");
+            assert!(e.contains("--systemd-cgroup"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_systemd_driver_is_told_from_the_arguments() {
+        assert!(uses_systemd_driver(&["--systemd-cgroup".into()]));
+        assert!(uses_systemd_driver(&["--systemd-cgroup=true".into()]));
+        assert!(!uses_systemd_driver(&["--systemd-cgroup=false".into()]));
+        assert!(!uses_systemd_driver(&["--debug".into()]));
+    }
+
+    #[test]
+    fn mountinfo_lists_each_hierarchy_once() {
+        let text = "\
+30 1 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw,nsdelegate
+32 30 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+34 30 0:30 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset,clone_children
+35 30 0:30 / /mnt/again rw - cgroup cgroup rw,cpuset,clone_children
+36 30 0:31 /sub /mnt/sub rw - cgroup cgroup rw,memory
+37 30 0:32 / /mnt/with\\040space rw - cgroup cgroup rw,pids
+";
+        let m = parse_mounts(text);
+        let dirs: Vec<_> = m.iter().map(|m| m.dir.display().to_string()).collect();
+        assert_eq!(
+            dirs,
+            [
+                "/sys/fs/cgroup/unified",
+                "/sys/fs/cgroup/systemd",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/cpuset",
+                "/mnt/with space"
+            ]
+        );
+        assert_eq!(
+            m.iter().map(|m| m.cpuset).collect::<Vec<_>>(),
+            [false, false, false, true, false]
+        );
+        // This host: every hierarchy found.
+        assert!(!mounts().is_empty());
+    }
+}
