@@ -1,19 +1,49 @@
 //! One wedged container never holds up another, nor a list: a restart whose runtime call
-//! hangs leaves `list`, the container's own state and namespace-wide `stats` answering at
-//! once (the restart no longer holds the container's mailbox; a container that did not
-//! answer in time would be listed from its last known state, marked busy).
+//! hangs leaves `list`, the container's own state, namespace-wide `stats` and `/metrics`
+//! answering at once (the restart does not hold the container's mailbox, and lists are
+//! answered from the summaries the containers push). A kill or a delete of the stuck
+//! container is refused with `wrong state` after `RESTART_WAIT` (2 s) and changes nothing;
+//! once the restart is over they work as usual.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 
 use common::*;
-use corral::{RestartPolicy, Status};
+use corral::{Error, KillRequest, RestartPolicy, Status};
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// What answers "at once" on a loaded machine.
+const AT_ONCE: Duration = Duration::from_secs(1);
+
+/// An HTTP GET of `/metrics`: status code and body.
+fn scrape(addr: &str) -> (u32, String) {
+    let out = output_within(
+        Command::new("curl")
+            .args([
+                "-s",
+                "-S",
+                "--max-time",
+                "20",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!("http://{addr}/metrics")),
+        LIVENESS,
+    );
+    assert_eq!(code(&out), 0, "curl: {}", stderr(&out));
+    let text = stdout(&out);
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_string())
+}
+
 #[test]
-fn a_wedged_restart_leaves_list_and_stats_answering() {
-    let d = Daemon::start("wedged");
+fn a_wedged_restart_leaves_list_stats_and_metrics_answering() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start_with("wedged", &["--metrics-address", &metrics]);
     // A runtime that is runc, except that `delete` waits while the gate file exists.
     let gate = d.path("gate");
     let wrapper = d.path("wedging-runtime");
@@ -49,45 +79,103 @@ fn a_wedged_restart_leaves_list_and_stats_answering() {
     events.until("the exit", |e| {
         e.topic == corral::Topic::TaskExit && e.container_id == stuck
     });
-    std::thread::sleep(Duration::from_millis(300));
     let mut client = d.client();
-    let asked = Instant::now();
+    // The restart starts 100 ms after the exit; a list shows it in flight at once, and
+    // busy once it has been in flight for over a second.
+    let of = |listed: &[corral::ContainerInfo], id: &str| {
+        listed.iter().find(|c| c.id == id).cloned().unwrap()
+    };
+    wait_until(LIVENESS, "the restart to be listed busy", || {
+        let asked = Instant::now();
+        let listed = client.list("", BTreeMap::new()).unwrap();
+        let took = asked.elapsed();
+        assert!(took < AT_ONCE, "list took {took:?}");
+        let now = of(&listed, &stuck);
+        assert_eq!(now.status, Status::Stopped, "{now:?}");
+        now.busy
+    });
     let listed = client.list("", BTreeMap::new()).unwrap();
-    let took = asked.elapsed();
-    assert!(took < Duration::from_secs(2), "list took {took:?}");
-    let of = |id: &str| listed.iter().find(|c| c.id == id).cloned().unwrap();
-    let stuck_now = of(&stuck);
-    assert!(
-        !stuck_now.busy && stuck_now.status == Status::Stopped,
-        "a restart in flight: {stuck_now:?}"
-    );
+    let stuck_now = of(&listed, &stuck);
+    assert_eq!(stuck_now.operation, "restarting", "{stuck_now:?}");
+    assert!(!of(&listed, &fine).busy);
+    assert_eq!(of(&listed, &fine).status, Status::Running);
+
     let asked = Instant::now();
     assert_eq!(client.state("", &stuck).unwrap().status, Status::Stopped);
     assert!(
-        asked.elapsed() < Duration::from_secs(2),
+        asked.elapsed() < AT_ONCE,
         "state took {:?}",
         asked.elapsed()
     );
-    assert!(!of(&fine).busy);
-    assert_eq!(of(&fine).status, Status::Running);
     let asked = Instant::now();
     let stats = client.stats("", Vec::new()).unwrap();
     assert!(
-        asked.elapsed() < Duration::from_secs(2),
+        asked.elapsed() < AT_ONCE,
         "stats took {:?}",
         asked.elapsed()
     );
     assert!(stats.iter().any(|(id, _)| *id == fine), "{stats:?}");
+    let asked = Instant::now();
+    let (status, body) = scrape(&metrics);
+    assert!(
+        asked.elapsed() < AT_ONCE,
+        "/metrics took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status, 200, "{body}");
+    let line = |name: &str, labels: &[String]| {
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in {body}"))
+            .to_string()
+    };
+    let restarting = line(
+        "corral_container_operation",
+        &[format!("id=\"{stuck}\""), "operation=\"restarting\"".into()],
+    );
+    assert!(restarting.ends_with(" 1"), "{restarting}");
+    let running = line("corral_containers", &["state=\"running\"".into()]);
+    assert!(running.ends_with(" 1"), "{running}");
+
+    // Kill and delete are refused after RESTART_WAIT, and change nothing.
+    let asked = Instant::now();
+    let killed = client.kill(KillRequest {
+        namespace: String::new(),
+        id: stuck.clone(),
+        exec_id: None,
+        signal: libc::SIGKILL,
+        all: false,
+    });
+    let took = asked.elapsed();
+    assert!(matches!(killed, Err(Error::WrongState(_))), "{killed:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+        "kill took {took:?}"
+    );
+    let asked = Instant::now();
+    let deleted = client.delete("", &stuck, true);
+    let took = asked.elapsed();
+    assert!(
+        matches!(&deleted, Err(Error::WrongState(m)) if m.contains("restarting")),
+        "{deleted:?}"
+    );
+    assert!(took < Duration::from_secs(5), "delete took {took:?}");
+    assert_eq!(client.state("", &stuck).unwrap().operation, "restarting");
+
     // Open the gate: the restart finishes and the container runs again.
     std::fs::remove_file(&gate).unwrap();
     events.until("the restart", |e| {
         e.topic == corral::Topic::TaskStart && e.container_id == stuck
     });
     let listed = client.list("", BTreeMap::new()).unwrap();
-    let again = listed.iter().find(|c| c.id == stuck).unwrap();
-    assert!(!again.busy && again.status == Status::Running, "{again:?}");
+    let again = of(&listed, &stuck);
+    assert!(
+        !again.busy && again.status == Status::Running && again.operation.is_empty(),
+        "{again:?}"
+    );
     for id in [&stuck, &fine] {
         d.delete("", id, true).unwrap();
         d.assert_no_leftovers("default", id);
     }
+    assert!(client.list("", BTreeMap::new()).unwrap().is_empty());
 }

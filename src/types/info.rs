@@ -128,8 +128,9 @@ pub struct ContainerInfo {
     pub oom_kills: u32,
     /// Its last exit followed an OOM kill.
     pub exit_oom_killed: bool,
-    /// It did not answer a list in time (a restart in flight holds it): the other fields
-    /// are its last known state, or only its name if it never answered.
+    /// In a list: a runtime call of its `operation` has run for over a second (its verbs
+    /// wait or are refused), or it was registered a moment ago and did not answer in time
+    /// (then only its name is known).
     #[serde(default)]
     pub busy: bool,
     /// The operation in flight, if any: `starting`, `checkpointing`, `restart-pending`,

@@ -157,7 +157,7 @@ impl Handler<Checkpoint> for Container {
         let upper = msg.rootfs.map(|(upper, _)| upper);
         let exit = msg.options.exit;
         let was_stopped_by_user = self.record.stopped_by_user;
-        self.life.op = Operation::Checkpointing { exit };
+        self.set_op(Operation::Checkpointing { exit });
         if exit {
             // The dump stops the container: a user's doing, not a failure to restart from.
             self.record.stopped_by_user = true;
@@ -201,7 +201,7 @@ impl Handler<Checkpoint> for Container {
             store.get(&info.namespace, &info.container_id, &info.name)
         };
         Box::pin(work.into_actor(self).map(move |result, act, ctx| {
-            act.life.op = Operation::Idle;
+            act.set_op(Operation::Idle);
             match &result {
                 Ok(info) => {
                     if exit {

@@ -36,7 +36,7 @@ impl Handler<Delete> for Container {
         if let Operation::RestartPending(timer) = self.life.op {
             ctx.cancel_future(timer);
         }
-        self.life.op = Operation::Deleting;
+        self.set_op(Operation::Deleting);
         // A live (or created) container is killed, and its exit published, before deletion;
         // so is one whose exit is recorded but still held back by execs still exiting.
         let frozen = self.life.is_frozen();
@@ -88,7 +88,7 @@ impl Handler<Delete> for Container {
             Ok(())
         };
         Box::pin(work.into_actor(self).map(|result: Result<()>, act, ctx| {
-            act.life.op = Operation::Idle;
+            act.set_op(Operation::Idle);
             if let Err(e) = result {
                 // Still here: a restart the delete cancelled is due again.
                 act.consider_restart(ctx);

@@ -164,6 +164,7 @@ impl Handler<Exec> for Container {
                         act.execs.remove(&exec_id);
                         let step = act.gate.exec_ended(&exec_id);
                         act.settle(step, ctx);
+                        act.push_summary();
                         Err(e)
                     }
                 }),

@@ -27,6 +27,8 @@ impl Handler<ProcessExited> for Container {
             }
             let step = self.gate.init_exited(msg.status);
             self.settle(step, ctx);
+            // Its exit is listed even while the gate holds its event back.
+            self.push_summary();
             return;
         }
         let pid = match self.execs.get_mut(&msg.process_id) {

@@ -30,6 +30,7 @@ mod restore;
 pub mod slot;
 mod start;
 pub mod state;
+pub mod summary;
 mod update;
 mod wait;
 
@@ -45,6 +46,7 @@ pub use record::ContainerRecord;
 pub use restart::{take_back_last_run, HoldRestarts, RestartNow};
 pub use restore::RestoreFrom;
 pub use start::Start;
+pub use summary::Summary;
 pub use update::Update;
 pub use wait::Wait;
 
@@ -70,6 +72,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// How long a verb that comes during a restart waits for it before it is refused: a
+/// restart takes tens of milliseconds, one whose runtime hangs up to `runtime_timeout` and
+/// `shim_timeout` more.
+pub const RESTART_WAIT: Duration = Duration::from_secs(2);
+
 /// What a Container needs from the daemon's configuration.
 #[derive(Clone)]
 pub struct ContainerEnv {
@@ -83,6 +90,9 @@ pub struct ContainerEnv {
     pub criu: PathBuf,
     /// Where logs go.
     pub logs: Arc<crate::config::LogSettings>,
+    /// Where the container's summary goes whenever it changes (the Supervisor, which
+    /// answers lists from them); `None` in tests of a lone container.
+    pub supervisor: Option<Addr<super::supervisor::Supervisor>>,
 }
 
 /// One container.
@@ -101,6 +111,9 @@ pub struct Container {
     oom: oom::OomWatch,
     /// Verbs that came while a restart ran, handled again once it is over.
     after_restart: Vec<oneshot::Sender<()>>,
+    /// A fingerprint of the summary last pushed to the Supervisor (not the summary itself:
+    /// that is kept once, there).
+    pushed: std::cell::Cell<u64>,
 }
 
 impl Container {
@@ -119,6 +132,7 @@ impl Container {
             backoff_streak: 0,
             oom: oom::OomWatch::default(),
             after_restart: Vec::new(),
+            pushed: std::cell::Cell::new(0),
         }
     }
 
@@ -151,6 +165,40 @@ impl Container {
         if let Err(e) = self.life.transition(to) {
             tracing::warn!("{}: {e}", self.key());
         }
+        self.push_summary();
+    }
+
+    /// Sets the operation in flight, and tells the Supervisor.
+    fn set_op(&mut self, op: state::Operation) {
+        self.life.op = op;
+        self.push_summary();
+    }
+
+    /// Tells the Supervisor this container's state if it changed since it was last told:
+    /// lists, namespace-wide info and the metrics' counts are answered from these summaries
+    /// without asking each container. Called on every change of phase or operation, with
+    /// every event, and by [`Container::info`], so every answer that carries the state
+    /// brings the summary up to date first.
+    fn push_summary(&self) {
+        let info = self.state_now();
+        if self.summary_changed(&info) {
+            self.send_summary(Box::new(info));
+        }
+    }
+
+    /// Whether `info` differs from the summary last pushed (and it is the last one now).
+    fn summary_changed(&self, info: &ContainerInfo) -> bool {
+        if self.env.supervisor.is_none() {
+            return false;
+        }
+        let fingerprint = summary::fingerprint(info);
+        fingerprint != self.pushed.replace(fingerprint)
+    }
+
+    fn send_summary(&self, info: Box<ContainerInfo>) {
+        if let Some(supervisor) = &self.env.supervisor {
+            supervisor.do_send(summary::Summary(info));
+        }
     }
 
     fn save_record(&self) {
@@ -159,7 +207,16 @@ impl Container {
         }
     }
 
+    /// The container's state (and, if it changed, pushed to the Supervisor first).
     fn info(&self) -> ContainerInfo {
+        let info = self.state_now();
+        if self.summary_changed(&info) {
+            self.send_summary(Box::new(info.clone()));
+        }
+        info
+    }
+
+    fn state_now(&self) -> ContainerInfo {
         let exit = self.init.exit;
         ContainerInfo {
             namespace: self.record.namespace.clone(),
@@ -184,8 +241,10 @@ impl Container {
         }
     }
 
-    /// The one event builder: an event of this container about `process_id`.
+    /// The one event builder: an event of this container about `process_id`. The summary
+    /// goes first, so a client acting on the event lists the change.
     fn emit(&self, topic: Topic, process_id: &str, pid: u32) -> Emit<'_> {
+        self.push_summary();
         Emit {
             events: &self.env.events,
             event: Event {
@@ -319,7 +378,9 @@ impl Container {
     /// A verb that came during a restart, handled once the restart is over, so it never
     /// interleaves with a half-made restart (the mailbox, and so lists and state, keep
     /// moving meanwhile). It is handled inside the same actor future, so its answer is
-    /// delivered even when it stops the actor (a delete).
+    /// delivered even when it stops the actor (a delete). A restart stuck in a runtime call
+    /// is not waited for: after [`RESTART_WAIT`] the verb is refused (`WrongState`) and
+    /// changes nothing.
     fn after_restart<M, T>(
         &mut self,
         msg: M,
@@ -333,11 +394,20 @@ impl Container {
         let (tx, rx) = oneshot::channel();
         self.after_restart.push(tx);
         Box::pin(
-            async move {
-                let _ = rx.await;
-            }
-            .into_actor(self)
-            .then(move |(), act, ctx| <Container as Handler<M>>::handle(act, msg, ctx)),
+            async move { tokio::time::timeout(RESTART_WAIT, rx).await.is_ok() }
+                .into_actor(self)
+                .then(move |over, act, ctx| {
+                    if over {
+                        return <Container as Handler<M>>::handle(act, msg, ctx);
+                    }
+                    let refused = crate::Error::WrongState(format!(
+                        "container {} is restarting: its runtime has not finished for {:?}; \
+                         try again later",
+                        act.key(),
+                        RESTART_WAIT
+                    ));
+                    Box::pin(actix::fut::ready(Err(refused)))
+                }),
         )
     }
 
@@ -395,5 +465,6 @@ impl Actor for Container {
         if let Some(published) = self.adopt.take() {
             self.adopt_processes(published, ctx);
         }
+        self.push_summary();
     }
 }

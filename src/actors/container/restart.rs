@@ -100,10 +100,10 @@ impl Container {
             exit.code
         );
         let timer = ctx.run_later(delay, |act, ctx| {
-            act.life.op = Operation::Idle;
+            act.set_op(Operation::Idle);
             act.restart(ctx, Restarter::Policy);
         });
-        self.life.op = Operation::RestartPending(timer);
+        self.set_op(Operation::RestartPending(timer));
     }
 
     /// Runs the init process again under the same id. The mailbox keeps moving (state and
@@ -116,7 +116,7 @@ impl Container {
             }
             return;
         }
-        self.life.op = Operation::Restarting;
+        self.set_op(Operation::Restarting);
         // A fifo of a client that has gone away is no place for output: /dev/null instead.
         let still_there = |p: &Option<PathBuf>| {
             p.clone()
@@ -162,7 +162,7 @@ impl Container {
             launched.map(|shim| (shim, io))
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
-            act.life.op = Operation::Idle;
+            act.set_op(Operation::Idle);
             let done = match by {
                 Restarter::Policy => {
                     act.record.restarts += 1;
@@ -251,7 +251,7 @@ impl Handler<RestartNow> for Container {
         }
         if let Operation::RestartPending(timer) = self.life.op {
             ctx.cancel_future(timer);
-            self.life.op = Operation::Idle;
+            self.set_op(Operation::Idle);
         }
         let (tx, rx) = oneshot::channel();
         self.restart(ctx, Restarter::User(tx));
@@ -280,7 +280,7 @@ impl Handler<HoldRestarts> for Container {
         }
         if let Operation::RestartPending(timer) = self.life.op {
             ctx.cancel_future(timer);
-            self.life.op = Operation::Idle;
+            self.set_op(Operation::Idle);
         }
         if !self.record.manually_stopped {
             self.record.manually_stopped = true;

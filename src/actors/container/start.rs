@@ -23,14 +23,14 @@ impl Handler<Start> for Container {
         if let Err(e) = self.guard(Verb::Start) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
-        self.life.op = Operation::Starting;
+        self.set_op(Operation::Starting);
         self.gate.hold(Hold::Start);
         let started = self.env.runtime.start(&self.record.id);
         Box::pin(
             async move { started.await.map_err(Error::from) }
                 .into_actor(self)
                 .map(|result, act, ctx| {
-                    act.life.op = Operation::Idle;
+                    act.set_op(Operation::Idle);
                     let result = result.map(|()| {
                         if act.init.exit.is_none() {
                             act.become_(Phase::Running);

@@ -63,6 +63,7 @@ impl Harness {
                 max_size: 1 << 20,
                 max_files: 2,
             }),
+            supervisor: None,
         };
         Container::new(record, dir, env).start()
     }
@@ -541,5 +542,43 @@ fn a_restart_in_flight_answers_state_and_holds_other_verbs_until_it_is_over() {
         c.send(Delete { force: true }).await.unwrap().unwrap();
         let rest = h.topics(3).await;
         assert_eq!(rest, [Topic::TaskStart, Topic::TaskExit, Topic::TaskDelete]);
+    });
+}
+
+#[test]
+fn a_verb_during_a_stuck_restart_is_refused_after_restart_wait_and_changes_nothing() {
+    actix_test(async {
+        let mut h = Harness::new("stuck-restart").await;
+        let c = h.container("s", RestartPolicy::Always);
+        let info = c.send(run(true)).await.unwrap().unwrap();
+        h.topics(2).await;
+        // The policy's restart launches after 3 s: longer than a verb waits for it.
+        h.fake.script(
+            "run",
+            Scripted::Delay(RESTART_WAIT + Duration::from_secs(1)),
+        );
+        sigkill(info.pid);
+        assert_eq!(h.next().await.0, Topic::TaskExit);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = std::time::Instant::now();
+        let refused = c.send(Delete { force: true }).await.unwrap();
+        let took = asked.elapsed();
+        assert!(
+            matches!(&refused, Err(Error::WrongState(m)) if m.contains("restarting")),
+            "{refused:?}"
+        );
+        assert!(
+            took >= RESTART_WAIT && took < RESTART_WAIT + Duration::from_millis(500),
+            "the delete took {took:?}"
+        );
+        let during = c.send(GetInfo).await.unwrap();
+        assert_eq!(
+            (during.status, during.operation.as_str()),
+            (Status::Stopped, "restarting")
+        );
+        // The restart goes on and starts the container again; then a delete works.
+        assert_eq!(h.next().await.0, Topic::TaskStart);
+        c.send(Delete { force: true }).await.unwrap().unwrap();
+        assert_eq!(h.topics(2).await, [Topic::TaskExit, Topic::TaskDelete]);
     });
 }

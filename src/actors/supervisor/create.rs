@@ -201,6 +201,7 @@ impl Supervisor {
             .map(move |result, act, ctx| {
                 if result.is_err() {
                     act.containers.remove(&key);
+                    act.summaries.remove(&key);
                 }
                 act.trim_soon(ctx);
                 result

@@ -1,8 +1,35 @@
-//! Lists that never wait on one container: every container is asked at once, with one
-//! deadline for the whole list, and one that does not answer is told from its last known
-//! state, marked busy.
+//! Lists that never wait on a container: every container pushes its summary here whenever
+//! it changes ([`container::Summary`]), and lists, namespace-wide info and the metrics'
+//! counts are answered from those. Only a container that has not pushed one yet (it was
+//! registered a moment ago) is asked, with one deadline for the whole list; one that does
+//! not answer in time is listed by name, marked busy.
 
 use super::*;
+use std::time::Instant;
+
+/// What the Supervisor knows of a container: the summary it pushed last.
+pub(super) struct Known {
+    /// Boxed: a table of a thousand inline infos would hold room for two thousand.
+    info: Box<ContainerInfo>,
+    /// Since when the operation in the summary has been in flight (`None`: none).
+    operation_since: Option<Instant>,
+}
+
+impl Known {
+    /// The summary as a list gives it: busy when a runtime call has been in flight for
+    /// longer than [`BUSY_AFTER`].
+    fn listed(&self, now: Instant) -> ContainerInfo {
+        let mut info = ContainerInfo::clone(&self.info);
+        info.busy = self
+            .operation_since
+            .is_some_and(|since| now.saturating_duration_since(since) > BUSY_AFTER);
+        info
+    }
+}
+
+/// A container in the middle of a runtime call for longer than this (a start, a
+/// checkpoint, a restart, a delete) is listed busy: its verbs wait or are refused.
+pub const BUSY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Lists the containers of a namespace whose labels include all of `labels`.
 #[derive(Message)]
@@ -18,7 +45,7 @@ impl Handler<List> for Supervisor {
     type Result = ResponseActFuture<Self, Vec<ContainerInfo>>;
 
     fn handle(&mut self, msg: List, _: &mut Context<Self>) -> Self::Result {
-        let asked = self.ask_all(Some(&msg.namespace));
+        let asked = self.list_all(Some(&msg.namespace), &msg.labels);
         Box::pin(asked.map(move |mut out, _, _| {
             out.retain(|info| {
                 msg.labels
@@ -40,31 +67,85 @@ impl Handler<All> for Supervisor {
     type Result = ResponseActFuture<Self, Vec<ContainerInfo>>;
 
     fn handle(&mut self, _: All, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.ask_all(None))
+        Box::pin(self.list_all(None, &BTreeMap::new()))
     }
 }
 
-/// How long a list waits for its containers before it answers, for one that has not
-/// answered, with that container's last known state, marked busy.
+impl Handler<container::Summary> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, container::Summary(info): container::Summary, _: &mut Context<Self>) {
+        let key = ContainerKey {
+            namespace: info.namespace.clone(),
+            id: info.id.clone(),
+        };
+        if !self.containers.contains_key(&key) {
+            return; // deleted meanwhile
+        }
+        let operation_since = match self.summaries.get(&key) {
+            _ if !is_runtime_call(&info.operation) => None,
+            Some(known) if known.info.operation == info.operation => known.operation_since,
+            _ => Some(Instant::now()),
+        };
+        self.summaries.insert(
+            key,
+            Known {
+                info,
+                operation_since,
+            },
+        );
+    }
+}
+
+/// Whether `operation` is a runtime call in flight (a pending restart is a timer).
+fn is_runtime_call(operation: &str) -> bool {
+    !operation.is_empty() && operation != "restart-pending"
+}
+
+/// How long a list waits for a container that has not pushed its summary yet before it
+/// answers, for that one, with its name only, marked busy.
 pub const LIST_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Supervisor {
-    /// Asks every container (of `namespace`, if given) for its state, all at once, for at
-    /// most [`LIST_ANSWER_WITHIN`] in all; one that does not answer in time is told from its
-    /// last known state, so one wedged container never holds up a list. One deadline for
-    /// the whole list (not a timer per container), and a summary is copied only when it
-    /// changed: a list of a thousand containers costs their answers and little else.
-    pub(super) fn ask_all(
+    /// Every container (of `namespace`, if given) from its summary; only the ones without
+    /// one yet are asked, all at once, for at most [`LIST_ANSWER_WITHIN`] in all. Summaries
+    /// whose labels do not include all of `labels` are not copied.
+    pub(super) fn list_all(
         &mut self,
         namespace: Option<&str>,
+        labels: &BTreeMap<String, String>,
     ) -> impl ActorFuture<Self, Output = Vec<ContainerInfo>> + use<> {
-        let (keys, addrs): (Vec<ContainerKey>, Vec<Addr<Container>>) = self
-            .containers
-            .iter()
-            .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(k, a)| (k.clone(), a.clone()))
-            .unzip();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut keys = Vec::new();
+        let mut addrs = Vec::new();
+        for (key, addr) in &self.containers {
+            if namespace.is_some_and(|ns| key.namespace != ns) {
+                continue;
+            }
+            match self.summaries.get(key) {
+                Some(known) => {
+                    if labels
+                        .iter()
+                        .all(|(k, v)| known.info.labels.get(k) == Some(v))
+                    {
+                        out.push(known.listed(now));
+                    }
+                }
+                None => {
+                    keys.push(key.clone());
+                    addrs.push(addr.clone());
+                }
+            }
+        }
+        if self.summaries.len() > self.containers.len() {
+            let containers = &self.containers;
+            self.summaries.retain(|k, _| containers.contains_key(k));
+        }
         let answers = async move {
+            if addrs.is_empty() {
+                return (keys, Vec::new());
+            }
             use futures_util::stream::{FuturesUnordered, StreamExt};
             let mut pending: FuturesUnordered<_> = addrs
                 .into_iter()
@@ -84,34 +165,18 @@ impl Supervisor {
             }
             (keys, answers)
         };
-        answers.into_actor(self).map(|(keys, answers), act, _| {
-            let mut out = Vec::with_capacity(answers.len());
+        answers.into_actor(self).map(move |(keys, answers), _, _| {
             for (key, answer) in keys.into_iter().zip(answers) {
                 match answer {
-                    Some(Some(info)) => {
-                        match act.summaries.get_mut(&key) {
-                            Some(known) if **known == info => {}
-                            Some(known) => (**known).clone_from(&info),
-                            None => {
-                                act.summaries.insert(key, Box::new(info.clone()));
-                            }
-                        }
-                        out.push(info);
-                    }
+                    // Its answer pushed its summary too.
+                    Some(Some(info)) => out.push(info),
                     Some(None) => {}
                     None => {
-                        let mut info = act
-                            .summaries
-                            .get(&key)
-                            .map(|known| ContainerInfo::clone(known))
-                            .unwrap_or_else(|| ContainerInfo::unknown(&key.namespace, &key.id));
+                        let mut info = ContainerInfo::unknown(&key.namespace, &key.id);
                         info.busy = true;
                         out.push(info);
                     }
                 }
-            }
-            if act.summaries.len() > act.containers.len() {
-                act.summaries.retain(|k, _| act.containers.contains_key(k));
             }
             out
         })

@@ -50,9 +50,8 @@ pub struct Supervisor {
     state: StateDir,
     events: Addr<Events>,
     containers: HashMap<ContainerKey, Addr<Container>>,
-    /// Each container's state when it last answered a list (boxed: a table of a thousand
-    /// inline infos would hold room for two thousand).
-    summaries: HashMap<ContainerKey, Box<ContainerInfo>>,
+    /// Each container's summary, as it last pushed it ([`list`]).
+    summaries: HashMap<ContainerKey, list::Known>,
     /// The runtimes in use, by (root, binary, arguments): one per namespace and runtime.
     runtimes: HashMap<(PathBuf, PathBuf, Vec<String>), std::sync::Arc<dyn OciRuntime>>,
     /// Exits the journal holds, until the containers in the state dir are adopted.
@@ -61,6 +60,8 @@ pub struct Supervisor {
     _lock: Flock<std::fs::File>,
     /// A heap trim is scheduled ([`Supervisor::trim_soon`]).
     trim_pending: bool,
+    /// Its own address, for the containers to push their summaries to.
+    address: Option<Addr<Supervisor>>,
 }
 
 mod adopt;
@@ -89,6 +90,7 @@ impl Supervisor {
             journaled_exits: Some(journaled_exits),
             _lock: lock,
             trim_pending: false,
+            address: None,
         }
     }
 
@@ -111,6 +113,7 @@ impl Supervisor {
             events: self.events.clone(),
             criu: self.settings.criu.clone(),
             logs: self.settings.logs.clone(),
+            supervisor: self.address.clone(),
         }
     }
 
@@ -130,6 +133,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.address = Some(ctx.address());
         if let Some(journaled) = self.journaled_exits.take() {
             self.adopt_all(journaled, ctx);
             self.trim_soon(ctx);
