@@ -2,7 +2,8 @@
 # The README's test command (and CI's): installs what is missing, checks formatting, lints
 # (clippy -D warnings) and docs (rustdoc -D warnings), builds once, runs every test against
 # real runc as root, then checks that the suite left no zombies, shims, daemons, test
-# registries or mounts.
+# registries or mounts, then runs the lifecycle, resources and restart tests and the systemd
+# checks in a guest VM (scripts/vm-test.sh; CORRAL_VM=0 skips it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -53,4 +54,11 @@ if awk '$5 ~ /^\/tmp\/corral-/ {found=1} END {exit !found}' /proc/self/mountinfo
   fail=1
 fi
 [ "$fail" = 0 ] && echo "test.sh: no zombies, no leftover shims, daemons, registries or mounts"
-exit "$fail"
+[ "$fail" = 0 ] || exit "$fail"
+
+# A real cgroup-v2 host with systemd as PID 1: a qemu guest (scripts/vm-test.sh, about 4 to
+# 20 minutes: the image is built once and cached). CORRAL_VM=0 skips it.
+if [ "${CORRAL_VM:-1}" != 0 ]; then
+  echo "test.sh: the guest VM (pure cgroup v2, systemd)"
+  bash scripts/vm-test.sh
+fi

@@ -66,19 +66,36 @@ impl Mount {
         mount
     }
 
+    /// Mounts `image` through a new loop device each time (`mount -o loop` would reuse one
+    /// still attached to the image, and with it a shut-down filesystem that a mount in some
+    /// other namespace, a container's being set up, may keep alive after our unmount), then
+    /// detaches it, which frees it once unmounted.
     fn mount_image(&self, image: &Path) {
         let out = output_within(
-            Command::new("mount")
-                .args(["-t", "ext4", "-o", "loop"])
-                .arg(image)
-                .arg(&self.0),
+            Command::new("losetup").args(["-f", "--show"]).arg(image),
             LIVENESS,
         );
         assert_eq!(
             code(&out),
             0,
-            "mount {} on {}: {}",
+            "losetup {}: {}",
             image.display(),
+            stderr(&out)
+        );
+        let dev = stdout(&out).trim().to_string();
+        let out = output_within(
+            Command::new("mount")
+                .args(["-t", "ext4", &dev])
+                .arg(&self.0),
+            LIVENESS,
+        );
+        let _ = output_within(Command::new("losetup").args(["-d", &dev]), LIVENESS);
+        assert_eq!(
+            code(&out),
+            0,
+            "mount {} ({}) on {}: {}",
+            image.display(),
+            dev,
             self.0.display(),
             stderr(&out)
         );
