@@ -153,8 +153,14 @@ fn a_delete_does_not_pull_the_namespace_cgroup_from_under_a_create() {
     assert_eq!(d.wait_code(&ns, &first, None), 0);
 
     let second = unique_id("cgsecond");
-    // corrald asks runc for `<namespace>/<id>` under its own cgroup.
-    let target = cgroup_dir(d.pid() as u32, "memory").join(&ns).join(&second);
+    // corrald asks runc for `/corral/<namespace>/<id>`.
+    let target = corral::cgroups::host().dir(
+        "memory",
+        &format!(
+            "{}/{ns}/{second}",
+            corral::cgroups::placement::DEFAULT_CGROUP_PARENT
+        ),
+    );
     let slow = SlowSyscalls::attach(d.pid(), "mkdirat", Duration::from_secs(3), true, &[&target]);
     let mut req = run_req(&second, &b);
     req.namespace = ns.clone();

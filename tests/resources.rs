@@ -333,9 +333,14 @@ fn an_oom_kill_before_the_daemon_looks_is_still_reported() {
     let d = Daemon::start("oom_early");
     let b = oom_bundle(&d);
     let id = unique_id("oomearly");
-    let control = cgroup_dir(d.pid() as u32, "memory")
-        .join("default")
-        .join(&id)
+    let control = corral::cgroups::host()
+        .dir(
+            "memory",
+            &format!(
+                "{}/default/{id}",
+                corral::cgroups::placement::DEFAULT_CGROUP_PARENT
+            ),
+        )
         .join("memory.oom_control");
     let events = Events::subscribe(&d.socket, only(&id));
     let slow = SlowSyscalls::attach(d.pid(), "openat", Duration::from_secs(1), true, &[&control]);
