@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use corral::{Error, KillRequest, RestartPolicy};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One sample line: its name, labels and value.
@@ -164,27 +163,8 @@ const DOCUMENTED: &[&str] = &[
     "corral_container_unresponsive",
 ];
 
-/// An HTTP GET: status code and body.
 fn get(addr: &str, path: &str) -> (u32, String) {
-    let out = output_within(
-        Command::new("curl")
-            .args([
-                "-s",
-                "-S",
-                "--max-time",
-                "20",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code}",
-            ])
-            .arg(format!("http://{addr}{path}")),
-        LIVENESS,
-    );
-    assert_eq!(code(&out), 0, "curl {path}: {}", stderr(&out));
-    let text = stdout(&out);
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.trim().parse().unwrap(), body.to_string())
+    http_get(addr, path)
 }
 
 fn scrape(addr: &str) -> Vec<Sample> {

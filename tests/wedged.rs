@@ -11,34 +11,10 @@ mod common;
 use common::*;
 use corral::{Error, KillRequest, RestartPolicy, Status};
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// What answers "at once" on a loaded machine.
 const AT_ONCE: Duration = Duration::from_secs(1);
-
-/// An HTTP GET of `/metrics`: status code and body.
-fn scrape(addr: &str) -> (u32, String) {
-    let out = output_within(
-        Command::new("curl")
-            .args([
-                "-s",
-                "-S",
-                "--max-time",
-                "20",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code}",
-            ])
-            .arg(format!("http://{addr}/metrics")),
-        LIVENESS,
-    );
-    assert_eq!(code(&out), 0, "curl: {}", stderr(&out));
-    let text = stdout(&out);
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.trim().parse().unwrap(), body.to_string())
-}
 
 #[test]
 fn a_wedged_restart_leaves_list_stats_and_metrics_answering() {
@@ -116,7 +92,7 @@ fn a_wedged_restart_leaves_list_stats_and_metrics_answering() {
     );
     assert!(stats.iter().any(|(id, _)| *id == fine), "{stats:?}");
     let asked = Instant::now();
-    let (status, body) = scrape(&metrics);
+    let (status, body) = http_get(&metrics, "/metrics");
     assert!(
         asked.elapsed() < AT_ONCE,
         "/metrics took {:?}",

@@ -394,6 +394,29 @@ pub fn assert_consecutive(lines: &[u64], what: &str) {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+/// An HTTP GET of `http://ADDR{path}` with curl: status code and body.
+pub fn http_get(addr: &str, path: &str) -> (u32, String) {
+    let out = output_within(
+        Command::new("curl")
+            .args([
+                "-s",
+                "-S",
+                "--max-time",
+                "20",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!("http://{addr}{path}")),
+        LIVENESS,
+    );
+    assert_eq!(code(&out), 0, "curl {path}: {}", stderr(&out));
+    let text = stdout(&out);
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), body.to_string())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
