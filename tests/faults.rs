@@ -171,23 +171,22 @@ impl Fixture {
     /// the first daemon is stopped, the tmpfs mounted over the emptied dir, and a new one
     /// started on it.
     fn on_tmpfs(name: &str, dir: impl FnOnce(&Daemon) -> PathBuf, size: &str) -> Fixture {
-        let mut fx = Fixture {
-            d: Daemon::start(name),
-            mount: None,
-        };
-        fx.d.stop();
-        let at = dir(&fx.d);
-        std::fs::remove_dir_all(&at).unwrap();
-        let mut mount = Mount::tmpfs(&at, size);
-        mount.1 = Some(fx.d.dir.clone());
-        fx.mount = Some(mount);
-        fx.d.restart();
-        fx
+        Self::on_mount(name, dir, |at, _| Mount::tmpfs(at, size))
     }
 
     /// A daemon whose `dir` is an ext4 of its own on a loop device (see [`Mount::ext4`]),
     /// its image in the daemon's temp dir.
     fn on_ext4(name: &str, dir: impl FnOnce(&Daemon) -> PathBuf, size: &str) -> Fixture {
+        Self::on_mount(name, dir, |at, image| Mount::ext4(at, image, size))
+    }
+
+    /// A daemon stopped, its `dir` emptied and mounted over by `mount` (given the dir and
+    /// the image path), then started again on it.
+    fn on_mount(
+        name: &str,
+        dir: impl FnOnce(&Daemon) -> PathBuf,
+        mount: impl FnOnce(&Path, &Path) -> Mount,
+    ) -> Fixture {
         let mut fx = Fixture {
             d: Daemon::start(name),
             mount: None,
@@ -195,9 +194,9 @@ impl Fixture {
         fx.d.stop();
         let at = dir(&fx.d);
         std::fs::remove_dir_all(&at).unwrap();
-        let mut mount = Mount::ext4(&at, &fx.image(), size);
-        mount.1 = Some(fx.d.dir.clone());
-        fx.mount = Some(mount);
+        let mut made = mount(&at, &fx.image());
+        made.1 = Some(fx.d.dir.clone());
+        fx.mount = Some(made);
         fx.d.restart();
         fx
     }
