@@ -257,6 +257,21 @@ fn sigkill(pid: u32) {
     .unwrap();
 }
 
+/// The running container `id` (init `pid`) is not disturbed: still running, and killed
+/// its exit is told live, with 137, to `events` and to `wait`.
+fn assert_exit_told_live(d: &Daemon, events: &Events, id: &str, pid: u32) {
+    let s = d.client().state("", id).unwrap();
+    assert_eq!((s.status, s.pid), (Status::Running, pid));
+    sigkill(pid);
+    let seen = events.until("the exit", |e| e.topic == Topic::TaskExit);
+    let exit = seen.last().unwrap();
+    assert_eq!(
+        (exit.container_id.as_str(), exit_code_of(exit)),
+        (id, Some(137))
+    );
+    assert_eq!(d.wait_code("", id, None), 137);
+}
+
 fn exit_code_of(e: &Event) -> Option<u32> {
     e.exit.map(|x| x.code)
 }
@@ -310,17 +325,7 @@ fn a_full_state_dir_fails_creates_clearly_and_loses_no_exit() {
         !d.list_ids("default").contains(&refused),
         "a failed create is listed"
     );
-    // The running container is not disturbed, and its exit is told live.
-    let s = d.client().state("", &running).unwrap();
-    assert_eq!((s.status, s.pid), (Status::Running, pid));
-    sigkill(pid);
-    let seen = events.until("the exit", |e| e.topic == Topic::TaskExit);
-    let exit = seen.last().unwrap();
-    assert_eq!(
-        (exit.container_id.as_str(), exit_code_of(exit)),
-        (running.as_str(), Some(137))
-    );
-    assert_eq!(d.wait_code("", &running, None), 137);
+    assert_exit_told_live(d, &events, &running, pid);
     assert_eq!(
         d.client().state("", &running).unwrap().status,
         Status::Stopped
@@ -511,17 +516,7 @@ fn a_state_dir_failing_with_eio_fails_creates_clearly_and_loses_no_exit() {
         "a failed create is listed"
     );
     fx.d.assert_alive();
-    // The running container is not disturbed, and its exit is told live.
-    let s = fx.d.client().state("", &running).unwrap();
-    assert_eq!((s.status, s.pid), (Status::Running, pid));
-    sigkill(pid);
-    let seen = events.until("the exit", |e| e.topic == Topic::TaskExit);
-    let exit = seen.last().unwrap();
-    assert_eq!(
-        (exit.container_id.as_str(), exit_code_of(exit)),
-        (running.as_str(), Some(137))
-    );
-    assert_eq!(fx.d.wait_code("", &running, None), 137);
+    assert_exit_told_live(&fx.d, &events, &running, pid);
     // A user's kill goes ahead (saving `stopped_by_user` fails, logged).
     fx.d.client().kill(kill_init_req(&killed)).unwrap();
     assert_eq!(fx.d.wait_code("", &killed, None), 137);

@@ -38,14 +38,7 @@ fn wait_counter_moves(file: &Path, what: &str) {
 #[test]
 fn pause_freezes_and_resume_thaws() {
     let d = Daemon::start("pause_resume");
-    let b = d.bundle(
-        "counter",
-        &[
-            "sh",
-            "-c",
-            "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done",
-        ],
-    );
+    let b = d.counter_bundle();
     let count = b.join("rootfs/count");
     let id = unique_id("pause");
     let events = Events::subscribe(&d.socket, only(&id));

@@ -72,14 +72,7 @@ fn wait_counter_moves(file: &Path, what: &str) {
 fn lifecycle(name: &str, binary: &Path) {
     eprintln!("{name}: {}", binary.display());
     let d = daemon_with(name, binary);
-    let b = d.bundle(
-        "counter",
-        &[
-            "sh",
-            "-c",
-            "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done",
-        ],
-    );
+    let b = d.counter_bundle();
     let count = b.join("rootfs/count");
     let id = unique_id(name);
 

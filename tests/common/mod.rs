@@ -842,6 +842,19 @@ impl Daemon {
     }
 
     /// A path in the test's temp dir.
+    /// A bundle whose shell writes a counter to `/count` every 50 ms (its rootfs's
+    /// `count` file shows whether it runs, is frozen or was restored).
+    pub fn counter_bundle(&self) -> PathBuf {
+        self.bundle(
+            "counter",
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done",
+            ],
+        )
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
