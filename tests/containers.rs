@@ -234,6 +234,48 @@ fn labels_updates_and_events_of_records() {
         serde_json::from_str(&d.ctl_ok(&["container", "info", "u1"])).unwrap();
     assert_eq!(info["spec"]["root"]["path"], "rootfs");
     assert_eq!(info["labels"], serde_json::json!({"b": "2", "c": "3"}));
+
+    // Extensions: kept for their owner, set from text or a file, replaced, removed; text
+    // that is not JSON is refused naming the extension.
+    let ext_file = dir.join("ext.json");
+    std::fs::write(&ext_file, r#"{"policy": [1, 2]}"#).unwrap();
+    d.ctl_ok(&[
+        "container",
+        "update",
+        "u1",
+        "-x",
+        r#"agent={"owner":"ci"}"#,
+        "--extension",
+        &format!("policy=@{}", ext_file.display()),
+    ]);
+    assert_eq!(events.next(LONG).topic, Topic::ContainerUpdate);
+    let info: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["container", "info", "u1"])).unwrap();
+    assert_eq!(
+        info["extensions"],
+        serde_json::json!({"agent": {"owner": "ci"}, "policy": {"policy": [1, 2]}})
+    );
+    d.ctl_ok(&["container", "update", "u1", "-x", "agent="]);
+    assert_eq!(events.next(LONG).topic, Topic::ContainerUpdate);
+    let info: serde_json::Value =
+        serde_json::from_str(&d.ctl_ok(&["container", "info", "u1"])).unwrap();
+    assert_eq!(
+        info["extensions"],
+        serde_json::json!({"policy": {"policy": [1, 2]}})
+    );
+    let err = d.ctl_err(&["container", "update", "u1", "-x", "agent={not json"]);
+    assert!(err.contains("extension agent is not JSON"), "{err}");
+    let err = d.ctl_err(&["container", "update", "u1", "-x", "=1"]);
+    assert!(err.contains("not NAME=JSON"), "{err}");
+    let err = d.ctl_err(&[
+        "container",
+        "create",
+        "-x",
+        "e=@/nonexistent/x",
+        IMAGE,
+        "u3",
+    ]);
+    assert!(err.contains("cannot read /nonexistent/x"), "{err}");
     assert_eq!(d.ctl_ok(&["task", "start", "u1"]), "from-spec-file\n");
     let tasks: serde_json::Value =
         serde_json::from_str(&d.ctl_ok(&["task", "ls", "--json"])).unwrap();

@@ -820,6 +820,18 @@ impl Daemon {
         stdout(&out)
     }
 
+    /// Runs corralctl and insists on a non-zero exit; returns its stderr.
+    pub fn ctl_err(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert_ne!(
+            code(&out),
+            0,
+            "corralctl {args:?} succeeded: stdout {:?}",
+            stdout(&out)
+        );
+        stderr(&out)
+    }
+
     /// A runnable busybox bundle in the temp dir running `args`.
     ///
     /// Retried on "Text file busy": make_busybox executes the busybox copy it has just
@@ -841,7 +853,6 @@ impl Daemon {
         }
     }
 
-    /// A path in the test's temp dir.
     /// A bundle whose shell writes a counter to `/count` every 50 ms (its rootfs's
     /// `count` file shows whether it runs, is frozen or was restored).
     pub fn counter_bundle(&self) -> PathBuf {
@@ -855,6 +866,7 @@ impl Daemon {
         )
     }
 
+    /// A path in the test's temp dir.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

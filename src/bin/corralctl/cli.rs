@@ -169,6 +169,20 @@ pub fn label(kv: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A container record's extension: `NAME=JSON`, `NAME=@FILE` (the JSON read from FILE), or
+/// `NAME=` (removes it, in `container update`). The daemon checks that the text is JSON.
+pub fn extension(kv: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = kv.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+        return Err(format!("extension {kv:?} is not NAME=JSON or NAME=@FILE"));
+    };
+    let text = match value.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| format!("extension {name}: cannot read {file}: {e}"))?,
+        None => value.to_string(),
+    };
+    Ok((name.to_string(), text))
+}
+
 /// A path made absolute against the current directory (the daemon reads or writes it).
 pub fn absolute(p: &str) -> Result<PathBuf, corral::Error> {
     std::path::absolute(p).map_err(|e| corral::Error::InvalidArgument(format!("path {p:?}: {e}")))

@@ -2,14 +2,13 @@
 //! label, update, rm); and `task`: start a task from a record, list tasks, delete one while
 //! keeping its record.
 
-use crate::cli::label;
+use crate::cli::{extension, label};
 use crate::containers::{ImageFlags, RestartArg};
 use crate::output::{json, labels_text, listing};
 use crate::show::{self, ListArgs};
 use crate::{each_id, Ctl, Failure, Outcome};
 use clap::{Args, Subcommand};
 use corral::*;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// `container`.
@@ -69,6 +68,10 @@ struct CreateArgs {
     /// The OCI runtime of its tasks: a name the daemon knows or a path.
     #[arg(long, value_name = "NAME_OR_PATH")]
     runtime: Option<PathBuf>,
+    /// An extension kept with the record for its owner: `NAME=JSON`, or `NAME=@FILE` to
+    /// read the JSON from a file (repeatable; containerd's WithContainerExtension).
+    #[arg(short = 'x', long = "extension", value_name = "NAME=JSON", value_parser = extension)]
+    extensions: Vec<(String, String)>,
     #[command(flatten)]
     image_flags: ImageFlags,
 }
@@ -102,6 +105,9 @@ struct UpdateArgs {
     /// bundle's rootfs.
     #[arg(long, value_name = "FILE")]
     spec_file: Option<PathBuf>,
+    /// An extension to set: `NAME=JSON` or `NAME=@FILE`; `NAME=` removes it (repeatable).
+    #[arg(short = 'x', long = "extension", value_name = "NAME=JSON", value_parser = extension)]
+    extensions: Vec<(String, String)>,
 }
 
 /// `task`.
@@ -160,7 +166,7 @@ pub fn container(ctl: &Ctl, a: ContainerArgs) -> Outcome {
                 runtime: a.runtime,
                 runtime_args: Vec::new(),
                 labels: a.labels.into_iter().collect(),
-                extensions: BTreeMap::new(),
+                extensions: a.extensions.into_iter().collect(),
             })?;
             println!("{}", record.id);
             Ok(0)
@@ -212,6 +218,7 @@ pub fn container(ctl: &Ctl, a: ContainerArgs) -> Outcome {
                 labels: a.labels.into_iter().collect(),
                 runtime: a.runtime,
                 spec,
+                extensions: a.extensions.into_iter().collect(),
                 ..Default::default()
             })?;
             println!("{}", record.id);
@@ -231,6 +238,12 @@ fn info(record: &ContainerMeta) -> Outcome {
         serde_json::to_value(record).map_err(|e| Error::Internal(format!("encode JSON: {e}")))?;
     if let Ok(spec) = serde_json::from_str::<serde_json::Value>(&record.spec) {
         value["spec"] = spec;
+    }
+    // Extensions are JSON texts: shown as the JSON they hold.
+    for (name, text) in &record.extensions {
+        if let Ok(ext) = serde_json::from_str::<serde_json::Value>(text) {
+            value["extensions"][name] = ext;
+        }
     }
     json(&value)
 }
