@@ -1,4 +1,5 @@
-//! Tests of manifest.rs: digests, indexes and platform selection, manifests' references, and hostile or unsupported documents.
+//! Tests of manifest.rs: digests, indexes and platform selection, manifests' references,
+//! and hostile or unsupported documents.
 
 use super::*;
 use crate::types::{MEDIA_DOCKER_CONFIG, MEDIA_DOCKER_LAYER_GZIP, MEDIA_DOCKER_LIST};
