@@ -136,6 +136,53 @@ fn file_caps(path: &std::path::Path) -> Option<Vec<u8>> {
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
+/// Unpacks the image (a run without maps) and gives its layer's file `path` the
+/// capability cap_net_raw (setcap: a v2 one); that file in the layer.
+fn cap_in_layer(d: &Daemon, path: &str) -> std::path::PathBuf {
+    d.ctl_ok(&["run", "--rm", IMAGE, &unique_id("p")]);
+    let path = data_dir::snapshot_records(d)
+        .into_iter()
+        .map(|(name, _, _)| snapshot_fs(d, &name).join(path))
+        .find(|p| p.exists())
+        .unwrap();
+    let out = std::process::Command::new("setcap")
+        .args(["cap_net_raw+ep", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "setcap: {}", stderr(&out));
+    assert_eq!(
+        file_caps(&path).map(|c| c.len()),
+        Some(20),
+        "not a v2 capability"
+    );
+    path
+}
+
+/// A read-only root on a remapped snapshot refuses writes.
+fn read_only_refuses_writes(d: &Daemon) {
+    let out = d.ctl(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--uidmap",
+        MAP,
+        IMAGE,
+        &unique_id("r"),
+        "--",
+        "id -u; echo x > /f",
+    ]);
+    assert_ne!(code(&out), 0, "a write to a read-only root worked");
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+}
+
+/// Runs `script` as the image's user `app` in a container mapped by [`MAP`]; its output.
+fn run_as_app(d: &Daemon, script: &str) -> String {
+    let id = unique_id("app");
+    d.ctl_ok(&[
+        "run", "--rm", "-u", "app", "--uidmap", MAP, IMAGE, &id, "--", script,
+    ])
+}
+
 fn exec(d: &Daemon, id: &str, script: &str) -> String {
     let exec_id = unique_id("e");
     d.ctl_ok(&["exec", id, &exec_id, "--", "sh", "-c", script])
@@ -165,18 +212,7 @@ fn inside_as_the_image_says(d: &Daemon, id: &str) {
     // The setuid and setgid bits a chown would clear; the sticky bit.
     let out = exec(d, id, "busybox stat -c %a:%g /bin/suid /bin/sgid /tmp");
     assert_eq!(out, "4755:0\n2755:1000\n1777:0\n");
-    let out = d.ctl_ok(&[
-        "run",
-        "--rm",
-        "-u",
-        "app",
-        "--uidmap",
-        MAP,
-        IMAGE,
-        &unique_id("u"),
-        "--",
-        "id -u; cat /home/app/notes",
-    ]);
+    let out = run_as_app(d, "id -u; cat /home/app/notes");
     assert_eq!(out, "1000\nmine\n");
 }
 
@@ -224,6 +260,7 @@ fn a_container_with_a_user_namespace_runs_on_an_idmapped_snapshot() {
     let mut d = Daemon::start("userns-idmap");
     let dir = TestDir::new("userns-idmap");
     import_images(&d, &dir);
+    let busybox = cap_in_layer(&d, "bin/busybox");
     // (This kernel has idmapped mounts: the probe must find them.)
     let one = run_logging(&d, "prepared an idmapped snapshot");
     // No copy: the container's snapshot is on the image's chain id, with the maps in its
@@ -290,6 +327,15 @@ fn a_container_with_a_user_namespace_runs_on_an_idmapped_snapshot() {
         "busybox stat -c %u /etc/far",
     ]);
     assert_eq!(out, "65534\n");
+
+    read_only_refuses_writes(&d);
+
+    // The layer's v2 capability (root id 0) is seen through the idmapped mount with the
+    // container's root: a user of the container running busybox gets cap_net_raw (bit 13).
+    // Unchanged in the layer.
+    let out = run_as_app(&d, "busybox grep CapEff /proc/self/status");
+    assert_eq!(out, "CapEff:\t0000000000002000\n");
+    assert_eq!(file_caps(&busybox).map(|c| c.len()), Some(20));
 
     // Another container with the same maps, and one with another map: each its own
     // idmapped overlay, still no copy.
@@ -381,23 +427,7 @@ fn without_idmapped_mounts_the_rootfs_is_a_chowned_copy() {
     let d = Daemon::start_with_env("userns-chown", &[], &NO_IDMAP);
     let dir = TestDir::new("userns-chown");
     import_images(&d, &dir);
-    // Unpacked first, to give a file of the base layer a capability (setcap: a v2 one).
-    d.ctl_ok(&["run", "--rm", IMAGE, &unique_id("p")]);
-    let capped = data_dir::snapshot_records(&d)
-        .into_iter()
-        .map(|(name, _, _)| snapshot_fs(&d, &name).join("bin/capped"))
-        .find(|p| p.exists())
-        .unwrap();
-    let out = std::process::Command::new("setcap")
-        .args(["cap_net_raw+ep", capped.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "setcap: {}", stderr(&out));
-    assert_eq!(
-        file_caps(&capped).map(|c| c.len()),
-        Some(20),
-        "not a v2 capability"
-    );
+    let capped = cap_in_layer(&d, "bin/capped");
     let one = run_logging(&d, "no idmapped mounts here (CORRAL_NO_IDMAP is set)");
     let rec = record(&d, &format!("container/default/{one}"));
     assert!(
@@ -499,20 +529,7 @@ fn without_idmapped_mounts_the_rootfs_is_a_chowned_copy() {
     assert_eq!(stdout(&out), "sys-ok\nro\n");
     assert_eq!(remaps(&d).len(), 2);
 
-    // A read-only root on a remapped snapshot refuses writes.
-    let out = d.ctl(&[
-        "run",
-        "--rm",
-        "--read-only",
-        "--uidmap",
-        MAP,
-        IMAGE,
-        &unique_id("r"),
-        "--",
-        "id -u; echo x > /f",
-    ]);
-    assert_ne!(code(&out), 0, "a write to a read-only root worked");
-    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+    read_only_refuses_writes(&d);
     assert_eq!(remaps(&d).len(), 2);
 
     // Two creates at once with a map not seen yet make one remap between them.
