@@ -261,7 +261,8 @@ fn a_container_with_a_user_namespace_runs_on_an_idmapped_snapshot() {
     let dir = TestDir::new("userns-idmap");
     import_images(&d, &dir);
     let busybox = cap_in_layer(&d, "bin/busybox");
-    // (This kernel has idmapped mounts: the probe must find them.)
+    // (A kernel from 6.15 on, as here, takes idmapped detached mounts as overlay layers:
+    // the probe must find them.)
     let one = run_logging(&d, "prepared an idmapped snapshot");
     // No copy: the container's snapshot is on the image's chain id, with the maps in its
     // record, and no remapped snapshot exists.

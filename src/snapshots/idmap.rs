@@ -10,7 +10,7 @@
 //!    namespace (it only waits), its `uid_map` and `gid_map` written, its
 //!    `/proc/<pid>/ns/user` opened, the child killed and reaped;
 //! 2. per lower dir a detached clone (`open_tree(OPEN_TREE_CLONE)`) idmapped with that fd
-//!    (`mount_setattr(MOUNT_ATTR_IDMAP)`);
+//!    and read-only (`mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY)`);
 //! 3. the overlay mounted with `lowerdir=/proc/self/fd/N:...` naming those clones (the
 //!    overlay keeps its own private copies of its layers, so the fds are closed right
 //!    after: nothing but the overlay itself is ever mounted, and nothing is left behind).
@@ -20,8 +20,9 @@
 //! given, not the snapshot dirs.
 //!
 //! Whether this works depends on the kernel (idmapped mounts: 5.12; overlayfs over
-//! idmapped layers: 5.19; a detached mount as a layer: newer still) and on the filesystem
-//! of the data dir (ext4, xfs, btrfs, tmpfs can be idmapped): [`probe`] tries it once per
+//! idmapped layers: 5.19; a detached mount as a layer: 6.15, early 2025; containerd's
+//! temporary mount points, which 5.19 takes, are not done here) and on the filesystem of
+//! the data dir (ext4, xfs, btrfs, tmpfs can be idmapped): [`probe`] tries it once per
 //! snapshotter, and the caller falls back to a chowned copy when it does not.
 
 use crate::error::{Error, Result};
@@ -176,7 +177,8 @@ fn userns_fd(mapping: &IdMapping) -> std::io::Result<OwnedFd> {
     Ok(ns.into())
 }
 
-/// A detached clone of the directory `dir` (not recursive), idmapped through `userns`.
+/// A detached, read-only clone of the directory `dir` (not recursive), idmapped through
+/// `userns`.
 fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> std::io::Result<OwnedFd> {
     let path = CString::new(dir.as_os_str().as_bytes())?;
     // SAFETY: path is NUL-terminated and alive across the call; open_tree returns a new fd
@@ -195,8 +197,10 @@ fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: fd is a new descriptor nothing else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // Read-only as well (containerd's too): a lower dir is never written, and a clone that
+    // somehow outlived its overlay could not be written through.
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
@@ -217,7 +221,7 @@ fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> std::io::Result<OwnedFd> {
         let e = std::io::Error::last_os_error();
         return Err(std::io::Error::new(
             e.kind(),
-            format!("mount_setattr(MOUNT_ATTR_IDMAP): {e}"),
+            format!("mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY): {e}"),
         ));
     }
     Ok(tree)
