@@ -4,7 +4,7 @@
 //! mount options, and its `core/mount/mount_idmapped_linux.go`).
 //!
 //! An active snapshot prepared with an [`IdMapping`] has two more options in its overlay
-//! mount, `uidmap=C:H:S[,...]` and `gidmap=...`. [`mount_overlay`] turns them into:
+//! mount, `uidmap=C:H:S[,...]` and `gidmap=...`. `mount_overlay` turns them into:
 //!
 //! 1. a user namespace with those maps, as an fd: a child cloned into a new user
 //!    namespace (it only waits), its `uid_map` and `gid_map` written, its
@@ -22,7 +22,7 @@
 //! Whether this works depends on the kernel (idmapped mounts: 5.12; overlayfs over
 //! idmapped layers: 5.19; a detached mount as a layer: 6.15, early 2025; containerd's
 //! temporary mount points, which 5.19 takes, are not done here) and on the filesystem of
-//! the data dir (ext4, xfs, btrfs, tmpfs can be idmapped): [`probe`] tries it once per
+//! the data dir (ext4, xfs, btrfs, tmpfs can be idmapped): `probe` tries it once per
 //! snapshotter, and the caller falls back to a chowned copy when it does not.
 
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ pub const UIDMAP: &str = "uidmap";
 /// The mount option of the gid map.
 pub const GIDMAP: &str = "gidmap";
 
-/// An environment variable that, set to anything but empty or `0`, makes [`probe`] answer
+/// An environment variable that, set to anything but empty or `0`, makes `probe` answer
 /// that idmapped mounts do not work: for tests of the fallback (the chowned copy). Read by
 /// each probe (once per snapshotter). Not for production.
 pub const NO_IDMAP_ENV: &str = "CORRAL_NO_IDMAP";

@@ -16,6 +16,12 @@
 //!   no parent), an overlay of lowerdirs only with several parents.
 //! - **Committed**: read-only for good, a parent for others; never mounted itself.
 //!
+//! An active overlay snapshot may be **idmapped** ([`Snapshotter::prepare_idmapped`], for
+//! a container with a user namespace): its record keeps the id maps and its overlay mount
+//! carries `uidmap=`/`gidmap=` options, from which [`mount`] mounts its lower dirs through
+//! idmapped clones (`idmap.rs`); whether that works here is probed once
+//! ([`Snapshotter::idmap_support`]).
+//!
 //! **Native** snapshots (containerd's `native` snapshotter, for hosts without overlayfs):
 //! an active snapshot or a view prepared with [`Flavor::Native`] has in its `fs` a full
 //! copy of its parents' merged view (`native.rs` flattens the chain, whiteouts and opaque
