@@ -152,10 +152,11 @@ fn a_run_and_gc_publish_snapshot_events() {
     assert_eq!(mounts_under(&d), Vec::<String>::new());
 }
 
-#[test]
-fn a_remapped_run_publishes_its_remapped_snapshot() {
-    let d = Daemon::start("snapevents-remap");
-    let dir = TestDir::new("snapevents-remap");
+/// A daemon (with `envs`) that ran the image with a user namespace (`run --rm`): it, the
+/// image's dir, the image's top chain id and the container's id.
+fn remapped_run(name: &str, envs: &[(&str, &str)]) -> (Daemon, TestDir, String, String) {
+    let d = Daemon::start_with_env(name, &[], envs);
+    let dir = TestDir::new(name);
     import_image(&d, &dir);
     let top = chain_ids(&d)[1].clone();
     let id = unique_id("snapremap");
@@ -163,6 +164,29 @@ fn a_remapped_run_publishes_its_remapped_snapshot() {
         d.ctl_ok(&["run", "--rm", "--uidmap", "0:100000:65536", IMAGE, &id]),
         "from-the-top-layer\n"
     );
+    (d, dir, top, id)
+}
+
+#[test]
+fn an_idmapped_run_publishes_its_snapshot_on_the_top_layer() {
+    let (d, _dir, top, id) = remapped_run("snapevents-idmap", &[]);
+    // After the layers' four events: no copy, the container's snapshot (its lower dirs
+    // idmapped) prepared on the top layer, removed at the end.
+    let key = format!("container/default/{id}");
+    assert_eq!(
+        journaled(&d)[4..],
+        [
+            ev(Topic::SnapshotPrepare, &key, Some(&top), None),
+            ev(Topic::SnapshotRemove, &key, None, None),
+        ]
+    );
+    assert_eq!(mounts_under(&d), Vec::<String>::new());
+}
+
+#[test]
+fn a_remapped_run_publishes_its_remapped_snapshot() {
+    // Without idmapped mounts (forced): a chowned copy.
+    let (d, _dir, top, id) = remapped_run("snapevents-remap", &[("CORRAL_NO_IDMAP", "1")]);
     // After the layers' four events: the remapped copy of the top layer, prepared on it
     // and committed, then the container's snapshot on the copy, removed at the end.
     let events = journaled(&d);

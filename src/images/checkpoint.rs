@@ -98,6 +98,13 @@ fn base_of(inner: &Inner, ns: &str, id: &str) -> Result<Option<(Writable, BaseIm
         Err(Error::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
+    if snap.idmap.is_some() {
+        // Its restore would need the same idmapped snapshot, which restore does not make.
+        return Err(Error::InvalidArgument(format!(
+            "container {ns}/{id} has a user namespace (its rootfs is an idmapped snapshot): \
+             checkpoints of such containers are not supported yet"
+        )));
+    }
     let writable = inner.snapshots.writable(&key)?;
     let parent = snap.parent.unwrap_or_default();
     let names: Vec<String> = inner.with_meta(|m| {

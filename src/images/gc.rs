@@ -248,6 +248,7 @@ mod tests {
             created_ns: 0,
             updated_ns: 0,
             flavor: Default::default(),
+            idmap: None,
         }
     }
 

@@ -12,6 +12,7 @@
 use super::Inner;
 use crate::actors::events::Publish;
 use crate::error::Result;
+use crate::snapshots::idmap::IdMapping;
 use crate::snapshots::{Flavor, Mount, Snapshotter};
 use crate::types::{Event, SnapshotEventInfo, Topic};
 
@@ -42,7 +43,28 @@ impl Snaps<'_> {
         key: &str,
         parent: Option<&str>,
     ) -> Result<Vec<Mount>> {
-        let mounts = self.inner.snapshots.prepare_as(flavor, key, parent)?;
+        self.prepared(key, parent, |s| s.prepare_as(flavor, key, parent))
+    }
+
+    /// Prepares the active overlay snapshot `key` on `parent` with idmapped lower dirs;
+    /// its mounts.
+    pub(crate) fn prepare_idmapped(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        mapping: IdMapping,
+    ) -> Result<Vec<Mount>> {
+        self.prepared(key, parent, |s| s.prepare_idmapped(key, parent, mapping))
+    }
+
+    /// Prepares `key` on `parent` by `make`, then publishes it.
+    fn prepared(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        make: impl FnOnce(&Snapshotter) -> Result<Vec<Mount>>,
+    ) -> Result<Vec<Mount>> {
+        let mounts = make(&self.inner.snapshots)?;
         self.publish(
             Topic::SnapshotPrepare,
             key,

@@ -16,6 +16,12 @@
 //!   no parent), an overlay of lowerdirs only with several parents.
 //! - **Committed**: read-only for good, a parent for others; never mounted itself.
 //!
+//! An active overlay snapshot may be **idmapped** ([`Snapshotter::prepare_idmapped`], for
+//! a container with a user namespace): its record keeps the id maps and its overlay mount
+//! carries `uidmap=`/`gidmap=` options, from which [`mount`] mounts its lower dirs through
+//! idmapped clones (`idmap.rs`); whether that works here is probed once
+//! ([`Snapshotter::idmap_support`]).
+//!
 //! **Native** snapshots (containerd's `native` snapshotter, for hosts without overlayfs):
 //! an active snapshot or a view prepared with [`Flavor::Native`] has in its `fs` a full
 //! copy of its parents' merged view (`native.rs` flattens the chain, whiteouts and opaque
@@ -31,6 +37,7 @@
 //! opened once and cloned.
 
 pub mod diff;
+pub mod idmap;
 pub(crate) mod mountinfo;
 pub(crate) mod native;
 pub mod unpack;
@@ -183,6 +190,10 @@ pub struct Info {
     /// Overlay or native.
     #[serde(default)]
     pub flavor: Flavor,
+    /// The id maps its lower dirs are mounted through (an idmapped snapshot of a
+    /// container with a user namespace; see `idmap.rs`).
+    #[serde(default)]
+    pub idmap: Option<idmap::IdMapping>,
 }
 
 /// What a snapshot's own `fs` directory holds (its parents not counted).
@@ -216,6 +227,8 @@ struct Record {
     updated_ns: u64,
     #[serde(default, skip_serializing_if = "Flavor::is_overlay")]
     flavor: Flavor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idmap: Option<idmap::IdMapping>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -242,6 +255,9 @@ struct Inner {
     /// Held by an image unpack from its first layer to its last: unpacks run one at a
     /// time, so an `extract-*` snapshot found is one a crash left.
     unpacking: Mutex<()>,
+    /// Whether overlays over idmapped lower dirs work here (probed at first use), else
+    /// why not.
+    idmap_support: std::sync::OnceLock<std::result::Result<(), String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -286,6 +302,7 @@ impl Snapshotter {
                 root,
                 db: Mutex::new(db),
                 unpacking: Mutex::new(()),
+                idmap_support: std::sync::OnceLock::new(),
             }),
         };
         s.remove_orphans();
@@ -355,12 +372,44 @@ impl Snapshotter {
 
     /// A new active (writable) snapshot `key` on the committed `parent`; its mounts.
     pub fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        self.create(Kind::Active, Flavor::Overlay, key, parent)
+        self.create(Kind::Active, Flavor::Overlay, key, parent, None)
+    }
+
+    /// A new active overlay snapshot `key` on `parent` whose lower dirs are mounted
+    /// idmapped by `mapping` (its mounts carry `uidmap=` and `gidmap=`; see `idmap.rs`);
+    /// its mounts. Its upper dir is not idmapped: the caller chowns it.
+    pub fn prepare_idmapped(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        mapping: idmap::IdMapping,
+    ) -> Result<Vec<Mount>> {
+        self.create(Kind::Active, Flavor::Overlay, key, parent, Some(mapping))
+    }
+
+    /// Whether overlays over idmapped lower dirs work for this snapshotter (the kernel,
+    /// the data dir's filesystem), else why not: tried once, in `<root>/idmap-probe` (made
+    /// and removed), at the first call, and logged.
+    pub fn idmap_support(&self) -> &std::result::Result<(), String> {
+        self.inner.idmap_support.get_or_init(|| {
+            let answer = idmap::probe(&self.inner.root.join("idmap-probe"));
+            match &answer {
+                Ok(()) => tracing::info!(
+                    "idmapped mounts work here: the rootfs of a container with a user \
+                     namespace is an overlay over idmapped layers"
+                ),
+                Err(why) => tracing::warn!(
+                    "no idmapped mounts here ({why}): the rootfs of a container with a user \
+                     namespace is a chowned copy of its image"
+                ),
+            }
+            answer
+        })
     }
 
     /// A new read-only view `key` of the committed `parent`; its mounts.
     pub fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        self.create(Kind::View, Flavor::Overlay, key, parent)
+        self.create(Kind::View, Flavor::Overlay, key, parent, None)
     }
 
     /// [`Snapshotter::prepare`] of the given flavor: a native one's `fs` is a copy of
@@ -371,12 +420,12 @@ impl Snapshotter {
         key: &str,
         parent: Option<&str>,
     ) -> Result<Vec<Mount>> {
-        self.create(Kind::Active, flavor, key, parent)
+        self.create(Kind::Active, flavor, key, parent, None)
     }
 
     /// [`Snapshotter::view`] of the given flavor.
     pub fn view_as(&self, flavor: Flavor, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
-        self.create(Kind::View, flavor, key, parent)
+        self.create(Kind::View, flavor, key, parent, None)
     }
 
     fn create(
@@ -385,6 +434,7 @@ impl Snapshotter {
         flavor: Flavor,
         key: &str,
         parent: Option<&str>,
+        idmap: Option<idmap::IdMapping>,
     ) -> Result<Vec<Mount>> {
         check_key(key)?;
         let mut db = lock(&self.inner.db);
@@ -412,6 +462,7 @@ impl Snapshotter {
             created_ns: now,
             updated_ns: now,
             flavor,
+            idmap,
         };
         let lowers = self.chain(&db, parent)?;
         // Refused before anything is made when its mount could not be done.
@@ -505,11 +556,14 @@ impl Snapshotter {
             (Kind::Active, _) => vec![Mount {
                 kind: "overlay".into(),
                 source: "overlay".into(),
-                options: vec![
+                options: [
                     lowerdir(),
                     format!("upperdir={}", self.fs_path(r.id)),
                     format!("workdir={}", self.dir(r.id).join("work").display()),
-                ],
+                ]
+                .into_iter()
+                .chain(r.idmap.iter().flat_map(idmap::IdMapping::options))
+                .collect(),
             }],
             (Kind::View, []) => vec![bind(self.fs_path(r.id), "ro")],
             (Kind::View, [only]) => vec![bind(self.fs_path(*only), "ro")],
@@ -766,6 +820,7 @@ fn info(name: &str, r: &Record) -> Info {
         created_ns: r.created_ns,
         updated_ns: r.updated_ns,
         flavor: r.flavor,
+        idmap: r.idmap.clone(),
     }
 }
 
@@ -821,6 +876,7 @@ fn mount_data(m: &Mount) -> (MsFlags, String) {
             "nosuid" => flags |= MsFlags::MS_NOSUID,
             "nodev" => flags |= MsFlags::MS_NODEV,
             "noexec" => flags |= MsFlags::MS_NOEXEC,
+            other if idmap::is_map_option(other) => {}
             other => data.push(other),
         }
     }
@@ -905,14 +961,17 @@ fn mount_one(m: &Mount, target: &Path) -> Result<()> {
             }
             Ok(())
         }
-        "overlay" => nix::mount::mount(
-            Some(m.source.as_str()),
-            target,
-            Some("overlay"),
-            flags,
-            Some(data.as_str()),
-        )
-        .map_err(|e| failed("mount", e)),
+        "overlay" => match idmap::IdMapping::of_options(&m.options)? {
+            Some(mapping) => idmap::mount_overlay(target, flags, &data, &mapping),
+            None => nix::mount::mount(
+                Some(m.source.as_str()),
+                target,
+                Some("overlay"),
+                flags,
+                Some(data.as_str()),
+            )
+            .map_err(|e| failed("mount", e)),
+        },
         other => Err(Error::InvalidArgument(format!(
             "mount kind {other:?}: only overlay and bind are known"
         ))),
