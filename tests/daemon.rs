@@ -103,7 +103,8 @@ fn no_zombies_are_left() {
 }
 
 /// SIGTERM stops the daemon with status 0 and removes its socket; a second daemon on a
-/// socket in use is refused and the first carries on.
+/// socket in use is refused and the first carries on; a stale socket, or one held open
+/// for a moment by a dead daemon's child, does not stop the next start.
 #[test]
 fn one_daemon_per_socket_and_a_clean_stop() {
     let mut d = Daemon::start("clean_stop");
@@ -129,6 +130,31 @@ fn one_daemon_per_socket_and_a_clean_stop() {
     assert!(d.socket.exists());
     d.restart();
     d.assert_alive();
+
+    // A dead corrald's listener still held by one of its children between fork and exec
+    // (a kill -9 while a shim was being spawned): the socket takes connections and answers
+    // none until that child execs. The next daemon waits for it rather than refusing.
+    d.kill9();
+    std::fs::remove_file(&d.socket).unwrap();
+    let held = std::os::unix::net::UnixListener::bind(&d.socket).unwrap();
+    let released = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    d.restart();
+    d.assert_alive();
+    released.join().unwrap();
+    // Held for good: refused after the wait, saying so.
+    d.kill9();
+    std::fs::remove_file(&d.socket).unwrap();
+    let _held = std::os::unix::net::UnixListener::bind(&d.socket).unwrap();
+    let third = output_within(&mut d.command(), Duration::from_secs(30));
+    assert_ne!(code(&third), 0, "a daemon started on a socket held open");
+    let err = stderr(&third);
+    assert!(
+        err.contains("takes connections but no corrald answers"),
+        "{err}"
+    );
 }
 
 /// Containers keep running while no daemon runs; the next daemon adopts them: their state,

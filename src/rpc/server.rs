@@ -23,11 +23,8 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
             .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
     }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(Error::AlreadyExists(format!(
-                "another corrald is listening on {}",
-                path.display()
-            )));
+        if let Some(why) = socket_in_use(path) {
+            return Err(Error::AlreadyExists(why));
         }
         std::fs::remove_file(path)
             .map_err(|e| Error::io(format!("remove stale socket {}", path.display()), e))?;
@@ -37,6 +34,58 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
     Ok(listener)
+}
+
+/// How long [`socket_in_use`] waits for a socket that takes connections but answers none
+/// to be released.
+const HELD_SOCKET_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the socket at `path` is in use, or `None` if it is stale (nothing takes a
+/// connection on it). A corrald answers the handshake: in use. A socket that takes
+/// connections but answers none is a dead corrald's listener still held by one of its
+/// children between fork and exec (a shim or runtime call being spawned when the daemon
+/// was killed): that descriptor is closed at the child's exec, so the connect is tried
+/// again until it is refused, for at most [`HELD_SOCKET_WAIT`].
+fn socket_in_use(path: &Path) -> Option<String> {
+    let deadline = Instant::now() + HELD_SOCKET_WAIT;
+    loop {
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
+            return None;
+        };
+        let answered = stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .and_then(|()| stream.set_write_timeout(Some(Duration::from_millis(500))))
+            .is_ok()
+            && super::frame::write_frame_sync(
+                &mut stream,
+                &ClientFrame {
+                    id: 1,
+                    request: Request::Hello {
+                        version: PROTOCOL_VERSION,
+                        client: format!("corrald {} (socket check)", crate::VERSION),
+                    },
+                },
+            )
+            .is_ok()
+            && matches!(
+                super::frame::read_frame_sync::<_, ServerFrame>(&mut stream),
+                Ok(Some(_))
+            );
+        if answered {
+            return Some(format!(
+                "another corrald is listening on {}",
+                path.display()
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Some(format!(
+                "{} takes connections but no corrald answers on it (a process holds the \
+                 socket open: find it with `ss -xlp`)",
+                path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Concurrent connections, at most (also at most a quarter of the soft `RLIMIT_NOFILE`).
