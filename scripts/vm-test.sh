@@ -10,7 +10,10 @@
 #    find corrald, corralctl and corral-shim by their compile-time absolute paths); the
 #    guest runs scripts/vm/guest.sh: scripts/vm/systemd-checks.sh, then the test binaries;
 # 5. prints the guest's results and exits non-zero if anything failed.
-# Environment: CORRAL_VM_TESTS (test binaries, default "lifecycle resources restart"),
+# The guest has runc and crun; the host's youki (CORRAL_YOUKI, else /usr/local/bin/youki),
+# when there is one, is copied to target/vm/ at each run for tests/runtimes.rs.
+# Environment: CORRAL_VM_TESTS (test binaries, default "lifecycle resources restart
+# runtimes"),
 # CORRAL_VM_SKIP (test names skipped, default the two that need strace or curl),
 # CORRAL_VM_SYSTEMD (0 skips the systemd checks), CORRAL_VM_EXTRA (a script under the
 # repository the guest runs first, e.g. to debug), CORRAL_VM_ACCEL (auto, kvm or tcg),
@@ -27,7 +30,7 @@ if [ "$(id -u)" != 0 ]; then
   log "run as root (debootstrap, 9p passthrough and the guest's tests need it)"
   exit 1
 fi
-tests=${CORRAL_VM_TESTS-lifecycle resources restart}
+tests=${CORRAL_VM_TESTS-lifecycle resources restart runtimes}
 systemd=${CORRAL_VM_SYSTEMD:-1}
 accel=${CORRAL_VM_ACCEL:-auto}
 mem=${CORRAL_VM_MEM:-3072}
@@ -95,6 +98,17 @@ mkdir -p "$out"
   echo "bin $bin"
   echo "systemd $systemd"
   [ -z "${CORRAL_VM_EXTRA:-}" ] || echo "extra $(realpath "$CORRAL_VM_EXTRA")"
+  # youki is built on the host (it is not in bookworm): a copy under the shared repository
+  # (the image needs no rebuild when it appears).
+  youki=${CORRAL_YOUKI:-/usr/local/bin/youki}
+  rm -f "$repo/target/vm/youki"
+  if [ -x "$youki" ]; then
+    cp "$youki" "$repo/target/vm/youki"
+    echo "youki $repo/target/vm/youki"
+    log "youki: $youki ($("$youki" --version 2>/dev/null | head -n 1))"
+  else
+    log "youki: none on the host ($youki): tests/runtimes.rs skips it"
+  fi
   skip_args=""
   for s in $skip; do skip_args="$skip_args --skip $s"; done
   echo "args$skip_args"

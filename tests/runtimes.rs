@@ -118,7 +118,7 @@ fn lifecycle(name: &str, binary: &Path) {
     assert_eq!(d.client().resume("", &id).unwrap().status, Status::Running);
     wait_counter_moves(&count, "the counter to move after resume");
 
-    // update: the cgroup files say what was asked.
+    // update: the cgroup files say what was asked (v1's or v2's).
     d.client()
         .update(
             "",
@@ -130,8 +130,13 @@ fn lifecycle(name: &str, binary: &Path) {
             },
         )
         .unwrap_or_else(|e| panic!("{name}: update: {e}"));
+    let memory_file = if cgroup_v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
     assert_eq!(
-        cgroup_file(pid, "memory", "memory.limit_in_bytes"),
+        cgroup_file(pid, "memory", memory_file),
         (64u64 << 20).to_string()
     );
     assert_eq!(cgroup_file(pid, "pids", "pids.max"), "20");

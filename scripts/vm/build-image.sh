@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the guest image of scripts/vm-test.sh once and prints its directory: a Debian
 # bookworm root filesystem made by debootstrap (systemd as PID 1, the unified cgroup
-# hierarchy, Debian's kernel, runc, busybox-static, iptables, the host's CRIU and its
-# libraries) as a raw ext4 disk, with the kernel and initrd beside it.
+# hierarchy, Debian's kernel, runc, crun, busybox-static, iptables, dbus, libseccomp2 for a
+# host-built youki, the host's CRIU and its libraries) as a raw ext4 disk, with the kernel
+# and initrd beside it.
 #   scripts/vm/build-image.sh CACHE_DIR [MIRROR]
 # The image lives in CACHE_DIR/image-<key>, where the key is a hash of this file and of the
 # host's CRIU version: a change to either builds a new image (older ones are removed). The
@@ -38,6 +39,10 @@ start=$(date +%s)
 log "debootstrap bookworm from $mirror into $root (a few minutes; the .debs are kept in $cache/debs)"
 packages=(
   systemd-sysv udev kmod linux-image-amd64 procps runc busybox-static iptables
+  # The other runtimes of tests/runtimes.rs: crun, and youki (copied from the host at each
+  # run by vm-test.sh when it has one; it links libseccomp). dbus: the system bus that
+  # crun's and youki's systemd cgroup drivers talk to (runc uses systemd's private socket).
+  crun libseccomp2 dbus
   # CRIU's runtime libraries (the host's /usr/local/sbin/criu is copied in).
   libprotobuf-c1 libnl-3-200 libnet1 libbsd0 libgnutls30 libnftables1 libjansson4
   libmnl0 libnftnl11 libxtables12

@@ -20,7 +20,7 @@ result() { echo "$*" >>"$results"; say "$*"; }
 
 say "kernel $(uname -r), PID 1 $(cat /proc/1/comm), $(nproc) cpu(s), $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
 say "/sys/fs/cgroup: $(stat -fc %T /sys/fs/cgroup), controllers: $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
-say "our cgroup: $(cat /proc/self/cgroup); runc: $(runc --version | head -n 1); criu: $(/usr/local/sbin/criu --version 2>/dev/null | head -n 1 || echo none)"
+say "our cgroup: $(cat /proc/self/cgroup); runc: $(runc --version | head -n 1); crun: $(crun --version 2>/dev/null | head -n 1 || echo none); criu: $(/usr/local/sbin/criu --version 2>/dev/null | head -n 1 || echo none)"
 if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
   result host 0 ok "pure cgroup v2, systemd PID 1"
 else
@@ -44,6 +44,16 @@ if [ "$systemd_checks" = 1 ]; then
     result systemd "$secs" ok "$checks checks"
   else
     result systemd "$secs" FAIL "$fails of $checks checks failed (exit $rc)"
+  fi
+fi
+# The host's youki, copied by vm-test.sh: tests/runtimes.rs runs it when it runs here.
+youki=$(sed -n 's/^youki //p' "$out/plan")
+if [ -n "$youki" ]; then
+  if version=$("$youki" --version 2>&1 | head -n 1) && [ -n "$version" ]; then
+    export CORRAL_YOUKI=$youki
+    result youki 0 ok "the host's youki runs here ($version)"
+  else
+    result youki 0 FAIL "the host's youki does not run here: $version $(ldd "$youki" 2>&1 | grep 'not found' | tr '\n' ' ')"
   fi
 fi
 extra=$(sed -n 's/^extra //p' "$out/plan")

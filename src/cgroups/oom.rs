@@ -7,9 +7,11 @@
 use super::{CgroupError, CgroupPaths, Hierarchy};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 /// How many processes of `cgroup` the kernel's OOM killer has killed; 0 if unknown.
 pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> u64 {
@@ -26,16 +28,84 @@ pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> u64 {
 }
 
 /// The kill counter read through an open file (`memory.oom_control` on v1, `memory.events`
-/// on v2): no path lookup on the exit path, where the cgroup is being torn down.
-pub fn kill_count_of(counter: &File) -> u64 {
+/// on v2): no path lookup on the exit path, where the cgroup is being torn down. None when
+/// it cannot be read: the cgroup is gone (a read of a removed cgroup's file fails with
+/// ENODEV). systemd removes a scope (runc's systemd driver) as soon as it is empty, so
+/// after an OOM kill of its init this often comes before corrald looks.
+pub fn kill_count_of(counter: &File) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 512];
-    let n = counter.read_at(&mut buf, 0).unwrap_or(0);
+    let n = counter.read_at(&mut buf, 0).ok()?;
     std::str::from_utf8(&buf[..n])
-        .unwrap_or_default()
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-        .unwrap_or(0)
+}
+
+/// Kills of a parent cgroup's descendants that each container saw on its own counter,
+/// by the parent's `memory.events` path.
+static CLAIMED: std::sync::Mutex<BTreeMap<PathBuf, u64>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn claimed(parent: &Path) -> u64 {
+    let map = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(parent).copied().unwrap_or(0)
+}
+
+/// The OOM-kill counter of a container's parent cgroup, for when the container's own
+/// cgroup is gone before its counter was read. On cgroup v2 a cgroup's `memory.events`
+/// counts the kills of its descendants too, and the parent (`corral.slice`, or
+/// `<parent>/<namespace>`) outlives the container. Kills that containers under the same
+/// parent saw on their own counters are claimed ([`ParentCounter::claim`]): a container
+/// whose cgroup vanished takes only a kill nobody else saw.
+pub struct ParentCounter {
+    counter: File,
+    path: PathBuf,
+    /// The parent's counter, and the claimed kills, when the watch began.
+    base: u64,
+    claimed_base: u64,
+}
+
+impl ParentCounter {
+    /// The parent's counter of a container's cgroup; None on cgroup v1 (its
+    /// `memory.oom_control` counts the cgroup's own kills only) or when it cannot be read.
+    pub fn open(h: &Hierarchy, cgroups: &CgroupPaths) -> Option<Self> {
+        let Hierarchy::V2 { .. } = h else { return None };
+        let dir = h.dir("memory", cgroups.get("memory"));
+        let path = dir.parent()?.join("memory.events");
+        let counter = File::open(&path).ok()?;
+        let base = kill_count_of(&counter)?;
+        let claimed_base = claimed(&path);
+        Some(ParentCounter {
+            counter,
+            path,
+            base,
+            claimed_base,
+        })
+    }
+
+    /// Records `n` kills a container saw on its own counter.
+    pub fn claim(&self, n: u64) {
+        let mut map = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(self.path.clone()).or_insert(0) += n;
+    }
+
+    /// Takes one kill counted in the parent since the watch began that no container
+    /// claimed; false when there is none.
+    pub fn claim_unseen(&self) -> bool {
+        let Some(now) = kill_count_of(&self.counter) else {
+            return false;
+        };
+        let mut map = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        let claimed = map.entry(self.path.clone()).or_insert(0);
+        let since = now.saturating_sub(self.base);
+        let claimed_since = claimed.saturating_sub(self.claimed_base);
+        if since > claimed_since {
+            *claimed += 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// An fd that becomes readable when `cgroup` may have had an OOM event, and the open file
@@ -83,13 +153,18 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<(OwnedFd, File), Cg
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_counter_is_read_through_the_open_file() {
-        let dir = std::env::temp_dir().join(format!(
-            "corral-oom-{}-{}",
+    /// A fresh directory standing for a cgroup2 mount.
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "corral-{name}-{}-{}",
             std::process::id(),
             crate::types::now_ns()
-        ));
+        ))
+    }
+
+    #[test]
+    fn the_counter_is_read_through_the_open_file() {
+        let dir = scratch("oom");
         std::fs::create_dir_all(dir.join("web")).unwrap();
         let events = dir.join("web/memory.events");
         std::fs::write(&events, "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n").unwrap();
@@ -97,7 +172,7 @@ mod tests {
         let paths = CgroupPaths::uniform("/web");
         assert_eq!(kill_count(&h, &paths), 1);
         let (notify, counter) = watch(&h, &paths).unwrap();
-        assert_eq!(kill_count_of(&counter), 1);
+        assert_eq!(kill_count_of(&counter), Some(1));
         // The inotify fd wakes up on a change of memory.events; the open file sees it.
         let mut buf = [0u8; 4096];
         assert!(
@@ -106,11 +181,49 @@ mod tests {
         );
         std::fs::write(&events, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n").unwrap();
         assert!(nix::unistd::read(notify.as_raw_fd(), &mut buf).unwrap() > 0);
-        assert_eq!(kill_count_of(&counter), 2);
+        assert_eq!(kill_count_of(&counter), Some(2));
         let gone = CgroupPaths::uniform("/gone");
         assert_eq!(kill_count(&h, &gone), 0, "unknown reads as 0");
         let e = watch(&h, &gone).unwrap_err();
         assert!(e.to_string().contains("gone/memory.events"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Two containers under one parent; the kills each saw are claimed, so one whose
+    /// cgroup vanished takes only a kill the parent counted and nobody claimed, once.
+    #[test]
+    fn a_vanished_cgroup_takes_an_unclaimed_kill_of_its_parent() {
+        let dir = scratch("oom-parent");
+        let events = |kills: u64| format!("low 0\nhigh 0\nmax 9\noom {kills}\noom_kill {kills}\n");
+        for c in ["a", "b"] {
+            std::fs::create_dir_all(dir.join("slice").join(c)).unwrap();
+            std::fs::write(dir.join("slice").join(c).join("memory.events"), events(0)).unwrap();
+        }
+        let parent_events = dir.join("slice/memory.events");
+        std::fs::write(&parent_events, events(3)).unwrap();
+        let h = Hierarchy::V2 { root: dir.clone() };
+        let a = ParentCounter::open(&h, &CgroupPaths::uniform("/slice/a")).unwrap();
+        let b = ParentCounter::open(&h, &CgroupPaths::uniform("/slice/b")).unwrap();
+        assert!(
+            !a.claim_unseen(),
+            "the 3 kills before the watch are nobody's"
+        );
+        // b sees a kill on its own counter and claims it; the parent counts it too.
+        std::fs::write(&parent_events, events(4)).unwrap();
+        b.claim(1);
+        assert!(!a.claim_unseen(), "b's kill is not a's");
+        // A kill nobody saw (a's cgroup went before a looked): a takes it, once.
+        std::fs::write(&parent_events, events(5)).unwrap();
+        assert!(a.claim_unseen());
+        assert!(!a.claim_unseen());
+        assert!(!b.claim_unseen(), "a took it");
+        let gone = CgroupPaths::uniform("/nowhere/x");
+        assert!(ParentCounter::open(&h, &gone).is_none());
+        let v1 = Hierarchy::V1 {
+            root: dir.clone(),
+            unified: None,
+        };
+        assert!(ParentCounter::open(&v1, &CgroupPaths::uniform("/slice/a")).is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -289,7 +289,7 @@ impl Container {
                 }
             }
             Step::Publish(exit) => {
-                self.check_oom();
+                self.check_oom_at_exit(&exit);
                 self.emit_exit(INIT_PROCESS, self.init.pid, exit);
                 self.init.resolve_waiters();
                 self.consider_restart(ctx);

@@ -14,6 +14,8 @@ pub(super) struct OomWatch {
     /// The cgroup's kill counter file, kept open: no path lookup on the exit path, where
     /// the cgroup is being torn down.
     counter: Option<std::fs::File>,
+    /// The parent cgroup's counter (v2), for an exit whose cgroup is already gone.
+    parent: Option<crate::cgroups::oom::ParentCounter>,
     kills_this_run: u64,
 }
 
@@ -55,6 +57,7 @@ impl Container {
         let h = crate::cgroups::host();
         // A new cgroup (a new run) has its own counter: never read the old one.
         self.oom.counter = None;
+        self.oom.parent = crate::cgroups::oom::ParentCounter::open(h, &self.record.cgroups);
         let notify = match crate::cgroups::oom::watch(h, &self.record.cgroups) {
             Ok((notify, counter)) => {
                 self.oom.counter = Some(counter);
@@ -82,14 +85,22 @@ impl Container {
         self.oom.task = Some(ctx.spawn(watch.into_actor(self)));
     }
 
-    /// Publishes /tasks/oom for kills the kernel counted since we last looked.
-    pub(super) fn check_oom(&mut self) {
+    /// Publishes /tasks/oom for kills the kernel counted since we last looked. Returns
+    /// false when the cgroup's counter could not be read (the cgroup is gone).
+    pub(super) fn check_oom(&mut self) -> bool {
         let n = match &self.oom.counter {
             Some(file) => crate::cgroups::oom::kill_count_of(file),
-            None => crate::cgroups::oom::kill_count(crate::cgroups::host(), &self.record.cgroups),
+            None => Some(crate::cgroups::oom::kill_count(
+                crate::cgroups::host(),
+                &self.record.cgroups,
+            )),
         };
+        let Some(n) = n else { return false };
         if n > self.record.oom_seen {
             let new = n - self.record.oom_seen;
+            if let Some(parent) = &self.oom.parent {
+                parent.claim(new);
+            }
             self.record.oom_kills += new as u32;
             self.record.oom_seen = n;
             self.oom.kills_this_run += new;
@@ -97,5 +108,29 @@ impl Container {
             self.emit(Topic::TaskOom, INIT_PROCESS, self.init.pid)
                 .send();
         }
+        true
+    }
+
+    /// [`Container::check_oom`] before the init's exit is published. When the cgroup is
+    /// already gone (systemd removes an empty scope at once, often before corrald reads
+    /// its counter) and the init died of SIGKILL, a kill the parent cgroup counted and no
+    /// container under it claimed is this one's.
+    pub(super) fn check_oom_at_exit(&mut self, exit: &ExitStatus) {
+        if self.check_oom() || self.oom.kills_this_run > 0 || exit.code != 128 + 9 {
+            return;
+        }
+        if !self.oom.parent.as_ref().is_some_and(|p| p.claim_unseen()) {
+            return;
+        }
+        tracing::info!(
+            "{}: its cgroup was gone at its exit (SIGKILL); the parent cgroup counted an \
+             OOM kill no container claimed: taken as this one's",
+            self.key()
+        );
+        self.record.oom_kills += 1;
+        self.oom.kills_this_run += 1;
+        self.save_record();
+        self.emit(Topic::TaskOom, INIT_PROCESS, self.init.pid)
+            .send();
     }
 }
