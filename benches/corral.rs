@@ -17,6 +17,10 @@
 //!    4 at a time; the daemon's RSS and fds per container, shim PSS, `list` latency, `kill -9`
 //!    of corrald and a restart until all are listed running again, fds after it, 100
 //!    simultaneous exits, and deleting them all leaving nothing behind.
+//! 10. Runtimes (only when asked for: `runtimes`): for each of runc, crun and youki that is
+//!     installed, the cycle create, start, kill, wait, delete with the runtime's own CLI
+//!     and through corral with that runtime (a `[runtimes.NAME]` entry of the private
+//!     corrald's config), interleaved; medians and ratios per runtime, and the versions.
 //!
 //! A private corrald serves it all (its own socket, state dir and runtime root under a temp
 //! dir), and everything is deleted at the end, also on failure or Ctrl-C.
@@ -24,9 +28,10 @@
 //! Environment: `BENCH_N` (iterations, default 40), `BENCH_CONTAINERS` (default 100),
 //! `BENCH_WARMUP` (untimed rounds first, default 3), `BENCH_RUNC` (default: runc from PATH),
 //! `BENCH_TMP` (default /dev/shm: a tmpfs, as /run is on most hosts; both runc's root and
-//! corral's state go there). Arguments pick sections: `cycle start memory kill run stats
-//! checkpoint oom scale`
-//! (`kill` includes starting the containers of `memory`); default all but `scale`.
+//! corral's state go there), `BENCH_CRUN` and `BENCH_YOUKI` (default: from PATH; for
+//! `runtimes`). Arguments pick sections: `cycle start memory kill run stats checkpoint oom
+//! scale runtimes` (`kill` includes starting the containers of `memory`); default all but
+//! `scale` and `runtimes`.
 #![allow(clippy::unwrap_used)] // a benchmark or example stops at its first failure
 
 #[path = "common/mod.rs"]
@@ -61,10 +66,11 @@ enum Section {
     Checkpoint,
     Oom,
     Scale,
+    Runtimes,
 }
 
 impl Section {
-    const ALL: [Section; 9] = [
+    const ALL: [Section; 10] = [
         Section::Cycle,
         Section::Start,
         Section::Memory,
@@ -74,12 +80,14 @@ impl Section {
         Section::Checkpoint,
         Section::Oom,
         Section::Scale,
+        Section::Runtimes,
     ];
-    /// What runs without arguments: all but `scale` (a thousand containers, asked by name).
+    /// What runs without arguments: all but `scale` (a thousand containers) and `runtimes`
+    /// (every installed runtime), each asked for by name.
     fn defaults() -> Vec<Section> {
         Section::ALL
             .into_iter()
-            .filter(|s| *s != Section::Scale)
+            .filter(|s| !matches!(s, Section::Scale | Section::Runtimes))
             .collect()
     }
     fn name(self) -> &'static str {
@@ -93,6 +101,7 @@ impl Section {
             Section::Checkpoint => "checkpoint",
             Section::Oom => "oom",
             Section::Scale => "scale",
+            Section::Runtimes => "runtimes",
         }
     }
 }
@@ -252,6 +261,8 @@ struct Bench {
     socket: PathBuf,
     daemon_log: PathBuf,
     daemon: Option<Child>,
+    /// The runtimes of the `runtimes` section (none unless it was asked for).
+    runtimes: Vec<Runtime>,
     fresh_rss: u64,
     prefix: String,
     seq: usize,
@@ -263,7 +274,7 @@ impl Bench {
         let me = std::process::id();
         let dir = s.tmp.join(format!("corral-bench-{me}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let b = Bench {
+        let mut b = Bench {
             bundle: dir.join("bundle-sleep"),
             true_bundle: dir.join("bundle-true"),
             runc_root: dir.join("runc-root"),
@@ -272,6 +283,7 @@ impl Bench {
             socket: dir.join("corrald.sock"),
             daemon_log: dir.join("corrald.log"),
             daemon: None,
+            runtimes: Vec::new(),
             fresh_rss: 0,
             prefix: format!("cb{me}"),
             seq: 0,
@@ -284,6 +296,9 @@ impl Bench {
         corral::bundle::make_busybox(&b.true_bundle, &["true".to_string()])
             .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&b.runc_root).map_err(|e| e.to_string())?;
+        if b.s.sections.contains(&Section::Runtimes) {
+            b.runtimes = installed_runtimes(&b.s, &b.dir)?;
+        }
         Ok(b)
     }
 
@@ -330,7 +345,26 @@ impl Bench {
 
     fn start_daemon(&mut self) -> R<()> {
         let log = std::fs::File::create(&self.daemon_log).map_err(|e| e.to_string())?;
-        let child = Command::new(CORRALD)
+        let mut cmd = Command::new(CORRALD);
+        // The `runtimes` section's runtimes, each a `[runtimes.NAME]` entry asked for by name.
+        let installed: Vec<&Runtime> = self.runtimes.iter().filter(|r| r.found()).collect();
+        if !installed.is_empty() {
+            let config = self.dir.join("corrald.toml");
+            let text: String = installed
+                .iter()
+                .map(|r| {
+                    format!(
+                        "[runtimes.{}]\nbinary = {:?}\n",
+                        r.name,
+                        r.path.display().to_string()
+                    )
+                })
+                .collect();
+            std::fs::write(&config, text)
+                .map_err(|e| format!("write {}: {e}", config.display()))?;
+            cmd.arg("--config").arg(config);
+        }
+        let child = cmd
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")
@@ -411,6 +445,16 @@ impl Bench {
                     self.runc_force_delete(id);
                 }
             }
+        }
+        // The `runtimes` section's bare containers: one directory each under their roots.
+        for rt in self.runtimes.iter().filter(|r| r.found()) {
+            for entry in std::fs::read_dir(&rt.root).into_iter().flatten().flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if rt.cmd(&["delete", "--force", &id]).output().is_err() {
+                    problems.push(format!("{} delete --force {id} did not run", rt.name));
+                }
+            }
+            reap_strays(self.daemon_pid());
         }
         // The daemon.
         common::stop_daemon_and_leftovers(
@@ -562,9 +606,18 @@ fn runc_cycle(b: &mut Bench) -> R<[Duration; 4]> {
 /// What a runc user has for `wait`: `runc state` for the pid, then polling /proc until it
 /// is gone (or a zombie, which the bench, a child subreaper, then reaps).
 fn runc_wait(b: &Bench, id: &str) -> R<()> {
-    let (_, out) = output(&mut b.runc(&["state", id]), &[0])?;
-    let state: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("runc state {id}: unreadable output: {e}"))?;
+    bare_wait(b, b.runc(&["state", id]), id)
+}
+
+/// `wait` with a bare runtime: `state` (the command given) for the pid, then polling /proc.
+fn bare_wait(b: &Bench, mut state_cmd: Command, id: &str) -> R<()> {
+    let (_, out) = output(&mut state_cmd, &[0])?;
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "{} state {id}: unreadable output: {e}",
+            state_cmd.get_program().to_string_lossy()
+        )
+    })?;
     let pid = state["pid"].as_i64().unwrap_or(0) as i32;
     if state["status"] == "stopped" || pid <= 0 {
         reap_strays(b.daemon_pid());
@@ -581,11 +634,24 @@ fn runc_wait(b: &Bench, id: &str) -> R<()> {
                 return Ok(());
             }
             _ if t.elapsed() > Duration::from_secs(10) => {
-                return Err(format!("runc container {id} (pid {pid}) did not die"))
+                return Err(format!("container {id} (pid {pid}) did not die"))
             }
             _ => std::thread::sleep(Duration::from_micros(50)),
         }
     }
+}
+
+/// The end of a corral cycle: `corralctl kill --signal KILL`, `wait` (which must print
+/// 137), `delete`, each timed.
+fn ctl_kill_wait_delete(b: &Bench, id: &str) -> R<[Duration; 3]> {
+    let (kill, _) = output(&mut b.ctl(&["kill", id, "--signal", "KILL"]), &[0])?;
+    let (wait, out) = output(&mut b.ctl(&["wait", id]), &[137])?;
+    let code = String::from_utf8_lossy(&out.stdout);
+    if code.trim() != "137" {
+        return Err(format!("corralctl wait {id} printed {code:?}, not 137"));
+    }
+    let (delete, _) = output(&mut b.ctl(&["delete", id]), &[0])?;
+    Ok([kill, wait, delete])
 }
 
 fn corral_cycle(b: &mut Bench) -> R<[Duration; 4]> {
@@ -593,19 +659,27 @@ fn corral_cycle(b: &mut Bench) -> R<[Duration; 4]> {
     let bundle = b.bundle_str();
     let result = (|| {
         let (run, _) = output(&mut b.ctl(&["run", "-d", &id, "--bundle", &bundle]), &[0])?;
-        let (kill, _) = output(&mut b.ctl(&["kill", &id, "--signal", "KILL"]), &[0])?;
-        let (wait, out) = output(&mut b.ctl(&["wait", &id]), &[137])?;
-        let code = String::from_utf8_lossy(&out.stdout);
-        if code.trim() != "137" {
-            return Err(format!("corralctl wait {id} printed {code:?}, not 137"));
-        }
-        let (delete, _) = output(&mut b.ctl(&["delete", &id]), &[0])?;
+        let [kill, wait, delete] = ctl_kill_wait_delete(b, &id)?;
         Ok([run, kill, wait, delete])
     })();
     if result.is_err() {
         b.corral_force_delete(&id);
     }
     result
+}
+
+/// A table row: `what`, the medians of the bare runtime and of corral with their ratio,
+/// then the same for the minimums.
+fn side_by_side(what: &str, bare: &Samples, corral: &Samples) -> String {
+    format!(
+        "| {what} | {} | {} | {} | {} | {} | {} |",
+        ms(bare.median()),
+        ms(corral.median()),
+        ratio(corral.median(), bare.median()),
+        ms(bare.min()),
+        ms(corral.min()),
+        ratio(corral.min(), bare.min()),
+    )
 }
 
 fn bench_cycle(b: &mut Bench, rep: &mut Report) -> R<()> {
@@ -646,25 +720,9 @@ fn bench_cycle(b: &mut Bench, rep: &mut Report) -> R<()> {
     );
     rep.line("|---|---|---|---|---|---|---|");
     for (i, step) in STEPS.iter().enumerate() {
-        rep.line(format!(
-            "| {step} | {} | {} | {} | {} | {} | {} |",
-            ms(runc[i].median()),
-            ms(corral[i].median()),
-            ratio(corral[i].median(), runc[i].median()),
-            ms(runc[i].min()),
-            ms(corral[i].min()),
-            ratio(corral[i].min(), runc[i].min()),
-        ));
+        rep.line(side_by_side(step, &runc[i], &corral[i]));
     }
-    rep.line(format!(
-        "| **full cycle** | **{}** | **{}** | **{}** | {} | {} | {} |",
-        ms(rt.median()),
-        ms(ct.median()),
-        ratio(ct.median(), rt.median()),
-        ms(rt.min()),
-        ms(ct.min()),
-        ratio(ct.min(), rt.min()),
-    ));
+    rep.line(side_by_side("**full cycle**", rt, ct));
     rep.line(format!(
         "| full cycle p90 | {} | {} | {} | | | |",
         ms(rt.pct(90.0)),
@@ -802,30 +860,15 @@ fn bench_start(b: &mut Bench, rep: &mut Report) -> R<()> {
             &s.ctl_floor,
         ),
     ];
-    for (what, r, c) in rows {
+    let api = "run -d through `Client::create(start)`, no CLI process";
+    for (what, r, c) in rows.into_iter().chain([(api, &s.runc_run, &s.api_run)]) {
         rep.line(format!(
-            "| {what} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            ms(r.median()),
-            ms(c.median()),
-            ratio(c.median(), r.median()),
-            ms(r.min()),
-            ms(c.min()),
-            ratio(c.min(), r.min()),
+            "{} {} | {} |",
+            side_by_side(what, r, c),
             ms(r.pct(90.0)),
             ms(c.pct(90.0)),
         ));
     }
-    rep.line(format!(
-        "| run -d through `Client::create(start)`, no CLI process | {} | {} | {} | {} | {} | {} | {} | {} |",
-        ms(s.runc_run.median()),
-        ms(s.api_run.median()),
-        ratio(s.api_run.median(), s.runc_run.median()),
-        ms(s.runc_run.min()),
-        ms(s.api_run.min()),
-        ratio(s.api_run.min(), s.runc_run.min()),
-        ms(s.runc_run.pct(90.0)),
-        ms(s.api_run.pct(90.0)),
-    ));
     rep.line("");
     rep.line(format!(
         "{} rounds. Reference (anchors): create+start runc alone 42.7 ms, containerd+ctr 107 ms, conmon+runc 59.5 ms.",
@@ -2003,6 +2046,237 @@ fn bench_scale(b: &mut Bench, rep: &mut Report) -> R<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// 10. Runtimes (only when asked for: `runtimes`): each installed OCI runtime bare and
+// through corral
+
+/// The runtimes the `runtimes` section looks for, with the variable that names another
+/// binary (runc's is `BENCH_RUNC`, as for every other section).
+const RUNTIME_NAMES: [(&str, &str); 3] = [
+    ("runc", "BENCH_RUNC"),
+    ("crun", "BENCH_CRUN"),
+    ("youki", "BENCH_YOUKI"),
+];
+
+/// One runtime of the `runtimes` section: its binary, or why it is not there, and a state
+/// root of its own for the bare runs.
+#[derive(Clone)]
+struct Runtime {
+    name: &'static str,
+    path: PathBuf,
+    missing: Option<String>,
+    root: PathBuf,
+}
+
+impl Runtime {
+    fn found(&self) -> bool {
+        self.missing.is_none()
+    }
+
+    /// `<binary> --root ROOT <args>`; crun on a hybrid host in the private mount namespace
+    /// corral gives it (src/runtime/crun.rs), without which it refuses the host.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.path);
+        c.arg("--root").arg(&self.root).args(args);
+        corral::runtime::crun::prepare(&mut c, &self.path);
+        c
+    }
+}
+
+/// runc, crun and youki: found in `PATH` (or named by `BENCH_CRUN`, `BENCH_YOUKI`), or
+/// the reason they are not. A variable that names no executable is an error.
+fn installed_runtimes(s: &Settings, dir: &Path) -> R<Vec<Runtime>> {
+    let mut out = Vec::new();
+    for (name, env) in RUNTIME_NAMES {
+        let root = dir.join(format!("root-{name}"));
+        let (path, missing) = match std::env::var_os(env) {
+            _ if name == "runc" => (s.runc.clone(), None),
+            Some(p) => {
+                let path = corral::runtime::resolve_binary(Path::new(&p))
+                    .ok_or_else(|| format!("{env}={} is not an executable", p.to_string_lossy()))?;
+                (path, None)
+            }
+            None => match corral::runtime::resolve_binary(Path::new(name)) {
+                Some(path) => (path, None),
+                None => (
+                    PathBuf::from(name),
+                    Some(format!("no {name} in PATH (set {env})")),
+                ),
+            },
+        };
+        if missing.is_none() {
+            std::fs::create_dir_all(&root)
+                .map_err(|e| format!("create {}: {e}", root.display()))?;
+        }
+        out.push(Runtime {
+            name,
+            path,
+            missing,
+            root,
+        });
+    }
+    Ok(out)
+}
+
+const RT_STEPS: [&str; 5] = ["create", "start", "kill KILL", "wait", "delete"];
+
+/// The cycle with the runtime's own CLI: create (stdio /dev/null), start, kill, wait
+/// (`state`, then /proc), delete.
+fn bare_rt_cycle(b: &mut Bench, rt: &Runtime) -> R<[Duration; 5]> {
+    let id = b.id(&format!("b{}", rt.name));
+    let bundle = b.bundle_str();
+    let result = (|| {
+        let create = null_status(&mut rt.cmd(&["create", "--bundle", &bundle, &id]))?;
+        let (start, _) = output(&mut rt.cmd(&["start", &id]), &[0])?;
+        let (kill, _) = output(&mut rt.cmd(&["kill", &id, "KILL"]), &[0])?;
+        let t = Instant::now();
+        bare_wait(b, rt.cmd(&["state", &id]), &id)?;
+        let wait = t.elapsed();
+        let (delete, _) = output(&mut rt.cmd(&["delete", &id]), &[0])?;
+        Ok([create, start, kill, wait, delete])
+    })();
+    if result.is_err() {
+        let _ = rt.cmd(&["delete", "--force", &id]).output();
+        reap_strays(b.daemon_pid());
+    }
+    result
+}
+
+/// The same cycle through corral, the runtime asked for by its name in corrald's table.
+fn corral_rt_cycle(b: &mut Bench, rt: &Runtime) -> R<[Duration; 5]> {
+    let id = b.id(&format!("c{}", rt.name));
+    let bundle = b.bundle_str();
+    let result = (|| {
+        let create = ["create", &id, "--bundle", &bundle, "--runtime", rt.name];
+        let (create, _) = output(&mut b.ctl(&create), &[0])?;
+        let (start, _) = output(&mut b.ctl(&["start", &id]), &[0])?;
+        let [kill, wait, delete] = ctl_kill_wait_delete(b, &id)?;
+        Ok([create, start, kill, wait, delete])
+    })();
+    if result.is_err() {
+        b.corral_force_delete(&id);
+    }
+    result
+}
+
+/// Per runtime, bare (0) and corral (1): the steps, then create+start, then the cycle.
+type RtSamples = [Vec<Samples>; 2];
+
+fn bench_runtimes(b: &mut Bench, rep: &mut Report) -> R<()> {
+    let rts: Vec<Runtime> = b.runtimes.iter().filter(|r| r.found()).cloned().collect();
+    let names: Vec<&str> = rts.iter().map(|r| r.name).collect();
+    progress(format!(
+        "10. runtimes ({}): {} warm-up + {} rounds, each bare and through corral",
+        names.join(", "),
+        b.s.warmup,
+        b.s.n
+    ));
+    let fresh = || vec![Samples::default(); RT_STEPS.len() + 2];
+    let mut samples: Vec<RtSamples> = rts.iter().map(|_| [fresh(), fresh()]).collect();
+    for round in 0..b.s.warmup + b.s.n {
+        for (rt, s) in rts.iter().zip(samples.iter_mut()) {
+            b.check_stop()?;
+            // Which goes first alternates, so that neither always runs after the other.
+            let (bare, corral) = if round % 2 == 0 {
+                let bare = bare_rt_cycle(b, rt)?;
+                b.check_stop()?;
+                (bare, corral_rt_cycle(b, rt)?)
+            } else {
+                let corral = corral_rt_cycle(b, rt)?;
+                b.check_stop()?;
+                (bare_rt_cycle(b, rt)?, corral)
+            };
+            if round < b.s.warmup {
+                continue;
+            }
+            for (steps, s) in [bare, corral].iter().zip(s.iter_mut()) {
+                for (j, d) in steps.iter().enumerate() {
+                    s[j].push(*d);
+                }
+                s[RT_STEPS.len()].push(steps[0] + steps[1]);
+                s[RT_STEPS.len() + 1].push(steps.iter().sum());
+            }
+        }
+    }
+    let (both, cycle) = (RT_STEPS.len(), RT_STEPS.len() + 1);
+    rep.line("## 10. OCI runtimes, each bare and through corral");
+    rep.line("");
+    rep.line(
+        "Bare: `RUNTIME --root DIR create --bundle B ID` (stdio /dev/null), `start ID`, \
+         `kill ID KILL`, wait = `state ID` then polling /proc/PID until gone, `delete ID`. \
+         corral: `corralctl create ID --bundle B --runtime NAME` (NAME a `[runtimes.NAME]` \
+         entry of the private corrald's config file), `corralctl start`, `corralctl kill \
+         --signal KILL`, `corralctl wait`, `corralctl delete`. The busybox `sleep` bundle, \
+         one CLI process per step. Interleaved: each round runs every runtime bare and \
+         through corral, which of the two first alternating by round.",
+    );
+    rep.line("");
+    rep.line(
+        "| runtime | version | create+start bare | corral | ratio | cycle bare | corral | ratio |",
+    );
+    rep.line("|---|---|---|---|---|---|---|---|");
+    for (rt, [bare, corral]) in rts.iter().zip(&samples) {
+        let mut version = first_line(&rt.path, &["--version"]);
+        if corral::runtime::crun::needs_private_cgroupfs(&rt.path) {
+            version.push_str(" (private mount namespace, bare too: hybrid host)");
+        }
+        rep.line(format!(
+            "| {} `{}` | {version} | {} | {} | **{}** | {} | {} | **{}** |",
+            rt.name,
+            rt.path.display(),
+            ms(bare[both].median()),
+            ms(corral[both].median()),
+            ratio(corral[both].median(), bare[both].median()),
+            ms(bare[cycle].median()),
+            ms(corral[cycle].median()),
+            ratio(corral[cycle].median(), bare[cycle].median()),
+        ));
+    }
+    rep.line("");
+    for rt in b.runtimes.iter() {
+        if let Some(why) = &rt.missing {
+            rep.line(format!("Not measured: {}: {why}.", rt.name));
+            rep.line("");
+        }
+    }
+    for (rt, [bare, corral]) in rts.iter().zip(&samples) {
+        rep.line(format!("### {}", rt.name));
+        rep.line("");
+        rep.line(
+            "| step | bare median | corral median | ratio | bare min | corral min | ratio (min) |",
+        );
+        rep.line("|---|---|---|---|---|---|---|");
+        let mut rows: Vec<String> = RT_STEPS.iter().map(|s| s.to_string()).collect();
+        rows.push("**create+start**".into());
+        rows.push("**cycle**".into());
+        for (j, what) in rows.iter().enumerate() {
+            rep.line(side_by_side(what, &bare[j], &corral[j]));
+        }
+        rep.line(format!(
+            "| cycle p90 | {} | {} | {} | | | |",
+            ms(bare[cycle].pct(90.0)),
+            ms(corral[cycle].pct(90.0)),
+            ratio(corral[cycle].pct(90.0), bare[cycle].pct(90.0)),
+        ));
+        rep.line("");
+        for (j, what) in [(both, "create+start"), (cycle, "cycle")] {
+            let r = corral[j].median() / bare[j].median();
+            rep.target(
+                &format!("{} {what} corral/bare (median) ≤ 1.05×", rt.name),
+                format!(
+                    "{r:.3}× ({} vs {})",
+                    ms(corral[j].median()),
+                    ms(bare[j].median())
+                ),
+                r <= 1.05,
+            );
+        }
+    }
+    rep.line(format!("{} rounds each.", b.s.n));
+    rep.line("");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 
 impl Bench {
     fn run_all(&mut self, rep: &mut Report) -> R<()> {
@@ -2042,6 +2316,9 @@ impl Bench {
         }
         if has(Section::Scale) {
             bench_scale(self, rep)?;
+        }
+        if has(Section::Runtimes) {
+            bench_runtimes(self, rep)?;
         }
         Ok(())
     }

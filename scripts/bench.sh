@@ -3,9 +3,10 @@
 # Prints the markdown report; with --save (or --save=FILE) also writes it to
 # bench-results.md (or FILE). Other arguments pick sections: cycle start memory kill run
 # stats checkpoint oom (the default: all of these), scale (only when named: BENCH_SCALE
-# containers, default 1000, about two minutes); or `hygiene [image]` alone for the
-# create/start/wait/delete hygiene check (from an image with `image`); or
-# `images [cold warm import big run]` for the image
+# containers, default 1000, about two minutes), runtimes (only when named: runc, crun and
+# youki as installed, each bare and through corral; BENCH_CRUN and BENCH_YOUKI name other
+# binaries); or `hygiene [image]` alone for the create/start/wait/delete hygiene check
+# (from an image with `image`); or `images [cold warm import big run]` for the image
 # benchmark (benches/images.rs: pull and import against containerd and skopeo, about a
 # minute; data on BENCH_TMP, default /tmp; see docs/operations.md); or
 # `logs [throughput memory latency]` for the logs benchmark (benches/logs.rs: corral's log
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 save=""
 sections=()

@@ -22,9 +22,9 @@
 #      CORRAL_INSTALL_YOUKI=1 also builds youki ${YOUKI_VERSION} with `cargo install --locked`
 #      into /usr/local/bin, with the cgroup drivers and seccomp (the crate enables no
 #      feature by default: a plain `cargo install youki` cannot create a container on a v1
-#      or hybrid host). Needs cargo and libseccomp-dev; about 140 crates, 74 minutes with
-#      -j1 on 2 cores shared with other builds, so it is opt-in: tests/runtimes.rs skips
-#      youki when it is absent.
+#      or hybrid host). Needs cargo and libseccomp-dev; about 140 crates: 30 minutes
+#      (1774 s) on 2 cores shared with other builds (74 with -j1), so it is opt-in:
+#      tests/runtimes.rs skips youki when it is absent.
 set -euo pipefail
 
 CRIU_VERSION=4.2.1
@@ -351,7 +351,7 @@ if [[ ${CORRAL_INSTALL_YOUKI:-0} == 1 ]]; then
   else
     command -v cargo >/dev/null || die "CORRAL_INSTALL_YOUKI=1 needs cargo in PATH"
     apt_install libseccomp-dev pkg-config
-    log "cargo install youki $YOUKI_VERSION (several minutes)"
+    log "cargo install youki $YOUKI_VERSION (about 30 minutes on 2 busy cores)"
     start=$SECONDS
     cargo install youki --version "$YOUKI_VERSION" --locked --features v1,v2,systemd,seccomp \
       --root /usr/local >/dev/null ||

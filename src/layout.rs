@@ -320,15 +320,21 @@ pub fn still_running(pid: i32, starttime: u64) -> bool {
 }
 
 /// Pulls the `msg` of each error-level line out of a runtime's JSON log
-/// (`{"level":"error","msg":"...","time":"..."}`), without a JSON parser so the shim stays small.
+/// (`{"level":"error","msg":"...","time":"..."}`; youki's tracing writes
+/// `{"level":"ERROR","message":"..."}`, with a stack backtrace when `RUST_BACKTRACE` is
+/// set, left out here), without a JSON parser so the shim stays small.
 pub fn runtime_log_errors(log: &str) -> String {
     let mut out = Vec::new();
     for line in log.lines() {
-        if !(line.contains("\"level\":\"error\"") || line.contains("\"level\":\"fatal\"")) {
+        let level = json_string_field(line, "level").unwrap_or_default();
+        if !(level.eq_ignore_ascii_case("error") || level.eq_ignore_ascii_case("fatal")) {
             continue;
         }
-        if let Some(msg) = json_string_field(line, "msg") {
-            out.push(msg);
+        if let Some(msg) =
+            json_string_field(line, "msg").or_else(|| json_string_field(line, "message"))
+        {
+            let msg = msg.split("\n\nStack backtrace:").next().unwrap_or_default();
+            out.push(msg.to_string());
         }
     }
     out.join("\n")
@@ -372,6 +378,11 @@ mod tests {
         assert_eq!(
             runtime_log_errors(log),
             "exec: \"nope\": executable file not found in $PATH"
+        );
+        let youki = "{\"timestamp\":\"t\",\"level\":\"ERROR\",\"message\":\"error in executing command: oci spec error\\n\\nCaused by:\\n    0: io operation failed\\n\\nStack backtrace:\\n   0: <unknown>\",\"target\":\"youki\"}\n";
+        assert_eq!(
+            runtime_log_errors(youki),
+            "error in executing command: oci spec error\n\nCaused by:\n    0: io operation failed"
         );
     }
 

@@ -263,9 +263,130 @@ pub fn enter(cgroup: &str, pid: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Moves process `pid`, just made by its runtime, into its cgroup in the hierarchies where
+/// the runtime left it in the cgroup of the shim that ran the runtime. youki (0.7) joins
+/// only the v1 controller hierarchies (its `libcgroups` v1 manager), never `name=systemd`
+/// nor the unified one, so on a hybrid host its containers would stay in the shim cgroup
+/// there (and in corrald's unit under systemd). runc and crun join every hierarchy: then,
+/// as when the runtime placed it nowhere, this moves nothing.
+pub fn follow_runtime(pid: u32) -> Result<(), String> {
+    // A process that is gone already (a `run` of `true`) has nothing left to move.
+    let Ok(process) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Ok(());
+    };
+    let parent = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let Some((left, target)) = left_behind(&process, &parent) else {
+        return Ok(());
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    for controllers in left {
+        let Some(root) = hierarchy_dir(&mountinfo, &controllers) else {
+            continue; // not mounted here: nothing to join
+        };
+        let dir = root.join(target.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+        let procs = dir.join("cgroup.procs");
+        match std::fs::write(&procs, pid.to_string()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()), // it exited
+            Err(e) => {
+                return Err(format!(
+                    "cannot move pid {pid} into {}: {e}",
+                    procs.display()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// From `/proc/PID/cgroup` texts of a new process and of its runtime's parent: the
+/// hierarchies (by their controllers field) where the process is still in the parent's
+/// cgroup, and the one cgroup it has in every other. None when there is nothing to do:
+/// placed everywhere, nowhere, or in different cgroups (then no one path is its own).
+fn left_behind(process: &str, parent: &str) -> Option<(Vec<String>, String)> {
+    let lines = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((ctrls.to_string(), path.to_string()))
+            })
+            .collect()
+    };
+    let parent = lines(parent);
+    let (left, placed): (Vec<_>, Vec<_>) = lines(process)
+        .into_iter()
+        .partition(|(ctrls, path)| parent.iter().any(|(c, p)| c == ctrls && p == path));
+    let target = placed.first()?.1.clone();
+    if left.is_empty() || target == "/" || placed.iter().any(|(_, p)| *p != target) {
+        return None;
+    }
+    Some((left.into_iter().map(|(c, _)| c).collect(), target))
+}
+
+/// Where the hierarchy with these `/proc/PID/cgroup` controllers (`name=systemd`,
+/// `cpu,cpuacct`, empty for the unified one) is mounted at its root, from `mountinfo`.
+fn hierarchy_dir(mountinfo: &str, controllers: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let fields: Vec<&str> = before.split(' ').collect();
+        let mut rest = after.split(' ');
+        let (fstype, _source, opts) = (rest.next()?, rest.next()?, rest.next()?);
+        if fields.len() < 5 || fields[3] != "/" {
+            return None;
+        }
+        let matches = if controllers.is_empty() {
+            fstype == "cgroup2"
+        } else {
+            fstype == "cgroup"
+                && controllers
+                    .split(',')
+                    .all(|c| opts.split(',').any(|o| o == c))
+        };
+        matches.then(|| PathBuf::from(unescape(fields[4])))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hierarchies_a_runtime_left_are_found() {
+        let shim = "12:pids:/corral/_shims\n3:cpu:/corral/_shims\n1:name=systemd:/corral/_shims\n0::/corral/_shims\n";
+        // youki: the controllers joined, name=systemd and the unified one left.
+        let youki = "12:pids:/corral/ns/c\n3:cpu:/corral/ns/c\n1:name=systemd:/corral/_shims\n0::/corral/_shims\n";
+        assert_eq!(
+            left_behind(youki, shim),
+            Some((
+                vec!["name=systemd".to_string(), String::new()],
+                "/corral/ns/c".to_string()
+            ))
+        );
+        // runc: everywhere; a runtime that placed it nowhere; two different places.
+        let runc = shim.replace("_shims", "ns/c");
+        assert_eq!(left_behind(&runc, shim), None);
+        assert_eq!(left_behind(shim, shim), None);
+        let split = "12:pids:/a\n3:cpu:/b\n0::/corral/_shims\n";
+        assert_eq!(left_behind(split, shim), None);
+
+        let mountinfo = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+            31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+            35 25 0:31 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+            36 25 0:32 /x /mnt/x rw - cgroup cgroup rw,pids\n";
+        let dir = |c: &str| hierarchy_dir(mountinfo, c);
+        assert_eq!(dir(""), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            dir("name=systemd"),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(dir("cpu"), Some(PathBuf::from("/sys/fs/cgroup/cpu")));
+        assert_eq!(dir("pids"), None, "a bind mount below the root is not one");
+    }
 
     #[test]
     fn configured_paths_are_checked() {

@@ -1,13 +1,14 @@
 //! The OCI runtime behind one seam: [`OciRuntime`] is every verb a Container asks of its
 //! runtime, with typed errors ([`RuntimeError`]) parsed from the runtime's output in one
 //! place ([`classify`]). [`Runc`] is the real implementation (a runc-compatible binary:
-//! runc, crun with [`crun`]'s hybrid-host handling, youki; through corral-shim for the
-//! long-lived verbs); a scripted fake under `cfg(test)` lets
+//! runc, crun with [`crun`]'s hybrid-host handling, youki with [`youki`]'s `update`;
+//! through corral-shim for the long-lived verbs); a scripted fake under `cfg(test)` lets
 //! the container's state rules be unit-tested without root.
 
 pub mod crun;
 mod runc;
 mod runc_state;
+pub mod youki;
 
 #[cfg(test)]
 pub(crate) mod fake;

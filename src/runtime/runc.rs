@@ -52,6 +52,9 @@ impl Runc {
             .args(&verb_args)
             // corrald's own (see launch.rs): never the runtime's.
             .env_remove("NOTIFY_SOCKET")
+            // A Rust runtime (youki) would append a stack backtrace to every complaint.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,18 +94,58 @@ impl Runc {
         if code != 0 {
             let msg = runtime_message(&stderr, code);
             if lacks_verb(&msg, verb) {
+                // The complaint's first line (clap adds tips and a usage after it).
+                let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 return Err(RuntimeError::Failed {
                     verb: verb.to_string(),
                     id,
                     stderr: format!(
-                        "the runtime {} has no `{verb}` command: {msg}",
-                        self.path.display()
+                        "the runtime {} has no `{verb}` command: {}",
+                        self.path.display(),
+                        first.trim()
                     ),
                 });
             }
             return Err(classify(verb, &id, msg));
         }
         Ok(stdout)
+    }
+
+    /// `update --resources FILE ID`, the flags written as an OCI resources document: for
+    /// youki, which ignores all but `--pids-limit` of the flags (see youki.rs).
+    fn update_by_file(&self, id: &str, flags: &[String]) -> RuntimeFuture<()> {
+        let failed = |stderr: String| {
+            let e = RuntimeError::Failed {
+                verb: "update".into(),
+                id: id.to_string(),
+                stderr,
+            };
+            Box::pin(std::future::ready(Err(e))) as RuntimeFuture<()>
+        };
+        let doc = match super::youki::resources_json(flags) {
+            Ok(doc) => doc,
+            Err(why) => return failed(format!("{}: {why}", self.path.display())),
+        };
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!(
+            "corral-update-{}-{n}-{id}.json",
+            std::process::id()
+        ));
+        if let Err(e) = std::fs::write(&file, doc.to_string()) {
+            return failed(format!("write {}: {e}", file.display()));
+        }
+        let args = vec![
+            "--resources".to_string(),
+            file.to_string_lossy().into_owned(),
+            id.to_string(),
+        ];
+        let call = self.short("update", args, id);
+        Box::pin(async move {
+            let result = call.await;
+            let _ = std::fs::remove_file(&file);
+            result
+        })
     }
 
     fn short(&self, verb: &'static str, verb_args: Vec<String>, id: &str) -> RuntimeFuture<()> {
@@ -195,6 +238,9 @@ impl OciRuntime for Runc {
     }
 
     fn update(&self, id: &str, mut flags: Vec<String>) -> RuntimeFuture<()> {
+        if super::youki::is_youki(&self.path) {
+            return self.update_by_file(id, &flags);
+        }
         flags.push(id.to_string());
         self.short("update", flags, id)
     }
@@ -211,8 +257,10 @@ impl OciRuntime for Runc {
         }
         args.extend(call.flags);
         args.push(id.to_string());
-        // crun links libcriu and has no --criu option (it would refuse the whole call).
-        let extra = if super::crun::is_crun(&self.path) {
+        // crun links libcriu and has no --criu option (it would refuse the whole call);
+        // youki has none either (and no `checkpoint`: 0.7 calls it `checkpointt`, and has
+        // no `restore`), so that it says it lacks the verb rather than the option.
+        let extra = if super::crun::is_crun(&self.path) || super::youki::is_youki(&self.path) {
             Vec::new()
         } else {
             vec![

@@ -165,6 +165,9 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     }
     terminal?;
     let pid = read_pid(dir)?;
+    // Where the runtime left it in our cgroup (youki: name=systemd and the unified
+    // hierarchy), it joins its own there too.
+    crate::cgroups::placement::follow_runtime(pid as u32)?;
     if let Some(start) = proc_starttime(pid) {
         crate::layout::write_atomic(&dir.starttime_file(), start.to_string().as_bytes())
             .map_err(|e| format!("write starttime: {e}"))?;
