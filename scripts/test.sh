@@ -11,8 +11,10 @@ if [ "$(id -u)" != 0 ]; then
   echo "test.sh: the tests drive real runc and cgroups: run as root" >&2
   exit 1
 fi
-bash scripts/install-deps.sh
+# youki too (a cargo build of a few minutes, once per machine): tests/runtimes.rs runs the
+# lifecycle under runc, crun and youki, here and in the guest. CORRAL_INSTALL_YOUKI=0 skips.
 export PATH="$HOME/.cargo/bin:$PATH"
+CORRAL_INSTALL_YOUKI=${CORRAL_INSTALL_YOUKI:-1} bash scripts/install-deps.sh
 
 echo "test.sh: format, lints and docs"
 cargo fmt --all -- --check
