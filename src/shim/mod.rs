@@ -56,31 +56,19 @@ pub fn run(args: ShimArgs) -> i32 {
 }
 
 fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Result<(), String> {
+    // Out of corrald's cgroup first: the runtime, and the container until it has its own
+    // cgroup, start where we are.
+    if let Some(cgroup) = &args.cgroup {
+        crate::cgroups::placement::enter(cgroup, std::process::id())?;
+    }
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("set subreaper: {e}"))?;
-    // Block SIGCHLD before any child (or thread) exists, so no exit is missed: it queues on
-    // the signalfd.
+    // Block SIGCHLD before any child exists, so no exit is missed: it queues on the signalfd.
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block()
         .map_err(|e| format!("block SIGCHLD: {e}"))?;
     let mut sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| format!("signalfd: {e}"))?;
-    // Out of corrald's cgroup, on a thread of ours while the runtime runs: moving a process
-    // between cgroups waits for an RCU grace period (10-20 ms on a loaded machine, longer
-    // than everything else the shim does before the runtime), and the runtime's own moves
-    // of the container wait for one too. The runtime, and the container until it has its
-    // own cgroup, start in corrald's cgroup; the shim is in the shims' before it answers
-    // the daemon, and a failed move fails the create as it always did.
-    let placed = args.cgroup.clone().map(|cgroup| {
-        std::thread::Builder::new()
-            .name("cgroup".into())
-            .spawn(move || crate::cgroups::placement::enter(&cgroup, std::process::id()))
-    });
-    let placed = match placed {
-        Some(Ok(thread)) => Some(thread),
-        Some(Err(e)) => return Err(format!("start the cgroup thread: {e}")),
-        None => None,
-    };
     // SAFETY: setting a signal disposition to SIG_IGN runs no handler code.
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
@@ -176,11 +164,6 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
         ));
     }
     terminal?;
-    if let Some(thread) = placed {
-        thread
-            .join()
-            .map_err(|_| "moving into the shims' cgroup panicked".to_string())??;
-    }
     let pid = read_pid(dir)?;
     if let Some(start) = proc_starttime(pid) {
         crate::layout::write_atomic(&dir.starttime_file(), start.to_string().as_bytes())
