@@ -115,7 +115,18 @@ impl Handle {
     /// Creates a container (and starts it when `req.start`). With `req.image`, a container
     /// record is made first (as [`Handle::create_container`]), then its task; if the task
     /// fails, the record goes too.
-    pub async fn create(&self, mut req: CreateRequest) -> Result<ContainerInfo> {
+    pub async fn create(&self, req: CreateRequest) -> Result<ContainerInfo> {
+        self.create_with(req, false).await
+    }
+
+    /// [`Handle::create`] of a container to be deleted after its one run (`run --rm`): one
+    /// made from an image gets its rootfs overlay mounted `volatile`
+    /// ([`crate::images::RootfsAfterCreate::Volatile`]).
+    pub async fn create_removable(&self, req: CreateRequest) -> Result<ContainerInfo> {
+        self.create_with(req, true).await
+    }
+
+    async fn create_with(&self, mut req: CreateRequest, removable: bool) -> Result<ContainerInfo> {
         let Some(run) = req.image.take() else {
             return self.create_task(req).await;
         };
@@ -133,7 +144,12 @@ impl Handle {
             labels: std::mem::take(&mut req.labels),
             extensions: BTreeMap::new(),
         };
-        self.images.container_create(record, true).await?;
+        let rootfs = if removable {
+            crate::images::RootfsAfterCreate::Volatile
+        } else {
+            crate::images::RootfsAfterCreate::Mounted
+        };
+        self.images.container_create(record, rootfs).await?;
         let task = self.task_from_record(req).await;
         if task.is_err() {
             if let Err(e) = self.images.container_remove(&ns, &id).await {

@@ -35,6 +35,33 @@ fn run_copies_output_and_exits_with_the_code() {
     assert!(d.list_ids("default").is_empty());
 }
 
+/// `run --rm` of a container that cannot start exits 127 and leaves nothing; of an id
+/// another container has, exits 125 and leaves that one alone (running, not deleted).
+#[test]
+fn run_rm_that_fails_to_create_leaves_nothing_and_touches_no_other() {
+    let d = Daemon::start("run_rm_fails");
+    let missing = d.bundle("missing", &["/no/such/binary"]);
+    let id = unique_id("miss");
+    let out = d.ctl(&["run", &id, "--bundle", missing.to_str().unwrap(), "--rm"]);
+    assert_eq!(code(&out), 127, "stderr: {}", stderr(&out));
+    d.assert_no_leftovers("default", &id);
+
+    let sleeper = d.bundle("sleep", &["sleep", "1000"]);
+    let taken = unique_id("taken");
+    d.ctl_ok(&["run", "-d", &taken, "--bundle", sleeper.to_str().unwrap()]);
+    let out = d.ctl(&["run", &taken, "--bundle", sleeper.to_str().unwrap(), "--rm"]);
+    assert_eq!(code(&out), 125, "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let state = d.client().state("", &taken).unwrap();
+    assert_eq!(
+        state.status,
+        Status::Running,
+        "run --rm touched another container"
+    );
+    d.ctl_ok(&["rm", "--force", &taken]);
+    d.assert_no_leftovers("default", &taken);
+}
+
 /// Output larger than a pipe buffer arrives complete and in order.
 #[test]
 fn run_copies_large_output_completely() {

@@ -121,6 +121,47 @@ fn run_an_image_with_its_config_then_overrides() {
     assert_eq!(snaps, 0, "snapshots left after image rm");
 }
 
+/// `run --rm` mounts its rootfs overlay `volatile` (nothing synced at its unmount: the
+/// layer is removed right after); a container that is kept never gets it.
+#[test]
+fn only_a_run_rm_rootfs_overlay_is_volatile() {
+    let d = Daemon::start("runimg-nosync");
+    let dir = TestDir::new("runimg-nosync");
+    import_app(&d, &dir);
+    let root = "grep ' / ' /proc/mounts";
+    let out = d.ctl_ok(&["run", "--rm", IMAGE, "vol1", "--", root]);
+    assert!(root_is_volatile(&out), "run --rm is not volatile: {out}");
+    let out = d.ctl_ok(&["run", IMAGE, "vol2", "--", root]);
+    assert!(
+        !root_is_volatile(&out),
+        "a kept container is volatile: {out}"
+    );
+    d.ctl_ok(&["rm", "vol2"]);
+    d.ctl_ok(&["run", "-d", IMAGE, "vol3", "--", "sleep 1000"]);
+    let out = d.ctl_ok(&["exec", "vol3", "e1", "--", "/bin/sh", "-c", root]);
+    assert!(
+        !root_is_volatile(&out),
+        "a detached container is volatile: {out}"
+    );
+    d.ctl_ok(&["rm", "--force", "vol3"]);
+    assert_eq!(mounts_under(&d), Vec::<String>::new(), "mounts left");
+    assert_eq!(active_snapshots(&d), Vec::<String>::new(), "snapshots left");
+}
+
+/// Whether a container's `/` line of /proc/mounts is an overlay with `volatile` among its
+/// options (`fsync=volatile` as newer kernels, 6.18 here, show it).
+fn root_is_volatile(line: &str) -> bool {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields.get(..3),
+        Some(&["overlay", "/", "overlay"][..]),
+        "{line}"
+    );
+    fields[3]
+        .split(',')
+        .any(|o| o == "volatile" || o == "fsync=volatile")
+}
+
 #[test]
 fn an_image_container_survives_a_daemon_restart_and_its_delete_unmounts() {
     let mut d = Daemon::start("runimg-restart");

@@ -10,7 +10,7 @@ use common::*;
 use corral::rpc::Client;
 use corral::{
     AttachFrom, AttachItem, AttachRequest, ConsoleSize, CreateRequest, Error, ExitStatus,
-    LogStream, LogsRequest, Stdio,
+    LogStream, LogsRequest, RunRequest, Stdio,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -519,6 +519,102 @@ fn a_full_log_disk_loses_output_but_never_the_container() {
         "{body}"
     );
     d.client().delete("", &id, false).unwrap();
+}
+
+/// `Run` (what `corralctl run` sends): created and started, every byte from the launch,
+/// the exit, and with `remove` the delete after them, all on one request; a container that
+/// fails is deleted the same way, its code and its last line kept.
+#[test]
+fn run_is_one_request_and_remove_comes_after_the_exit_and_the_last_line() {
+    let d = Daemon::start("stdio_run");
+    let b = d.bundle(
+        "seq",
+        &["sh", "-c", "seq 1 20000; echo last-line >&2; exit 7"],
+    );
+    let id = unique_id("run");
+    let run = RunRequest {
+        create: CreateRequest {
+            start: false, // started all the same
+            ..run_req(&id, &b)
+        },
+        stdin: false,
+        remove: true,
+    };
+    let (info, mut attached) = d.client().run(run).unwrap();
+    assert_eq!(info.id, id);
+    assert_eq!(info.status, corral::Status::Running);
+    let (out, err, exit) = collect(attached.by_ref());
+    let expected: String = (1..=20000).map(|n| format!("{n}\n")).collect();
+    assert!(
+        out == expected.as_bytes(),
+        "stdout differs ({} bytes)",
+        out.len()
+    );
+    assert_eq!(err, b"last-line\n");
+    assert_eq!(exit.code, 7);
+    let last = attached
+        .removed()
+        .expect("a delete follows the exit")
+        .unwrap();
+    assert_eq!(last.id, id);
+    assert_eq!(last.exit.map(|e| e.code), Some(7));
+    assert!(attached.removed().is_none(), "a second delete outcome");
+    // Deleted by the time the answer came: nothing listed, nothing left.
+    assert!(d.list_ids("default").is_empty());
+    d.assert_no_leftovers("default", &id);
+
+    // Without `remove` the container stays, stopped, with its exit.
+    let kept = unique_id("kept");
+    let run = RunRequest {
+        create: run_req(&kept, &b),
+        stdin: false,
+        remove: false,
+    };
+    let (_, mut attached) = d.client().run(run).unwrap();
+    let (_, _, exit) = collect(attached.by_ref());
+    assert_eq!(exit.code, 7);
+    assert!(attached.removed().is_none());
+    let state = d.client().state("", &kept).unwrap();
+    assert_eq!(state.status, corral::Status::Stopped);
+    d.client().delete("", &kept, false).unwrap();
+    d.assert_no_leftovers("default", &kept);
+}
+
+/// A `Run` whose create fails answers the create's error and deletes nothing: not another
+/// container that has the id (the old CLI's `--rm` force-deleted it), nor a half-made one.
+#[test]
+fn a_run_that_cannot_create_deletes_nothing() {
+    let d = Daemon::start("stdio_run_fail");
+    let sleeper = d.bundle("sleep", &["sleep", "1000"]);
+    let id = unique_id("taken");
+    d.run(&id, &sleeper);
+    let run = RunRequest {
+        create: run_req(&id, &sleeper),
+        stdin: false,
+        remove: true,
+    };
+    let err = d.client().run(run).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "{err}");
+    let state = d.client().state("", &id).unwrap();
+    assert_eq!(
+        state.status,
+        corral::Status::Running,
+        "the other one was touched"
+    );
+
+    let missing = d.bundle("missing", &["/no/such/binary"]);
+    let bad = unique_id("bad");
+    let run = RunRequest {
+        create: run_req(&bad, &missing),
+        stdin: false,
+        remove: true,
+    };
+    let err = d.client().run(run).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("/no/such/binary"), "{err}");
+    assert_eq!(d.list_ids("default"), vec![id.clone()]);
+    d.assert_no_leftovers("default", &bad);
+    d.client().delete("", &id, true).unwrap();
+    d.assert_no_leftovers("default", &id);
 }
 
 #[test]

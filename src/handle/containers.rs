@@ -16,7 +16,9 @@ impl Handle {
     pub async fn create_container(&self, req: ContainerCreateRequest) -> Result<ContainerMeta> {
         let ns = namespace_or_default(&req.namespace).to_string();
         self.refuse_task(&ns, &req.id).await?;
-        self.images.container_create(req, false).await
+        self.images
+            .container_create(req, crate::images::RootfsAfterCreate::Unmounted)
+            .await
     }
 
     /// The container records of a namespace whose labels include all of `labels`.

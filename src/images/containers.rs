@@ -12,19 +12,19 @@ use std::path::PathBuf;
 impl Images {
     /// Makes a container record from an image: unpacks it, prepares the writable snapshot
     /// `container/<ns>/<id>`, computes the spec with the snapshot mounted and records it.
-    /// With `keep_mounted` the rootfs stays mounted for a task made right after (`run`);
-    /// else it is unmounted. The caller checks that no task has the id.
+    /// `rootfs` says whether the rootfs stays mounted for a task made right after (`run`),
+    /// and how. The caller checks that no task has the id.
     pub async fn container_create(
         &self,
         req: ContainerCreateRequest,
-        keep_mounted: bool,
+        rootfs: RootfsAfterCreate,
     ) -> Result<ContainerMeta> {
         let ns = ns_or_default(&req.namespace)?;
         validate_id("container id", &req.id)?;
         for (name, text) in &req.extensions {
             check_extension(name, text)?;
         }
-        self.blocking(move |inner| create(inner, &ns, req, keep_mounted))
+        self.blocking(move |inner| create(inner, &ns, req, rootfs))
             .await
     }
 
@@ -173,6 +173,20 @@ impl Images {
     }
 }
 
+/// What [`Images::container_create`] leaves of the rootfs it mounted to compute the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootfsAfterCreate {
+    /// Unmounted: a record alone (`container create`).
+    Unmounted,
+    /// Mounted, for the task made right after (`run`).
+    Mounted,
+    /// Mounted, an overlay with the `volatile` option (no sync of its upper dir at
+    /// unmount), for a task deleted after its one run with the record and snapshot
+    /// (`run --rm`): a volatile upper dir is not to be trusted after a crash, and this
+    /// one is removed before then or by the crash's own cleanup.
+    Volatile,
+}
+
 fn not_found(ns: &str, id: &str) -> Error {
     Error::NotFound(format!("container {id} in namespace {ns}"))
 }
@@ -202,7 +216,7 @@ fn create(
     inner: &Inner,
     ns: &str,
     req: ContainerCreateRequest,
-    keep_mounted: bool,
+    after: RootfsAfterCreate,
 ) -> Result<ContainerMeta> {
     let id = req.id.as_str();
     if inner.container(ns, id).is_ok() {
@@ -212,7 +226,13 @@ fn create(
     }
     let snapshotter =
         snapshotter_of(&req.image, inner.default_snapshotter).map_err(Error::InvalidArgument)?;
-    let made = rootfs::make(inner, ns, id, &req.image)?;
+    let made = rootfs::make(
+        inner,
+        ns,
+        id,
+        &req.image,
+        after == RootfsAfterCreate::Volatile,
+    )?;
     let now = now_ns();
     let record = ContainerMeta {
         namespace: ns.to_string(),
@@ -240,10 +260,10 @@ fn create(
         Ok(())
     });
     let done = recorded.and_then(|()| {
-        if keep_mounted {
-            Ok(())
-        } else {
+        if after == RootfsAfterCreate::Unmounted {
             rootfs::unmount(inner, ns, id)
+        } else {
+            Ok(())
         }
     });
     if let Err(e) = done {

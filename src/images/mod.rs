@@ -26,6 +26,8 @@ pub(crate) mod walk;
 #[cfg(test)]
 mod tests;
 
+pub use containers::RootfsAfterCreate;
+
 use crate::actors::events::{Events, Publish};
 use crate::content::ContentStore;
 use crate::error::{Error, Result};

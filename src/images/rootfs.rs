@@ -63,9 +63,16 @@ pub(crate) struct Made {
 }
 
 /// Unpacks the image (if not yet), prepares the container's writable snapshot, mounts it
-/// at the bundle's rootfs and computes the spec from the image's config; the rootfs stays
+/// at the bundle's rootfs (an overlay with `volatile` when asked: see
+/// [`with_volatile`]) and computes the spec from the image's config; the rootfs stays
 /// mounted. On failure nothing is left mounted or made.
-pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<Made> {
+pub(crate) fn make(
+    inner: &Inner,
+    ns: &str,
+    id: &str,
+    run: &ImageRun,
+    volatile: bool,
+) -> Result<Made> {
     let snapshotter = crate::types::snapshotter_of(run, inner.default_snapshotter)
         .map_err(Error::InvalidArgument)?;
     let flavor = snapshots::Flavor::of_snapshotter(snapshotter);
@@ -99,6 +106,11 @@ pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<
             parent,
             opts.user_ns.as_ref(),
         )?;
+        let mounts = if volatile {
+            with_volatile(mounts)
+        } else {
+            mounts
+        };
         Ok((detail, mounts))
     })();
     let (detail, mounts) = match prepared {
@@ -132,6 +144,21 @@ pub(crate) fn make(inner: &Inner, ns: &str, id: &str, run: &ImageRun) -> Result<
         }
     }
     made
+}
+
+/// The mounts with overlay's `volatile` option added to a writable overlay (one with an
+/// upper dir): the kernel then skips every sync of the upper filesystem, the one at
+/// unmount included (about 6 ms of a `run --rm` from an image on ext4). Only for a rootfs
+/// removed with its snapshot after one run: after a crash a volatile upper dir may have
+/// lost writes, and overlayfs refuses to mount it again until its `work/incompat/volatile`
+/// marker is removed. A bind mount (no parent layers) has nothing to skip and is kept.
+pub(crate) fn with_volatile(mut mounts: Vec<snapshots::Mount>) -> Vec<snapshots::Mount> {
+    for m in &mut mounts {
+        if m.kind == "overlay" && m.options.iter().any(|o| o.starts_with("upperdir=")) {
+            m.options.push("volatile".into());
+        }
+    }
+    mounts
 }
 
 /// The bundle's own relative root, as runc expects.

@@ -48,6 +48,25 @@ impl Client {
     /// [`Attached::input`], from another thread if you like.
     pub fn attach(mut self, req: AttachRequest) -> Result<Attached> {
         let id = self.send(Request::Attach(req))?;
+        self.attached(id, false)
+    }
+
+    /// Runs a container in the foreground in one request: created and started (its state
+    /// is returned), then this connection is an attach to its init from its launch (as
+    /// [`Client::attach`]). With `req.remove`, the daemon deletes it after its exit: read
+    /// the outcome with [`Attached::removed`] once the iterator has given the exit.
+    pub fn run(mut self, req: RunRequest) -> Result<(ContainerInfo, Attached)> {
+        let removes = req.remove;
+        let id = self.send(Request::Run(req))?;
+        let info = match self.receive(id)? {
+            Reply::Container(info) => info,
+            other => return Err(unexpected(&other)),
+        };
+        Ok((info, self.attached(id, removes)?))
+    }
+
+    /// This connection as the attach of request `id`.
+    fn attached(self, id: u64, removes: bool) -> Result<Attached> {
         let writer = self
             .stream
             .try_clone()
@@ -58,6 +77,8 @@ impl Client {
             writer,
             ids: Arc::new(AtomicU64::new(1 << 62)),
             done: false,
+            exited: false,
+            removes,
         })
     }
 
@@ -80,9 +101,27 @@ pub struct Attached {
     writer: UnixStream,
     ids: Arc<AtomicU64>,
     done: bool,
+    /// The exit was read.
+    exited: bool,
+    /// A `Run` with `remove`: the delete's outcome follows the exit.
+    removes: bool,
 }
 
 impl Attached {
+    /// After the exit of a `Run` with `remove`: the delete's outcome (the container's last
+    /// state); `None` for an attach that deletes nothing, or before the exit was read.
+    pub fn removed(&mut self) -> Option<Result<ContainerInfo>> {
+        if !self.removes || !self.exited {
+            return None;
+        }
+        self.removes = false;
+        Some(match self.client.receive(self.id) {
+            Ok(Reply::Container(info)) => Ok(info),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e),
+        })
+    }
+
     /// A writer for the process's stdin (and its terminal's size) on this connection.
     pub fn input(&self) -> Result<AttachInput> {
         Ok(AttachInput {
@@ -107,7 +146,10 @@ impl Iterator for Attached {
             Ok(Reply::Output { stderr, data }) => {
                 return Some(Ok(AttachItem::Output { stderr, data }))
             }
-            Ok(Reply::Exit(exit)) => Ok(AttachItem::Exit(exit)),
+            Ok(Reply::Exit(exit)) => {
+                self.exited = true;
+                Ok(AttachItem::Exit(exit))
+            }
             Ok(other) => Err(unexpected(&other)),
             Err(e) => Err(e),
         };

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The wire protocol's version; client and daemon must agree.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A request with its id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -374,6 +374,11 @@ pub enum Request {
         /// The exec.
         exec_id: String,
     },
+    /// Create, start and attach to a container in one request (protocol 6): a stream of
+    /// `Container` (created and started), `Output`..., `Exit`; with `remove`, then the
+    /// delete's outcome, `Container` (its last state) or `Error`, last. With `stdin`, the
+    /// client sends `AttachInput` frames naming this request's frame id.
+    Run(RunRequest),
 }
 
 impl Request {
@@ -441,6 +446,7 @@ impl Request {
             Request::Logs(_) => "logs",
             Request::Resize { .. } => "resize",
             Request::ExecRemove { .. } => "exec_remove",
+            Request::Run(_) => "run",
         }
     }
 }

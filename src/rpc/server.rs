@@ -496,6 +496,7 @@ async fn serve_requests(
             frame.request,
             Request::Subscribe(_)
                 | Request::Attach(_)
+                | Request::Run(_)
                 | Request::Logs(_)
                 | Request::Wait(_)
                 | Request::ImagePull(_)
@@ -510,8 +511,9 @@ async fn serve_requests(
             streams.retain(|t| !t.is_finished());
             if streams.len() >= limits.max_streams {
                 let error = Error::Protocol(format!(
-                    "too many streams: at most {} streams (Subscribe, Wait, Attach, Logs, \
-                     ImagePull, ImagePush, CheckpointPush, CheckpointPull) per connection",
+                    "too many streams: at most {} streams (Subscribe, Wait, Attach, Run, \
+                     Logs, ImagePull, ImagePush, CheckpointPush, CheckpointPull) per \
+                     connection",
                     limits.max_streams
                 ));
                 if !reply(&tx, error_frame(frame.id, error)).await {
@@ -521,8 +523,8 @@ async fn serve_requests(
             }
             inputs.retain(|_, input| !input.is_closed());
             let input =
-                if let Request::Attach(crate::types::AttachRequest { stdin: true, .. }) =
-                    &frame.request
+                if let Request::Attach(crate::types::AttachRequest { stdin: true, .. })
+                | Request::Run(crate::types::RunRequest { stdin: true, .. }) = &frame.request
                 {
                     let (input_tx, input_rx) = mpsc::channel(8);
                     inputs.insert(frame.id, input_tx);
@@ -535,6 +537,9 @@ async fn serve_requests(
                     Request::Subscribe(filter) => stream_events(handle, frame.id, filter, tx).await,
                     Request::Attach(req) => {
                         super::stdio::stream_attach(handle, frame.id, req, input, tx).await
+                    }
+                    Request::Run(req) => {
+                        super::stdio::stream_run(handle, frame.id, req, input, tx).await
                     }
                     Request::Logs(req) => {
                         super::stdio::stream_logs(handle, frame.id, req, tx).await
@@ -718,6 +723,7 @@ async fn dispatch(handle: &Handle, request: Request) -> Reply {
         Request::AttachInput { .. } => Err(Error::Internal("served inline".into())),
         Request::Subscribe(_)
         | Request::Attach(_)
+        | Request::Run(_)
         | Request::Logs(_)
         | Request::ImagePull(_)
         | Request::ImagePush(_)

@@ -367,6 +367,20 @@ pub struct AttachRequest {
     pub from: AttachFrom,
 }
 
+/// Run a container in the foreground in one request (protocol 6): create and start it,
+/// attach to its init from its launch, and with `remove` delete it once it has exited
+/// (`corralctl run --rm`, without `-d`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The container to create; it is started whatever `create.start` says.
+    pub create: CreateRequest,
+    /// Write into the init's stdin (it needs `open_stdin`), as [`AttachRequest::stdin`].
+    pub stdin: bool,
+    /// Delete the container after its exit (its output and exit sent first); a container
+    /// made from an image gets its rootfs overlay mounted `volatile` (no sync at unmount).
+    pub remove: bool,
+}
+
 /// What an attach receives, in order: output, then the process's exit (last).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttachItem {

@@ -199,13 +199,7 @@ pub fn terminal_size() -> Option<ConsoleSize> {
 /// Attaches to process `exec_id` (None: the init) of container `id` and copies until it
 /// exits or the user detaches.
 pub fn attach(ctl: &Ctl, id: &str, exec_id: Option<&str>, opts: Options) -> Result<Ended, Error> {
-    block_signals();
-    // A reader of our output that goes away (`| head`) must not kill us with the terminal
-    // raw or the container left behind: the write fails instead, and we drain to the exit.
-    // SAFETY: setting a signal's disposition to ignore runs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
-    }
+    ignore_sigpipe();
     let request = AttachRequest {
         namespace: ctl.namespace.clone(),
         id: id.to_string(),
@@ -214,6 +208,42 @@ pub fn attach(ctl: &Ctl, id: &str, exec_id: Option<&str>, opts: Options) -> Resu
         from: opts.from,
     };
     let attached = ctl.client()?.attach(request.clone())?;
+    follow(ctl, id, exec_id, opts, attached, Some(request))
+}
+
+/// Copies the attach of a `Run` (made by [`Client::run`] after [`ignore_sigpipe`]) to
+/// the init of container `id` until it exits or the user detaches.
+pub fn run(
+    ctl: &Ctl,
+    id: &str,
+    opts: Options,
+    attached: corral::rpc::Attached,
+) -> Result<Ended, Error> {
+    follow(ctl, id, None, opts, attached, None)
+}
+
+/// Our signals taken (see [`block_signals`]), and SIGPIPE ignored: a reader of our output
+/// that goes away (`| head`) must not kill us with the terminal raw or the container left
+/// behind: the write fails instead, and we drain to the exit.
+pub fn ignore_sigpipe() {
+    block_signals();
+    // SAFETY: setting a signal's disposition to ignore runs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
+    }
+}
+
+/// Copies an attach (our stdin to it, its output to ours, signals and resizes) until the
+/// process exits or the user detaches; `again` is the `Attach` to make again without stdin
+/// if its stdin turns out closed (none for a `Run`).
+fn follow(
+    ctl: &Ctl,
+    id: &str,
+    exec_id: Option<&str>,
+    opts: Options,
+    attached: corral::rpc::Attached,
+    again: Option<AttachRequest>,
+) -> Result<Ended, Error> {
     let input = Arc::new(Mutex::new(attached.input()?));
     let raw = if opts.tty && opts.stdin {
         RawMode::enter()
@@ -255,7 +285,7 @@ pub fn attach(ctl: &Ctl, id: &str, exec_id: Option<&str>, opts: Options) -> Resu
     std::thread::Builder::new()
         .name("output".into())
         .spawn(move || {
-            let _ = tx.send(copy_output_retrying(attached, request, &socket));
+            let _ = tx.send(copy_output_retrying(attached, again, &socket));
         })
         .map_err(|e| Error::Internal(format!("start the output thread: {e}")))?;
     let ended = rx
@@ -359,24 +389,27 @@ fn copy_stdin(
 /// send it, but its output and exit are still to come.
 fn copy_output_retrying(
     attached: corral::rpc::Attached,
-    request: AttachRequest,
+    again: Option<AttachRequest>,
     socket: &std::path::Path,
 ) -> Result<Ended, Error> {
-    match copy_output(attached) {
-        Err(Error::WrongState(m)) if request.stdin && m.contains("stdin is closed") => {
+    match (copy_output(attached), again) {
+        (Err(Error::WrongState(m)), Some(request))
+            if request.stdin && m.contains("stdin is closed") =>
+        {
             let again = AttachRequest {
                 stdin: false,
                 ..request
             };
             copy_output(Client::connect(socket)?.attach(again)?)
         }
-        other => other,
+        (other, _) => other,
     }
 }
 
-/// The output thread: the process's output to ours until its exit.
-fn copy_output(attached: corral::rpc::Attached) -> Result<Ended, Error> {
-    for item in attached {
+/// The output thread: the process's output to ours until its exit (then, for a `Run`
+/// that removes, the delete's outcome: an error if it failed).
+fn copy_output(mut attached: corral::rpc::Attached) -> Result<Ended, Error> {
+    for item in attached.by_ref() {
         match item? {
             AttachItem::Output { stderr, data } => {
                 let written = if stderr {
@@ -389,7 +422,16 @@ fn copy_output(attached: corral::rpc::Attached) -> Result<Ended, Error> {
                 // Our reader went away (`| head`): keep draining, so the exit still comes.
                 let _ = written;
             }
-            AttachItem::Exit(exit) => return Ok(Ended::Exited(exit)),
+            AttachItem::Exit(exit) => {
+                // A `Run` that removes: the exit code is kept in the delete's error.
+                if let Some(Err(e)) = attached.removed() {
+                    return Err(e.context(&format!(
+                        "it exited with code {}, then --rm could not delete it",
+                        exit.code
+                    )));
+                }
+                return Ok(Ended::Exited(exit));
+            }
         }
     }
     Err(Error::Internal(

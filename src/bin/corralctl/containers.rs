@@ -449,23 +449,21 @@ pub fn run(ctl: &Ctl, a: RunArgs) -> Outcome {
         println!("{} running (pid {})", info.id, info.pid);
         return Ok(0);
     }
-    // Before the container exists: a Ctrl-C from now on is forwarded to it, not lost.
-    attach::block_signals();
-    let created = ctl.client()?.create(req);
-    if let Err(e) = created {
-        if a.rm {
-            remove_container(ctl, &id);
-        }
-        return Err(e.into());
-    }
-    let ended = attach::attach(ctl, &id, None, a.term.foreground());
-    match ended {
-        Ok(Ended::Exited(exit)) => {
-            if a.rm {
-                ctl.client()?.delete(&ctl.namespace, &id, false)?;
-            }
-            Ok(exit.code as i32)
-        }
+    // One request: create, start, attach from its launch and (--rm) the delete after its
+    // exit, done by the daemon. Signals are blocked before the container exists: a Ctrl-C
+    // from now on is forwarded to it, not lost. A create that fails leaves nothing to
+    // delete (and an id taken by another container is not ours to delete).
+    let opts = a.term.foreground();
+    let run = RunRequest {
+        stdin: opts.stdin,
+        remove: a.rm,
+        create: req,
+    };
+    attach::ignore_sigpipe();
+    let (_, attached) = ctl.client()?.run(run)?;
+    match attach::run(ctl, &id, opts, attached) {
+        // With --rm the daemon has deleted it (a failed delete is an error here).
+        Ok(Ended::Exited(exit)) => Ok(exit.code as i32),
         Ok(Ended::Detached) => {
             if a.rm {
                 eprintln!("corralctl: detached from {id}: it runs on and is not removed (--rm)");
