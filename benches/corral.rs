@@ -312,6 +312,10 @@ impl Bench {
             .arg(&self.state_dir)
             .arg("--root")
             .arg(&self.corral_root)
+            // Its own data dir (and so logs): another corrald on this host may hold the
+            // default one's lock.
+            .arg("--data-dir")
+            .arg(self.dir.join("corral-data"))
             .arg("--runtime")
             .arg(&self.s.runc)
             .arg("--shim")
