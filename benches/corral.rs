@@ -201,31 +201,6 @@ fn proc_comm(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-/// Reaps every exited child except `keep` (the daemon): the bench is a child subreaper, so
-/// runc's detached container processes end up as its children.
-fn reap_strays(keep: Option<i32>) {
-    loop {
-        // SAFETY: waitid fills the zeroed siginfo; WNOWAIT only peeks.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is valid for a WEXITED siginfo, and 0 when nothing was found.
-        let pid = unsafe { info.si_pid() };
-        if rc != 0 || pid == 0 || Some(pid) == keep {
-            return;
-        }
-        let mut status = 0;
-        // SAFETY: reaping a child that we just saw exit.
-        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    }
-}
-
 fn first_line(bin: &Path, args: &[&str]) -> String {
     Command::new(bin)
         .args(args)
@@ -371,6 +346,10 @@ impl Bench {
             .arg(&self.state_dir)
             .arg("--root")
             .arg(&self.corral_root)
+            // Its own data dir (and so logs): another corrald on this host may hold the
+            // default one's lock.
+            .arg("--data-dir")
+            .arg(self.dir.join("corral-data"))
             .arg("--runtime")
             .arg(&self.s.runc)
             .arg("--shim")

@@ -132,31 +132,6 @@ fn first_line(bin: &Path, args: &[&str]) -> String {
         .unwrap_or_else(|e| format!("({e})"))
 }
 
-/// Reaps every exited child except `keep` (the daemon): the bench is a child subreaper, so
-/// conmon (which daemonizes) ends up as its child.
-fn reap_strays(keep: Option<i32>) {
-    loop {
-        // SAFETY: waitid fills the zeroed siginfo; WNOWAIT only peeks.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is valid for a WEXITED siginfo, and 0 when nothing was found.
-        let pid = unsafe { info.si_pid() };
-        if rc != 0 || pid == 0 || Some(pid) == keep {
-            return;
-        }
-        let mut status = 0;
-        // SAFETY: reaping a child that we just saw exit.
-        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    }
-}
-
 fn file_size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }

@@ -31,6 +31,13 @@ pub struct Handle {
 /// How long the supervisor may take to answer a health check before it is not serving.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The namespace a request names (the default one when empty), checked.
+fn checked_namespace(namespace: &str) -> Result<String> {
+    let namespace = namespace_or_default(namespace);
+    validate_id("namespace", namespace)?;
+    Ok(namespace.to_string())
+}
+
 fn mailbox(e: MailboxError) -> Error {
     Error::Internal(format!("the supervisor is gone: {e}"))
 }
@@ -315,14 +322,26 @@ impl Handle {
         namespace: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Vec<ContainerInfo>> {
-        validate_id("namespace", namespace_or_default(namespace))?;
-        self.supervisor
-            .send(supervisor::List {
-                namespace: namespace_or_default(namespace).to_string(),
-                labels,
-            })
-            .await
-            .map_err(mailbox)
+        let namespace = checked_namespace(namespace)?;
+        let list = supervisor::List { namespace, labels };
+        self.supervisor.send(list).await.map_err(mailbox)
+    }
+
+    /// [`Handle::list`] as the RPC's reply frame with id `frame_id` (length prefix
+    /// included), made from the summaries' encoded bytes.
+    pub(crate) async fn list_frame(
+        &self,
+        frame_id: u64,
+        namespace: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<u8>> {
+        let namespace = checked_namespace(namespace)?;
+        let list = supervisor::ListFrame {
+            frame_id,
+            namespace,
+            labels,
+        };
+        self.supervisor.send(list).await.map_err(mailbox)?
     }
 
     /// The pids in a container.

@@ -51,7 +51,8 @@ pub mod logs;
 #[doc(hidden)] // For corrald (the /metrics endpoint), not a stable API.
 pub mod metrics;
 pub(crate) mod oci_layout;
-pub(crate) mod reaper;
+#[doc(hidden)] // For corral's own benches (reaping strays), not a stable API.
+pub mod reaper;
 #[doc(hidden)] // For corral's own tests (the distribution client), not a stable API.
 pub mod registry;
 pub mod rpc;

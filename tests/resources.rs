@@ -314,6 +314,41 @@ fn an_oom_kill_is_reported_before_the_exit() {
     d.assert_no_leftovers("default", &id);
 }
 
+/// A kill of a child while the init lives on is told at once: the OOM watch wakes the
+/// running container (not only the exit's look at the counter), and its state counts it.
+#[test]
+fn an_oom_kill_of_a_child_is_reported_while_the_container_runs() {
+    let d = Daemon::start("oom_child");
+    let b = d.bundle(
+        "oomchild",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 1000",
+        ],
+    );
+    edit_config(&b, |spec| {
+        spec["linux"]["resources"]["memory"] = serde_json::json!({
+            "limit": 16 << 20,
+            "swap": 16 << 20,
+        });
+    });
+    let id = unique_id("oomchild");
+    let events = Events::subscribe(&d.socket, only(&id));
+    d.run(&id, &b);
+    let seen = events.until("/tasks/oom", |e| e.topic == Topic::TaskOom);
+    assert_eq!(
+        topics_of(&seen),
+        vec![Topic::TaskCreate, Topic::TaskStart, Topic::TaskOom],
+        "{seen:#?}"
+    );
+    let s = d.client().state("", &id).unwrap();
+    assert_eq!(s.status, corral::Status::Running, "{s:?}");
+    assert!(s.oom_kills >= 1, "{s:?}");
+    d.delete("", &id, true).unwrap();
+    d.assert_no_leftovers("default", &id);
+}
+
 /// The same when the kill comes before the daemon has looked at the new cgroup's OOM
 /// counter (a process that allocates at once on a busy host): a new cgroup starts at zero
 /// kills, so that kill is this container's and is reported.

@@ -296,3 +296,14 @@ pub fn stop_daemon_and_leftovers(
         }
     }
 }
+
+/// Reaps every exited child except `keep` (the daemon): a bench is a child subreaper, so
+/// runc's detached container processes (and conmon, which daemonizes) end up as its
+/// children.
+pub fn reap_strays(keep: Option<i32>) {
+    while let Some(pid) = corral::reaper::exited_child().filter(|&pid| Some(pid) != keep) {
+        let mut status = 0;
+        // SAFETY: reaping a child that was just seen to have exited.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    }
+}

@@ -48,13 +48,78 @@ pub enum Hierarchy {
 /// Where one container's cgroup is in each hierarchy: controller name -> path, with `""`
 /// for the cgroup2 (unified) hierarchy. Read from `/proc/<pid>/cgroup`, because a runtime
 /// may place a cgroup relative to its own (runc does when the spec sets no cgroupsPath).
+///
+/// Kept compact, since the daemon holds one per container: each distinct path once, with
+/// the controllers that use it (on a v1 host a container's nine controllers share one path;
+/// as a map of their own strings they took about 1.4 KiB a container). Serialized as the
+/// map (`state.json`'s `cgroups`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CgroupPaths(pub BTreeMap<String, String>);
+#[serde(from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+pub struct CgroupPaths {
+    /// The cgroup2 path (the `""` controller), which other controllers fall back to.
+    unified: Option<Box<str>>,
+    /// Every other path, once, with its controllers (sorted, joined by commas); in path
+    /// order, so that equal paths compare equal.
+    groups: Vec<(Box<str>, Box<str>)>,
+}
+
+impl From<BTreeMap<String, String>> for CgroupPaths {
+    fn from(mut map: BTreeMap<String, String>) -> Self {
+        let unified = map.remove("").map(String::into_boxed_str);
+        let mut by_path: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (controller, path) in map {
+            by_path.entry(path).or_default().push(controller);
+        }
+        CgroupPaths {
+            unified,
+            groups: by_path
+                .into_iter()
+                .map(|(path, controllers)| (path.into(), controllers.join(",").into()))
+                .collect(),
+        }
+    }
+}
+
+impl From<CgroupPaths> for BTreeMap<String, String> {
+    fn from(paths: CgroupPaths) -> Self {
+        paths.to_map()
+    }
+}
 
 impl CgroupPaths {
     /// The same path in every hierarchy.
     pub fn uniform(path: &str) -> Self {
-        CgroupPaths(BTreeMap::from([(String::new(), path.to_string())]))
+        CgroupPaths {
+            unified: Some(path.into()),
+            groups: Vec::new(),
+        }
+    }
+
+    /// As a map: controller name -> path, `""` for the unified path.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        if let Some(unified) = &self.unified {
+            map.insert(String::new(), unified.to_string());
+        }
+        for (path, controllers) in &self.groups {
+            for controller in controllers.split(',') {
+                map.insert(controller.to_string(), path.to_string());
+            }
+        }
+        map
+    }
+
+    /// No path at all.
+    pub fn is_empty(&self) -> bool {
+        self.unified.is_none() && self.groups.is_empty()
+    }
+
+    /// Every path it holds (each once).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.unified
+            .iter()
+            .chain(self.groups.iter().map(|(path, _)| path))
+            .map(|p| &**p)
     }
 
     /// Parses `/proc/<pid>/cgroup` text: `N:ctrl1,ctrl2:/path` and `0::/path`. A
@@ -79,7 +144,7 @@ impl CgroupPaths {
         if let Some(unified) = map.get("").cloned() {
             map.retain(|c, p| c.is_empty() || *p != unified);
         }
-        CgroupPaths(map)
+        CgroupPaths::from(map)
     }
 
     /// Where a runtime like runc puts a new container's cgroups: the spec's cgroupsPath
@@ -98,14 +163,14 @@ impl CgroupPaths {
             Some(cgroup) => Self::uniform(cgroup),
             None => Self::of_pid(std::process::id()).unwrap_or_else(|| Self::uniform("/")),
         };
-        CgroupPaths(
-            own.0
+        CgroupPaths::from(
+            own.to_map()
                 .into_iter()
                 .map(|(c, p)| {
                     let joined = format!("{}/{wanted}", p.trim_end_matches('/'));
                     (c, joined)
                 })
-                .collect(),
+                .collect::<BTreeMap<_, _>>(),
         )
     }
 
@@ -113,7 +178,7 @@ impl CgroupPaths {
     /// cgroup; see [`CgroupPaths::of_container`] for a container's).
     pub fn of_pid(pid: u32) -> Option<Self> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        Some(Self::parse(&text)).filter(|p| !p.0.is_empty())
+        Some(Self::parse(&text)).filter(|p| !p.is_empty())
     }
 
     /// The cgroups of a container's process, or None when they cannot be told: unreadable
@@ -128,16 +193,20 @@ impl CgroupPaths {
     /// [`CgroupPaths::of_container`] on `/proc/<pid>/cgroup` text.
     fn container_paths(text: &str) -> Option<Self> {
         let paths = Self::parse(text);
-        (!paths.0.is_empty() && paths.0.values().all(|p| p != "/")).then_some(paths)
+        (!paths.is_empty() && paths.paths().all(|p| p != "/")).then_some(paths)
     }
 
     /// The path in `controller`'s hierarchy (the unified path where it has none of its own).
     pub fn get(&self, controller: &str) -> &str {
-        self.0
-            .get(controller)
-            .or_else(|| self.0.get(""))
-            .map(String::as_str)
-            .unwrap_or("/")
+        let own = (!controller.is_empty())
+            .then(|| {
+                self.groups
+                    .iter()
+                    .find(|(_, controllers)| controllers.split(',').any(|c| c == controller))
+            })
+            .flatten()
+            .map(|(path, _)| path);
+        own.or(self.unified.as_ref()).map_or("/", |p| &**p)
     }
 }
 
@@ -198,10 +267,42 @@ mod tests {
         assert_eq!(p.get("systemd"), "/p2");
         assert_eq!(p.get("pids"), "/p2", "falls back to the unified path");
         assert_eq!(
-            p.0.len(),
+            p.to_map().len(),
             2,
             "{p:?}: only what differs from the unified path"
         );
+    }
+
+    #[test]
+    fn paths_are_kept_once_and_serialized_as_the_map() {
+        // A v1 host: no unified path of the container's own, every controller in one place.
+        let text = "9:name=systemd:/ns/web\n8:pids:/ns/web\n4:memory:/ns/web\n\
+                    3:cpuset:/ns/web\n2:cpu,cpuacct:/ns/web\n1:blkio:/other\n0::/\n";
+        let p = CgroupPaths::parse(text);
+        assert_eq!(p.groups.len(), 2, "{p:?}: one entry per distinct path");
+        assert_eq!(p.get("memory"), "/ns/web");
+        assert_eq!(p.get("cpuacct"), "/ns/web");
+        assert_eq!(p.get("cpu"), "/ns/web");
+        assert_eq!(p.get("systemd"), "/ns/web");
+        assert_eq!(p.get("blkio"), "/other");
+        assert_eq!(p.get("cpu,cpuacct"), "/", "a controller is matched whole");
+        assert_eq!(p.get("freezer"), "/", "none of its own: the unified path");
+        assert_eq!(p.get(""), "/");
+        // state.json keeps the map, and reads it back to the same value.
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["memory"], "/ns/web");
+        assert_eq!(json["cpuacct"], "/ns/web");
+        assert_eq!(json[""], "/");
+        assert_eq!(json.as_object().unwrap().len(), 8);
+        let back: CgroupPaths = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
+        // The same paths compare equal however they were put together.
+        let mut map = p.to_map();
+        assert_eq!(CgroupPaths::from(map.clone()), p);
+        map.insert("pids".into(), "/moved".into());
+        assert_ne!(CgroupPaths::from(map), p);
+        assert!(CgroupPaths::default().is_empty());
+        assert_eq!(CgroupPaths::default().get("memory"), "/");
     }
 
     #[test]

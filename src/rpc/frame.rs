@@ -44,12 +44,57 @@ fn options() -> impl Options {
 
 /// Encodes a value as one frame (length prefix included).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let payload = options()
-        .serialize(value)
-        .map_err(|e| Error::Protocol(format!("cannot encode frame: {e}")))?;
+    let payload = encode_payload(value)?;
     let mut frame = Vec::with_capacity(4 + payload.len());
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// Encodes a value as a frame's payload (no length prefix), or as a part of one: the
+/// encoding of a sequence's item is the same inside the sequence as alone.
+pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    options()
+        .serialize(value)
+        .map_err(|e| Error::Protocol(format!("cannot encode frame: {e}")))
+}
+
+/// The frame [`encode`] gives for `empty` with `count` items in its last field, a sequence
+/// (empty in `empty`): `write_items` appends their encodings ([`encode_payload`]), `len`
+/// bytes in all, one after another, to the frame. Items kept encoded are so sent without
+/// being decoded and encoded again, in one allocation of the frame's size.
+pub fn encode_with_items<T: Serialize>(
+    empty: &T,
+    count: usize,
+    len: usize,
+    write_items: impl FnOnce(&mut Vec<u8>),
+) -> Result<Vec<u8>> {
+    let mut head = encode_payload(empty)?;
+    // An empty sequence is its length alone: a single 0.
+    if head.pop() != Some(0) {
+        return Err(Error::Internal(
+            "encode_with_items: the value does not end with an empty sequence".into(),
+        ));
+    }
+    let count = encode_payload(&(count as u64))?;
+    let payload = head.len() + count.len() + len;
+    if payload > MAX_FRAME as usize {
+        return Err(Error::Protocol(format!(
+            "cannot encode frame: {payload} bytes, over the {MAX_FRAME}-byte limit"
+        )));
+    }
+    let mut frame = Vec::with_capacity(4 + payload);
+    frame.extend_from_slice(&(payload as u32).to_be_bytes());
+    frame.extend_from_slice(&head);
+    frame.extend_from_slice(&count);
+    let start = frame.len();
+    write_items(&mut frame);
+    let written = frame.len() - start;
+    if written != len {
+        return Err(Error::Internal(format!(
+            "encode_with_items: {written} bytes of items written, {len} announced"
+        )));
+    }
     Ok(frame)
 }
 
@@ -225,6 +270,58 @@ mod tests {
         short.extend_from_slice(&[0u8; 10]);
         let err = rt.block_on(read_payload(&mut &short[..])).unwrap_err();
         assert!(matches!(err, Error::Protocol(m) if m.contains("cut short")));
+    }
+
+    #[test]
+    fn items_kept_encoded_make_the_same_frame() {
+        use crate::rpc::protocol::{Reply, ServerFrame};
+        use crate::types::ContainerInfo;
+        // 0, 1, 250 and 251 items: the count's encoding is one byte up to 250, then three.
+        for n in [0usize, 1, 250, 251] {
+            let list: Vec<ContainerInfo> = (0..n)
+                .map(|i| {
+                    let mut info = ContainerInfo::unknown("ns", &format!("c{i}"));
+                    info.pid = i as u32 * 1000;
+                    info.labels.insert("k".into(), "v".repeat(i % 7));
+                    info
+                })
+                .collect();
+            let mut items = Vec::new();
+            for info in &list {
+                items.extend(encode_payload(info).unwrap());
+            }
+            let frame_of = |list| ServerFrame {
+                id: 300 + n as u64,
+                reply: Reply::Containers(list),
+            };
+            let made = encode_with_items(&frame_of(Vec::new()), n, items.len(), |out| {
+                out.extend_from_slice(&items)
+            })
+            .unwrap();
+            assert_eq!(made, encode(&frame_of(list)).unwrap(), "{n} items");
+        }
+        // A value whose last field is not an empty sequence is refused, not mangled.
+        let not_empty = ServerFrame {
+            id: 1,
+            reply: Reply::Ok,
+        };
+        assert!(encode_with_items(&not_empty, 0, 0, |_| {}).is_err());
+        // Over the limit: a protocol error naming it, before anything is written.
+        let err = encode_with_items(&frame_of_empty(), 1, MAX_FRAME as usize, |_| {
+            panic!("written past the limit")
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Protocol(m) if m.contains("limit")));
+        // Items that are not the announced length: an error, not a frame that lies.
+        let err = encode_with_items(&frame_of_empty(), 1, 10, |out| out.push(1)).unwrap_err();
+        assert!(matches!(err, Error::Internal(m) if m.contains("1 bytes of items written, 10")));
+    }
+
+    fn frame_of_empty() -> crate::rpc::protocol::ServerFrame {
+        crate::rpc::protocol::ServerFrame {
+            id: 2,
+            reply: crate::rpc::protocol::Reply::Containers(Vec::new()),
+        }
     }
 
     /// A reader that hands out at most 1000 bytes per read.

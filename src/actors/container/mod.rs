@@ -77,11 +77,28 @@ use tokio::sync::oneshot;
 /// `shim_timeout` more.
 pub const RESTART_WAIT: Duration = Duration::from_secs(2);
 
-/// What a Container needs from the daemon's configuration.
+/// What a Container needs from the daemon's configuration: its runtime, and the rest,
+/// which every container shares (one `Arc`, not a copy of each part per container: each
+/// actix address cloned costs two allocations). The shared part is reached through it
+/// (`env.events`, `env.logs`, ...).
 #[derive(Clone)]
 pub struct ContainerEnv {
     /// The runtime, with its per-namespace root.
     pub runtime: Arc<dyn OciRuntime>,
+    /// The part every container shares.
+    pub shared: Arc<SharedEnv>,
+}
+
+impl std::ops::Deref for ContainerEnv {
+    type Target = SharedEnv;
+
+    fn deref(&self) -> &SharedEnv {
+        &self.shared
+    }
+}
+
+/// The part of [`ContainerEnv`] that every container shares.
+pub struct SharedEnv {
     /// How long a shim may take to answer.
     pub shim_timeout: Duration,
     /// Where events go.

@@ -26,19 +26,6 @@ impl OomWatch {
     }
 }
 
-/// Wakes the Container to look at the cgroup's OOM-kill counter.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct CheckOom;
-
-impl Handler<CheckOom> for Container {
-    type Result = ();
-
-    fn handle(&mut self, _: CheckOom, _: &mut Context<Self>) {
-        self.check_oom();
-    }
-}
-
 impl Container {
     /// Watches the cgroup for OOM kills (after a create, a restart or an adoption); with
     /// `fresh_cgroup`, the counter starts from 0 (a new cgroup).
@@ -76,13 +63,15 @@ impl Container {
         // Kills since the baseline (before we watched, or while the daemon was down).
         self.check_oom();
         let Some(fd) = notify else { return };
-        let addr = ctx.address();
-        let watch = async move {
-            while crate::launch::readable(&fd).await {
-                addr.do_send(CheckOom);
-            }
-        };
-        self.oom.task = Some(ctx.spawn(watch.into_actor(self)));
+        // Each wake-up looks at the counter on the actor itself: no address of its own
+        // (two allocations) is kept in the watch.
+        let wakeups = futures_util::stream::unfold(fd, |fd| async move {
+            crate::launch::readable(&fd).await.then_some(((), fd))
+        });
+        let watch = actix::fut::wrap_stream::<_, Self>(wakeups)
+            .map(|(), act, _| act.check_oom())
+            .finish();
+        self.oom.task = Some(ctx.spawn(watch));
     }
 
     /// Publishes /tasks/oom for kills the kernel counted since we last looked. Returns

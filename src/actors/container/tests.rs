@@ -55,15 +55,17 @@ impl Harness {
         };
         let env = ContainerEnv {
             runtime: Arc::new(self.fake.clone()),
-            shim_timeout: Duration::from_secs(5),
-            events: self.events.clone(),
-            criu: self.root.join("criu"),
-            logs: Arc::new(crate::config::LogSettings {
-                dir: self.root.join("logs"),
-                max_size: 1 << 20,
-                max_files: 2,
+            shared: Arc::new(SharedEnv {
+                shim_timeout: Duration::from_secs(5),
+                events: self.events.clone(),
+                criu: self.root.join("criu"),
+                logs: Arc::new(crate::config::LogSettings {
+                    dir: self.root.join("logs"),
+                    max_size: 1 << 20,
+                    max_files: 2,
+                }),
+                supervisor: None,
             }),
-            supervisor: None,
         };
         Container::new(record, dir, env).start()
     }

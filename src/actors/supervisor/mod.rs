@@ -3,7 +3,7 @@
 //! waits on a runtime: those calls belong to each Container.
 
 use super::container::{
-    self, Container, ContainerEnv, ContainerRecord, GetInfo, Init, RestoreFrom,
+    self, Container, ContainerEnv, ContainerRecord, GetInfo, Init, RestoreFrom, SharedEnv,
 };
 use super::events::Events;
 use crate::error::{Error, Result};
@@ -50,8 +50,8 @@ pub struct Supervisor {
     state: StateDir,
     events: Addr<Events>,
     containers: HashMap<ContainerKey, Addr<Container>>,
-    /// Each container's summary, as it last pushed it ([`list`]).
-    summaries: HashMap<ContainerKey, list::Known>,
+    /// Each container's summary, as it last pushed it ([`list`]), in namespace and id order.
+    summaries: BTreeMap<ContainerKey, list::Known>,
     /// The runtimes in use, by (root, binary, arguments): one per namespace and runtime.
     runtimes: HashMap<(PathBuf, PathBuf, Vec<String>), std::sync::Arc<dyn OciRuntime>>,
     /// Exits the journal holds, until the containers in the state dir are adopted.
@@ -60,8 +60,12 @@ pub struct Supervisor {
     _lock: Flock<std::fs::File>,
     /// A heap trim is scheduled ([`Supervisor::trim_soon`]).
     trim_pending: bool,
+    /// When a container last changed (a create, delete, adoption or summary), for the trim.
+    last_change: std::time::Instant,
     /// Its own address, for the containers to push their summaries to.
     address: Option<Addr<Supervisor>>,
+    /// What every container's environment shares ([`Supervisor::env`]).
+    shared_env: Option<std::sync::Arc<SharedEnv>>,
 }
 
 mod adopt;
@@ -69,7 +73,7 @@ mod create;
 mod list;
 
 pub use create::{Create, Restore};
-pub use list::{All, List, LIST_ANSWER_WITHIN};
+pub use list::{All, List, ListFrame, LIST_ANSWER_WITHIN};
 
 impl Supervisor {
     /// A supervisor that adopts the containers in the state dir when it starts;
@@ -85,12 +89,14 @@ impl Supervisor {
             settings,
             events,
             containers: HashMap::new(),
-            summaries: HashMap::new(),
+            summaries: BTreeMap::new(),
             runtimes: HashMap::new(),
             journaled_exits: Some(journaled_exits),
             _lock: lock,
             trim_pending: false,
+            last_change: std::time::Instant::now(),
             address: None,
+            shared_env: None,
         }
     }
 
@@ -107,14 +113,24 @@ impl Supervisor {
             .entry(key)
             .or_insert_with(|| std::sync::Arc::new(runtime))
             .clone();
-        ContainerEnv {
-            runtime,
-            shim_timeout: self.settings.shim_timeout,
-            events: self.events.clone(),
-            criu: self.settings.criu.clone(),
-            logs: self.settings.logs.clone(),
-            supervisor: self.address.clone(),
-        }
+        let shared = match &self.shared_env {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared = std::sync::Arc::new(SharedEnv {
+                    shim_timeout: self.settings.shim_timeout,
+                    events: self.events.clone(),
+                    criu: self.settings.criu.clone(),
+                    logs: self.settings.logs.clone(),
+                    supervisor: self.address.clone(),
+                });
+                // Kept once the supervisor knows its address (always, once started).
+                if self.address.is_some() {
+                    self.shared_env = Some(shared.clone());
+                }
+                shared
+            }
+        };
+        ContainerEnv { runtime, shared }
     }
 
     fn runtime_for(&self, namespace: &str, binary: std::path::PathBuf, args: Vec<String>) -> Runc {
@@ -141,21 +157,35 @@ impl Actor for Supervisor {
     }
 }
 
-/// How long after a create, a delete or the adoption the heap is trimmed: a burst of them
-/// (a thousand creates) is trimmed once, after it.
+/// How long after a create, a delete or the adoption (and after the last summary pushed
+/// meanwhile) the heap is trimmed: a burst of them (a thousand creates, or the adoption of
+/// a thousand containers, whose processes are adopted after the Supervisor started) is
+/// trimmed once it is over.
 const TRIM_AFTER: Duration = Duration::from_millis(500);
 
 impl Supervisor {
-    /// Gives the memory that creates and deletes used and freed back to the system, once
-    /// the burst is over: glibc keeps freed pages in the middle of its heap otherwise (a
-    /// thousand creates left about 2 KiB per container resident). One trim walks the free
-    /// chunks once: well under a millisecond.
+    /// Gives the memory that creates, deletes and adoptions used and freed back to the
+    /// system, once the burst is over: glibc keeps freed pages in the middle of its heap
+    /// otherwise (a thousand creates left about 2 KiB per container resident). One trim
+    /// walks the free chunks once: well under a millisecond.
     fn trim_soon(&mut self, ctx: &mut Context<Self>) {
+        self.last_change = std::time::Instant::now();
         if self.trim_pending {
             return;
         }
         self.trim_pending = true;
-        ctx.run_later(TRIM_AFTER, |act, _| {
+        self.trim_later(TRIM_AFTER, ctx);
+    }
+
+    /// Trims after `delay`, or later if containers changed meanwhile (each summary
+    /// pushed counts): a burst still going is not trimmed in its middle only.
+    fn trim_later(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(delay, |act, ctx| {
+            let quiet = act.last_change.elapsed();
+            if quiet < TRIM_AFTER {
+                act.trim_later(TRIM_AFTER - quiet, ctx);
+                return;
+            }
             act.trim_pending = false;
             #[cfg(target_env = "gnu")]
             // SAFETY: malloc_trim only releases free memory of the allocator's own heap.
