@@ -7,6 +7,15 @@ use super::Container;
 use crate::types::*;
 use actix::prelude::*;
 
+/// When to look at the kill counter again after a wake-up that found no new kill (each
+/// delay after the previous look).
+const OOM_RECHECKS: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(5),
+    std::time::Duration::from_millis(20),
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(500),
+];
+
 /// The container's OOM watch and what it has seen in the current run.
 #[derive(Default)]
 pub(super) struct OomWatch {
@@ -69,9 +78,25 @@ impl Container {
             crate::launch::readable(&fd).await.then_some(((), fd))
         });
         let watch = actix::fut::wrap_stream::<_, Self>(wakeups)
-            .map(|(), act, _| act.check_oom())
+            .map(|(), act, ctx| act.oom_woken(0, ctx))
             .finish();
         self.oom.task = Some(ctx.spawn(watch));
+    }
+
+    /// A wake-up of the OOM watch (`recheck` 0), or a look again after one that found no
+    /// new kill: on cgroup v1 the eventfd fires when the cgroup goes under OOM, before the
+    /// OOM killer has chosen its victim and counted the kill, so the first look can come
+    /// too early (seen: a child's kill while the container ran went unreported now and
+    /// then). Looks again after each of [`OOM_RECHECKS`] until a kill is counted.
+    fn oom_woken(&mut self, recheck: usize, ctx: &mut Context<Self>) {
+        let seen = self.record.oom_seen;
+        self.check_oom();
+        if self.record.oom_seen != seen {
+            return;
+        }
+        if let Some(delay) = OOM_RECHECKS.get(recheck) {
+            ctx.run_later(*delay, move |act, ctx| act.oom_woken(recheck + 1, ctx));
+        }
     }
 
     /// Publishes /tasks/oom for kills the kernel counted since we last looked. Returns
