@@ -257,10 +257,33 @@ pub fn enter(cgroup: &str, pid: u32) -> Result<(), String> {
     let rel = cgroup.trim_matches('/');
     for mount in mounts() {
         let procs = mount.dir.join(rel).join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string())
-            .map_err(|e| format!("cannot move pid {pid} into {}: {e}", procs.display()))?;
+        std::fs::write(&procs, pid.to_string()).map_err(|e| {
+            format!(
+                "cannot move pid {pid} into {}: {e}{}",
+                procs.display(),
+                realtime_hint(&e, pid)
+            )
+        })?;
     }
     Ok(())
+}
+
+/// Why a move into a v1 `cpu` cgroup fails with EINVAL for a real-time process (one run
+/// under `chrt -f`/`-r`, or a child of one): it may only join a cgroup with a
+/// `cpu.rt_runtime_us` budget, and new cgroups have none.
+fn realtime_hint(e: &std::io::Error, pid: u32) -> &'static str {
+    // SAFETY: sched_getscheduler only reads the policy of `pid`.
+    let policy =
+        unsafe { libc::sched_getscheduler(pid as libc::pid_t) } & !libc::SCHED_RESET_ON_FORK;
+    if e.raw_os_error() == Some(libc::EINVAL)
+        && (policy == libc::SCHED_FIFO || policy == libc::SCHED_RR)
+    {
+        " (the process has a real-time scheduling policy: on cgroup v1 it may only join a \
+         cpu cgroup with a cpu.rt_runtime_us budget; run corrald without chrt, or give \
+         the cgroup a budget)"
+    } else {
+        ""
+    }
 }
 
 /// Moves process `pid`, just made by its runtime, into its cgroup in the hierarchies where
@@ -354,6 +377,28 @@ fn hierarchy_dir(mountinfo: &str, controllers: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real-time thread's EINVAL gets the hint; a normal one's, or another error, not.
+    #[test]
+    fn a_realtime_process_is_told_why_it_cannot_join_a_cpu_cgroup() {
+        let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
+        let eacces = std::io::Error::from_raw_os_error(libc::EACCES);
+        std::thread::spawn(move || {
+            // SAFETY: plain syscalls on this thread's own id.
+            let tid = unsafe { libc::gettid() } as u32;
+            assert_eq!(realtime_hint(&einval, tid), "");
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: param is a valid sched_param for the call.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+                eprintln!("not root or no real-time budget: the hint is not tried");
+                return;
+            }
+            assert!(realtime_hint(&einval, tid).contains("cpu.rt_runtime_us"));
+            assert_eq!(realtime_hint(&eacces, tid), "");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn hierarchies_a_runtime_left_are_found() {
