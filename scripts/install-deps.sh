@@ -22,8 +22,8 @@
 #      CORRAL_INSTALL_YOUKI=1 also builds youki ${YOUKI_VERSION} with `cargo install --locked`
 #      into /usr/local/bin, with the cgroup drivers and seccomp (the crate enables no
 #      feature by default: a plain `cargo install youki` cannot create a container on a v1
-#      or hybrid host). Needs cargo and libseccomp-dev; about 250 crates: 30 minutes
-#      (1774 s) on 2 cores shared with other builds (74 with -j1). Off by default here;
+#      or hybrid host). Needs cargo and libseccomp-dev; about 250 crates: about 5 minutes
+#      (291 s at load 5-7, without LTO as below). Off by default here;
 #      scripts/test.sh (the README's test command, and CI) turns it on
 #      (CORRAL_INSTALL_YOUKI=0 there skips it); tests/runtimes.rs skips youki when absent.
 set -euo pipefail
@@ -352,7 +352,7 @@ if [[ ${CORRAL_INSTALL_YOUKI:-0} == 1 ]]; then
   else
     command -v cargo >/dev/null || die "CORRAL_INSTALL_YOUKI=1 needs cargo in PATH"
     apt_install libseccomp-dev pkg-config
-    log "cargo install youki $YOUKI_VERSION (about 30 minutes on 2 busy cores)"
+    log "cargo install youki $YOUKI_VERSION (about 5 minutes)"
     start=$SECONDS
     # Thin LTO off and 16 codegen units: the build takes minutes less; youki's speed
     # is measured against itself (bare and through corral) in `bench.sh runtimes`.
