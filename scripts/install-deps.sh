@@ -354,7 +354,7 @@ if [[ ${CORRAL_INSTALL_YOUKI:-0} == 1 ]]; then
     apt_install libseccomp-dev pkg-config
     log "cargo install youki $YOUKI_VERSION (about 5 minutes)"
     start=$SECONDS
-    # Thin LTO off and 16 codegen units: the build takes minutes less; youki's speed
+    # LTO off and 16 codegen units: the build takes minutes less; youki's speed
     # is measured against itself (bare and through corral) in `bench.sh runtimes`.
     CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
       CARGO_TARGET_DIR=/var/cache/corral-youki-build \
