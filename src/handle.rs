@@ -128,7 +128,7 @@ impl Handle {
 
     /// [`Handle::create`] of a container to be deleted after its one run (`run --rm`): one
     /// made from an image gets its rootfs overlay mounted `volatile`
-    /// ([`crate::images::RootfsAfterCreate::Volatile`]).
+    /// (`images::RootfsAfterCreate::Volatile`).
     pub async fn create_removable(&self, req: CreateRequest) -> Result<ContainerInfo> {
         self.create_with(req, true).await
     }

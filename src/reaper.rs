@@ -1,5 +1,5 @@
 //! Every child the daemon spawns (shims, runtime calls) is registered here before anything
-//! can wait for it, and reaped by pid when SIGCHLD arrives ([`crate::actors::Reaper`]).
+//! can wait for it, and reaped by pid when SIGCHLD arrives (the Reaper actor, `actors::Reaper`).
 //!
 //! Reaping is by registered pid (`waitpid(pid, WNOHANG)`), never `waitpid(-1)`: an
 //! embedding host agent keeps its own children's statuses, and a status can never be stolen
