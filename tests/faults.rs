@@ -272,6 +272,19 @@ fn assert_exit_told_live(d: &Daemon, events: &Events, id: &str, pid: u32) {
     assert_eq!(d.wait_code("", id, None), 137);
 }
 
+/// SIGKILLs `victim`'s process `pid`; its /tasks/exit, told live with 137 and answered
+/// by `wait` with 137.
+fn kill_victim(d: &Daemon, events: &Events, victim: &str, pid: u32) -> Event {
+    sigkill(pid);
+    let seen = events.until("the victim's exit", |e| {
+        e.topic == Topic::TaskExit && e.container_id == victim
+    });
+    let live_exit = seen.last().unwrap().clone();
+    assert_eq!(exit_code_of(&live_exit), Some(137));
+    assert_eq!(d.wait_code("", victim, None), 137);
+    live_exit
+}
+
 fn exit_code_of(e: &Event) -> Option<u32> {
     e.exit.map(|x| x.code)
 }
@@ -405,13 +418,7 @@ fn a_full_journal_keeps_delivering_and_republishes_unjournaled_exits() {
             })
             .unwrap();
     eprintln!("the first event the full journal could not take: {first_failed}");
-    sigkill(victim_pid);
-    let seen = events.until("the victim's exit", |e| {
-        e.topic == Topic::TaskExit && e.container_id == victim
-    });
-    let live_exit = seen.last().unwrap().clone();
-    assert_eq!(exit_code_of(&live_exit), Some(137));
-    assert_eq!(fx.d.wait_code("", &victim, None), 137);
+    let live_exit = kill_victim(&fx.d, &events, &victim, victim_pid);
     // More failing appends than the journal keeps segments.
     for n in 0..6 {
         let exec = format!("e{n}");
@@ -589,13 +596,7 @@ fn a_journal_failing_with_eio_keeps_delivering_and_republishes_unjournaled_exits
     events.until("the exec's exit", |e| {
         e.topic == Topic::TaskExit && e.process_id.as_deref() == Some("e1")
     });
-    sigkill(victim_pid);
-    let seen = events.until("the victim's exit", |e| {
-        e.topic == Topic::TaskExit && e.container_id == victim
-    });
-    let live_exit = seen.last().unwrap().clone();
-    assert_eq!(exit_code_of(&live_exit), Some(137));
-    assert_eq!(fx.d.wait_code("", &victim, None), 137);
+    let live_exit = kill_victim(&fx.d, &events, &victim, victim_pid);
     wait_until(LIVENESS, "the journal's failure logged", || {
         fx.d.log_text()
             .contains("cannot journal event: Input/output error (os error 5)")
