@@ -38,6 +38,7 @@ pub mod content;
 #[doc(hidden)] // For corrald (its config file and flags), not a stable API.
 pub mod daemon_config;
 mod error;
+pub(crate) mod exit_watch;
 mod handle;
 mod images;
 #[doc(hidden)] // For corral's own tests (journal segments), not a stable API.

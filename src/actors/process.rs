@@ -54,6 +54,9 @@ pub struct Process {
     exit_fd: Option<OwnedFd>,
     shim_exited: Option<oneshot::Receiver<i32>>,
     shim_pidfd: Option<OwnedFd>,
+    /// A pidfd on the process itself: its exit is read from the kernel without waiting
+    /// for the shim (`exit_watch.rs`).
+    exit_pidfd: Option<OwnedFd>,
     owner: Recipient<ProcessExited>,
     done: bool,
     /// The exit fifo is watched: its hangup carries the shim's word on the exit.
@@ -84,6 +87,7 @@ impl Process {
             exit_fd: Some(exit_fd),
             shim_exited,
             shim_pidfd: None,
+            exit_pidfd: None,
             owner,
             done: false,
             fifo_watched: false,
@@ -94,6 +98,14 @@ impl Process {
     /// daemon start): its death is seen even if its exit fifo closed before we opened it.
     pub fn with_shim_pidfd(mut self, pidfd: Option<OwnedFd>) -> Self {
         self.shim_pidfd = pidfd;
+        self
+    }
+
+    /// Also watches the process itself through a pidfd, for a process whose output the
+    /// shim does not own (see `exit_watch.rs`): its exit is told as soon as the kernel
+    /// tells, the shim's word then comes too late to matter.
+    pub fn watch_exit_directly(mut self) -> Self {
+        self.exit_pidfd = crate::exit_watch::open(self.pid, self.starttime);
         self
     }
 
@@ -112,12 +124,20 @@ impl Process {
         if self.done {
             return;
         }
-        self.done = true;
         // The shim's own word, from the fifo, is the fastest; else its exitStatus file.
         let status = match crate::layout::parse_exit_message(message) {
             Some((code, exited_at_ns)) => ExitStatus { code, exited_at_ns },
             None => exit_status_of(&self.dir, self.pid, self.starttime),
         };
+        self.exited(status, ctx);
+    }
+
+    /// Tells the owner how the process ended, once, and stops.
+    fn exited(&mut self, status: ExitStatus, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
         tracing::debug!(process = %self.process_id, pid = self.pid, code = status.code, "process exited");
         self.owner.do_send(ProcessExited {
             process_id: self.process_id.clone(),
@@ -205,6 +225,20 @@ impl Actor for Process {
                 wait_hangup(fd)
                     .into_actor(self)
                     .map(|message, act, ctx| act.shim_gone(&message, ctx)),
+            );
+        }
+        if let (Some(pidfd), Some(start)) = (self.exit_pidfd.take(), self.starttime) {
+            let pid = self.pid;
+            ctx.spawn(
+                crate::exit_watch::exited(pidfd, pid, start)
+                    .into_actor(self)
+                    .map(|code, act, ctx| {
+                        // No answer from the kernel: the shim's fifo tells.
+                        if let Some(code) = code {
+                            let exited_at_ns = now_ns();
+                            act.exited(ExitStatus { code, exited_at_ns }, ctx);
+                        }
+                    }),
             );
         }
         if let Some(pidfd) = self.shim_pidfd.take() {

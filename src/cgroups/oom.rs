@@ -13,30 +13,22 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// How many processes of `cgroup` the kernel's OOM killer has killed; 0 if unknown.
-pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> u64 {
+/// How many processes of `cgroup` the kernel's OOM killer has killed (`oom_kill` in
+/// `memory.oom_control` on v1, `memory.events` on v2). None when it cannot be read: the
+/// cgroup is gone. systemd removes a scope (runc's systemd driver) as soon as it is empty,
+/// so after an OOM kill of its init this often comes before corrald looks. Read by path
+/// each time: a file kept open would cost the daemon a descriptor per container.
+pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> Option<u64> {
     let dir = h.dir("memory", cgroups.get("memory"));
-    let path = match h {
-        Hierarchy::V1 { .. } => dir.join("memory.oom_control"),
-        Hierarchy::V2 { .. } => dir.join("memory.events"),
-    };
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-        .unwrap_or(0)
+    match h {
+        Hierarchy::V1 { .. } => read_kill_count(&dir.join("memory.oom_control")),
+        Hierarchy::V2 { .. } => read_kill_count(&dir.join("memory.events")),
+    }
 }
 
-/// The kill counter read through an open file (`memory.oom_control` on v1, `memory.events`
-/// on v2): no path lookup on the exit path, where the cgroup is being torn down. None when
-/// it cannot be read: the cgroup is gone (a read of a removed cgroup's file fails with
-/// ENODEV). systemd removes a scope (runc's systemd driver) as soon as it is empty, so
-/// after an OOM kill of its init this often comes before corrald looks.
-pub fn kill_count_of(counter: &File) -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 512];
-    let n = counter.read_at(&mut buf, 0).ok()?;
-    std::str::from_utf8(&buf[..n])
+/// The `oom_kill` line of a counter file.
+fn read_kill_count(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path)
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
@@ -58,7 +50,6 @@ fn claimed(parent: &Path) -> u64 {
 /// parent saw on their own counters are claimed ([`ParentCounter::claim`]): a container
 /// whose cgroup vanished takes only a kill nobody else saw.
 pub struct ParentCounter {
-    counter: File,
     path: PathBuf,
     /// The parent's counter, and the claimed kills, when the watch began.
     base: u64,
@@ -72,11 +63,9 @@ impl ParentCounter {
         let Hierarchy::V2 { .. } = h else { return None };
         let dir = h.dir("memory", cgroups.get("memory"));
         let path = dir.parent()?.join("memory.events");
-        let counter = File::open(&path).ok()?;
-        let base = kill_count_of(&counter)?;
+        let base = read_kill_count(&path)?;
         let claimed_base = claimed(&path);
         Some(ParentCounter {
-            counter,
             path,
             base,
             claimed_base,
@@ -92,7 +81,7 @@ impl ParentCounter {
     /// Takes one kill counted in the parent since the watch began that no container
     /// claimed; false when there is none.
     pub fn claim_unseen(&self) -> bool {
-        let Some(now) = kill_count_of(&self.counter) else {
+        let Some(now) = read_kill_count(&self.path) else {
             return false;
         };
         let mut map = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,9 +97,10 @@ impl ParentCounter {
     }
 }
 
-/// An fd that becomes readable when `cgroup` may have had an OOM event, and the open file
-/// to read the kill counter from ([`kill_count_of`]).
-pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<(OwnedFd, File), CgroupError> {
+/// An fd that becomes readable when `cgroup` may have had an OOM event; the count is read
+/// with [`kill_count`]. On v1 the registration outlives the control file's descriptor
+/// (the kernel keeps only the eventfd), so only the eventfd is kept.
+pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<OwnedFd, CgroupError> {
     let dir = h.dir("memory", cgroups.get("memory"));
     match h {
         Hierarchy::V1 { .. } => {
@@ -127,7 +117,7 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<(OwnedFd, File), Cg
                 .map_err(register)?;
             ec.write_all(format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()).as_bytes())
                 .map_err(register)?;
-            Ok((efd.into(), control))
+            Ok(efd.into())
         }
         Hierarchy::V2 { .. } => {
             let events = dir.join("memory.events");
@@ -143,8 +133,7 @@ pub fn watch(h: &Hierarchy, cgroups: &CgroupPaths) -> Result<(OwnedFd, File), Cg
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| CgroupError::io("duplicate the inotify fd for", &events, e))?;
-            let counter = File::open(&events).map_err(|e| CgroupError::io("open", &events, e))?;
-            Ok((fd, counter))
+            Ok(fd)
         }
     }
 }
@@ -163,17 +152,16 @@ mod tests {
     }
 
     #[test]
-    fn the_counter_is_read_through_the_open_file() {
+    fn the_counter_is_read_after_each_wake_up() {
         let dir = scratch("oom");
         std::fs::create_dir_all(dir.join("web")).unwrap();
         let events = dir.join("web/memory.events");
         std::fs::write(&events, "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n").unwrap();
         let h = Hierarchy::V2 { root: dir.clone() };
         let paths = CgroupPaths::uniform("/web");
-        assert_eq!(kill_count(&h, &paths), 1);
-        let (notify, counter) = watch(&h, &paths).unwrap();
-        assert_eq!(kill_count_of(&counter), Some(1));
-        // The inotify fd wakes up on a change of memory.events; the open file sees it.
+        assert_eq!(kill_count(&h, &paths), Some(1));
+        let notify = watch(&h, &paths).unwrap();
+        // The inotify fd wakes up on a change of memory.events.
         let mut buf = [0u8; 4096];
         assert!(
             nix::unistd::read(notify.as_raw_fd(), &mut buf).is_err(),
@@ -181,9 +169,13 @@ mod tests {
         );
         std::fs::write(&events, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n").unwrap();
         assert!(nix::unistd::read(notify.as_raw_fd(), &mut buf).unwrap() > 0);
-        assert_eq!(kill_count_of(&counter), Some(2));
+        assert_eq!(kill_count(&h, &paths), Some(2));
         let gone = CgroupPaths::uniform("/gone");
-        assert_eq!(kill_count(&h, &gone), 0, "unknown reads as 0");
+        assert_eq!(
+            kill_count(&h, &gone),
+            None,
+            "a cgroup that is gone has no count"
+        );
         let e = watch(&h, &gone).unwrap_err();
         assert!(e.to_string().contains("gone/memory.events"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();

@@ -220,6 +220,11 @@ impl Container {
                         ctx.address().recipient(),
                     )
                     .with_shim_pidfd(shim_pidfd);
+                    let process = if slot.io.log.is_none() && !slot.io.terminal {
+                        process.watch_exit_directly()
+                    } else {
+                        process
+                    };
                     slot.addr = Some(process.start());
                 }
             }

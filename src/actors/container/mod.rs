@@ -374,7 +374,7 @@ impl Container {
         shim: LaunchedShim,
         ctx: &mut Context<Self>,
     ) -> Addr<Process> {
-        Process::new(
+        let process = Process::new(
             process_id.to_string(),
             self.dir.process(process_id),
             shim.pid,
@@ -382,8 +382,23 @@ impl Container {
             shim.exit_fd,
             Some(shim.shim_exited),
             ctx.address().recipient(),
-        )
-        .start()
+        );
+        self.watch_exit(process_id, process).start()
+    }
+
+    /// A process whose output its shim does not own has its exit read from the kernel
+    /// as well (`exit_watch.rs`); a logged or terminal one's comes from its shim, after
+    /// the shim has drained its output into the log.
+    fn watch_exit(&self, process_id: &str, process: Process) -> Process {
+        let io = if process_id == INIT_PROCESS {
+            Some(&self.init.io)
+        } else {
+            self.execs.get(process_id).map(|slot| &slot.io)
+        };
+        match io {
+            Some(io) if io.log.is_none() && !io.terminal => process.watch_exit_directly(),
+            _ => process,
+        }
     }
 
     /// Whether a restart is running: verbs that would change the container wait for it

@@ -20,9 +20,6 @@ const OOM_RECHECKS: [std::time::Duration; 4] = [
 #[derive(Default)]
 pub(super) struct OomWatch {
     task: Option<SpawnHandle>,
-    /// The cgroup's kill counter file, kept open: no path lookup on the exit path, where
-    /// the cgroup is being torn down.
-    counter: Option<std::fs::File>,
     /// The parent cgroup's counter (v2), for an exit whose cgroup is already gone.
     parent: Option<crate::cgroups::oom::ParentCounter>,
     kills_this_run: u64,
@@ -51,14 +48,9 @@ impl Container {
             }
         }
         let h = crate::cgroups::host();
-        // A new cgroup (a new run) has its own counter: never read the old one.
-        self.oom.counter = None;
         self.oom.parent = crate::cgroups::oom::ParentCounter::open(h, &self.record.cgroups);
         let notify = match crate::cgroups::oom::watch(h, &self.record.cgroups) {
-            Ok((notify, counter)) => {
-                self.oom.counter = Some(counter);
-                Some(notify)
-            }
+            Ok(notify) => Some(notify),
             Err(e) => {
                 tracing::warn!("{}: cannot watch for OOM kills: {e}", self.key());
                 None
@@ -102,14 +94,10 @@ impl Container {
     /// Publishes /tasks/oom for kills the kernel counted since we last looked. Returns
     /// false when the cgroup's counter could not be read (the cgroup is gone).
     pub(super) fn check_oom(&mut self) -> bool {
-        let n = match &self.oom.counter {
-            Some(file) => crate::cgroups::oom::kill_count_of(file),
-            None => Some(crate::cgroups::oom::kill_count(
-                crate::cgroups::host(),
-                &self.record.cgroups,
-            )),
+        let h = crate::cgroups::host();
+        let Some(n) = crate::cgroups::oom::kill_count(h, &self.record.cgroups) else {
+            return false;
         };
-        let Some(n) = n else { return false };
         if n > self.record.oom_seen {
             let new = n - self.record.oom_seen;
             if let Some(parent) = &self.oom.parent {
