@@ -54,7 +54,7 @@ pub use wait::Wait;
 mod tests;
 
 use super::events::{Events, Publish};
-use super::process::Process;
+use super::process::{Process, ShimWatch};
 use crate::error::Result;
 use crate::launch::LaunchedShim;
 use crate::layout::ContainerDir;
@@ -131,6 +131,8 @@ pub struct Container {
     /// A fingerprint of the summary last pushed to the Supervisor (not the summary itself:
     /// that is kept once, there).
     pushed: std::cell::Cell<u64>,
+    /// How many process watches were started: each process's token.
+    watches: u32,
 }
 
 impl Container {
@@ -150,6 +152,7 @@ impl Container {
             oom: oom::OomWatch::default(),
             after_restart: Vec::new(),
             pushed: std::cell::Cell::new(0),
+            watches: 0,
         }
     }
 
@@ -299,9 +302,9 @@ impl Container {
             Step::KillExecs => {
                 // They die with the container's pid namespace; make sure of it when there
                 // is none. An exec still launching reports (started or failed) first.
-                for slot in self.execs.values().filter(|s| s.exit.is_none()) {
-                    if let Some(addr) = &slot.addr {
-                        addr.do_send(super::process::SignalProcess(libc::SIGKILL));
+                for (id, slot) in self.execs.iter().filter(|(_, s)| s.exit.is_none()) {
+                    if let Some(process) = &slot.process {
+                        let _ = process.signal(id, libc::SIGKILL);
                     }
                 }
             }
@@ -367,23 +370,15 @@ impl Container {
             .join(&self.record.id)
     }
 
-    /// Starts the Process actor that watches a launched shim.
-    fn watch(
-        &self,
-        process_id: &str,
-        shim: LaunchedShim,
-        ctx: &mut Context<Self>,
-    ) -> Addr<Process> {
-        Process::new(
-            process_id.to_string(),
-            self.dir.process(process_id),
-            shim.pid,
-            shim.starttime,
-            shim.exit_fd,
-            Some(shim.shim_exited),
-            ctx.address().recipient(),
-        )
-        .start()
+    /// Watches a launched shim (see `exit.rs`).
+    fn watch(&mut self, process_id: &str, shim: LaunchedShim, ctx: &mut Context<Self>) -> Process {
+        let watch = ShimWatch {
+            exit_fd: Some(shim.exit_fd),
+            shim_exited: Some(shim.shim_exited),
+            shim_pidfd: None,
+        };
+        let dir = self.dir.process(process_id);
+        self.watch_process(process_id, dir, shim.pid, shim.starttime, watch, ctx)
     }
 
     /// Whether a restart is running: verbs that would change the container wait for it

@@ -1,16 +1,15 @@
-//! One process of a container (init or an exec) as its Container sees it: the Process actor
-//! watching it, its pid, its exit, and the waiters for that exit.
+//! One process of a container (init or an exec) as its Container sees it: the watched
+//! [`Process`] while it runs, its pid, its exit, and the waiters for that exit.
 
 use super::Process;
 use crate::types::{ExitStatus, ProcessInfo, Status};
-use actix::Addr;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
 /// One process of the container (init or an exec) as the container sees it.
 #[derive(Default)]
 pub(super) struct ProcessSlot {
-    pub(super) addr: Option<Addr<Process>>,
+    pub(super) process: Option<Process>,
     pub(super) pid: u32,
     pub(super) exit: Option<ExitStatus>,
     pub(super) waiters: Vec<oneshot::Sender<ExitStatus>>,
