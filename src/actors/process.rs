@@ -16,9 +16,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::oneshot;
 
-/// One container process and its shim, while it runs.
+/// One container process and its shim, while it runs. Its directory is not kept (the
+/// container derives it from the process id when needed: a path less per process).
 pub struct Process {
-    dir: ShimDir,
     pid: i32,
     starttime: Option<u64>,
     /// Which watch is this process's: a watch's futures that outlive it (the process
@@ -46,9 +46,8 @@ pub const FIFO_GRACE: std::time::Duration = std::time::Duration::from_millis(500
 
 impl Process {
     /// A process whose shim is running, watched under `token`.
-    pub fn new(dir: ShimDir, pid: i32, starttime: Option<u64>, token: u32) -> Self {
+    pub fn new(pid: i32, starttime: Option<u64>, token: u32) -> Self {
         Process {
-            dir,
             pid,
             starttime,
             token,
@@ -56,12 +55,12 @@ impl Process {
         }
     }
 
-    /// How it ended, once its shim is gone: the shim's own word from the fifo (the
-    /// fastest), else its `exitStatus` file, else by the seed's rules.
-    pub fn exit_status(&self, process_id: &str, message: &[u8]) -> ExitStatus {
+    /// How it ended, once its shim (with its directory `dir`) is gone: the shim's own word
+    /// from the fifo (the fastest), else its `exitStatus` file, else by the seed's rules.
+    pub fn exit_status(&self, dir: &ShimDir, process_id: &str, message: &[u8]) -> ExitStatus {
         let status = match crate::layout::parse_exit_message(message) {
             Some((code, exited_at_ns)) => ExitStatus { code, exited_at_ns },
-            None => exit_status_of(&self.dir, self.pid, self.starttime),
+            None => exit_status_of(dir, self.pid, self.starttime),
         };
         tracing::debug!(process = %process_id, pid = self.pid, code = status.code, "process exited");
         status
@@ -103,27 +102,27 @@ impl Process {
         }
     }
 
-    /// Closes the process's stdin (control message `0`).
-    pub fn close_stdin(&self) -> Result<()> {
-        self.control("0 0 0\n")
+    /// Closes the process's stdin (control message `0`) through its shim's directory `dir`.
+    pub fn close_stdin(&self, dir: &ShimDir) -> Result<()> {
+        control(dir, "0 0 0\n")
     }
 
     /// Resizes the process's terminal (control message `1 width height`).
-    pub fn resize(&self, width: u16, height: u16) -> Result<()> {
-        self.control(&format!("1 {width} {height}\n"))
+    pub fn resize(&self, dir: &ShimDir, width: u16, height: u16) -> Result<()> {
+        control(dir, &format!("1 {width} {height}\n"))
     }
+}
 
-    /// Writes one control message to the shim's control fifo.
-    fn control(&self, message: &str) -> Result<()> {
-        let path = self.dir.control_fifo();
-        let mut fifo = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        fifo.write_all(message.as_bytes())
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))
-    }
+/// Writes one control message to the shim's control fifo.
+fn control(dir: &ShimDir, message: &str) -> Result<()> {
+    let path = dir.control_fifo();
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    fifo.write_all(message.as_bytes())
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
 /// The exit status of a process whose shim is gone: what the shim wrote, or by the rules
@@ -167,11 +166,12 @@ pub async fn wait_hangup(fd: OwnedFd) -> Vec<u8> {
     let Ok(afd) = (unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }) else {
         return got;
     };
-    let mut buf = [0u8; 64];
     loop {
         let Ok(mut guard) = afd.readable().await else {
             return got;
         };
+        // The buffer lives between awaits only: not kept in every waiting watch.
+        let mut buf = [0u8; 64];
         match nix::unistd::read(afd.get_ref().as_raw_fd(), &mut buf) {
             Ok(0) => return got,
             Ok(n) => {

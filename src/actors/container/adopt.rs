@@ -215,7 +215,7 @@ impl Container {
                         shim_exited: None,
                         shim_pidfd,
                     };
-                    let process = self.watch_process(&process_id, dir, pid, starttime, watch, ctx);
+                    let process = self.watch_process(&process_id, pid, starttime, watch, ctx);
                     slot.process = Some(process);
                 }
             }

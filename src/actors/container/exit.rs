@@ -7,7 +7,6 @@
 use super::state::{Phase, StopCause};
 use super::Container;
 use crate::actors::process::{wait_hangup, Process, ShimWatch, FIFO_GRACE};
-use crate::layout::ShimDir;
 use crate::types::*;
 use actix::prelude::*;
 
@@ -17,7 +16,6 @@ impl Container {
     pub(super) fn watch_process(
         &mut self,
         process_id: &str,
-        dir: ShimDir,
         pid: i32,
         starttime: Option<u64>,
         watch: ShimWatch,
@@ -25,7 +23,7 @@ impl Container {
     ) -> Process {
         self.watches = self.watches.wrapping_add(1);
         let token = self.watches;
-        let mut process = Process::new(dir, pid, starttime, token);
+        let mut process = Process::new(pid, starttime, token);
         if let Some(fd) = watch.exit_fd {
             process.fifo_watched = true;
             let id = process_id.to_string();
@@ -94,7 +92,7 @@ impl Container {
         let Some(process) = self.watched(process_id, token).and_then(Option::take) else {
             return;
         };
-        let status = process.exit_status(process_id, message);
+        let status = process.exit_status(&self.dir.process(process_id), process_id, message);
         self.process_exited(process_id, status, ctx);
     }
 

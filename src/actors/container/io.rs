@@ -31,7 +31,11 @@ impl Handler<CloseProcessStdin> for Container {
                     self.key()
                 ))
             })?
-            .close_stdin()
+            .close_stdin(
+                &self
+                    .dir
+                    .process(msg.exec_id.as_deref().unwrap_or(INIT_PROCESS)),
+            )
     }
 }
 
@@ -74,7 +78,7 @@ impl Handler<ResizeProcess> for Container {
                     self.key()
                 ))
             })?
-            .resize(msg.width, msg.height)
+            .resize(&self.dir.process(name), msg.width, msg.height)
     }
 }
 

@@ -121,8 +121,10 @@ pub struct Container {
     gate: ExitGate,
     init: ProcessSlot,
     execs: BTreeMap<String, ProcessSlot>,
-    /// For a container adopted at daemon start: the (process, pid) exits already journaled.
-    adopt: Option<HashSet<(String, u32)>>,
+    /// For a container adopted at daemon start: the (process, pid) exits already journaled
+    /// (boxed: a word, not a set's 48 bytes, in every container; only adopted ones have it).
+    #[allow(clippy::box_collection)]
+    adopt: Option<Box<HashSet<(String, u32)>>>,
     started_at_ns: u64,
     backoff_streak: u32,
     oom: oom::OomWatch,
@@ -165,7 +167,7 @@ impl Container {
         published: HashSet<(String, u32)>,
     ) -> Self {
         let mut c = Container::new(record, dir, env);
-        c.adopt = Some(published);
+        c.adopt = Some(Box::new(published));
         c
     }
 
@@ -377,8 +379,7 @@ impl Container {
             shim_exited: Some(shim.shim_exited),
             shim_pidfd: None,
         };
-        let dir = self.dir.process(process_id);
-        self.watch_process(process_id, dir, shim.pid, shim.starttime, watch, ctx)
+        self.watch_process(process_id, shim.pid, shim.starttime, watch, ctx)
     }
 
     /// Whether a restart is running: verbs that would change the container wait for it
@@ -475,7 +476,7 @@ impl Actor for Container {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(published) = self.adopt.take() {
-            self.adopt_processes(published, ctx);
+            self.adopt_processes(*published, ctx);
         }
         self.push_summary();
     }
