@@ -1,13 +1,14 @@
-//! The Process actor: one per init or exec process. It watches its shim's exit fifo (an
-//! async fd) and the reaper's word on the shim, turns the shim's death into an
-//! [`ExitStatus`] (from `exitStatus`, or by the seed's rules when the shim died without
-//! writing it), tells its Container, and stops. It also signals the process and closes its
-//! stdin through the control fifo.
+//! One container process (init or an exec) and its shim, as its Container watches it. It
+//! is not an actor of its own: the Container runs the watch (the shim's exit fifo, the
+//! reaper's word on the shim, or a pidfd for an adopted shim) as futures on its own context
+//! (`Container::watch_process`), which saves each process a task, a mailbox and their
+//! addresses (about 1 KiB). [`Process`] signals the process (checked against its start
+//! time) and writes to its shim's control fifo; [`exit_status_of`] turns a shim's death
+//! without a word into an [`ExitStatus`].
 
 use crate::error::{Error, Result};
 use crate::layout::{still_running, ShimDir};
 use crate::types::{now_ns, ExitStatus, UNKNOWN_EXIT_CODE};
-use actix::prelude::*;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,144 +16,116 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::oneshot;
 
-/// Sent to the owning Container when the process has exited.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProcessExited {
-    /// `init` or the exec id.
-    pub process_id: String,
-    /// How it ended.
-    pub status: ExitStatus,
-}
-
-/// Sends a signal to the process.
-#[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct SignalProcess(pub i32);
-
-/// Closes the process's stdin (control message `0`).
-#[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct CloseStdin;
-
-/// Resizes the process's terminal (control message `1 width height`).
-#[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct ResizeTerminal {
-    /// Columns.
-    pub width: u16,
-    /// Rows.
-    pub height: u16,
-}
-
-/// One container process and its shim.
+/// One container process and its shim, while it runs. Its directory is not kept (the
+/// container derives it from the process id when needed: a path less per process).
 pub struct Process {
-    process_id: String,
-    dir: ShimDir,
     pid: i32,
     starttime: Option<u64>,
-    exit_fd: Option<OwnedFd>,
-    shim_exited: Option<oneshot::Receiver<i32>>,
-    shim_pidfd: Option<OwnedFd>,
-    /// A pidfd on the process itself: its exit is read from the kernel without waiting
-    /// for the shim (`exit_watch.rs`).
-    exit_pidfd: Option<OwnedFd>,
-    owner: Recipient<ProcessExited>,
-    done: bool,
+    /// Which watch is this process's: a watch's futures that outlive it (the process
+    /// replaced by a restart) find another token and do nothing.
+    pub(crate) token: u32,
     /// The exit fifo is watched: its hangup carries the shim's word on the exit.
-    fifo_watched: bool,
+    pub(crate) fifo_watched: bool,
+}
+
+/// What tells that a shim is gone: its exit fifo (hangs up when it exits, after its exit
+/// message), the reaper's oneshot (our child), a pidfd (an adopted shim).
+pub struct ShimWatch {
+    /// The read end of the exit fifo.
+    pub exit_fd: Option<OwnedFd>,
+    /// Fires when the reaper reaps the shim.
+    pub shim_exited: Option<oneshot::Receiver<i32>>,
+    /// A pidfd on a shim that is not our child.
+    pub shim_pidfd: Option<OwnedFd>,
+    /// A pidfd on the process itself, for one whose output the shim does not own: its
+    /// exit is read from the kernel without waiting for the shim (`exit_watch.rs`).
+    pub exit_pidfd: Option<OwnedFd>,
 }
 
 /// How long a shim's death seen by the reaper or a pidfd waits for the exit fifo's hangup
 /// (which comes at once, the shim being dead, but may be polled a moment later on a busy
 /// machine): the fifo carries the exit code even when the state dir is full.
-const FIFO_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+pub const FIFO_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Process {
-    /// A process whose shim is running; `shim_exited` is set when the shim is our child.
-    pub fn new(
-        process_id: String,
-        dir: ShimDir,
-        pid: i32,
-        starttime: Option<u64>,
-        exit_fd: OwnedFd,
-        shim_exited: Option<oneshot::Receiver<i32>>,
-        owner: Recipient<ProcessExited>,
-    ) -> Self {
+    /// A process whose shim is running, watched under `token`.
+    pub fn new(pid: i32, starttime: Option<u64>, token: u32) -> Self {
         Process {
-            process_id,
-            dir,
             pid,
             starttime,
-            exit_fd: Some(exit_fd),
-            shim_exited,
-            shim_pidfd: None,
-            exit_pidfd: None,
-            owner,
-            done: false,
+            token,
             fifo_watched: false,
         }
     }
 
-    /// Also watches the shim through a pidfd (a shim that is not our child, adopted at
-    /// daemon start): its death is seen even if its exit fifo closed before we opened it.
-    pub fn with_shim_pidfd(mut self, pidfd: Option<OwnedFd>) -> Self {
-        self.shim_pidfd = pidfd;
-        self
-    }
-
-    /// Also watches the process itself through a pidfd, for a process whose output the
-    /// shim does not own (see `exit_watch.rs`): its exit is told as soon as the kernel
-    /// tells, the shim's word then comes too late to matter.
-    pub fn watch_exit_directly(mut self) -> Self {
-        self.exit_pidfd = crate::exit_watch::open(self.pid, self.starttime);
-        self
-    }
-
-    /// The shim is dead (reaper or pidfd): the fifo's hangup, if it is watched, has the
-    /// exit code, so it gets a moment to be read first.
-    fn shim_died(&mut self, ctx: &mut Context<Self>) {
-        if self.fifo_watched {
-            ctx.run_later(FIFO_GRACE, |act, ctx| act.shim_gone(&[], ctx));
-        } else {
-            self.shim_gone(&[], ctx);
-        }
-    }
-
-    /// Called once the shim is gone, whichever way we learnt it.
-    fn shim_gone(&mut self, message: &[u8], ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
-        // The shim's own word, from the fifo, is the fastest; else its exitStatus file.
+    /// How it ended, once its shim (with its directory `dir`) is gone: the shim's own word
+    /// from the fifo (the fastest), else its `exitStatus` file, else by the seed's rules.
+    pub fn exit_status(&self, dir: &ShimDir, process_id: &str, message: &[u8]) -> ExitStatus {
         let status = match crate::layout::parse_exit_message(message) {
             Some((code, exited_at_ns)) => ExitStatus { code, exited_at_ns },
-            None => exit_status_of(&self.dir, self.pid, self.starttime),
+            None => exit_status_of(dir, self.pid, self.starttime),
         };
-        self.exited(status, ctx);
-    }
-
-    /// Tells the owner how the process ended, once, and stops.
-    fn exited(&mut self, status: ExitStatus, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        tracing::debug!(process = %self.process_id, pid = self.pid, code = status.code, "process exited");
-        self.owner.do_send(ProcessExited {
-            process_id: self.process_id.clone(),
-            status,
-        });
-        ctx.stop();
+        tracing::debug!(process = %process_id, pid = self.pid, code = status.code, "process exited");
+        status
     }
 
     fn alive(&self) -> bool {
-        !self.done
-            && match self.starttime {
-                Some(start) => still_running(self.pid, start),
-                None => self.pid > 0,
-            }
+        match self.starttime {
+            Some(start) => still_running(self.pid, start),
+            None => self.pid > 0,
+        }
     }
+
+    /// Sends signal `sig` to the process (0 only checks that it is there), after checking
+    /// the pid against its recorded start time.
+    pub fn signal(&self, process_id: &str, sig: i32) -> Result<()> {
+        let gone = || {
+            Error::WrongState(format!(
+                "process {process_id} (pid {}) has already exited",
+                self.pid
+            ))
+        };
+        if !self.alive() {
+            return Err(gone());
+        }
+        let signal = match sig {
+            0 => None,
+            n => Some(
+                nix::sys::signal::Signal::try_from(n)
+                    .map_err(|_| Error::InvalidArgument(format!("invalid signal {sig}")))?,
+            ),
+        };
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::ESRCH) => Err(gone()),
+            Err(e) => Err(Error::io(
+                format!("kill {} with signal {sig}", self.pid),
+                std::io::Error::from(e),
+            )),
+        }
+    }
+
+    /// Closes the process's stdin (control message `0`) through its shim's directory `dir`.
+    pub fn close_stdin(&self, dir: &ShimDir) -> Result<()> {
+        control(dir, "0 0 0\n")
+    }
+
+    /// Resizes the process's terminal (control message `1 width height`).
+    pub fn resize(&self, dir: &ShimDir, width: u16, height: u16) -> Result<()> {
+        control(dir, &format!("1 {width} {height}\n"))
+    }
+}
+
+/// Writes one control message to the shim's control fifo.
+fn control(dir: &ShimDir, message: &str) -> Result<()> {
+    let path = dir.control_fifo();
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    fifo.write_all(message.as_bytes())
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
 /// The exit status of a process whose shim is gone: what the shim wrote, or by the rules
@@ -189,18 +162,19 @@ pub fn exit_status_of(dir: &ShimDir, pid: i32, starttime: Option<u64>) -> ExitSt
 
 /// Resolves when the fifo's writer (the shim) is gone: read returns end-of-file. Returns
 /// what the shim wrote before (its exit message), if anything.
-async fn wait_hangup(fd: OwnedFd) -> Vec<u8> {
+pub async fn wait_hangup(fd: OwnedFd) -> Vec<u8> {
     let mut got = Vec::new();
     // SAFETY: the OwnedFd is moved into the AsyncFd and owns the descriptor until the AsyncFd
     // is dropped; OwnedFd::as_raw_fd always returns that same descriptor.
     let Ok(afd) = (unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }) else {
         return got;
     };
-    let mut buf = [0u8; 64];
     loop {
         let Ok(mut guard) = afd.readable().await else {
             return got;
         };
+        // The buffer lives between awaits only: not kept in every waiting watch.
+        let mut buf = [0u8; 64];
         match nix::unistd::read(afd.get_ref().as_raw_fd(), &mut buf) {
             Ok(0) => return got,
             Ok(n) => {
@@ -212,112 +186,5 @@ async fn wait_hangup(fd: OwnedFd) -> Vec<u8> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return got,
         }
-    }
-}
-
-impl Actor for Process {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(fd) = self.exit_fd.take() {
-            self.fifo_watched = true;
-            ctx.spawn(
-                wait_hangup(fd)
-                    .into_actor(self)
-                    .map(|message, act, ctx| act.shim_gone(&message, ctx)),
-            );
-        }
-        if let (Some(pidfd), Some(start)) = (self.exit_pidfd.take(), self.starttime) {
-            let pid = self.pid;
-            ctx.spawn(
-                crate::exit_watch::exited(pidfd, pid, start)
-                    .into_actor(self)
-                    .map(|code, act, ctx| {
-                        // No answer from the kernel: the shim's fifo tells.
-                        if let Some(code) = code {
-                            let exited_at_ns = now_ns();
-                            act.exited(ExitStatus { code, exited_at_ns }, ctx);
-                        }
-                    }),
-            );
-        }
-        if let Some(pidfd) = self.shim_pidfd.take() {
-            ctx.spawn(
-                crate::launch::exited(pidfd)
-                    .into_actor(self)
-                    .map(|_, act, ctx| act.shim_died(ctx)),
-            );
-        }
-        if let Some(rx) = self.shim_exited.take() {
-            ctx.spawn(rx.into_actor(self).map(|_, act, ctx| act.shim_died(ctx)));
-        }
-    }
-}
-
-impl Handler<SignalProcess> for Process {
-    type Result = Result<()>;
-
-    fn handle(&mut self, SignalProcess(sig): SignalProcess, _: &mut Context<Self>) -> Result<()> {
-        if !self.alive() {
-            return Err(Error::WrongState(format!(
-                "process {} (pid {}) has already exited",
-                self.process_id, self.pid
-            )));
-        }
-        // Signal 0 only checks that the process is there.
-        let signal = match sig {
-            0 => None,
-            n => Some(
-                nix::sys::signal::Signal::try_from(n)
-                    .map_err(|_| Error::InvalidArgument(format!("invalid signal {sig}")))?,
-            ),
-        };
-        // The pid was checked against its start time just above.
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal) {
-            Ok(()) => {}
-            Err(nix::errno::Errno::ESRCH) => {
-                return Err(Error::WrongState(format!(
-                    "process {} (pid {}) has already exited",
-                    self.process_id, self.pid
-                )))
-            }
-            Err(e) => {
-                return Err(Error::io(
-                    format!("kill {} with signal {sig}", self.pid),
-                    std::io::Error::from(e),
-                ))
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Process {
-    /// Writes one control message to the shim's control fifo.
-    fn control(&self, message: &str) -> Result<()> {
-        let path = self.dir.control_fifo();
-        let mut fifo = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        fifo.write_all(message.as_bytes())
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))
-    }
-}
-
-impl Handler<CloseStdin> for Process {
-    type Result = Result<()>;
-
-    fn handle(&mut self, _: CloseStdin, _: &mut Context<Self>) -> Result<()> {
-        self.control("0 0 0\n")
-    }
-}
-
-impl Handler<ResizeTerminal> for Process {
-    type Result = Result<()>;
-
-    fn handle(&mut self, msg: ResizeTerminal, _: &mut Context<Self>) -> Result<()> {
-        self.control(&format!("1 {} {}\n", msg.width, msg.height))
     }
 }

@@ -1,7 +1,7 @@
 //! A scripted runtime for unit tests (no root, no runc). Each launched process is a real
 //! `sleep` child of the test, watched by a thread that plays the shim: when the child ends,
 //! it writes the exit message and `exitStatus` and closes the exit pipe, exactly what the
-//! Process actor reads from a real shim. Short calls succeed unless a test scripts them to
+//! Container's process watch reads from a real shim. Short calls succeed unless a test scripts them to
 //! fail or hang; every call is recorded.
 
 use super::{classify, CheckpointCall, OciRuntime, RuntimeError, RuntimeFuture};

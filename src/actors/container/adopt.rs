@@ -5,7 +5,7 @@
 use super::exit_gate::ExitGate;
 use super::state::{Phase, StopCause};
 use super::{Container, ProcessSlot};
-use crate::actors::process::{exit_status_of, Process};
+use crate::actors::process::{exit_status_of, ShimWatch};
 use crate::launch;
 use crate::layout::ShimDir;
 use crate::types::*;
@@ -210,22 +210,18 @@ impl Container {
                     if !is_init {
                         live_execs.insert(process_id.clone());
                     }
-                    let process = Process::new(
-                        process_id.clone(),
-                        dir,
-                        pid,
-                        starttime,
-                        exit_fd,
-                        None,
-                        ctx.address().recipient(),
-                    )
-                    .with_shim_pidfd(shim_pidfd);
-                    let process = if slot.io.log.is_none() && !slot.io.terminal {
-                        process.watch_exit_directly()
-                    } else {
-                        process
+                    let watch = ShimWatch {
+                        exit_fd: Some(exit_fd),
+                        shim_exited: None,
+                        shim_pidfd,
+                        exit_pidfd: slot
+                            .io
+                            .kernel_tells_exit()
+                            .then(|| crate::exit_watch::open(pid, starttime))
+                            .flatten(),
                     };
-                    slot.addr = Some(process.start());
+                    let process = self.watch_process(&process_id, pid, starttime, watch, ctx);
+                    slot.process = Some(process);
                 }
             }
             if is_init {

@@ -82,7 +82,7 @@ impl Handler<Init> for Container {
                     Ok((shim, io)) => {
                         act.init.pid = shim.pid as u32;
                         act.init.io = io;
-                        act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
+                        act.init.process = Some(act.watch(INIT_PROCESS, shim, ctx));
                         act.become_(if start {
                             Phase::Running
                         } else {

@@ -5,7 +5,6 @@
 
 use super::state::{Operation, Phase, Verb};
 use super::Container;
-use crate::actors::process::SignalProcess;
 use crate::cgroups::CgroupPaths;
 use crate::error::{Error, Result};
 use crate::layout::ContainerDir;
@@ -41,8 +40,8 @@ impl Handler<Delete> for Container {
         // so is one whose exit is recorded but still held back by execs still exiting.
         let frozen = self.life.is_frozen();
         if self.init.exit.is_none() && self.init.pid > 0 {
-            if let Some(addr) = &self.init.addr {
-                addr.do_send(SignalProcess(libc::SIGKILL));
+            if let Some(process) = &self.init.process {
+                let _ = process.signal(INIT_PROCESS, libc::SIGKILL);
             }
         }
         let exited = if self.init.pid > 0 && !self.gate.is_published() {

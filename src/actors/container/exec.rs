@@ -150,10 +150,10 @@ impl Handler<Exec> for Container {
                 .map(move |result, act, ctx| match result {
                     Ok(shim) => {
                         let pid = shim.pid as u32;
-                        let addr = act.watch(&exec_id, shim, ctx);
+                        let process = act.watch(&exec_id, shim, ctx);
                         let slot = act.execs.entry(exec_id.clone()).or_default();
                         slot.pid = pid;
-                        slot.addr = Some(addr);
+                        slot.process = Some(process);
                         act.emit(Topic::TaskExecStarted, &exec_id, pid).send();
                         let info = act.execs[&exec_id].info(&exec_id);
                         let step = act.gate.exec_launched();

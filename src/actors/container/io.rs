@@ -4,7 +4,6 @@
 use super::state::Verb;
 use super::Container;
 use super::ProcessIo;
-use crate::actors::process::{CloseStdin, ResizeTerminal};
 use crate::error::{Error, Result};
 use crate::types::*;
 use actix::prelude::*;
@@ -18,25 +17,25 @@ pub struct CloseProcessStdin {
 }
 
 impl Handler<CloseProcessStdin> for Container {
-    type Result = ResponseFuture<Result<()>>;
+    type Result = Result<()>;
 
     fn handle(&mut self, msg: CloseProcessStdin, _: &mut Context<Self>) -> Self::Result {
-        let addr = self.guard(Verb::CloseStdin).and_then(|()| {
-            let slot = self.slot(msg.exec_id.as_deref())?;
-            slot.addr.clone().ok_or_else(|| {
+        self.guard(Verb::CloseStdin)?;
+        let slot = self.slot(msg.exec_id.as_deref())?;
+        slot.process
+            .as_ref()
+            .ok_or_else(|| {
                 Error::WrongState(format!(
                     "process {} of container {} is not running",
                     msg.exec_id.as_deref().unwrap_or(INIT_PROCESS),
                     self.key()
                 ))
-            })
-        });
-        Box::pin(async move {
-            addr?
-                .send(CloseStdin)
-                .await
-                .unwrap_or_else(|_| Err(Error::WrongState("the process has exited".into())))
-        })
+            })?
+            .close_stdin(
+                &self
+                    .dir
+                    .process(msg.exec_id.as_deref().unwrap_or(INIT_PROCESS)),
+            )
     }
 }
 
@@ -53,40 +52,33 @@ pub struct ResizeProcess {
 }
 
 impl Handler<ResizeProcess> for Container {
-    type Result = ResponseFuture<Result<()>>;
+    type Result = Result<()>;
 
     fn handle(&mut self, msg: ResizeProcess, _: &mut Context<Self>) -> Self::Result {
-        let name = msg.exec_id.as_deref().unwrap_or(INIT_PROCESS).to_string();
-        let addr = self.guard(Verb::CloseStdin).and_then(|()| {
-            if msg.width == 0 || msg.height == 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "resize to {}x{}: width and height must be at least 1",
-                    msg.width, msg.height
-                )));
-            }
-            let slot = self.slot(msg.exec_id.as_deref())?;
-            if !slot.io.terminal {
-                return Err(Error::InvalidArgument(format!(
-                    "process {name} of container {} has no terminal to resize",
-                    self.key()
-                )));
-            }
-            slot.addr.clone().ok_or_else(|| {
+        let name = msg.exec_id.as_deref().unwrap_or(INIT_PROCESS);
+        self.guard(Verb::CloseStdin)?;
+        if msg.width == 0 || msg.height == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "resize to {}x{}: width and height must be at least 1",
+                msg.width, msg.height
+            )));
+        }
+        let slot = self.slot(msg.exec_id.as_deref())?;
+        if !slot.io.terminal {
+            return Err(Error::InvalidArgument(format!(
+                "process {name} of container {} has no terminal to resize",
+                self.key()
+            )));
+        }
+        slot.process
+            .as_ref()
+            .ok_or_else(|| {
                 Error::WrongState(format!(
                     "process {name} of container {} is not running",
                     self.key()
                 ))
-            })
-        });
-        Box::pin(async move {
-            addr?
-                .send(ResizeTerminal {
-                    width: msg.width,
-                    height: msg.height,
-                })
-                .await
-                .unwrap_or_else(|_| Err(Error::WrongState("the process has exited".into())))
-        })
+            })?
+            .resize(&self.dir.process(name), msg.width, msg.height)
     }
 }
 

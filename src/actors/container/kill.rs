@@ -1,11 +1,9 @@
-//! `Kill`: a signal to one process (through its Process actor, checked against its start
-//! time), or to every process (`runtime kill --all`). A frozen container is thawed so the
+//! `Kill`: a signal to one process (checked against its start time), or to every process (`runtime kill --all`). A frozen container is thawed so the
 //! signal lands. A user's TERM, KILL, INT or QUIT of the init counts for the restart
 //! policies.
 
 use super::state::{Phase, Verb};
 use super::Container;
-use crate::actors::process::SignalProcess;
 use crate::error::{Error, Result};
 use crate::runtime::RuntimeError;
 use crate::types::*;
@@ -27,8 +25,8 @@ pub struct Kill {
 const STOP_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGKILL, libc::SIGINT, libc::SIGQUIT];
 
 impl Container {
-    /// The Process actor a kill goes to, if the request fits the container.
-    fn kill_target(&self, msg: &Kill) -> Result<Addr<super::Process>> {
+    /// The process a kill goes to, if the request fits the container.
+    fn kill_target(&self, msg: &Kill) -> Result<&super::Process> {
         if msg.all && msg.exec_id.is_some() {
             return Err(Error::InvalidArgument(
                 "--all applies to the container, not to one exec".to_string(),
@@ -43,7 +41,7 @@ impl Container {
             )));
         }
         self.guard(Verb::Kill)?;
-        slot.addr.clone().ok_or_else(|| {
+        slot.process.as_ref().ok_or_else(|| {
             Error::WrongState(format!(
                 "process {name} of container {} is not started yet",
                 self.key()
@@ -59,10 +57,9 @@ impl Handler<Kill> for Container {
         if self.restarting() {
             return self.after_restart(msg, ctx);
         }
-        let addr = match self.kill_target(&msg) {
-            Ok(addr) => addr,
-            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
-        };
+        if let Err(e) = self.kill_target(&msg) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
         // Recorded before the signal, so the exit it causes already sees it (restart
         // policies); undone if the signal could not be sent.
         let was_stopped_by_user = self.record.stopped_by_user;
@@ -70,19 +67,21 @@ impl Handler<Kill> for Container {
             self.record.stopped_by_user = true;
             self.save_record();
         }
+        let signalled = match self.kill_target(&msg) {
+            _ if msg.all => Ok(()),
+            Ok(process) => {
+                process.signal(msg.exec_id.as_deref().unwrap_or(INIT_PROCESS), msg.signal)
+            }
+            Err(e) => Err(e),
+        };
         let frozen = self.life.is_frozen();
         let runtime = self.env.runtime.clone();
         let id = self.record.id.clone();
         Box::pin(
             async move {
+                signalled?;
                 if msg.all {
                     runtime.kill(&id, msg.signal, true).await?;
-                } else {
-                    addr.send(SignalProcess(msg.signal))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Error::WrongState("the process has already exited".into()))
-                        })?;
                 }
                 // A frozen process cannot act on a signal: thaw it so the signal lands.
                 // (`runtime kill --all` thaws by itself: "not paused" is fine then.)

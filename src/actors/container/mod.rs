@@ -54,7 +54,7 @@ pub use wait::Wait;
 mod tests;
 
 use super::events::{Events, Publish};
-use super::process::Process;
+use super::process::{Process, ShimWatch};
 use crate::error::Result;
 use crate::launch::LaunchedShim;
 use crate::layout::ContainerDir;
@@ -121,8 +121,10 @@ pub struct Container {
     gate: ExitGate,
     init: ProcessSlot,
     execs: BTreeMap<String, ProcessSlot>,
-    /// For a container adopted at daemon start: the (process, pid) exits already journaled.
-    adopt: Option<HashSet<(String, u32)>>,
+    /// For a container adopted at daemon start: the (process, pid) exits already journaled
+    /// (boxed: a word, not a set's 48 bytes, in every container; only adopted ones have it).
+    #[allow(clippy::box_collection)]
+    adopt: Option<Box<HashSet<(String, u32)>>>,
     started_at_ns: u64,
     backoff_streak: u32,
     oom: oom::OomWatch,
@@ -131,6 +133,8 @@ pub struct Container {
     /// A fingerprint of the summary last pushed to the Supervisor (not the summary itself:
     /// that is kept once, there).
     pushed: std::cell::Cell<u64>,
+    /// How many process watches were started: each process's token.
+    watches: u32,
 }
 
 impl Container {
@@ -150,6 +154,7 @@ impl Container {
             oom: oom::OomWatch::default(),
             after_restart: Vec::new(),
             pushed: std::cell::Cell::new(0),
+            watches: 0,
         }
     }
 
@@ -162,7 +167,7 @@ impl Container {
         published: HashSet<(String, u32)>,
     ) -> Self {
         let mut c = Container::new(record, dir, env);
-        c.adopt = Some(published);
+        c.adopt = Some(Box::new(published));
         c
     }
 
@@ -299,9 +304,9 @@ impl Container {
             Step::KillExecs => {
                 // They die with the container's pid namespace; make sure of it when there
                 // is none. An exec still launching reports (started or failed) first.
-                for slot in self.execs.values().filter(|s| s.exit.is_none()) {
-                    if let Some(addr) = &slot.addr {
-                        addr.do_send(super::process::SignalProcess(libc::SIGKILL));
+                for (id, slot) in self.execs.iter().filter(|(_, s)| s.exit.is_none()) {
+                    if let Some(process) = &slot.process {
+                        let _ = process.signal(id, libc::SIGKILL);
                     }
                 }
             }
@@ -367,38 +372,25 @@ impl Container {
             .join(&self.record.id)
     }
 
-    /// Starts the Process actor that watches a launched shim.
-    fn watch(
-        &self,
-        process_id: &str,
-        shim: LaunchedShim,
-        ctx: &mut Context<Self>,
-    ) -> Addr<Process> {
-        let process = Process::new(
-            process_id.to_string(),
-            self.dir.process(process_id),
-            shim.pid,
-            shim.starttime,
-            shim.exit_fd,
-            Some(shim.shim_exited),
-            ctx.address().recipient(),
-        );
-        self.watch_exit(process_id, process).start()
-    }
-
-    /// A process whose output its shim does not own has its exit read from the kernel
-    /// as well (`exit_watch.rs`); a logged or terminal one's comes from its shim, after
-    /// the shim has drained its output into the log.
-    fn watch_exit(&self, process_id: &str, process: Process) -> Process {
+    /// Watches a launched shim (see `exit.rs`). A process whose output its shim does not
+    /// own has its exit read from the kernel as well (`exit_watch.rs`); a logged or
+    /// terminal one's comes from its shim, after the shim has drained its output.
+    fn watch(&mut self, process_id: &str, shim: LaunchedShim, ctx: &mut Context<Self>) -> Process {
         let io = if process_id == INIT_PROCESS {
             Some(&self.init.io)
         } else {
             self.execs.get(process_id).map(|slot| &slot.io)
         };
-        match io {
-            Some(io) if io.log.is_none() && !io.terminal => process.watch_exit_directly(),
-            _ => process,
-        }
+        let watch = ShimWatch {
+            exit_fd: Some(shim.exit_fd),
+            shim_exited: Some(shim.shim_exited),
+            shim_pidfd: None,
+            exit_pidfd: io
+                .is_some_and(ProcessIo::kernel_tells_exit)
+                .then(|| crate::exit_watch::open(shim.pid, shim.starttime))
+                .flatten(),
+        };
+        self.watch_process(process_id, shim.pid, shim.starttime, watch, ctx)
     }
 
     /// Whether a restart is running: verbs that would change the container wait for it
@@ -495,7 +487,7 @@ impl Actor for Container {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(published) = self.adopt.take() {
-            self.adopt_processes(published, ctx);
+            self.adopt_processes(*published, ctx);
         }
         self.push_summary();
     }

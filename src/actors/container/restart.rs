@@ -188,7 +188,7 @@ impl Container {
                         io,
                         ..ProcessSlot::default()
                     };
-                    act.init.addr = Some(act.watch(INIT_PROCESS, shim, ctx));
+                    act.init.process = Some(act.watch(INIT_PROCESS, shim, ctx));
                     act.gate.new_run();
                     act.become_(Phase::Running);
                     act.started_at_ns = now_ns();

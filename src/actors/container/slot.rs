@@ -1,16 +1,15 @@
-//! One process of a container (init or an exec) as its Container sees it: the Process actor
-//! watching it, its pid, its exit, and the waiters for that exit.
+//! One process of a container (init or an exec) as its Container sees it: the watched
+//! [`Process`] while it runs, its pid, its exit, and the waiters for that exit.
 
 use super::Process;
 use crate::types::{ExitStatus, ProcessInfo, Status};
-use actix::Addr;
 use std::path::PathBuf;
 use tokio::sync::oneshot;
 
 /// One process of the container (init or an exec) as the container sees it.
 #[derive(Default)]
 pub(super) struct ProcessSlot {
-    pub(super) addr: Option<Addr<Process>>,
+    pub(super) process: Option<Process>,
     pub(super) pid: u32,
     pub(super) exit: Option<ExitStatus>,
     pub(super) waiters: Vec<oneshot::Sender<ExitStatus>>,
@@ -33,6 +32,13 @@ pub struct ProcessIo {
 }
 
 impl ProcessIo {
+    /// Whether the daemon reads the process's exit from the kernel as well as from its
+    /// shim: only when the shim owns none of its output (no log, no terminal), whose log
+    /// must be complete before the exit is told.
+    pub(super) fn kernel_tells_exit(&self) -> bool {
+        self.log.is_none() && !self.terminal
+    }
+
     /// The `io` file's text.
     pub(super) fn to_text(&self) -> String {
         let mut out = String::new();
