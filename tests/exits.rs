@@ -46,6 +46,18 @@ fn stop(pid: i32) {
     });
 }
 
+/// Lets stopped shims go on when dropped, so a failing test does not leave them stopped
+/// (their containers could then never be deleted).
+struct Stopped(Vec<i32>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
+        }
+    }
+}
+
 /// With their shims stopped, an unlogged init and an unlogged exec still have their exits
 /// told, with the right codes, once each, and their waiters answered; the shims, let go,
 /// add nothing. A logged container beside them is held until its shim runs.
@@ -86,6 +98,7 @@ fn an_unlogged_exit_is_told_while_its_shim_is_stopped() {
         d.shim_pid("default", &logged, "init"),
     ];
     let events = Events::subscribe(&d.socket, all_default());
+    let _stopped = Stopped(shims.to_vec());
     for shim in shims {
         stop(shim);
     }
