@@ -38,8 +38,10 @@ pub async fn exited(pidfd: OwnedFd, pid: i32, starttime: u64) -> Option<u32> {
 
 /// The exit code of a zombie: `pid` with start time `starttime`, not yet reaped.
 fn zombie_code(pid: i32, starttime: u64) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_zombie_stat(&stat, starttime)
+    let path = format!("/proc/{pid}/stat");
+    let mut buf = [0u8; 1024];
+    let stat = crate::layout::read_small(std::path::Path::new(&path), &mut buf)?;
+    parse_zombie_stat(stat, starttime)
 }
 
 /// `exit_code` from a `/proc/<pid>/stat` line, when it is the zombie with `starttime`.

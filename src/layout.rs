@@ -288,6 +288,15 @@ pub fn parse_exit_message(bytes: &[u8]) -> Option<(u32, u64)> {
     Some((code.parse().ok()?, at.parse().ok()?))
 }
 
+/// Reads a small kernel file (a `/proc` or cgroup file that fits in `buf`) with one
+/// `read`: `fs::read_to_string` would stat it and read it in growing pieces, their size
+/// being 0. For the exit path, where every syscall counts.
+pub fn read_small<'a, const N: usize>(path: &Path, buf: &'a mut [u8; N]) -> Option<&'a str> {
+    use std::io::Read;
+    let n = fs::File::open(path).ok()?.read(buf).ok()?;
+    std::str::from_utf8(buf.get(..n)?).ok()
+}
+
 /// `/proc/<pid>/stat` field 22 (start time in clock ticks since boot), or `None` if the
 /// process is gone.
 pub fn proc_starttime(pid: i32) -> Option<u64> {

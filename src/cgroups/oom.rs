@@ -28,8 +28,7 @@ pub fn kill_count(h: &Hierarchy, cgroups: &CgroupPaths) -> Option<u64> {
 
 /// The `oom_kill` line of a counter file.
 fn read_kill_count(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path)
-        .ok()?
+    crate::layout::read_small(path, &mut [0u8; 1024])?
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
 }
