@@ -17,11 +17,32 @@ use nix::sys::wait::WaitStatus;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// A pidfd on `pid`, if it is still the process that started at `starttime` (checked after
-/// the pidfd is open, so it cannot refer to a later process with the pid).
+/// the pidfd is open, so it cannot refer to a later process with the pid) and the kernel
+/// shows this daemon its stat in full: `exit_code` reads 0 to a reader that may not
+/// ptrace-read the process (an LSM can deny it even to root), and a 0 that is not the
+/// process's would be a lost exit code. Such a process's exit comes from its shim.
 pub fn open(pid: i32, starttime: Option<u64>) -> Option<OwnedFd> {
     let starttime = starttime?;
     let fd = crate::launch::pidfd(pid)?;
-    crate::layout::same_process(pid, starttime).then_some(fd)
+    let path = format!("/proc/{pid}/stat");
+    let mut buf = [0u8; 1024];
+    let stat = crate::layout::read_small(std::path::Path::new(&path), &mut buf)?;
+    shown_in_full(stat, starttime).then_some(fd)
+}
+
+/// Whether a live process's stat line is the one with `starttime` and shows the fields
+/// kept from readers without ptrace-read access: its `startcode` (field 26) reads 1 to
+/// them, a real address to others.
+fn shown_in_full(stat: &str, starttime: u64) -> bool {
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    fields.get(19).and_then(|v| v.parse::<u64>().ok()) == Some(starttime)
+        && fields
+            .get(23)
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|code| code > 1)
 }
 
 /// Waits for the process behind `pidfd` to exit and returns its exit code (the code, or
@@ -120,6 +141,31 @@ mod tests {
         assert_eq!(parse_zombie_stat(&stat("Z", 9), 4243), None);
         assert_eq!(parse_zombie_stat(&stat("S", 0), 4242), None);
         assert_eq!(parse_zombie_stat("garbage", 4242), None);
+    }
+
+    #[test]
+    fn a_stat_hidden_from_us_is_not_trusted() {
+        let stat = |startcode: &str| {
+            let mut f: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+            f[0] = "S".into();
+            f[19] = "4242".into();
+            f[23] = startcode.into();
+            format!("77 (sh) {}", f.join(" "))
+        };
+        assert!(shown_in_full(&stat("4194304"), 4242));
+        assert!(
+            !shown_in_full(&stat("1"), 4242),
+            "startcode 1: not ptrace-readable"
+        );
+        assert!(!shown_in_full(&stat("4194304"), 4243), "another process");
+        assert!(!shown_in_full("garbage", 4242));
+        // Our own stat is shown in full to us.
+        let me = std::process::id() as i32;
+        let own = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+        assert!(shown_in_full(
+            &own,
+            crate::layout::proc_starttime(me).unwrap()
+        ));
     }
 
     #[test]
