@@ -24,25 +24,35 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub fn open(pid: i32, starttime: Option<u64>) -> Option<OwnedFd> {
     let starttime = starttime?;
     let fd = crate::launch::pidfd(pid)?;
-    let path = format!("/proc/{pid}/stat");
     let mut buf = [0u8; 1024];
-    let stat = crate::layout::read_small(std::path::Path::new(&path), &mut buf)?;
-    shown_in_full(stat, starttime).then_some(fd)
+    shown_in_full(read_stat(pid, &mut buf)?, starttime).then_some(fd)
+}
+
+/// `/proc/<pid>/stat`, in one read.
+fn read_stat(pid: i32, buf: &mut [u8; 1024]) -> Option<&str> {
+    crate::layout::read_small(std::path::Path::new(&format!("/proc/{pid}/stat")), buf)
+}
+
+/// A stat line's fields from field 3 (the state) on: the command name (field 2) may hold
+/// spaces and parentheses, so the line is split after its last ')'. Field N is at N - 3.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// Field `n` (as proc(5) numbers them) of `fields`, parsed.
+fn field<T: std::str::FromStr>(fields: &[&str], n: usize) -> Option<T> {
+    fields.get(n.checked_sub(3)?)?.parse().ok()
 }
 
 /// Whether a live process's stat line is the one with `starttime` and shows the fields
 /// kept from readers without ptrace-read access: its `startcode` (field 26) reads 1 to
 /// them, a real address to others.
 fn shown_in_full(stat: &str, starttime: u64) -> bool {
-    let Some(close) = stat.rfind(')') else {
+    let Some(fields) = stat_fields(stat) else {
         return false;
     };
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    fields.get(19).and_then(|v| v.parse::<u64>().ok()) == Some(starttime)
-        && fields
-            .get(23)
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|code| code > 1)
+    field::<u64>(&fields, 22) == Some(starttime)
+        && field::<u64>(&fields, 26).is_some_and(|code| code > 1)
 }
 
 /// Waits for the process behind `pidfd` to exit and returns its exit code (the code, or
@@ -59,21 +69,18 @@ pub async fn exited(pidfd: OwnedFd, pid: i32, starttime: u64) -> Option<u32> {
 
 /// The exit code of a zombie: `pid` with start time `starttime`, not yet reaped.
 fn zombie_code(pid: i32, starttime: u64) -> Option<u32> {
-    let path = format!("/proc/{pid}/stat");
     let mut buf = [0u8; 1024];
-    let stat = crate::layout::read_small(std::path::Path::new(&path), &mut buf)?;
-    parse_zombie_stat(stat, starttime)
+    parse_zombie_stat(read_stat(pid, &mut buf)?, starttime)
 }
 
 /// `exit_code` from a `/proc/<pid>/stat` line, when it is the zombie with `starttime`.
 fn parse_zombie_stat(stat: &str, starttime: u64) -> Option<u32> {
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // Fields from 3 on: state is field 3, starttime 22, exit_code 52.
-    if *fields.first()? != "Z" || fields.get(19)?.parse::<u64>().ok()? != starttime {
+    let fields = stat_fields(stat)?;
+    // State is field 3, starttime 22, exit_code 52.
+    if field::<String>(&fields, 3)? != "Z" || field::<u64>(&fields, 22)? != starttime {
         return None;
     }
-    wait_status_code(fields.get(49)?.parse().ok()?)
+    wait_status_code(field(&fields, 52)?)
 }
 
 /// A raw wait status (as `waitpid` gives it) as an exit code.
