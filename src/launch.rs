@@ -1,5 +1,6 @@
 //! Starting a shim from the daemon: make its directory and fifos, open the exit fifo's read
-//! end first, start `corral-shim` with `setsid`, and read its one-line answer.
+//! end first, start `corral-shim` (which starts a session of its own), and read its one-line
+//! answer.
 
 use crate::error::{Error, Result};
 use crate::layout::{proc_starttime, write_atomic, ShimDir};
@@ -8,7 +9,6 @@ use nix::sys::stat::Mode;
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -64,8 +64,14 @@ pub async fn launch(
         .map_err(|e| Error::Internal(format!("pipe: {e}")))?;
     let log = File::create(dir.shim_log()).map_err(|e| Error::io("create shim.log", e))?;
     let mut cmd = Command::new(shim_bin);
+    // The shim's directory as an argument, not as the child's working directory: std
+    // changes directory between fork and exec, which rules out `posix_spawn` here (a
+    // static binary's std cannot find `posix_spawn_file_actions_addchdir_np`).
+    let args = ShimArgs {
+        dir: Some(dir.path().to_path_buf()),
+        ..args.clone()
+    };
     cmd.args(args.to_args())
-        .current_dir(dir.path())
         // corrald's own: a runtime that sees NOTIFY_SOCKET (runc) passes it into the
         // container and waits for the container's READY=1, so under a Type=notify unit
         // `runc create`/`run -d` would never return.
@@ -73,13 +79,9 @@ pub async fn launch(
         .stdin(Stdio::null())
         .stdout(Stdio::from(sync_w))
         .stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // No `pre_exec` either (the shim calls `setsid` itself, first thing): std then starts
+    // it with `posix_spawn` (a vfork-style clone that copies no page tables) rather than a
+    // fork of the whole daemon, whose page tables grow with the containers it supervises.
     let (child, shim_exited) = crate::reaper::spawn(&mut cmd)
         .map_err(|e| Error::Internal(format!("cannot start shim {}: {e}", shim_bin.display())))?;
     // Our copy of the answer pipe's write end must go, or we would never see its end.

@@ -65,6 +65,9 @@ pub struct ShimArgs {
     /// The cgroup the shim moves itself into (in every hierarchy) before it runs the
     /// runtime: out of corrald's, so that stopping corrald's unit leaves it alone.
     pub cgroup: Option<String>,
+    /// The shim's directory ([`crate::layout::ShimDir`]), which it makes its working
+    /// directory first thing; without it, the directory it was started in.
+    pub dir: Option<PathBuf>,
 }
 
 impl ShimArgs {
@@ -120,6 +123,10 @@ impl ShimArgs {
             out.push("--cgroup".into());
             out.push(cgroup.into());
         }
+        if let Some(dir) = &self.dir {
+            out.push("--dir".into());
+            out.push(dir.clone().into());
+        }
         out
     }
 
@@ -144,6 +151,7 @@ impl ShimArgs {
             terminal: false,
             console_size: None,
             cgroup: None,
+            dir: None,
         };
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
@@ -180,6 +188,7 @@ impl ShimArgs {
                 }
                 "--console-size" => parsed.console_size = Some(console_size(&value)?),
                 "--cgroup" => parsed.cgroup = Some(value.to_string_lossy().into_owned()),
+                "--dir" => parsed.dir = Some(PathBuf::from(value)),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -231,6 +240,7 @@ mod tests {
             terminal: true,
             console_size: Some((80, 24)),
             cgroup: Some("/corral/_shims".into()),
+            dir: Some("/run/corral/default/c1/e1".into()),
         };
         let b = ShimArgs::parse(a.to_args()).unwrap();
         assert_eq!(b.log, a.log);
@@ -242,6 +252,7 @@ mod tests {
         assert_eq!(b.runtime_args, a.runtime_args);
         assert_eq!(b.verb_args, a.verb_args);
         assert_eq!(b.cgroup, a.cgroup);
+        assert_eq!(b.dir, a.dir);
         assert!(ShimArgs::parse(vec!["--mode".into()]).is_err());
     }
 

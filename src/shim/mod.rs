@@ -1,7 +1,8 @@
 //! corral-shim: one small synchronous process per container process (init or exec).
 //!
-//! The daemon starts it with `setsid`, in the process's [`ShimDir`], with stdout a pipe
-//! that the shim answers once on (`ok <pid>` or `err <message>`) and stderr its `shim.log`.
+//! The daemon starts it in the process's [`ShimDir`] (the shim starts a session of its
+//! own), with stdout a pipe that the shim answers once on (`ok <pid>` or `err <message>`)
+//! and stderr its `shim.log`.
 //! The shim makes itself a child subreaper, runs the runtime (`create`, `run --detach` or
 //! `exec --detach`) with `--pid-file`, reaps every child, and when the container process
 //! exits writes `exitStatus` (code, or 128 + signal) before it exits. It holds the write
@@ -41,10 +42,19 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 
 /// Runs the shim; returns the shim's own exit code.
 pub fn run(args: ShimArgs) -> i32 {
+    // A session of our own, so that nothing aimed at the daemon's session or process group
+    // (a terminal's hangup or Ctrl-C) reaches us. Done here rather than between the
+    // daemon's fork and exec so that the daemon can spawn us without a fork of itself.
+    let _ = nix::unistd::setsid();
+    let mut sync = std::io::stdout();
+    let entered = match &args.dir {
+        Some(dir) => std::env::set_current_dir(dir)
+            .map_err(|e| format!("cannot enter {}: {e}", dir.display())),
+        None => Ok(()),
+    };
     // Absolute: the runtime runs in the bundle directory, not in ours.
     let dir = ShimDir::new(std::env::current_dir().unwrap_or_else(|_| ".".into()));
-    let mut sync = std::io::stdout();
-    match supervise(&args, &dir, &mut sync) {
+    match entered.and_then(|()| supervise(&args, &dir, &mut sync)) {
         Ok(()) => 0,
         Err(msg) => {
             // The daemon may already have its answer; this is for shim.log.

@@ -359,6 +359,7 @@ impl Container {
             terminal: stdio.terminal,
             console_size: stdio.console_size.map(|c| (c.width, c.height)),
             cgroup: None, // the runtime's launch sets its shims' cgroup
+            dir: None,    // and `launch` the process's directory
         };
         (args, io)
     }
