@@ -4,6 +4,7 @@
 //! which publishes it when nothing that must come first can still come, and then the
 //! restart policy is asked (see `restart.rs`).
 
+use super::exit_gate::Step;
 use super::state::{Phase, StopCause};
 use super::Container;
 use crate::actors::process::{wait_hangup, Process, ShimWatch, FIFO_GRACE};
@@ -124,12 +125,16 @@ impl Container {
                 } else {
                     StopCause::Exited
                 };
-                self.become_(Phase::Stopped(cause));
+                // The summary goes with the exit's event, or below.
+                self.transition(Phase::Stopped(cause));
             }
             let step = self.gate.init_exited(status);
+            let publishing = matches!(step, Step::Publish(_));
             self.settle(step, ctx);
             // Its exit is listed even while the gate holds its event back.
-            self.push_summary();
+            if !publishing {
+                self.push_summary();
+            }
             return;
         }
         let pid = match self.execs.get_mut(process_id) {

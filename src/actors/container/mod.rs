@@ -184,10 +184,15 @@ impl Container {
 
     /// Moves to `to`; a step the whitelist lacks is logged and not taken (never a panic).
     fn become_(&mut self, to: Phase) {
+        self.transition(to);
+        self.push_summary();
+    }
+
+    /// [`Container::become_`] without the summary: for a caller that pushes it itself.
+    fn transition(&mut self, to: Phase) {
         if let Err(e) = self.life.transition(to) {
             tracing::warn!("{}: {e}", self.key());
         }
-        self.push_summary();
     }
 
     /// Sets the operation in flight, and tells the Supervisor.
@@ -263,12 +268,11 @@ impl Container {
         }
     }
 
-    /// The one event builder: an event of this container about `process_id`. The summary
-    /// goes first, so a client acting on the event lists the change.
+    /// The one event builder: an event of this container about `process_id`. Sending it
+    /// pushes the summary too, so a client acting on the event lists the change.
     fn emit(&self, topic: Topic, process_id: &str, pid: u32) -> Emit<'_> {
-        self.push_summary();
         Emit {
-            events: &self.env.events,
+            container: self,
             event: Event {
                 seq: 0,
                 timestamp_ns: 0,
@@ -448,7 +452,7 @@ impl Container {
 
 /// An event being built: set what it carries, then [`Emit::send`] it.
 struct Emit<'a> {
-    events: &'a Addr<Events>,
+    container: &'a Container,
     event: Event,
     mark: Option<PathBuf>,
 }
@@ -475,11 +479,18 @@ impl Emit<'_> {
         self
     }
 
+    /// Sends the event, then the container's summary if it changed. The event goes first
+    /// so that the Events actor, woken first, publishes it before the Supervisor files the
+    /// summary (the exit path's latency). A client still lists the change once it has the
+    /// event: the Container, Events and Supervisor share one thread, so the summary is in
+    /// the Supervisor's mailbox before this handler returns, before the event is out and
+    /// so before any list the event can prompt.
     fn send(self) {
-        self.events.do_send(Publish {
+        self.container.env.events.do_send(Publish {
             event: self.event,
             mark: self.mark,
         });
+        self.container.push_summary();
     }
 }
 
