@@ -281,16 +281,22 @@ fn follow(
             .spawn(move || copy_stdin(input, DetachMatcher::new(keys), tx))
             .map_err(|e| Error::Internal(format!("start the stdin thread: {e}")))?;
     }
-    let socket = ctl.socket.clone();
-    std::thread::Builder::new()
-        .name("output".into())
-        .spawn(move || {
-            let _ = tx.send(copy_output_retrying(attached, again, &socket));
-        })
-        .map_err(|e| Error::Internal(format!("start the output thread: {e}")))?;
-    let ended = rx
-        .recv()
-        .unwrap_or_else(|_| Err(Error::Internal("the attach ended without the exit".into())));
+    let ended = if opts.stdin {
+        // Two ends race, the output's (the exit) and the stdin's (the detach keys).
+        let socket = ctl.socket.clone();
+        std::thread::Builder::new()
+            .name("output".into())
+            .spawn(move || {
+                let _ = tx.send(copy_output_retrying(attached, again, &socket));
+            })
+            .map_err(|e| Error::Internal(format!("start the output thread: {e}")))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::Internal("the attach ended without the exit".into())))
+    } else {
+        // Only the output can end it: copied here, a thread fewer to start.
+        drop(tx);
+        copy_output_retrying(attached, again, &ctl.socket)
+    };
     drop(raw);
     ended
 }

@@ -40,6 +40,7 @@ pub struct CheckpointArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Action {
     /// Remove a checkpoint.
     Rm {

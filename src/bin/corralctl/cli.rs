@@ -44,8 +44,11 @@ pub struct Cli {
     pub command: Cmd,
 }
 
-/// Every command.
+/// Every command. Each command's arguments are added to the parser only when that command
+/// is used (`defer`; so on every subcommand enum): building all of them took about half a
+/// millisecond of each corralctl's start.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Create a container (runc create) from a bundle or an image; prints `ID created (pid N)`.
     #[command(

@@ -20,6 +20,7 @@ pub struct ContentArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum ContentCmd {
     /// List the blobs of the content store: columns `DIGEST SIZE CREATED`.
     #[command(visible_alias = "list")]
@@ -136,6 +137,7 @@ pub struct LeaseArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum LeaseCmd {
     /// Create a lease; prints its id.
     Create {
@@ -250,6 +252,7 @@ pub struct NamespaceArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum NamespaceCmd {
     /// Record a namespace; prints its name.
     Create {

@@ -17,6 +17,7 @@ pub struct ImageArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum ImageCmd {
     /// Pull an image from a registry into the namespace; prints `NAME DIGEST`.
     Pull(PullArgs),

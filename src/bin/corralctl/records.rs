@@ -19,6 +19,7 @@ pub struct ContainerArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum ContainerCmd {
     /// Make a container record from an image: unpack it, prepare its writable snapshot,
     /// store the spec from its config; no task (`task start ID` runs one). Prints the id.
@@ -118,6 +119,7 @@ pub struct TaskArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum TaskCmd {
     /// Make a task from a container record and start it: without -d copy its output,
     /// wait, exit with its code.

@@ -63,6 +63,8 @@ pub fn bundle(a: BundleArgs) -> Outcome {
 pub fn completion(a: CompletionArgs) -> Outcome {
     use clap_complete::{generate, shells};
     let mut cmd = Cli::command();
+    // Every command's arguments: they are added on first use (`defer`), not at start.
+    cmd.build();
     let mut out = std::io::stdout();
     match a.shell {
         Shell::Bash => generate(shells::Bash, &mut cmd, "corralctl", &mut out),
@@ -75,7 +77,9 @@ pub fn completion(a: CompletionArgs) -> Outcome {
 /// `man`: one page for corralctl and one per command.
 pub fn man(a: ManArgs) -> Outcome {
     std::fs::create_dir_all(&a.dir).map_err(|e| Error::io(a.dir.display(), e))?;
-    clap_mangen::generate_to(Cli::command(), &a.dir).map_err(|e| Error::io(a.dir.display(), e))?;
+    let mut cmd = Cli::command();
+    cmd.build(); // as for `completion`
+    clap_mangen::generate_to(cmd, &a.dir).map_err(|e| Error::io(a.dir.display(), e))?;
     println!("man pages written to {}", a.dir.display());
     Ok(0)
 }
