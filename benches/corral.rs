@@ -42,6 +42,7 @@ use corral::layout::StateDir;
 use corral::rpc::Client;
 use corral::{CreateRequest, EventFilter, Topic, DEFAULT_NAMESPACE, INIT_PROCESS};
 use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -903,7 +904,70 @@ struct KillSamples {
     published: Samples,
     shim: Samples,
     corral: Samples,
+    /// kill → the process's pidfd readable in the bench (the kernel's share), from a pass
+    /// of its own ([`kernel_share`]).
+    kernel: Samples,
     wrong_codes: usize,
+}
+
+/// The kernel's share of the exit path, apart from corral's: for each of `ids` in turn, the
+/// bench opens a pidfd on the container's process, kills it and times kill → the pidfd
+/// readable (the process a zombie: the moment the kernel wakes its shim and corrald), then
+/// waits (untimed) for its /tasks/exit before the next. A pass of its own, so that the
+/// bench's wake-up does not compete with corrald's in the timed passes.
+fn kernel_share(b: &mut Bench, ids: &[String], pids: &BTreeMap<String, u32>) -> R<Samples> {
+    let mut samples = Samples::default();
+    let mut sub = b
+        .client()?
+        .subscribe(EventFilter {
+            namespace: Some(DEFAULT_NAMESPACE.into()),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    sub.set_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    for id in ids {
+        b.check_stop()?;
+        let pid = *pids.get(id).ok_or_else(|| format!("{id} is not listed"))? as i32;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd (or -1).
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if fd < 0 {
+            return Err(format!(
+                "pidfd_open {pid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: `fd` was just returned to us and is owned here alone.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        std::thread::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        // SAFETY: SIGKILL to the container's init pid, which the daemon just listed.
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            return Err(format!("kill {pid}: {}", std::io::Error::last_os_error()));
+        }
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, valid for the call.
+        if unsafe { libc::poll(&mut pfd, 1, 5000) } != 1 {
+            return Err(format!(
+                "{id}: its pidfd did not become readable within 5 s"
+            ));
+        }
+        samples.push(t0.elapsed());
+        loop {
+            match sub.next() {
+                Some(Ok(ev)) if ev.topic == Topic::TaskExit && ev.container_id == *id => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(format!("waiting for /tasks/exit of {id}: {e}")),
+                None => return Err("corrald ended the event subscription".into()),
+            }
+        }
+    }
+    Ok(samples)
 }
 
 /// Kills each of `ids` in turn (its init pid from `pids`) and times its /tasks/exit.
@@ -1022,13 +1086,15 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
         // The same with stdio to /dev/null: corrald reads such a process's exit from the
         // kernel (a pidfd), without waiting for its shim.
         let half = (total / 2).max(1);
+        let kernel_n = (half / 2).max(1);
         progress(format!(
-            "4b. kill -9 -> /tasks/exit, {half} containers with stdio to /dev/null"
+            "4b. kill -9 -> /tasks/exit, {half} containers with stdio to /dev/null, then \
+             {kernel_n} more for the kernel's share"
         ));
         let mut quiet_ids = Vec::new();
         let mut quiet_pids = BTreeMap::new();
         let mut client = b.client()?;
-        for _ in 0..half {
+        for _ in 0..half + kernel_n {
             let id = b.id("q");
             let info = client
                 .create(CreateRequest {
@@ -1046,7 +1112,10 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
             quiet_pids.insert(id.clone(), info.pid);
             quiet_ids.push(id);
         }
-        let r = kill_each(b, &quiet_ids, &quiet_pids);
+        let r = kill_each(b, &quiet_ids[..half], &quiet_pids).and_then(|mut k| {
+            k.kernel = kernel_share(b, &quiet_ids[half..], &quiet_pids)?;
+            Ok(k)
+        });
         for id in &quiet_ids {
             let _ = client.delete(DEFAULT_NAMESPACE, id, true);
         }
@@ -1187,7 +1256,14 @@ fn bench_memory_and_kill(b: &mut Bench, rep: &mut Report, memory: bool, kill: bo
                     &k.shim,
                 ),
                 ("`exited_at` → published (corral)", &k.corral),
+                (
+                    "kill → the process's pidfd readable (the kernel's share; a pass of its own)",
+                    &k.kernel,
+                ),
             ] {
+                if samples.0.is_empty() {
+                    continue;
+                }
                 rep.line(format!(
                     "| {row} | {} | {} | {} | {} |",
                     ms(samples.median()),
