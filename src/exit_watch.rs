@@ -12,6 +12,7 @@
 //! terminal process's output after its exit, and its log is complete before anyone learns
 //! of the exit, so those exits keep coming through the shim.
 
+use crate::layout::{read_proc_stat, stat_field as field, stat_fields, StatBuf};
 use crate::reaper::exit_code;
 use nix::sys::wait::WaitStatus;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,24 +25,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub fn open(pid: i32, starttime: Option<u64>) -> Option<OwnedFd> {
     let starttime = starttime?;
     let fd = crate::launch::pidfd(pid)?;
-    let mut buf = [0u8; 1024];
-    shown_in_full(read_stat(pid, &mut buf)?, starttime).then_some(fd)
-}
-
-/// `/proc/<pid>/stat`, in one read.
-fn read_stat(pid: i32, buf: &mut [u8; 1024]) -> Option<&str> {
-    crate::layout::read_small(std::path::Path::new(&format!("/proc/{pid}/stat")), buf)
-}
-
-/// A stat line's fields from field 3 (the state) on: the command name (field 2) may hold
-/// spaces and parentheses, so the line is split after its last ')'. Field N is at N - 3.
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
-}
-
-/// Field `n` (as proc(5) numbers them) of `fields`, parsed.
-fn field<T: std::str::FromStr>(fields: &[&str], n: usize) -> Option<T> {
-    fields.get(n.checked_sub(3)?)?.parse().ok()
+    let mut buf: StatBuf = [0; 2048];
+    shown_in_full(read_proc_stat(pid, &mut buf)?, starttime).then_some(fd)
 }
 
 /// Whether a live process's stat line is the one with `starttime` and shows the fields
@@ -69,8 +54,8 @@ pub async fn exited(pidfd: OwnedFd, pid: i32, starttime: u64) -> Option<u32> {
 
 /// The exit code of a zombie: `pid` with start time `starttime`, not yet reaped.
 fn zombie_code(pid: i32, starttime: u64) -> Option<u32> {
-    let mut buf = [0u8; 1024];
-    parse_zombie_stat(read_stat(pid, &mut buf)?, starttime)
+    let mut buf: StatBuf = [0; 2048];
+    parse_zombie_stat(read_proc_stat(pid, &mut buf)?, starttime)
 }
 
 /// `exit_code` from a `/proc/<pid>/stat` line, when it is the zombie with `starttime`.

@@ -290,20 +290,41 @@ pub fn parse_exit_message(bytes: &[u8]) -> Option<(u32, u64)> {
 
 /// Reads a small kernel file (a `/proc` or cgroup file that fits in `buf`) with one
 /// `read`: `fs::read_to_string` would stat it and read it in growing pieces, their size
-/// being 0. For the exit path, where every syscall counts.
+/// being 0. For the exit path, where every syscall counts. `None` if it filled `buf`: it
+/// may not have fitted, and a cut number would read as another.
 pub fn read_small<'a, const N: usize>(path: &Path, buf: &'a mut [u8; N]) -> Option<&'a str> {
     use std::io::Read;
     let n = fs::File::open(path).ok()?.read(buf).ok()?;
-    std::str::from_utf8(buf.get(..n)?).ok()
+    std::str::from_utf8(buf.get(..n).filter(|_| n < N)?).ok()
+}
+
+/// Room for any `/proc/<pid>/stat` line: a command name of at most 15 bytes and 52
+/// fields of at most 20 digits and a sign, about 1.1 KiB.
+pub type StatBuf = [u8; 2048];
+
+/// `/proc/<pid>/stat`, in one read into `buf`; `None` if the process is gone (reaped).
+pub fn read_proc_stat(pid: i32, buf: &mut StatBuf) -> Option<&str> {
+    read_small(Path::new(&format!("/proc/{pid}/stat")), buf)
+}
+
+/// A stat line's fields from field 3 (the state) on: the command name (field 2) may hold
+/// spaces and parentheses, so the line is split after its last ')'. Field N is at N - 3;
+/// see [`stat_field`].
+pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// Field `n` (as proc(5) numbers them: 3 is the state, 22 the start time) of `fields`
+/// (from [`stat_fields`]), parsed.
+pub fn stat_field<T: std::str::FromStr>(fields: &[&str], n: usize) -> Option<T> {
+    fields.get(n.checked_sub(3)?)?.parse().ok()
 }
 
 /// `/proc/<pid>/stat` field 22 (start time in clock ticks since boot), or `None` if the
 /// process is gone.
 pub fn proc_starttime(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut buf: StatBuf = [0; 2048];
+    stat_field(&stat_fields(read_proc_stat(pid, &mut buf)?)?, 22)
 }
 
 /// Whether `pid` is the process that had start time `starttime` and has not been reaped.
@@ -314,18 +335,16 @@ pub fn same_process(pid: i32, starttime: u64) -> bool {
 /// Whether `pid` is still the process that had start time `starttime` and is alive: not
 /// gone, not replaced by another with the same pid, not a zombie. One read of its stat.
 pub fn still_running(pid: i32, starttime: u64) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let mut buf: StatBuf = [0; 2048];
+    let Some(fields) = (pid > 0)
+        .then(|| read_proc_stat(pid, &mut buf))
+        .flatten()
+        .and_then(stat_fields)
+    else {
         return false;
     };
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let state_alive = fields.first().is_some_and(|st| *st != "Z" && *st != "X");
-    state_alive && fields.get(19).and_then(|v| v.parse().ok()) == Some(starttime)
+    let alive = stat_field::<String>(&fields, 3).is_some_and(|st| st != "Z" && st != "X");
+    alive && stat_field(&fields, 22) == Some(starttime)
 }
 
 /// Pulls the `msg` of each error-level line out of a runtime's JSON log
