@@ -10,7 +10,7 @@ use common::raw::*;
 use common::*;
 use corral::rpc::frame::{encode, MAX_FRAME};
 use corral::rpc::{ClientFrame, Reply, Request, ServerFrame, PROTOCOL_VERSION};
-use corral::{Error, EventFilter};
+use corral::{Error, EventFilter, DEFAULT_NAMESPACE};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -278,6 +278,11 @@ fn connections_over_the_cap_get_a_clear_error() {
         Err(e) => e,
     };
     println!("over the cap: {err}");
+    assert!(err.to_string().contains("8 connections"), "{err}");
+    // A pipelined handshake (corralctl's) gets the same error with its first reply.
+    let err = corral::rpc::Client::connect_pipelined(&d.socket)
+        .and_then(|mut c| c.list(DEFAULT_NAMESPACE, Default::default()))
+        .expect_err("a ninth, pipelined connection was served");
     assert!(err.to_string().contains("8 connections"), "{err}");
     // A raw client reads the same error frame, then the connection closes.
     let mut s = raw(&d);

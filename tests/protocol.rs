@@ -112,6 +112,20 @@ fn the_handshake_is_enforced() {
     }
 }
 
+/// A pipelined handshake (the request right behind the Hello, as corralctl sends them)
+/// is answered like a waited-for one, and the handshake's answer is taken in passing.
+#[test]
+fn a_pipelined_handshake_is_answered_with_the_first_request() {
+    let d = Daemon::start("pipelined_hello");
+    let mut c = corral::rpc::Client::connect_pipelined(&d.socket).unwrap();
+    assert_eq!(c.daemon_version(), "", "the handshake's answer is not read yet");
+    let (release, protocol) = c.version().unwrap();
+    assert_eq!(protocol, PROTOCOL_VERSION);
+    assert_eq!(c.daemon_version(), release);
+    assert!(c.list("default", Default::default()).unwrap().is_empty());
+    d.assert_alive();
+}
+
 /// Requests sent back to back on one connection are all answered, each with its own id.
 #[test]
 fn pipelined_requests_are_answered_by_id() {

@@ -32,11 +32,25 @@ pub struct Client {
     pub(super) stream: UnixStream,
     next_id: u64,
     daemon: String,
+    /// The handshake's frame id while its answer is unread ([`Client::connect_pipelined`]).
+    hello: Option<u64>,
 }
 
 impl Client {
     /// Connects and does the handshake.
     pub fn connect(path: &Path) -> Result<Client> {
+        let mut client = Client::connect_pipelined(path)?;
+        if let Some(hello) = client.hello {
+            client.receive(hello)?;
+        }
+        Ok(client)
+    }
+
+    /// Connects and sends the handshake without waiting for its answer, so that the first
+    /// request follows it at once: one round trip fewer, for a client that makes a request
+    /// right away (corralctl). The answer, or the daemon's refusal (a protocol it does not
+    /// speak, too many connections), is read with the first request's reply.
+    pub fn connect_pipelined(path: &Path) -> Result<Client> {
         let stream = UnixStream::connect(path).map_err(|e| {
             Error::Internal(format!(
                 "cannot connect to corrald at {}: {e} (is corrald running?)",
@@ -47,19 +61,17 @@ impl Client {
             stream,
             next_id: 1,
             daemon: String::new(),
+            hello: None,
         };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             client: format!("corral {}", crate::VERSION),
         };
-        match client.call(hello)? {
-            Reply::Hello { daemon, .. } => client.daemon = daemon,
-            other => return Err(unexpected(&other)),
-        }
+        client.hello = Some(client.send(hello)?);
         Ok(client)
     }
 
-    /// The daemon's release, from the handshake.
+    /// The daemon's release, from the handshake (empty while its answer is unread).
     pub fn daemon_version(&self) -> &str {
         &self.daemon
     }
@@ -67,7 +79,13 @@ impl Client {
     pub(super) fn send(&mut self, request: Request) -> Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
-        write_frame_sync(&mut self.stream, &ClientFrame { id, request })?;
+        if let Err(e) = write_frame_sync(&mut self.stream, &ClientFrame { id, request }) {
+            // A daemon that refused the handshake has said why, then closed.
+            if let Some(hello) = self.hello {
+                self.receive(hello)?;
+            }
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -75,6 +93,18 @@ impl Client {
         loop {
             let frame: ServerFrame = read_frame_sync(&mut self.stream)?
                 .ok_or_else(|| Error::Internal("corrald closed the connection".into()))?;
+            if self.hello.is_some_and(|hello| hello == frame.id) {
+                self.hello = None;
+                match frame.reply {
+                    Reply::Hello { daemon, .. } => self.daemon = daemon,
+                    Reply::Error(e) => return Err(e),
+                    other => return Err(unexpected(&other)),
+                }
+                if frame.id == id {
+                    return Ok(Reply::Ok);
+                }
+                continue;
+            }
             match frame.reply {
                 Reply::Error(e) if frame.id == id || frame.id == 0 => return Err(e),
                 reply if frame.id == id => return Ok(reply),

@@ -77,7 +77,8 @@ pub struct Ctl {
 impl Ctl {
     /// A connection to the daemon.
     pub fn client(&self) -> Result<Client, Error> {
-        Client::connect(&self.socket)
+        // Every command makes its request at once: the handshake's answer comes with it.
+        Client::connect_pipelined(&self.socket)
     }
 }
 
