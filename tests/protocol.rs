@@ -118,7 +118,11 @@ fn the_handshake_is_enforced() {
 fn a_pipelined_handshake_is_answered_with_the_first_request() {
     let d = Daemon::start("pipelined_hello");
     let mut c = corral::rpc::Client::connect_pipelined(&d.socket).unwrap();
-    assert_eq!(c.daemon_version(), "", "the handshake's answer is not read yet");
+    assert_eq!(
+        c.daemon_version(),
+        "",
+        "the handshake's answer is not read yet"
+    );
     let (release, protocol) = c.version().unwrap();
     assert_eq!(protocol, PROTOCOL_VERSION);
     assert_eq!(c.daemon_version(), release);

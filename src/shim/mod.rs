@@ -27,7 +27,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -204,9 +204,11 @@ fn supervise(args: &ShimArgs, dir: &ShimDir, sync: &mut std::io::Stdout) -> Resu
     // write the record and exit (about a quarter of a millisecond it would otherwise wait).
     // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
     unsafe { libc::sched_yield() };
-    crate::layout::write_durable_at(&own_dir, "exitStatus", code.to_string().as_bytes())
-        .map_err(|e| format!("write exitStatus: {e}"))?;
-    Ok(())
+    let written =
+        crate::layout::write_durable_at(&own_dir, "exitStatus", code.to_string().as_bytes());
+    // Now the zombie (left for the daemon's sake by `reap_until_exit`) can go.
+    let _ = waitpid(Pid::from_raw(pid), None);
+    written.map_err(|e| format!("write exitStatus: {e}"))
 }
 
 /// Waits for the runtime to exit: its code, and whether the terminal (if the process has
@@ -264,22 +266,34 @@ fn reap_until_exit(
     let mut line = Vec::new();
     let mut slots = Vec::new();
     loop {
-        // Reap first: the container may have exited before we got here.
+        // Reap first: the container may have exited before we got here. The main process
+        // is only looked at (WNOWAIT) and stays a zombie until the daemon has been told:
+        // reaping a pid namespace's init waits for an RCU grace period (a few hundred
+        // microseconds), which is no part of telling. Other children are reaped at once.
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::All, flags) {
                 Ok(WaitStatus::Exited(p, code)) if p.as_raw() == main => return Ok(code as u32),
                 Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == main => {
                     return Ok(128 + sig as u32)
                 }
                 Ok(WaitStatus::StillAlive) => break,
+                Ok(other) => {
+                    let reaped = other
+                        .pid()
+                        .map(|pid| waitpid(pid, Some(WaitPidFlag::WNOHANG)));
+                    if !matches!(reaped, Some(Ok(status)) if status.pid().is_some()) {
+                        break; // not reaped after all: wait for the next SIGCHLD
+                    }
+                }
                 // Not our child (cannot happen while we are its subreaper); if it is gone
                 // too, its status is lost for good: say so rather than wait forever.
                 Err(Errno::ECHILD) if proc_starttime(main).is_none() => {
                     return Ok(crate::types::UNKNOWN_EXIT_CODE)
                 }
                 Err(Errno::ECHILD) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(e) => return Err(format!("waitpid: {e}")),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(format!("waitid: {e}")),
             }
         }
         slots.clear();
