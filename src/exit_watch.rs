@@ -175,6 +175,13 @@ mod tests {
         )
         .unwrap();
         let pid: i32 = line.trim().parse().unwrap();
+        // Its `exec` done first: mid-exec its new memory map's `startcode` may still read 0
+        // (and `open` then refuses it, as unshown).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "sleep\n" {
+            assert!(std::time::Instant::now() < deadline, "sleep never ran");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let start = crate::layout::proc_starttime(pid).unwrap();
         let fd = open(pid, Some(start)).unwrap();
         let second = open(pid, Some(start)).unwrap();

@@ -154,39 +154,6 @@ pub async fn launch(
     )))
 }
 
-/// Waits until `fd` (an eventfd or inotify fd, non-blocking) is readable and drains it.
-/// Returns false when the fd can no longer be watched.
-pub async fn readable(fd: &OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
-    let raw = fd.as_raw_fd();
-    // SAFETY: the AsyncFd borrows `raw` only within this call, while `fd` stays open.
-    let Ok(afd) = (unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(raw, tokio::io::Interest::READABLE)
-    }) else {
-        return false;
-    };
-    loop {
-        let Ok(mut guard) = afd.readable().await else {
-            return false;
-        };
-        match read_once(raw) {
-            Ok(n) if n > 0 => return true,
-            Ok(_) => return false,
-            Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
-/// One read of an eventfd or inotify fd. Its buffer (room for inotify events) lives on
-/// this call's stack: one kept in the waiting future would cost every watched container
-/// 4 KiB of the daemon's heap.
-fn read_once(raw: std::os::fd::RawFd) -> nix::Result<usize> {
-    let mut buf = [0u8; 4096];
-    nix::unistd::read(raw, &mut buf)
-}
-
 /// A pidfd for `pid` (readable once that process has exited), if the kernel has them.
 pub fn pidfd(pid: i32) -> Option<OwnedFd> {
     use std::os::fd::FromRawFd;

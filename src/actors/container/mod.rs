@@ -23,6 +23,7 @@ mod inspect;
 mod io;
 mod kill;
 mod oom;
+pub mod oom_set;
 mod pause;
 pub mod record;
 pub mod restart;
@@ -110,6 +111,9 @@ pub struct SharedEnv {
     /// Where the container's summary goes whenever it changes (the Supervisor, which
     /// answers lists from them); `None` in tests of a lone container.
     pub supervisor: Option<Addr<super::supervisor::Supervisor>>,
+    /// The one epoll set of every container's OOM notifier (`None` if it could not be
+    /// made: OOM kills are then found when the init exits).
+    pub oom_set: Option<Arc<oom_set::OomSet>>,
 }
 
 /// One container.

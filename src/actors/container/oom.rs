@@ -19,7 +19,8 @@ const OOM_RECHECKS: [std::time::Duration; 4] = [
 /// The container's OOM watch and what it has seen in the current run.
 #[derive(Default)]
 pub(super) struct OomWatch {
-    task: Option<SpawnHandle>,
+    /// Its notifier in the daemon's [`OomSet`](super::oom_set::OomSet).
+    registration: Option<super::oom_set::OomRegistration>,
     /// The parent cgroup's counter (v2), for an exit whose cgroup is already gone.
     parent: Option<crate::cgroups::oom::ParentCounter>,
     kills_this_run: u64,
@@ -36,9 +37,7 @@ impl Container {
     /// Watches the cgroup for OOM kills (after a create, a restart or an adoption); with
     /// `fresh_cgroup`, the counter starts from 0 (a new cgroup).
     pub(super) fn watch_oom(&mut self, fresh_cgroup: bool, ctx: &mut Context<Self>) {
-        if let Some(old) = self.oom.task.take() {
-            ctx.cancel_future(old);
-        }
+        self.oom.registration = None;
         // The init process tells where its cgroups really are, unless it is already
         // exiting (the kernel then says "/"): the recorded paths stand then.
         if let Some(paths) = crate::cgroups::CgroupPaths::of_container(self.init.pid) {
@@ -63,16 +62,14 @@ impl Container {
         }
         // Kills since the baseline (before we watched, or while the daemon was down).
         self.check_oom();
-        let Some(fd) = notify else { return };
-        // Each wake-up looks at the counter on the actor itself: no address of its own
-        // (two allocations) is kept in the watch.
-        let wakeups = futures_util::stream::unfold(fd, |fd| async move {
-            crate::launch::readable(&fd).await.then_some(((), fd))
-        });
-        let watch = actix::fut::wrap_stream::<_, Self>(wakeups)
-            .map(|(), act, ctx| act.oom_woken(0, ctx))
-            .finish();
-        self.oom.task = Some(ctx.spawn(watch));
+        let (Some(fd), Some(set)) = (notify, &self.env.oom_set) else {
+            return;
+        };
+        // One epoll set serves every container's notifier and sends us `OomWoken`.
+        match set.add(fd, ctx.address().downgrade()) {
+            Ok(registration) => self.oom.registration = Some(registration),
+            Err(e) => tracing::warn!("{}: cannot watch for OOM kills: {e}", self.key()),
+        }
     }
 
     /// A wake-up of the OOM watch (`recheck` 0), or a look again after one that found no
@@ -80,7 +77,7 @@ impl Container {
     /// OOM killer has chosen its victim and counted the kill, so the first look can come
     /// too early (seen: a child's kill while the container ran went unreported now and
     /// then). Looks again after each of [`OOM_RECHECKS`] until a kill is counted.
-    fn oom_woken(&mut self, recheck: usize, ctx: &mut Context<Self>) {
+    pub(super) fn oom_woken(&mut self, recheck: usize, ctx: &mut Context<Self>) {
         let seen = self.record.oom_seen;
         self.check_oom();
         if self.record.oom_seen != seen {

@@ -65,6 +65,7 @@ impl Harness {
                     max_files: 2,
                 }),
                 supervisor: None,
+                oom_set: None,
             }),
         };
         Container::new(record, dir, env).start()

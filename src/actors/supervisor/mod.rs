@@ -66,6 +66,8 @@ pub struct Supervisor {
     address: Option<Addr<Supervisor>>,
     /// What every container's environment shares ([`Supervisor::env`]).
     shared_env: Option<std::sync::Arc<SharedEnv>>,
+    /// The epoll set of every container's OOM notifier, made with the first container.
+    oom_set: Option<std::sync::Arc<crate::actors::container::oom_set::OomSet>>,
 }
 
 mod adopt;
@@ -97,6 +99,7 @@ impl Supervisor {
             last_change: std::time::Instant::now(),
             address: None,
             shared_env: None,
+            oom_set: None,
         }
     }
 
@@ -113,6 +116,14 @@ impl Supervisor {
             .entry(key)
             .or_insert_with(|| std::sync::Arc::new(runtime))
             .clone();
+        if self.oom_set.is_none() {
+            match crate::actors::container::oom_set::OomSet::start() {
+                Ok(set) => self.oom_set = Some(set),
+                Err(e) => tracing::error!(
+                    "cannot make the OOM watch set ({e}): OOM kills are found only at exits"
+                ),
+            }
+        }
         let shared = match &self.shared_env {
             Some(shared) => shared.clone(),
             None => {
@@ -122,6 +133,7 @@ impl Supervisor {
                     criu: self.settings.criu.clone(),
                     logs: self.settings.logs.clone(),
                     supervisor: self.address.clone(),
+                    oom_set: self.oom_set.clone(),
                 });
                 // Kept once the supervisor knows its address (always, once started).
                 if self.address.is_some() {
