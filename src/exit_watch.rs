@@ -31,13 +31,21 @@ pub fn open(pid: i32, starttime: Option<u64>) -> Option<OwnedFd> {
 
 /// Whether a live process's stat line is the one with `starttime` and shows the fields
 /// kept from readers without ptrace-read access: its `startcode` (field 26) reads 1 to
-/// them, a real address to others.
+/// them, its address to others, or 0 in the middle of an `exec` (the new memory map is in
+/// place, with its stack, but no code yet: the runtime may return while its init still
+/// execs the container's command). A process with no memory map at all (exiting, or a
+/// zombie) reads 0 to anyone: with `vsize` (field 23, shown to all) 0 too, it is not
+/// trusted.
 fn shown_in_full(stat: &str, starttime: u64) -> bool {
     let Some(fields) = stat_fields(stat) else {
         return false;
     };
-    field::<u64>(&fields, 22) == Some(starttime)
-        && field::<u64>(&fields, 26).is_some_and(|code| code > 1)
+    let shown = match field::<u64>(&fields, 26) {
+        Some(1) | None => false,
+        Some(0) => field::<u64>(&fields, 23).is_some_and(|vsize| vsize > 0),
+        Some(_) => true,
+    };
+    shown && field::<u64>(&fields, 22) == Some(starttime)
 }
 
 /// Waits for the process behind `pidfd` to exit and returns its exit code (the code, or
@@ -149,7 +157,17 @@ mod tests {
             !shown_in_full(&stat("1"), 4242),
             "startcode 1: not ptrace-readable"
         );
+        // Field 23 (vsize) is 23 in these lines: a memory map.
+        assert!(
+            shown_in_full(&stat("0"), 4242),
+            "startcode 0 with a map: mid-exec"
+        );
         assert!(!shown_in_full(&stat("4194304"), 4243), "another process");
+        let no_map = stat("0").replacen(" 23 ", " 0 ", 1);
+        assert!(
+            !shown_in_full(&no_map, 4242),
+            "no memory map: exiting, shows nothing"
+        );
         assert!(!shown_in_full("garbage", 4242));
         // Our own stat is shown in full to us.
         let me = std::process::id() as i32;
