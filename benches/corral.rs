@@ -910,21 +910,6 @@ struct KillSamples {
     wrong_codes: usize,
 }
 
-/// A subscription to every event of the default namespace, `timeout` on each read, given
-/// a moment for the daemon to register it before anything it should see happens.
-fn subscribe_all(b: &Bench, timeout: Duration) -> R<corral::rpc::Subscription> {
-    let sub = b
-        .client()?
-        .subscribe(EventFilter {
-            namespace: Some(DEFAULT_NAMESPACE.into()),
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    sub.set_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(sub)
-}
-
 /// The kernel's share of the exit path, apart from corral's: for each of `ids` in turn, the
 /// bench opens a pidfd on the container's process, kills it and times kill → the pidfd
 /// readable (the process a zombie: the moment the kernel wakes its shim and corrald), then
@@ -932,7 +917,7 @@ fn subscribe_all(b: &Bench, timeout: Duration) -> R<corral::rpc::Subscription> {
 /// bench's wake-up does not compete with corrald's in the timed passes.
 fn kernel_share(b: &mut Bench, ids: &[String], pids: &BTreeMap<String, u32>) -> R<Samples> {
     let mut samples = Samples::default();
-    let mut sub = subscribe_all(b, Duration::from_secs(10))?;
+    let mut sub = subscribe_all(b.client()?, Duration::from_secs(10))?;
     for id in ids {
         b.check_stop()?;
         let pid = *pids.get(id).ok_or_else(|| format!("{id} is not listed"))? as i32;
@@ -979,7 +964,7 @@ fn kernel_share(b: &mut Bench, ids: &[String], pids: &BTreeMap<String, u32>) -> 
 /// Kills each of `ids` in turn (its init pid from `pids`) and times its /tasks/exit.
 fn kill_each(b: &mut Bench, ids: &[String], pids: &BTreeMap<String, u32>) -> R<KillSamples> {
     let mut k = KillSamples::default();
-    let mut sub = subscribe_all(b, Duration::from_secs(10))?;
+    let mut sub = subscribe_all(b.client()?, Duration::from_secs(10))?;
     for id in ids {
         b.check_stop()?;
         let pid = *pids.get(id).ok_or_else(|| format!("{id} is not listed"))? as i32;
@@ -1915,7 +1900,7 @@ fn bench_scale(b: &mut Bench, rep: &mut Report) -> R<()> {
     if let Some((id, _)) = victims.iter().find(|(_, p)| *p <= 0) {
         return Err(format!("{id} has no pid"));
     }
-    let mut sub = subscribe_all(b, Duration::from_secs(20))?;
+    let mut sub = subscribe_all(b.client()?, Duration::from_secs(20))?;
     let killed = Instant::now();
     for (_, pid) in &victims {
         // SAFETY: SIGKILL to a container's init pid, which the daemon just listed.

@@ -51,8 +51,8 @@ mod image_run;
 
 use corral::rpc::{Client, Subscription};
 use corral::{
-    BlobState, CreateRequest, Credentials, EventFilter, ImportRequest, PullRequest, RemoteOptions,
-    Topic, DEFAULT_NAMESPACE,
+    BlobState, CreateRequest, Credentials, ImportRequest, PullRequest, RemoteOptions, Topic,
+    DEFAULT_NAMESPACE,
 };
 use images::{Compression, ImageSpec};
 use registry::Registry;
@@ -993,17 +993,7 @@ struct Prober {
 }
 
 fn prober(b: &Bench) -> R<Prober> {
-    let sub = b
-        .client()?
-        .subscribe(EventFilter {
-            namespace: Some(DEFAULT_NAMESPACE.into()),
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    sub.set_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    // Let the daemon register the subscription before the first kill.
-    std::thread::sleep(Duration::from_millis(200));
+    let sub = subscribe_all(b.client()?, Duration::from_secs(10))?;
     Ok(Prober {
         client: b.client()?,
         sub,

@@ -307,3 +307,21 @@ pub fn reap_strays(keep: Option<i32>) {
         unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
     }
 }
+
+/// Turns `client` into a subscription to every event of the default namespace, with
+/// `timeout` on each read, and gives the daemon a moment to register it before anything it
+/// should see happens.
+pub fn subscribe_all(
+    client: corral::rpc::Client,
+    timeout: Duration,
+) -> R<corral::rpc::Subscription> {
+    let sub = client
+        .subscribe(corral::EventFilter {
+            namespace: Some(corral::DEFAULT_NAMESPACE.into()),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    sub.set_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(sub)
+}
