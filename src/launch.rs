@@ -64,9 +64,8 @@ pub async fn launch(
         .map_err(|e| Error::Internal(format!("pipe: {e}")))?;
     let log = File::create(dir.shim_log()).map_err(|e| Error::io("create shim.log", e))?;
     let mut cmd = Command::new(shim_bin);
-    // The shim's directory as an argument, not as the child's working directory: std
-    // changes directory between fork and exec, which rules out `posix_spawn` here (a
-    // static binary's std cannot find `posix_spawn_file_actions_addchdir_np`).
+    // The shim's directory as an argument, not as the child's working directory: asked to
+    // change directory, std forks here rather than use `posix_spawn` (seen in strace).
     let args = ShimArgs {
         dir: Some(dir.path().to_path_buf()),
         ..args.clone()
