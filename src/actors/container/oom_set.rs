@@ -1,12 +1,13 @@
 //! One epoll set for every container's OOM notifier (a cgroup v1 eventfd, a v2 inotify
 //! descriptor). A container keeps its descriptor in an [`OomRegistration`]; the set keeps,
-//! by token, the descriptor's number and the container's address, and one task waits on
-//! the set and tells each container whose descriptor turned readable ([`OomWoken`]).
+//! by the descriptor's number (unique while it is open, and it leaves the set before it
+//! closes), the container's address, and one task waits on the set and tells each
+//! container whose descriptor turned readable ([`OomWoken`]).
 //!
 //! A watch of its own per container (a future on its context and a tokio registration of
 //! its descriptor) cost about 480 bytes of the daemon's heap; an entry here is a weak
 //! address (one pointer: it keeps no container alive) and the map's slot, about 40 bytes,
-//! and a container's registration its descriptor, a token and the set's pointer.
+//! and a container's registration its descriptor and the set's pointer.
 
 use super::Container;
 use actix::prelude::*;
@@ -14,7 +15,6 @@ use actix::WeakAddr;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::unix::AsyncFd;
 
@@ -26,8 +26,7 @@ pub(super) struct OomWoken;
 /// The daemon's one set of OOM notifiers.
 pub struct OomSet {
     epoll: AsyncFd<EpollFd>,
-    entries: Mutex<HashMap<u64, (RawFd, WeakAddr<Container>)>>,
-    next: AtomicU64,
+    entries: Mutex<HashMap<RawFd, WeakAddr<Container>>>,
 }
 
 /// The epoll descriptor, as tokio's `AsyncFd` wants it.
@@ -50,7 +49,6 @@ impl OomSet {
         let set = Arc::new(OomSet {
             epoll,
             entries: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
         });
         actix_rt::spawn(serve(set.clone()));
         Ok(set)
@@ -63,21 +61,20 @@ impl OomSet {
         fd: OwnedFd,
         container: WeakAddr<Container>,
     ) -> std::io::Result<OomRegistration> {
-        let token = self.next.fetch_add(1, Ordering::Relaxed);
-        self.entries().insert(token, (fd.as_raw_fd(), container));
-        let event = EpollEvent::new(EpollFlags::EPOLLIN, token);
+        let raw = fd.as_raw_fd();
+        self.entries().insert(raw, container);
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, raw as u64);
         if let Err(e) = self.epoll.get_ref().0.add(fd.as_fd(), event) {
-            self.entries().remove(&token);
+            self.entries().remove(&raw);
             return Err(e.into());
         }
         Ok(OomRegistration {
             set: self.clone(),
-            token,
             fd,
         })
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (RawFd, WeakAddr<Container>)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<RawFd, WeakAddr<Container>>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -85,7 +82,6 @@ impl OomSet {
 /// A container's place in the [`OomSet`]: its notifier, watched until this is dropped.
 pub(super) struct OomRegistration {
     set: Arc<OomSet>,
-    token: u64,
     fd: OwnedFd,
 }
 
@@ -94,7 +90,7 @@ impl Drop for OomRegistration {
         // Out of the epoll set and the map before the descriptor closes (the number may be
         // reused at once).
         let _ = self.set.epoll.get_ref().0.delete(self.fd.as_fd());
-        self.set.entries().remove(&self.token);
+        self.set.entries().remove(&self.fd.as_raw_fd());
     }
 }
 
@@ -123,10 +119,11 @@ async fn serve(set: Arc<OomSet>) {
         }
         let entries = set.entries();
         for event in &events[..n] {
-            if let Some((fd, container)) = entries.get(&event.data()) {
+            let fd = event.data() as RawFd;
+            if let Some(container) = entries.get(&fd) {
                 // SAFETY: the registration holding `fd` removes it from the map (under this
                 // lock) before it closes it, so it is open while we hold the lock.
-                drain(unsafe { BorrowedFd::borrow_raw(*fd) });
+                drain(unsafe { BorrowedFd::borrow_raw(fd) });
                 if let Some(container) = container.upgrade() {
                     container.do_send(OomWoken);
                 }
