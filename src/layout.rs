@@ -335,12 +335,11 @@ pub fn same_process(pid: i32, starttime: u64) -> bool {
 /// Whether `pid` is still the process that had start time `starttime` and is alive: not
 /// gone, not replaced by another with the same pid, not a zombie. One read of its stat.
 pub fn still_running(pid: i32, starttime: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
     let mut buf: StatBuf = [0; 2048];
-    let Some(fields) = (pid > 0)
-        .then(|| read_proc_stat(pid, &mut buf))
-        .flatten()
-        .and_then(stat_fields)
-    else {
+    let Some(fields) = read_proc_stat(pid, &mut buf).and_then(stat_fields) else {
         return false;
     };
     let alive = stat_field::<String>(&fields, 3).is_some_and(|st| st != "Z" && st != "X");
